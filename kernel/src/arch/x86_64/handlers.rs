@@ -1,0 +1,166 @@
+//! Interrupt and exception handlers (compiler `extern "x86-interrupt"` style).
+//!
+//! Every handler has an unmangled symbol (`isr_<mnemonic>` for 0-31) so the lab's IDT dump
+//! resolves gates to readable names.
+
+use core::mem::size_of;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use super::idt::{ENTRIES, vector};
+use crate::drivers::pic;
+
+/// What the CPU pushes on every interrupt in 64-bit mode, lowest address first (SDM vol. 3A
+/// §6.14.2, Figure 6-9): SS and RSP are pushed whether or not the privilege level changes. The
+/// error code, when the vector has one, sits below RIP and is passed separately.
+#[repr(C)]
+#[derive(Debug)]
+pub struct InterruptFrame {
+    pub rip: u64,
+    pub cs: u64,
+    pub rflags: u64,
+    pub rsp: u64,
+    pub ss: u64,
+}
+
+const _: () = assert!(size_of::<InterruptFrame>() == 40);
+
+/// Architectural vector names (SDM Table 6-1); index = vector.
+pub const MNEMONICS: [&str; 32] = [
+    "#DE", "#DB", "NMI", "#BP", "#OF", "#BR", "#UD", "#NM", "#DF", "CSO", "#TS", "#NP", "#SS",
+    "#GP", "#PF", "RSV15", "#MF", "#AC", "#MC", "#XM", "#VE", "#CP", "RSV22", "RSV23", "RSV24",
+    "RSV25", "RSV26", "RSV27", "#HV", "#VC", "#SX", "RSV31",
+];
+
+pub static TICKS: AtomicU64 = AtomicU64::new(0);
+
+fn report(vector: u8, frame: &InterruptFrame, error_code: Option<u64>) {
+    let name = MNEMONICS.get(vector as usize).copied().unwrap_or("IRQ");
+    crate::serial_println!(
+        "EXCEPTION vector={vector} name={name} rip={:#x} cs={:#x} rflags={:#x} rsp={:#x} ss={:#x} error_code={}",
+        frame.rip,
+        frame.cs,
+        frame.rflags,
+        frame.rsp,
+        frame.ss,
+        match error_code {
+            Some(c) => c as i64,
+            None => -1,
+        }
+    );
+}
+
+/// An exception the kernel does not recover from: report and stop this CPU.
+fn fatal(vector: u8, frame: &InterruptFrame, error_code: Option<u64>) -> ! {
+    report(vector, frame, error_code);
+    crate::serial_println!("HALTED after unrecoverable exception {vector}");
+    crate::halt_forever()
+}
+
+macro_rules! exception_handlers {
+    ($( $name:ident = $vec:expr, $kind:tt; )*) => {
+        $( exception_handlers!(@one $name, $vec, $kind); )*
+        fn exception_table(t: &mut [Option<u64>; ENTRIES]) {
+            $( t[$vec] = Some($name as *const () as u64); )*
+        }
+    };
+    (@one $name:ident, $vec:expr, plain) => {
+        #[unsafe(no_mangle)]
+        pub extern "x86-interrupt" fn $name(frame: InterruptFrame) {
+            fatal($vec, &frame, None)
+        }
+    };
+    (@one $name:ident, $vec:expr, error) => {
+        #[unsafe(no_mangle)]
+        pub extern "x86-interrupt" fn $name(frame: InterruptFrame, error_code: u64) {
+            fatal($vec, &frame, Some(error_code))
+        }
+    };
+}
+
+// `error` exactly for the vectors that push an error code (SDM Table 6-1): 8, 10-14, 17, 21, 29, 30.
+exception_handlers! {
+    isr_de = 0, plain;
+    isr_db = 1, plain;
+    isr_nmi = 2, plain;
+    isr_of = 4, plain;
+    isr_br = 5, plain;
+    isr_ud = 6, plain;
+    isr_nm = 7, plain;
+    isr_cso = 9, plain;
+    isr_ts = 10, error;
+    isr_np = 11, error;
+    isr_ss = 12, error;
+    isr_gp = 13, error;
+    isr_pf = 14, error;
+    isr_rsv15 = 15, plain;
+    isr_mf = 16, plain;
+    isr_ac = 17, error;
+    isr_mc = 18, plain;
+    isr_xm = 19, plain;
+    isr_ve = 20, plain;
+    isr_cp = 21, error;
+    isr_rsv22 = 22, plain;
+    isr_rsv23 = 23, plain;
+    isr_rsv24 = 24, plain;
+    isr_rsv25 = 25, plain;
+    isr_rsv26 = 26, plain;
+    isr_rsv27 = 27, plain;
+    isr_hv = 28, plain;
+    isr_vc = 29, error;
+    isr_sx = 30, error;
+    isr_rsv31 = 31, plain;
+}
+
+/// #BP is a trap: the saved RIP already points past `int3`, so returning resumes.
+#[unsafe(no_mangle)]
+pub extern "x86-interrupt" fn isr_bp(frame: InterruptFrame) {
+    report(vector::BREAKPOINT, &frame, None);
+}
+
+/// #DF is an abort with error code 0 (SDM §6.15, "Interrupt 8"); never returns.
+#[unsafe(no_mangle)]
+pub extern "x86-interrupt" fn isr_df(frame: InterruptFrame, error_code: u64) -> ! {
+    fatal(vector::DOUBLE_FAULT, &frame, Some(error_code))
+}
+
+#[unsafe(no_mangle)]
+pub extern "x86-interrupt" fn isr_timer(_frame: InterruptFrame) {
+    TICKS.fetch_add(1, Ordering::Relaxed);
+    pic::end_of_interrupt(vector::TIMER);
+}
+
+/// COM1 receive: wakes the shell from `hlt`; the shell reads the byte itself.
+#[unsafe(no_mangle)]
+pub extern "x86-interrupt" fn isr_serial(_frame: InterruptFrame) {
+    pic::end_of_interrupt(vector::SERIAL);
+}
+
+/// A spurious IRQ7/IRQ15 from the 8259 must not be acknowledged with an EOI (the master still
+/// needs one for a spurious IRQ15, as the cascade line was real); `pic` handles both cases.
+#[unsafe(no_mangle)]
+pub extern "x86-interrupt" fn isr_pic_spurious(_frame: InterruptFrame) {
+    pic::spurious(vector::PIC1_SPURIOUS);
+}
+
+#[unsafe(no_mangle)]
+pub extern "x86-interrupt" fn isr_pic2_spurious(_frame: InterruptFrame) {
+    pic::spurious(vector::PIC2_SPURIOUS);
+}
+
+/// The local APIC's spurious vector: no EOI (SDM vol. 3A §11.9).
+#[unsafe(no_mangle)]
+pub extern "x86-interrupt" fn isr_apic_spurious(_frame: InterruptFrame) {}
+
+/// Handler address for every vector that has one.
+pub fn handler_table() -> [Option<u64>; ENTRIES] {
+    let mut t = [None; ENTRIES];
+    exception_table(&mut t);
+    t[vector::BREAKPOINT as usize] = Some(isr_bp as *const () as u64);
+    t[vector::DOUBLE_FAULT as usize] = Some(isr_df as *const () as u64);
+    t[vector::TIMER as usize] = Some(isr_timer as *const () as u64);
+    t[vector::SERIAL as usize] = Some(isr_serial as *const () as u64);
+    t[vector::PIC1_SPURIOUS as usize] = Some(isr_pic_spurious as *const () as u64);
+    t[vector::PIC2_SPURIOUS as usize] = Some(isr_pic2_spurious as *const () as u64);
+    t[vector::APIC_SPURIOUS as usize] = Some(isr_apic_spurious as *const () as u64);
+    t
+}

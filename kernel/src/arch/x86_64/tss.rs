@@ -1,0 +1,76 @@
+//! The 64-bit task-state segment.
+//!
+//! SDM vol. 3A §8.7 "Task Management in 64-bit Mode", Figure 8-11 "64-Bit TSS Format"; AMD APM
+//! vol. 2 §12.2.5. In 64-bit mode the TSS holds no register state: only the stack pointers the
+//! CPU loads on a privilege change (RSP0-2), the seven interrupt-stack-table pointers, and the
+//! offset of the I/O permission bitmap.
+//!
+//! Quirk: a gate's IST field counts from 1 (1 = IST1 ... 7 = IST7, 0 = no IST switch), while
+//! `interrupt_stack_table[0]` here *is* IST1. `ist_slot()` takes the hardware number.
+
+use core::mem::{offset_of, size_of};
+
+use super::stacks;
+
+#[repr(C, packed(4))]
+pub struct TaskStateSegment {
+    _reserved_1: u32,
+    /// RSP0, RSP1, RSP2 at offsets 0x04, 0x0C, 0x14.
+    pub privilege_stack_table: [u64; 3],
+    _reserved_2: u64,
+    /// IST1..IST7 at offsets 0x24..0x54.
+    pub interrupt_stack_table: [u64; 7],
+    _reserved_3: u64,
+    _reserved_4: u16,
+    /// Offset of the I/O permission bitmap from the TSS base (0x66).
+    pub iomap_base: u16,
+}
+
+const _: () = assert!(size_of::<TaskStateSegment>() == 104);
+const _: () = assert!(offset_of!(TaskStateSegment, privilege_stack_table) == 0x04);
+const _: () = assert!(offset_of!(TaskStateSegment, interrupt_stack_table) == 0x24);
+const _: () = assert!(offset_of!(TaskStateSegment, iomap_base) == 0x66);
+
+/// Hardware IST numbers (the value written into a gate's IST field).
+pub mod ist {
+    pub const DOUBLE_FAULT: u8 = 1;
+    pub const NMI: u8 = 2;
+    pub const MACHINE_CHECK: u8 = 3;
+}
+
+impl TaskStateSegment {
+    pub const fn new() -> Self {
+        TaskStateSegment {
+            _reserved_1: 0,
+            privilege_stack_table: [0; 3],
+            _reserved_2: 0,
+            interrupt_stack_table: [0; 7],
+            _reserved_3: 0,
+            _reserved_4: 0,
+            // No I/O bitmap: a base at or beyond the limit means "none" (SDM §20.5.2).
+            iomap_base: size_of::<TaskStateSegment>() as u16,
+        }
+    }
+
+    /// Sets IST`n` using the hardware numbering 1..=7.
+    pub fn set_ist_slot(&mut self, n: u8, top: u64) {
+        assert!((1..=7).contains(&n), "IST slots are numbered 1..=7");
+        self.interrupt_stack_table[n as usize - 1] = top;
+    }
+}
+
+#[unsafe(no_mangle)]
+pub static mut TSS: TaskStateSegment = TaskStateSegment::new();
+
+pub fn init() {
+    // SAFETY: runs once on the boot CPU before the TSS is loaded into TR.
+    let tss = unsafe { &mut *(&raw mut TSS) };
+    tss.privilege_stack_table[0] = stacks::top(&raw const stacks::RSP0_STACK);
+    tss.set_ist_slot(ist::DOUBLE_FAULT, stacks::top(&raw const stacks::DOUBLE_FAULT_STACK));
+    tss.set_ist_slot(ist::NMI, stacks::top(&raw const stacks::NMI_STACK));
+    tss.set_ist_slot(ist::MACHINE_CHECK, stacks::top(&raw const stacks::MACHINE_CHECK_STACK));
+}
+
+pub fn base() -> u64 {
+    &raw const TSS as u64
+}

@@ -1,0 +1,150 @@
+//! Multiboot 1 entry (QEMU `-kernel`).
+//!
+//! QEMU's loader rejects 64-bit ELF files unless the Multiboot header carries the address fields
+//! (flags bit 16, Multiboot spec 0.6.96 §3.1.3). With them it copies the file, starting at the
+//! header's offset minus (header_addr - load_addr), to load_addr, zeroes up to bss_end_addr and
+//! jumps to entry_addr in 32-bit protected mode with paging off (spec §3.2: EAX = 0x2BADB002,
+//! EBX = physical address of the Multiboot information structure).
+//!
+//! `_start32` then does what the loader leaves to the kernel (SDM vol. 3A §10.8.5, "Initializing
+//! IA-32e Mode"): checks CPUID for long mode and NX, identity-maps the first 1 GiB with 2 MiB
+//! pages, sets CR4.PAE, loads CR3, sets EFER.LME and EFER.NXE, sets CR0.PG, loads a minimal
+//! 64-bit GDT and far-jumps into 64-bit code.
+
+use crate::arch::x86_64::stacks::{BOOT_STACK, BOOT_STACK_SIZE};
+
+/// Multiboot 1 header magic (spec §3.1.2).
+pub const HEADER_MAGIC: u32 = 0x1BAD_B002;
+/// Value of EAX at entry when a Multiboot 1 loader started us (spec §3.2).
+pub const BOOTLOADER_MAGIC: u32 = 0x2BAD_B002;
+/// Flags: bit 1 = memory info wanted, bit 16 = address fields valid.
+pub const HEADER_FLAGS: u32 = (1 << 1) | (1 << 16);
+
+core::arch::global_asm!(
+    r#"
+    .section .multiboot, "a"
+    .balign 4
+multiboot_header:
+    .long {magic}
+    .long {flags}
+    .long -({magic} + {flags})
+    .long multiboot_header      /* header_addr */
+    .long __image_start         /* load_addr */
+    .long __load_end            /* load_end_addr */
+    .long __bss_end             /* bss_end_addr */
+    .long _start32              /* entry_addr */
+
+    .section .boot.data, "aw"
+    .balign 8
+boot_gdt:
+    .quad 0                     /* null */
+    .quad 0x00af9a000000ffff    /* 0x08: 64-bit ring-0 code (L=1, D=0) */
+    .quad 0x00cf92000000ffff    /* 0x10: ring-0 data */
+boot_gdt_end:
+    .balign 8
+boot_gdt_ptr:
+    .word boot_gdt_end - boot_gdt - 1
+    .quad boot_gdt
+boot_no_long_mode_msg:
+    .asciz "labkernel: CPU lacks long mode or NX; halting\r\n"
+
+    .section .bss.boot_page_tables, "aw", @nobits
+    .balign 4096
+    .global boot_pml4
+boot_pml4:  .skip 4096
+boot_pdpt:  .skip 4096
+boot_pd:    .skip 4096
+
+    .section .boot.text, "ax"
+    .code32
+    .global _start32
+    .type _start32, @function
+_start32:
+    cli
+    cld
+    movl %eax, %edi             /* Multiboot magic -> 1st argument of kernel_main */
+    movl %ebx, %esi             /* Multiboot info  -> 2nd argument */
+    movl ${stack} + {stack_size}, %esp
+
+    /* CPUID 0x80000001: EDX bit 29 = long mode, bit 20 = NX */
+    movl $0x80000000, %eax
+    cpuid
+    cmpl $0x80000001, %eax
+    jb 9f
+    movl $0x80000001, %eax
+    cpuid
+    testl $(1 << 29), %edx
+    jz 9f
+    testl $(1 << 20), %edx
+    jz 9f
+
+    /* PML4[0] -> PDPT, PDPT[0] -> PD, PD[i] = i * 2 MiB | PS | RW | P */
+    movl $boot_pdpt, %eax
+    orl $0x3, %eax
+    movl %eax, boot_pml4
+    movl $boot_pd, %eax
+    orl $0x3, %eax
+    movl %eax, boot_pdpt
+    xorl %ecx, %ecx
+1:  movl %ecx, %eax
+    shll $21, %eax
+    orl $0x83, %eax
+    movl %eax, boot_pd(,%ecx,8)
+    incl %ecx
+    cmpl $512, %ecx
+    jne 1b
+
+    movl %cr4, %eax
+    orl $(1 << 5), %eax         /* CR4.PAE */
+    movl %eax, %cr4
+    movl $boot_pml4, %eax
+    movl %eax, %cr3
+    movl $0xC0000080, %ecx      /* IA32_EFER */
+    rdmsr
+    orl $((1 << 8) | (1 << 11)), %eax   /* LME | NXE */
+    wrmsr
+    movl %cr0, %eax
+    orl $0x80010001, %eax       /* PG | WP | PE */
+    movl %eax, %cr0
+    lgdt boot_gdt_ptr
+    ljmp $0x08, $_start64
+
+9:  movl $boot_no_long_mode_msg, %ebx
+2:  movb (%ebx), %al
+    testb %al, %al
+    jz 3f
+    movw $0x3f8, %dx
+    outb %al, %dx
+    incl %ebx
+    jmp 2b
+3:  hlt
+    jmp 3b
+
+    .code64
+_start64:
+    movw $0x10, %ax
+    movw %ax, %ds
+    movw %ax, %es
+    movw %ax, %ss
+    xorw %ax, %ax
+    movw %ax, %fs
+    movw %ax, %gs
+    movl %edi, %edi             /* zero-extend the two arguments */
+    movl %esi, %esi
+    xorl %ebp, %ebp             /* end of the frame-pointer chain */
+    call {entry}
+    ud2
+    "#,
+    magic = const HEADER_MAGIC,
+    flags = const HEADER_FLAGS,
+    stack = sym BOOT_STACK,
+    stack_size = const BOOT_STACK_SIZE,
+    entry = sym multiboot_main,
+    options(att_syntax)
+);
+
+/// First Rust code on the Multiboot path.
+extern "C" fn multiboot_main(magic: u32, info: u32) -> ! {
+    let valid = magic == BOOTLOADER_MAGIC;
+    crate::kernel_main(crate::boot::BootPath::Multiboot, if valid { info as u64 } else { 0 })
+}

@@ -1,0 +1,5 @@
+//! Device drivers: COM1 serial, the 8259 PIC pair, and QEMU's isa-debug-exit port.
+
+pub mod debug_exit;
+pub mod pic;
+pub mod serial;

@@ -1,0 +1,51 @@
+//! The lab kernel: a small x86-64 kernel the lab boots, inspects and pokes.
+//!
+//! The interface the lab relies on (ready marker, shell commands, exported symbols) is written
+//! down in `docs/CONTRACT.md`.
+
+#![no_std]
+#![no_main]
+#![feature(abi_x86_interrupt)]
+
+mod arch;
+mod boot;
+mod drivers;
+mod shell;
+
+use arch::x86_64 as cpu;
+
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// Printed on COM1 once the descriptor tables are loaded and the shell is about to start.
+pub const READY_MARKER: &str = "LAB-READY";
+
+/// Where the lab puts its "kernel is ready" breakpoint. Called once, after `READY_MARKER` is
+/// printed, with GDT, TSS and IDT loaded. Must stay a real, uninlined function.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn lab_ready() {
+    core::sync::atomic::compiler_fence(core::sync::atomic::Ordering::SeqCst);
+}
+
+pub fn kernel_main(boot: boot::BootPath, boot_info: u64) -> ! {
+    drivers::serial::init();
+    serial_println!();
+    serial_println!("labkernel {VERSION} boot={} boot_info={boot_info:#x}", boot.name());
+    cpu::init();
+    drivers::pic::init();
+    serial_println!("{READY_MARKER} version={VERSION} boot={}", boot.name());
+    lab_ready();
+    shell::run(boot)
+}
+
+pub fn halt_forever() -> ! {
+    loop {
+        x86_64::instructions::interrupts::disable();
+        x86_64::instructions::hlt();
+    }
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo) -> ! {
+    drivers::serial::write_fmt_forced(format_args!("PANIC: {info}\r\n"));
+    halt_forever()
+}
