@@ -1,0 +1,126 @@
+"""`lab`: the command-line front end. Thin: parses arguments, calls the library, prints.
+
+Exit status: 0 all checks pass; 1 a check failed; 2 bad input (one line, no traceback);
+3 the lab itself failed (the message names the command, its status and the logs);
+130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from pathlib import Path
+
+from lab.errors import LabError
+
+
+class Terminated(BaseException):
+    """SIGTERM, turned into an exception so every `finally` reaps its processes."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
+
+
+def _kernel(args) -> Path:
+    if args.kernel:
+        return Path(args.kernel)
+    from lab.build import build_kernel
+
+    return build_kernel(release=args.release, quiet=True)
+
+
+def cmd_build(args) -> int:
+    from lab.build import build_kernel
+
+    print(build_kernel(release=args.release))
+    return 0
+
+
+def cmd_profiles(args) -> int:
+    from lab import profiles
+
+    for name in profiles.available():
+        p = profiles.load(name)
+        print(f"{name:8} {p.description}")
+    return 0
+
+
+def cmd_inspect(args) -> int:
+    from lab import profiles
+    from lab.inspect import inspect
+
+    profile = profiles.load(args.profile)
+    kernel = _kernel(args)
+    report = inspect(kernel, profile, log_dir=Path(args.log_dir) if args.log_dir else None,
+                     ready_timeout=args.ready_timeout)
+    if args.json:
+        json.dump(report.to_json(), sys.stdout, indent=2)
+        print()
+    else:
+        from rich.console import Console
+
+        from lab.render import print_report
+
+        # Piped output (CI logs) gets a fixed wide layout instead of rich's 80 columns.
+        print_report(report, Console() if sys.stdout.isatty() else Console(width=160))
+    return 1 if report.failed else 0
+
+
+def cmd_boot(args) -> int:
+    from lab import profiles
+    from lab.boot import boot_interactive
+
+    return boot_interactive(_kernel(args), profiles.load(args.profile))
+
+
+def parser() -> argparse.ArgumentParser:
+    from lab.profiles import DEFAULT_PROFILE
+
+    p = argparse.ArgumentParser(prog="lab", description="x86-64 kernel test lab")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name, func, help):
+        sp = sub.add_parser(name, help=help, description=help)
+        sp.set_defaults(func=func)
+        return sp
+
+    def kernel_opts(sp):
+        sp.add_argument("--kernel", metavar="PATH", help="kernel ELF to boot (default: build the lab kernel)")
+        sp.add_argument("--release", action="store_true", help="build the release profile")
+        sp.add_argument("--profile", default=DEFAULT_PROFILE, help="QEMU profile from qemu-configs/ (default: %(default)s)")
+
+    sp = add("build", cmd_build, "build the lab kernel (cargo, build-std)")
+    sp.add_argument("--release", action="store_true")
+    add("profiles", cmd_profiles, "list the QEMU profiles")
+    sp = add("inspect", cmd_inspect, "boot, stop at ready, decode and check IDT, GDT and TSS")
+    kernel_opts(sp)
+    sp.add_argument("--json", action="store_true", help="print the report as JSON")
+    sp.add_argument("--log-dir", metavar="DIR", help="keep serial/QEMU/gdb logs in DIR")
+    sp.add_argument("--ready-timeout", type=float, default=10.0, metavar="S",
+                    help="bound on the wait for the kernel's ready marker (default: %(default)s)")
+    sp = add("boot", cmd_boot, "boot with the serial console on this terminal (Ctrl-A X quits)")
+    kernel_opts(sp)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except LabError as exc:
+        print(f"lab: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("lab: interrupted", file=sys.stderr)
+        return 130
+    except Terminated:
+        print("lab: terminated", file=sys.stderr)
+        return 143
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,217 @@
+"""One gdb process driven over GDB/MI (pygdbmi's parser and I/O), every command tokened.
+
+pygdbmi's `write()` collects output until a quiet period and does not tie a result record to
+its command. Here every command is sent as `<token><command>` and the wait ends exactly when
+the result record carrying that token arrives (or the process dies, or the deadline passes).
+Async records (`*stopped`, `*running`) are queued for `wait_stopped()`. The whole exchange is
+written to `gdb.log` (the transcript).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lab.errors import GdbError, LabError, ProcessDied
+from lab.machine.process import Deadline, reap, spawn
+from lab.machine.rundir import RunDir
+from lab.toolchain import gdb_binary
+
+DEFAULT_TIMEOUT = 5.0
+
+
+@dataclass
+class MiResult:
+    token: int
+    message: str  # done, running, connected, exit
+    payload: dict | None
+    console: list[str] = field(default_factory=list)  # ~ and @ stream text during the command
+
+    @property
+    def text(self) -> str:
+        return "".join(self.console)
+
+
+def mi_quote(text: str) -> str:
+    """Quotes `text` as one MI c-string argument."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+class Gdb:
+    """Owns one `gdb --interpreter=mi3` process. Use as a context manager."""
+
+    def __init__(self, run: RunDir, *, default_timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.run = run
+        self.default_timeout = default_timeout
+        self.transcript_path = run.log("gdb.log")
+        self.proc: subprocess.Popen | None = None
+        self._io = None
+        self._transcript = None
+        self._token = 0
+        self._async: deque[dict] = deque()
+        self._pending: deque[dict] = deque()  # records read but not yet consumed
+
+    def argv(self) -> list[str]:
+        return [gdb_binary(), "--nx", "--quiet", "--interpreter=mi3"]
+
+    def __enter__(self) -> "Gdb":
+        self.launch()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.shutdown()
+
+    def launch(self) -> None:
+        from pygdbmi.IoManager import IoManager
+
+        self._transcript = open(self.transcript_path, "w", encoding="utf-8")
+        self.proc = spawn(self.argv(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, bufsize=0)
+        # A tiny quiet period: return as soon as records are read (completion is decided by
+        # the token, not by silence). pygdbmi only shortens its wait when this is > 0.
+        self._io = IoManager(self.proc.stdin, self.proc.stdout, self.proc.stderr,
+                             time_to_check_for_additional_output_sec=1e-6)
+        for setting in ("pagination off", "confirm off", "width 0", "height 0"):
+            self.cli(f"set {setting}")
+
+    def shutdown(self) -> None:
+        try:
+            if self.proc is not None and self.proc.poll() is None and self._io is not None:
+                try:
+                    self._io.write("-gdb-exit", read_response=False, timeout_sec=0.5)
+                except (OSError, ValueError):
+                    pass  # gdb already gone; reap() below reports how it ended
+        finally:
+            if self.proc is not None:
+                reap(self.proc, soft_timeout=1.0)
+            if self._transcript is not None:
+                self._transcript.close()
+                self._transcript = None
+
+    # -- transcript and errors ----------------------------------------------------------
+    def _log(self, direction: str, item) -> None:
+        if self._transcript is not None:
+            text = item if isinstance(item, str) else json.dumps(item, default=str)
+            self._transcript.write(f"{direction} {text}\n")
+            self._transcript.flush()
+
+    def _context(self, command: str) -> dict:
+        return {"command": ["gdb/mi", command], "logs": self.run.logs}
+
+    # -- reading ------------------------------------------------------------------------
+    def _next(self, deadline: Deadline, command: str) -> dict:
+        """The next record, in order, reading more only when none is pending."""
+        if not self._pending:
+            self._pending.extend(self._pump(deadline, command))
+        return self._pending.popleft()
+
+    def _pump(self, deadline: Deadline, command: str) -> list[dict]:
+        """Reads whatever records arrive before the deadline (at least one, or raises)."""
+        assert self.proc is not None and self._io is not None
+        while True:
+            if self.proc.poll() is not None:
+                raise ProcessDied(f"gdb exited while the lab waited for {deadline.what}",
+                                  status=self.proc.returncode, **self._context(command))
+            if deadline.expired():
+                raise deadline.error(**self._context(command))
+            records = self._io.get_gdb_response(timeout_sec=min(deadline.remaining(), 0.25),
+                                                raise_error_on_timeout=False)
+            if records:
+                for r in records:
+                    self._log("<", r)
+                return records
+
+    def mi(self, command: str, timeout: float | None = None) -> MiResult:
+        """Sends one MI command and returns its own result record; ^error raises GdbError."""
+        assert self._io is not None
+        self._token += 1
+        token = self._token
+        line = f"{token}{command}"
+        self._log(">", line)
+        self._io.write(line, read_response=False, timeout_sec=1.0)
+        deadline = Deadline(timeout or self.default_timeout, f"gdb's answer to {command!r}")
+        console: list[str] = []
+        while True:
+            r = self._next(deadline, command)
+            kind = r.get("type")
+            if kind == "result" and r.get("token") == token:
+                if r.get("message") == "error":
+                    msg = (r.get("payload") or {}).get("msg", "unknown error")
+                    raise GdbError(f"gdb: {command}: {msg}", **self._context(command))
+                return MiResult(token, r.get("message"), r.get("payload"), console)
+            if kind == "notify" and r.get("message") in ("stopped", "running"):
+                self._async.append(r)
+            elif kind in ("console", "target", "output") and r.get("payload"):
+                console.append(r["payload"])
+
+    def cli(self, command: str, timeout: float | None = None) -> str:
+        """Runs a CLI command; returns what it printed."""
+        return self.mi(f"-interpreter-exec console {mi_quote(command)}", timeout).text
+
+    def monitor(self, command: str, timeout: float | None = None) -> str:
+        """QEMU's human monitor through the gdbstub (`monitor ...`, qRcmd)."""
+        return self.cli(f"monitor {command}", timeout)
+
+    def wait_stopped(self, timeout: float, what: str = "the target to stop") -> dict:
+        """Waits for the next `*stopped` record and returns its payload."""
+        deadline = Deadline(timeout, what)
+        while True:
+            while self._async:
+                r = self._async.popleft()
+                if r.get("message") == "stopped":
+                    return r.get("payload") or {}
+            r = self._next(deadline, "(waiting for *stopped)")
+            if r.get("type") == "notify" and r.get("message") in ("stopped", "running"):
+                self._async.append(r)
+
+    # -- conveniences -------------------------------------------------------------------
+    def load_symbols(self, elf: Path) -> None:
+        self.mi(f"-file-exec-and-symbols {mi_quote(str(elf))}", timeout=20.0)
+
+    def connect(self, socket_path: Path, timeout: float = 5.0) -> None:
+        # MI passes quotes through literally here; run paths come from mkdtemp (no spaces).
+        self.mi(f"-target-select remote {socket_path}", timeout=timeout)
+
+    def hbreak(self, location: str) -> int:
+        """Hardware breakpoint: survives the loader copying the kernel, works under KVM."""
+        r = self.mi(f"-break-insert -h {location}")
+        return int(r.payload["bkpt"]["number"])
+
+    def delete_breakpoint(self, number: int) -> None:
+        self.mi(f"-break-delete {number}")
+
+    def cont(self) -> None:
+        # A *stopped queued before this continue (e.g. the one target-select reports before
+        # ^connected) describes a stop that is over; only later ones answer wait_stopped().
+        self._async.clear()
+        self.mi("-exec-continue")
+
+    def interrupt(self) -> None:
+        self.mi("-exec-interrupt")
+
+    def read_memory(self, address: int, length: int) -> bytes:
+        if length == 0:
+            return b""
+        r = self.mi(f"-data-read-memory-bytes {address:#x} {length}")
+        blocks = r.payload["memory"]
+        data = b"".join(bytes.fromhex(b["contents"]) for b in blocks)
+        if len(data) != length:
+            raise LabError(f"gdb read {len(data)} of {length} bytes at {address:#x} "
+                           f"(unmapped memory?)", logs=self.run.logs)
+        return data
+
+    def registers(self) -> dict[str, int]:
+        """All registers gdb knows, by name, as integers (vector registers skipped)."""
+        names = self.mi("-data-list-register-names").payload["register-names"]
+        values = self.mi("-data-list-register-values x").payload["register-values"]
+        out: dict[str, int] = {}
+        for v in values:
+            name = names[int(v["number"])]
+            try:
+                out[name] = int(v["value"], 16)
+            except (ValueError, TypeError):
+                continue
+        return out

@@ -1,0 +1,187 @@
+"""One QEMU process: launched with its control channels on unix sockets, reaped always.
+
+The lab binds the QMP and serial sockets *before* QEMU starts and QEMU connects to them as a
+client, so no output is lost and no port is ever guessed. The gdbstub is QEMU's own listening
+unix socket; it exists once the QMP handshake has completed (QEMU answers QMP only from its
+main loop, which starts after every device, the gdbstub included, is set up).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from lab.errors import LabError, ProcessDied
+from lab.machine.process import Deadline, reap, spawn, wait_readable
+from lab.machine.rundir import RunDir
+from lab.profiles import Profile
+from lab.toolchain import qemu_binary
+
+DEBUG_EXIT_IOBASE = 0xF4
+
+
+@dataclass(frozen=True)
+class ExitStatus:
+    """How QEMU ended. isa-debug-exit makes QEMU exit with (value << 1) | 1."""
+
+    code: int
+
+    @property
+    def debug_exit_value(self) -> int | None:
+        return self.code >> 1 if self.code & 1 else None
+
+    def describe(self) -> str:
+        if self.code < 0:
+            return f"killed by signal {-self.code}"
+        if self.debug_exit_value is not None:
+            return f"isa-debug-exit value {self.debug_exit_value} (status {self.code})"
+        return f"exit status {self.code}"
+
+
+class QemuMachine:
+    """Owns one qemu-system-x86_64 process. Use as a context manager."""
+
+    def __init__(self, profile: Profile, run: RunDir, *, kernel: Path,
+                 append: str | None = None, paused: bool = True,
+                 debug_log: str | None = None, extra_args: Sequence[str] = (),
+                 launch_timeout: float = 10.0) -> None:
+        self.profile = profile
+        self.run = run
+        self.kernel = kernel
+        self.append = append
+        self.paused = paused
+        self.debug_log = debug_log
+        self.extra_args = list(extra_args)
+        self.launch_timeout = launch_timeout
+        self.gdb_socket = run.socket("gdb")
+        self.qmp_socket = run.socket("qmp")
+        self.serial_socket = run.socket("serial")
+        self.stderr_log = run.log("qemu.stderr.log")
+        self.debug_log_path = run.log("qemu.log")
+        self.proc: subprocess.Popen | None = None
+        self.qmp = None
+        self.serial: socket.socket | None = None
+        self._serial_listener: socket.socket | None = None
+        self._stderr = None
+        self._exit: ExitStatus | None = None
+
+    # -- command line -------------------------------------------------------------------
+    def argv(self) -> list[str]:
+        argv = [qemu_binary(), *self.profile.qemu_args(),
+                "-nodefaults", "-no-user-config", "-display", "none", "-vga", "none",
+                "-no-reboot",
+                "-chardev", f"socket,id=qmp,path={self.qmp_socket}",
+                "-mon", "chardev=qmp,mode=control",
+                "-chardev", f"socket,id=serial0,path={self.serial_socket}",
+                "-serial", "chardev:serial0",
+                "-gdb", f"unix:{self.gdb_socket},server=on,wait=off",
+                "-device", f"isa-debug-exit,iobase={DEBUG_EXIT_IOBASE:#x},iosize=0x04",
+                "-kernel", str(self.kernel)]
+        if self.append is not None:
+            argv += ["-append", self.append]
+        if self.paused:
+            argv.append("-S")
+        if self.debug_log:
+            argv += ["-d", self.debug_log, "-D", str(self.debug_log_path)]
+        return argv + self.extra_args
+
+    # -- lifecycle ----------------------------------------------------------------------
+    def __enter__(self) -> "QemuMachine":
+        self.launch()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.shutdown()
+
+    def _pre_launch(self) -> None:
+        from qemu.qmp.legacy import QEMUMonitorProtocol
+
+        self.profile.check_usable()
+        self._serial_listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._serial_listener.bind(str(self.serial_socket))
+        self._serial_listener.listen(1)
+        self.qmp = QEMUMonitorProtocol(str(self.qmp_socket), server=True)
+
+    def _post_launch(self) -> None:
+        assert self.proc is not None and self._serial_listener is not None
+        deadline = Deadline(self.launch_timeout, "QEMU to connect its QMP and serial sockets")
+        wait_readable(self._serial_listener.fileno(), self.proc, deadline, "QEMU",
+                      **self._error_context())
+        self.serial, _ = self._serial_listener.accept()
+        try:
+            self.qmp.accept(timeout=max(deadline.remaining(), 0.001))
+        except (asyncio.TimeoutError, TimeoutError):
+            raise deadline.error(**self._error_context()) from None
+        except Exception as exc:  # qemu.qmp raises its own ConnectError/EOF types
+            raise self._launch_failure(f"QMP handshake failed: {exc}") from exc
+        if not self.gdb_socket.exists():
+            raise self._launch_failure("QEMU did not create its gdbstub socket")
+
+    def launch(self) -> None:
+        argv = self.argv()
+        try:
+            self._pre_launch()
+            self._stderr = open(self.stderr_log, "wb")
+            self.proc = spawn(argv, stdin=subprocess.DEVNULL, stdout=self._stderr,
+                              stderr=subprocess.STDOUT)
+            self._post_launch()
+        except ProcessDied as exc:
+            self.shutdown()
+            raise self._launch_failure(exc.message) from None
+        except BaseException:
+            self.shutdown()
+            raise
+
+    def _error_context(self) -> dict:
+        return {"command": self.argv(), "logs": self.run.logs}
+
+    def _launch_failure(self, why: str) -> LabError:
+        status = self.proc.poll() if self.proc else None
+        output = self.stderr_log.read_text(errors="replace").strip() if self.stderr_log.exists() else ""
+        return LabError(f"QEMU failed to start: {why}" + (f"\n{output}" if output else ""),
+                        command=self.argv(), status=status, logs=self.run.logs)
+
+    def wait_exit(self, timeout: float) -> ExitStatus:
+        """Waits for the guest to make QEMU exit (isa-debug-exit, -no-reboot reset)."""
+        assert self.proc is not None
+        try:
+            code = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise Deadline(timeout, "QEMU to exit").error(**self._error_context()) from None
+        self._exit = ExitStatus(code)
+        return self._exit
+
+    def shutdown(self) -> ExitStatus | None:
+        """Soft (QMP quit), then hard (SIGTERM, SIGKILL) in a finally; idempotent."""
+        try:
+            if self.proc is not None and self.proc.poll() is None and self.qmp is not None:
+                try:
+                    self.qmp.settimeout(1.0)
+                    self.qmp.cmd("quit")
+                except Exception:
+                    pass  # the hard path below ends it; the status tells what happened
+        finally:
+            if self.proc is not None:
+                self._exit = ExitStatus(reap(self.proc))
+            for closer in (self.qmp, self.serial, self._serial_listener, self._stderr):
+                if closer is not None:
+                    try:
+                        closer.close()
+                    except Exception:
+                        pass
+            self.qmp = self.serial = self._serial_listener = self._stderr = None
+        return self._exit
+
+    @property
+    def exit_status(self) -> ExitStatus | None:
+        return self._exit
+
+    # -- QMP ----------------------------------------------------------------------------
+    def qmp_cmd(self, name: str, **args):
+        if self.qmp is None:
+            raise LabError(f"QMP {name}: QEMU is not running", logs=self.run.logs)
+        return self.qmp.cmd(name, **args)

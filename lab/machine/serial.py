@@ -1,0 +1,87 @@
+"""The guest's COM1, as a pexpect session over the unix socket QEMU connected to.
+
+Everything the guest prints is also appended to `serial.log`. Each wait is bounded; a timeout
+raises LabTimeout carrying the tail of what the guest printed.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+from pathlib import Path
+
+import pexpect
+import pexpect.fdpexpect
+
+from lab.errors import GuestError, LabTimeout
+from lab.machine.rundir import RunDir
+
+from lab.contract import PROMPT, READY_MARKER
+
+TAIL_BYTES = 2000
+
+
+class SerialConsole:
+    def __init__(self, sock: socket.socket, run: RunDir) -> None:
+        self.sock = sock
+        self.run = run
+        self.log_path = run.log("serial.log")
+        self._log = open(self.log_path, "ab")
+        self.child = pexpect.fdpexpect.fdspawn(sock.fileno(), timeout=5, logfile=None,
+                                              encoding=None)
+        self.child.logfile_read = self._log
+
+    def close(self) -> None:
+        self._log.close()
+
+    def drain(self) -> None:
+        """Reads what the guest has sent so far into the log (and pexpect's buffer) without
+        consuming it."""
+        try:
+            self.child.expect(pexpect.TIMEOUT, timeout=0)
+        except pexpect.EOF:
+            pass  # QEMU closed the console; what it sent is in the log
+
+    def tail(self, n: int = TAIL_BYTES) -> str:
+        self.drain()
+        self._log.flush()
+        data = self.log_path.read_bytes()[-n:]
+        return data.decode("utf-8", errors="replace")
+
+    def _timeout(self, what: str, timeout: float) -> LabTimeout:
+        tail = self.tail().strip() or "(the guest printed nothing)"
+        return LabTimeout(f"timed out after {timeout:g} s waiting for {what}; serial tail:\n{tail}",
+                          logs=self.run.logs)
+
+    def expect(self, pattern: str | bytes, timeout: float, what: str) -> re.Match:
+        """Waits for a regex on serial; returns the match. EOF (QEMU gone) raises GuestError."""
+        pat = pattern.encode() if isinstance(pattern, str) else pattern
+        try:
+            self.child.expect(pat, timeout=timeout)
+        except pexpect.TIMEOUT:
+            raise self._timeout(what, timeout) from None
+        except pexpect.EOF:
+            raise GuestError(f"serial console closed (QEMU exited) while waiting for {what}; "
+                             f"serial tail:\n{self.tail().strip()}", logs=self.run.logs) from None
+        return self.child.match
+
+    def wait_ready(self, timeout: float) -> str:
+        """Waits for the kernel's ready line; returns it."""
+        m = self.expect(rf"{READY_MARKER}[^\r\n]*\r?\n".encode(), timeout, f"the ready marker {READY_MARKER!r}")
+        return m.group(0).decode(errors="replace").strip()
+
+    def wait_prompt(self, timeout: float) -> None:
+        self.expect(re.escape(PROMPT).encode(), timeout, f"the shell prompt {PROMPT!r}")
+
+    def send_line(self, line: str) -> None:
+        if "\n" in line or "\r" in line:
+            raise ValueError("one command per line")
+        self.child.send(line.encode() + b"\r")
+
+    def command(self, line: str, timeout: float = 5.0) -> str:
+        """Runs one shell command (prompt already seen); returns its output without the echo
+        and the next prompt."""
+        self.send_line(line)
+        self.expect(re.escape(line.encode()) + rb"\r?\n", timeout, f"the echo of {line!r}")
+        self.expect(re.escape(PROMPT).encode(), timeout, f"the prompt after {line!r}")
+        return self.child.before.decode(errors="replace").replace("\r\n", "\n").strip("\n")

@@ -1,0 +1,123 @@
+"""One guest: QEMU + gdb + serial console + symbols, started and torn down together."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lab.errors import LabError, LabTimeout, UserError
+from lab.machine.gdb import Gdb
+from lab.machine.qemu import QemuMachine
+from lab.machine.rundir import RunDir
+from lab.machine.serial import SerialConsole
+from lab.profiles import Profile
+from lab.symbols import Symbols
+
+from lab.contract import READY_SYMBOL
+
+
+def check_kernel_file(path: Path) -> None:
+    if not path.exists():
+        raise UserError(f"kernel not found: {path}")
+    if not path.is_file():
+        raise UserError(f"kernel is not a file: {path}")
+    with open(path, "rb") as f:
+        head = f.read(20)
+    if head[:4] != b"\x7fELF":
+        raise UserError(f"{path}: not an ELF file")
+    if head[18] != 0x3E and head[18] != 0x03:  # e_machine: EM_X86_64 / EM_386 (little endian)
+        raise UserError(f"{path}: ELF for machine {head[18]:#x}, not x86")
+
+
+class Session:
+    """Boots `kernel` under `profile`, paused, with gdb attached. Context manager.
+
+    Logs (serial.log, qemu.stderr.log, qemu.log, gdb.log) go to `log_dir` if given; otherwise
+    to the run's private directory, which is deleted on success and kept (and named in the
+    error) on failure.
+    """
+
+    def __init__(self, kernel: Path, profile: Profile, *, log_dir: Path | None = None,
+                 keep_logs: bool = False, ready_timeout: float = 10.0,
+                 debug_log: str | None = None, append: str | None = None) -> None:
+        check_kernel_file(kernel)
+        profile.check_usable()
+        self.kernel = kernel
+        self.profile = profile
+        self.ready_timeout = ready_timeout
+        self.debug_log = debug_log
+        self.append = append
+        self.log_dir = log_dir
+        self.keep_logs = keep_logs
+        self.run: RunDir | None = None
+        self.qemu: QemuMachine | None = None
+        self.gdb: Gdb | None = None
+        self.serial: SerialConsole | None = None
+        self.symbols = Symbols.empty()
+        self.ready_line: str | None = None
+
+    def __enter__(self) -> "Session":
+        try:
+            self.start()
+        except BaseException:
+            self.close(failed=True)
+            raise
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.close(failed=exc_type is not None)
+
+    @property
+    def logs(self) -> Path | None:
+        return self.run.logs if self.run else None
+
+    def start(self) -> None:
+        self.symbols = Symbols.from_elf(self.kernel)
+        self.run = RunDir(self.log_dir, keep=self.keep_logs)
+        # gdb starts while QEMU comes up; both are owned here from the first instant.
+        self.gdb = Gdb(self.run)
+        self.gdb.launch()
+        self.qemu = QemuMachine(self.profile, self.run, kernel=self.kernel, paused=True,
+                                debug_log=self.debug_log, append=self.append)
+        self.qemu.launch()
+        self.serial = SerialConsole(self.qemu.serial, self.run)
+        self.gdb.load_symbols(self.kernel)
+        self.gdb.connect(self.qemu.gdb_socket)
+
+    def boot_to_ready(self) -> str:
+        """Runs the guest until the kernel is ready; stops it at `lab_ready` when the kernel
+        has that symbol (the lab kernel's contract), otherwise leaves it running after the
+        serial marker."""
+        assert self.gdb and self.serial
+        ready = self.symbols.lookup(READY_SYMBOL)
+        if ready is not None:
+            bp = self.gdb.hbreak(f"*{ready.address:#x}")
+            self.gdb.cont()
+            try:
+                stop = self.gdb.wait_stopped(self.ready_timeout, f"the kernel to reach {READY_SYMBOL}")
+            except LabTimeout as exc:
+                raise LabTimeout(f"{exc.message}; serial tail:\n{self.serial.tail().strip() or '(nothing)'}",
+                                 logs=self.logs) from None
+            pc = int(stop.get("frame", {}).get("addr", "0"), 16)
+            if pc != ready.address:
+                raise LabError(f"guest stopped at {pc:#x} ({stop.get('reason')}), not at "
+                               f"{READY_SYMBOL}; serial tail:\n{self.serial.tail()}", logs=self.logs)
+            self.gdb.delete_breakpoint(bp)
+        else:
+            self.gdb.cont()
+        self.ready_line = self.serial.wait_ready(self.ready_timeout)
+        return self.ready_line
+
+    def close(self, failed: bool) -> None:
+        """Reaps gdb and QEMU whatever state they are in; keeps logs on failure."""
+        try:
+            if self.gdb is not None:
+                self.gdb.shutdown()
+        finally:
+            try:
+                if self.qemu is not None:
+                    self.qemu.shutdown()
+            finally:
+                if self.serial is not None:
+                    self.serial.close()
+                if self.run is not None:
+                    self.run.close(failed)

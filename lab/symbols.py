@@ -1,0 +1,123 @@
+"""Kernel symbols from an ELF (pyelftools): address -> symbol+offset, name -> address/size."""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass
+from pathlib import Path
+
+from lab.errors import UserError
+
+
+
+@dataclass(frozen=True)
+class Symbol:
+    name: str
+    address: int
+    size: int
+    kind: str  # "func", "object", "other"
+    section: str | None = None
+
+    @property
+    def end(self) -> int:
+        return self.address + self.size
+
+    def contains(self, address: int) -> bool:
+        return self.address <= address < self.end or address == self.address
+
+
+@dataclass(frozen=True)
+class Location:
+    symbol: Symbol
+    offset: int
+
+    def __str__(self) -> str:
+        return self.symbol.name if self.offset == 0 else f"{self.symbol.name}+{self.offset:#x}"
+
+
+class Symbols:
+    """A sorted symbol table. Built from an ELF, or from a list (tests, System.map)."""
+
+    def __init__(self, symbols: list[Symbol], *, path: Path | None = None,
+                 section_data: dict[str, tuple[int, bytes]] | None = None) -> None:
+        self.path = path
+        self._by_addr = sorted((s for s in symbols if s.address), key=lambda s: (s.address, -s.size))
+        self._addrs = [s.address for s in self._by_addr]
+        self._by_name = {s.name: s for s in symbols}
+        self._sections = section_data or {}
+
+    @classmethod
+    def empty(cls) -> "Symbols":
+        return cls([])
+
+    @classmethod
+    def from_elf(cls, path: Path) -> "Symbols":
+        from elftools.common.exceptions import ELFError
+        from elftools.elf.elffile import ELFFile
+
+        try:
+            with open(path, "rb") as f:
+                elf = ELFFile(f)
+                symtab = elf.get_section_by_name(".symtab")
+                names = [s.name for s in elf.iter_sections()]
+                syms: list[Symbol] = []
+                if symtab is not None:
+                    for s in symtab.iter_symbols():
+                        t = s["st_info"]["type"]
+                        if t not in ("STT_FUNC", "STT_OBJECT", "STT_NOTYPE") or not s.name:
+                            continue
+                        shndx = s["st_shndx"]
+                        section = names[shndx] if isinstance(shndx, int) and shndx < len(names) else None
+                        kind = {"STT_FUNC": "func", "STT_OBJECT": "object"}.get(t, "other")
+                        syms.append(Symbol(s.name, s["st_value"], s["st_size"], kind, section))
+                data = {}
+                for sec in elf.iter_sections():
+                    if sec["sh_type"] == "SHT_PROGBITS" and sec["sh_flags"] & 0x2:  # SHF_ALLOC
+                        data[sec.name] = (sec["sh_addr"], sec.data())
+        except FileNotFoundError:
+            raise UserError(f"kernel not found: {path}") from None
+        except (ELFError, OSError, ValueError) as exc:
+            raise UserError(f"{path}: not a readable ELF file ({exc})") from None
+        return cls(syms, path=path, section_data=data)
+
+    def __len__(self) -> int:
+        return len(self._by_name)
+
+    def lookup(self, name: str) -> Symbol | None:
+        return self._by_name.get(name)
+
+    def resolve(self, address: int) -> Location | None:
+        """The symbol containing `address` (sized symbols), or starting exactly at it."""
+        i = bisect.bisect_right(self._addrs, address) - 1
+        for j in range(i, max(i - 8, -1), -1):  # a few candidates: symbols may nest
+            s = self._by_addr[j]
+            if s.address == address or s.address <= address < s.end:
+                return Location(s, address - s.address)
+        return None
+
+    def describe(self, address: int) -> str:
+        loc = self.resolve(address)
+        return str(loc) if loc else ""
+
+    def stack_ending_at(self, address: int, section: str | None = None) -> Symbol | None:
+        """A data object whose end is `address` (the top of a stack), optionally restricted to
+        a section."""
+        loc = self.resolve(address - 1) if address else None
+        if loc is None:
+            return None
+        s = loc.symbol
+        if s.end != address or s.kind != "object":
+            return None
+        if section is not None and s.section != section:
+            return None
+        return s
+
+    def read(self, name: str) -> bytes | None:
+        """Initialised bytes of an object symbol, from the ELF's allocated sections."""
+        s = self.lookup(name)
+        if s is None:
+            return None
+        for base, data in self._sections.values():
+            if base <= s.address and s.end <= base + len(data):
+                return data[s.address - base:s.end - base]
+        return None

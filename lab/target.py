@@ -1,0 +1,102 @@
+"""Raw target state: what the lab reads from a stopped guest, before any decoding.
+
+QEMU's gdbstub exposes no IDTR/GDTR/TR, so those come from the HMP `info registers` text
+(through gdb's `monitor`), parsed here; the tables themselves are read from guest memory at the
+linear addresses the registers hold.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from lab.errors import GuestError
+
+_SEGMENT = re.compile(
+    r"^(?P<name>ES|CS|SS|DS|FS|GS|LDT|TR) ?=(?P<sel>[0-9a-f]{4}) (?P<base>[0-9a-f]{8,16}) "
+    r"(?P<limit>[0-9a-f]{8}) (?P<flags>[0-9a-f]{8})", re.M)
+_TABLE = re.compile(r"^(?P<name>GDT|IDT)=\s+(?P<base>[0-9a-f]{8,16}) (?P<limit>[0-9a-f]{8})", re.M)
+_VALUE = re.compile(r"\b(?P<name>[A-Z][A-Z0-9]{1,3})=(?P<value>[0-9a-f]{8,16})\b")
+
+
+@dataclass(frozen=True)
+class TableRegister:
+    """GDTR or IDTR: linear base and limit (SDM vol. 3A §2.4.1, §2.4.3)."""
+
+    base: int
+    limit: int
+
+    @property
+    def size(self) -> int:
+        return self.limit + 1
+
+
+@dataclass(frozen=True)
+class SegmentRegister:
+    """A segment register as QEMU shows it: selector and the hidden (cached) part."""
+
+    selector: int
+    base: int
+    limit: int
+    flags: int
+
+
+@dataclass(frozen=True)
+class CpuInfo:
+    """Parsed `info registers`."""
+
+    gdtr: TableRegister
+    idtr: TableRegister
+    segments: dict[str, SegmentRegister]
+    values: dict[str, int] = field(default_factory=dict)  # RAX.., RIP, RFL, CR0-4, EFER, ...
+
+    @property
+    def tr(self) -> SegmentRegister:
+        return self.segments["TR"]
+
+
+def parse_info_registers(text: str) -> CpuInfo:
+    """Parses QEMU's HMP `info registers` output for one x86-64 CPU."""
+    tables = {m["name"]: TableRegister(int(m["base"], 16), int(m["limit"], 16))
+              for m in _TABLE.finditer(text)}
+    segments = {m["name"]: SegmentRegister(int(m["sel"], 16), int(m["base"], 16),
+                                           int(m["limit"], 16), int(m["flags"], 16))
+                for m in _SEGMENT.finditer(text)}
+    missing = [n for n in ("GDT", "IDT") if n not in tables] + \
+              [n for n in ("CS", "TR") if n not in segments]
+    if missing:
+        raise GuestError(f"`info registers` output lacks {', '.join(missing)}: "
+                         f"{text.strip()[:200]!r}")
+    values = {}
+    for line in text.splitlines():
+        if _SEGMENT.match(line) or _TABLE.match(line):
+            continue
+        for m in _VALUE.finditer(line):
+            values[m["name"]] = int(m["value"], 16)
+    return CpuInfo(tables["GDT"], tables["IDT"], segments, values)
+
+
+@dataclass(frozen=True)
+class TargetState:
+    """Everything `inspect` needs, as raw bytes and numbers."""
+
+    cpu: CpuInfo
+    idt: bytes
+    gdt: bytes
+    tss: bytes  # TR.limit + 1 bytes at TR.base (empty if TR is null)
+
+
+MAX_TABLE_BYTES = 64 * 1024
+
+
+def read_state(gdb) -> TargetState:
+    """Reads CPU tables from a stopped guest through gdb."""
+    cpu = parse_info_registers(gdb.monitor("info registers"))
+    for name, reg in (("IDT", cpu.idtr), ("GDT", cpu.gdtr)):
+        if reg.size > MAX_TABLE_BYTES:
+            raise GuestError(f"{name}R limit {reg.limit:#x} is larger than any valid table")
+    idt = gdb.read_memory(cpu.idtr.base, cpu.idtr.size)
+    gdt = gdb.read_memory(cpu.gdtr.base, cpu.gdtr.size)
+    tr = cpu.tr
+    tss = gdb.read_memory(tr.base, min(tr.limit + 1, MAX_TABLE_BYTES)) if tr.selector else b""
+    return TargetState(cpu, idt, gdt, tss)
