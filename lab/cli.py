@@ -80,6 +80,7 @@ def parser() -> argparse.ArgumentParser:
     from lab.profiles import DEFAULT_PROFILE
 
     p = argparse.ArgumentParser(prog="lab", description="x86-64 kernel test lab")
+    p.add_argument("-v", "--verbose", action="store_true", help="print progress (pids, run dir) on stderr")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name, func, help):
@@ -109,6 +110,10 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _on_sigterm)
     args = parser().parse_args(argv)
+    if args.verbose:
+        import logging
+
+        logging.basicConfig(level=logging.INFO, format="lab: %(message)s", stream=sys.stderr)
     try:
         return args.func(args)
     except LabError as exc:

@@ -26,14 +26,21 @@ pub extern "C" fn lab_ready() {
     core::sync::atomic::compiler_fence(core::sync::atomic::Ordering::SeqCst);
 }
 
-pub fn kernel_main(boot: boot::BootPath, boot_info: u64) -> ! {
+/// Kernel command-line switch: exit QEMU (isa-debug-exit, value 0) right after the ready
+/// marker. Used to measure the bare boot time, with no lab attached.
+pub const EXIT_AT_READY: &str = "lab.exit_at_ready";
+
+pub fn kernel_main(boot: boot::BootPath, boot_info: u64, cmdline: &str) -> ! {
     drivers::serial::init();
     serial_println!();
-    serial_println!("labkernel {VERSION} boot={} boot_info={boot_info:#x}", boot.name());
+    serial_println!("labkernel {VERSION} boot={} boot_info={boot_info:#x} cmdline={cmdline:?}", boot.name());
     cpu::init();
     drivers::pic::init();
     serial_println!("{READY_MARKER} version={VERSION} boot={}", boot.name());
     lab_ready();
+    if cmdline.split_whitespace().any(|w| w == EXIT_AT_READY) {
+        drivers::debug_exit::exit(0);
+    }
     shell::run(boot)
 }
 

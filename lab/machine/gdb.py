@@ -172,6 +172,9 @@ class Gdb:
         self.mi(f"-file-exec-and-symbols {mi_quote(str(elf))}", timeout=20.0)
 
     def connect(self, socket_path: Path, timeout: float = 5.0) -> None:
+        # qemu-system-x86_64's gdbstub always sends the 64-bit register file; with a 32-bit
+        # ELF loaded gdb would expect i386's and reject the 'g' reply as "too long".
+        self.cli("set architecture i386:x86-64")
         # MI passes quotes through literally here; run paths come from mkdtemp (no spaces).
         self.mi(f"-target-select remote {socket_path}", timeout=timeout)
 
@@ -202,6 +205,9 @@ class Gdb:
             raise LabError(f"gdb read {len(data)} of {length} bytes at {address:#x} "
                            f"(unmapped memory?)", logs=self.run.logs)
         return data
+
+    def write_memory(self, address: int, data: bytes) -> None:
+        self.mi(f"-data-write-memory-bytes {address:#x} {data.hex()}")
 
     def registers(self) -> dict[str, int]:
         """All registers gdb knows, by name, as integers (vector registers skipped)."""

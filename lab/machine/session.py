@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from lab.errors import LabError, LabTimeout, UserError
@@ -11,6 +12,8 @@ from lab.machine.rundir import RunDir
 from lab.machine.serial import SerialConsole
 from lab.profiles import Profile
 from lab.symbols import Symbols
+
+log = logging.getLogger("lab")
 
 from lab.contract import READY_SYMBOL
 
@@ -80,6 +83,8 @@ class Session:
                                 debug_log=self.debug_log, append=self.append)
         self.qemu.launch()
         self.serial = SerialConsole(self.qemu.serial, self.run)
+        log.info("started qemu pid %d, gdb pid %d; run dir %s; logs %s",
+                 self.qemu.proc.pid, self.gdb.proc.pid, self.run.path, self.run.logs)
         self.gdb.load_symbols(self.kernel)
         self.gdb.connect(self.qemu.gdb_socket)
 
@@ -105,6 +110,7 @@ class Session:
         else:
             self.gdb.cont()
         self.ready_line = self.serial.wait_ready(self.ready_timeout)
+        log.info("guest ready: %s", self.ready_line)
         return self.ready_line
 
     def close(self, failed: bool) -> None:

@@ -143,8 +143,35 @@ _start64:
     options(att_syntax)
 );
 
+/// Multiboot information structure fields used here (spec §3.3): `flags` at 0, `cmdline`
+/// (physical address of a NUL-terminated string, valid when flags bit 2 is set) at 16.
+const INFO_FLAGS: usize = 0;
+const INFO_CMDLINE: usize = 16;
+const INFO_FLAG_CMDLINE: u32 = 1 << 2;
+
+/// The kernel command line (QEMU `-append`), or "" when the loader gave none.
+fn cmdline(info: u64) -> &'static str {
+    if info == 0 {
+        return "";
+    }
+    // SAFETY: the loader's info block and strings are identity-mapped (first 1 GiB).
+    unsafe {
+        let base = info as *const u8;
+        let flags = (base.add(INFO_FLAGS) as *const u32).read_unaligned();
+        if flags & INFO_FLAG_CMDLINE == 0 {
+            return "";
+        }
+        let ptr = (base.add(INFO_CMDLINE) as *const u32).read_unaligned() as *const u8;
+        let mut len = 0;
+        while len < 4096 && *ptr.add(len) != 0 {
+            len += 1;
+        }
+        core::str::from_utf8(core::slice::from_raw_parts(ptr, len)).unwrap_or("")
+    }
+}
+
 /// First Rust code on the Multiboot path.
 extern "C" fn multiboot_main(magic: u32, info: u32) -> ! {
-    let valid = magic == BOOTLOADER_MAGIC;
-    crate::kernel_main(crate::boot::BootPath::Multiboot, if valid { info as u64 } else { 0 })
+    let info = if magic == BOOTLOADER_MAGIC { info as u64 } else { 0 };
+    crate::kernel_main(crate::boot::BootPath::Multiboot, info, cmdline(info))
 }

@@ -1,0 +1,96 @@
+"""Fixtures for tests that boot the real kernel under real QEMU with real gdb.
+
+Each test gets its own log folder (serial.log, qemu.stderr.log, qemu.log, gdb.log); when a
+test fails, its report names that folder. After every test, no QEMU or gdb process started
+during it may still be alive.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from lab import profiles
+from lab.build import build_kernel
+from lab.machine.session import Session
+
+PROCESS_NAMES = {"qemu-system-x86", "gdb"}  # /proc/PID/comm (15 chars max)
+
+
+def _lab_processes() -> set[int]:
+    pids = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            comm = Path(f"/proc/{entry}/comm").read_text().strip()
+            state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if comm in PROCESS_NAMES and state != "Z":
+            pids.add(int(entry))
+    return pids
+
+
+@pytest.fixture(autouse=True)
+def no_orphans():
+    before = _lab_processes()
+    yield
+    left = _lab_processes() - before
+    assert not left, f"processes left behind: {sorted(left)}"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    log_dir = getattr(item, "lab_log_dir", None)
+    if rep.failed and log_dir is not None:
+        rep.sections.append(("lab logs", f"serial, QEMU and gdb logs kept in: {log_dir}"))
+
+
+@pytest.fixture
+def log_dir(request, tmp_path) -> Path:
+    d = tmp_path / "lab-logs"
+    request.node.lab_log_dir = d
+    return d
+
+
+@pytest.fixture(scope="session")
+def kernel() -> Path:
+    return build_kernel(quiet=True)
+
+
+@pytest.fixture(scope="session")
+def tcg():
+    return profiles.load("tcg")
+
+
+@pytest.fixture
+def session(kernel, tcg, log_dir):
+    with Session(kernel, tcg, log_dir=log_dir) as s:
+        s.boot_to_ready()
+        yield s
+
+
+@pytest.fixture(scope="session")
+def halting_kernel(tmp_path_factory) -> Path:
+    """A valid Multiboot kernel that never prints anything: the 'never ready' guest. Built
+    here with binutils, so the test depends on nothing downloaded."""
+    d = tmp_path_factory.mktemp("halting")
+    src = d / "halt.S"
+    src.write_text(""".section .text
+        .align 4
+        .long 0x1BADB002, 0, -0x1BADB002
+        .globl _start
+_start: cli
+1:      hlt
+        jmp 1b
+""")
+    subprocess.run(["as", "--32", "-o", d / "halt.o", src], check=True)
+    subprocess.run(["ld", "-m", "elf_i386", "-Ttext=0x100000", "-e", "_start",
+                    "-o", d / "halt.elf", d / "halt.o"], check=True)
+    return d / "halt.elf"

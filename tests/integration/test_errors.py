@@ -1,0 +1,97 @@
+"""Bad input and failures: one clear line, the right exit status, nothing left running."""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import subprocess
+import shutil
+import sys
+from pathlib import Path
+
+import pexpect
+import pytest
+
+from labtest import lab_cli
+
+
+def _one_line_error(r, status: int, *needles: str) -> None:
+    assert r.returncode == status, (r.returncode, r.stdout, r.stderr)
+    assert "Traceback" not in r.stderr
+    first = r.stderr.splitlines()[0]
+    assert first.startswith("lab: error:")
+    for n in needles:
+        assert n in r.stderr, r.stderr
+
+
+def test_unknown_profile_lists_profiles(kernel):
+    r = lab_cli("inspect", "--kernel", str(kernel), "--profile", "warp-drive")
+    _one_line_error(r, 2, "unknown profile 'warp-drive'", "kvm, tcg")
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_kernel_path_that_does_not_exist():
+    r = lab_cli("inspect", "--kernel", "/nonexistent/kernel.elf")
+    _one_line_error(r, 2, "kernel not found: /nonexistent/kernel.elf")
+
+
+def test_file_that_is_not_elf(tmp_path):
+    f = tmp_path / "notes.txt"
+    f.write_text("not a kernel\n")
+    _one_line_error(lab_cli("inspect", "--kernel", str(f)), 2, "not an ELF file")
+
+
+def test_truncated_elf(kernel, tmp_path):
+    f = tmp_path / "truncated.elf"
+    f.write_bytes(kernel.read_bytes()[:200])
+    _one_line_error(lab_cli("inspect", "--kernel", str(f)), 2, "not a readable ELF")
+
+
+def test_missing_qemu_names_the_setup_command(kernel):
+    r = lab_cli("inspect", "--kernel", str(kernel), env={"LAB_QEMU": "qemu-system-nonexistent"})
+    _one_line_error(r, 2, "qemu-system-nonexistent not found", "bash lab/setup.sh")
+
+
+def test_missing_gdb_names_the_setup_command(kernel):
+    r = lab_cli("inspect", "--kernel", str(kernel), env={"LAB_GDB": "gdb-nonexistent"})
+    _one_line_error(r, 2, "gdb-nonexistent not found", "bash lab/setup.sh")
+
+
+def test_guest_that_never_gets_ready(halting_kernel):
+    r = lab_cli("inspect", "--kernel", str(halting_kernel), "--ready-timeout", "1")
+    _one_line_error(r, 3, "timed out after 1 s waiting for the ready marker", "serial tail", "logs:")
+    logs = Path(r.stderr.split("logs: ")[1].split()[0])
+    assert (logs / "serial.log").exists() and (logs / "gdb.log").exists()
+    shutil.rmtree(logs)
+
+
+def _wait_gone(pid: int, timeout: float) -> bool:
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        return bool(select.select([fd], [], [], timeout)[0])
+    finally:
+        os.close(fd)
+
+
+def _started_pids(child) -> tuple[int, int]:
+    child.expect(r"started qemu pid (\d+), gdb pid (\d+)", timeout=30)
+    return int(child.match.group(1)), int(child.match.group(2))
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL])
+def test_signals_reap_qemu_and_gdb(halting_kernel, sig):
+    lab = shutil.which("lab")
+    child = pexpect.spawn(lab, ["-v", "inspect", "--kernel", str(halting_kernel),
+                                "--ready-timeout", "60"], encoding="utf-8", timeout=30)
+    qemu_pid, gdb_pid = _started_pids(child)
+    os.kill(child.pid, sig)
+    child.expect(pexpect.EOF, timeout=20)
+    child.close()
+    assert _wait_gone(qemu_pid, 10), f"qemu {qemu_pid} outlived the lab ({sig.name})"
+    assert _wait_gone(gdb_pid, 10), f"gdb {gdb_pid} outlived the lab ({sig.name})"
+    if sig is not signal.SIGKILL:
+        assert child.exitstatus in (130, 143), child.exitstatus
