@@ -1,4 +1,4 @@
-"""The lab kernel's side of the contract (docs/CONTRACT.md), as data.
+"""The lab kernel's side of the contract (kernel/CONTRACT.md), as data.
 
 Names and layouts the lab relies on; values come from the kernel's ELF wherever they can, so
 nothing the kernel decides is retyped here.

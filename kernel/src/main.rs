@@ -1,7 +1,7 @@
 //! The lab kernel: a small x86-64 kernel the lab boots, inspects and pokes.
 //!
 //! The interface the lab relies on (ready marker, shell commands, exported symbols) is written
-//! down in `docs/CONTRACT.md`.
+//! down in `kernel/CONTRACT.md`.
 
 #![no_std]
 #![no_main]

@@ -2,7 +2,7 @@
 
 Two tiers, shown apart: `generic` checks hold for any correct x86-64 kernel; `lab-kernel`
 checks compare the live state with what the lab's own kernel declares in its ELF (the
-contract in docs/CONTRACT.md) and run only when those declarations are present.
+contract in kernel/CONTRACT.md) and run only when those declarations are present.
 """
 
 from __future__ import annotations

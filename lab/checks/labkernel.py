@@ -1,4 +1,4 @@
-"""Checks against what the lab's own kernel declares in its ELF (docs/CONTRACT.md)."""
+"""Checks against what the lab's own kernel declares in its ELF (kernel/CONTRACT.md)."""
 
 from __future__ import annotations
 

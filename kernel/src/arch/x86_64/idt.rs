@@ -100,7 +100,7 @@ const _: () = assert!(size_of::<Idt>() == 4096);
 pub static mut IDT: Idt = Idt { gates: [Gate::MISSING; ENTRIES] };
 
 /// What the kernel intends each gate to be. Part of the kernel/lab contract
-/// (docs/CONTRACT.md): the lab reads this symbol from the ELF and compares the live IDT with it.
+/// (kernel/CONTRACT.md): the lab reads this symbol from the ELF and compares the live IDT with it.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct GateDecl {

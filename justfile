@@ -1,0 +1,37 @@
+# x86-64 kernel test lab. `just --list` shows the recipes.
+
+# install everything (idempotent), then boot and inspect the kernel
+setup:
+    @bash lab/setup.sh
+
+# build the kernel (cargo, build-std, Debian's rustc 1.96)
+build:
+    @lab build
+
+# the guest's serial console on this terminal (Ctrl-A X quits); prints how to attach gdb
+boot profile="tcg":
+    @lab boot --profile {{profile}}
+
+# boot, stop at ready, decode and check IDT, GDT and TSS (pass --json for machines)
+inspect *args:
+    @lab inspect {{args}}
+
+# list the QEMU profiles
+profiles:
+    @lab profiles
+
+# the whole test suite: unit (no QEMU) and integration (real QEMU + gdb + kernel)
+test *args:
+    @python3 -m pytest tests {{args}}
+
+# decoders, parsers and checks only; no QEMU
+test-unit *args:
+    @python3 -m pytest tests -m "not integration" {{args}}
+
+# tests that boot the real kernel
+test-integration *args:
+    @python3 -m pytest tests -m integration {{args}}
+
+# boot-to-ready floor vs `lab inspect`, medians of several runs (see README "Speed")
+bench runs="7":
+    @python3 -m lab.bench --runs {{runs}}

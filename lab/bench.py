@@ -1,0 +1,83 @@
+"""`just bench`: wall-clock medians measured side by side in one run, with ratios to the floor.
+
+The floor is QEMU booting the lab kernel straight to isa-debug-exit (`lab.exit_at_ready` on
+the kernel command line), with no lab, no gdb and the same profile. Runs are interleaved
+(floor, inspect, floor, inspect, ...) so both see the same machine load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from lab import profiles
+from lab.build import build_kernel
+from lab.machine.qemu import DEBUG_EXIT_IOBASE
+from lab.toolchain import gdb_binary, qemu_binary
+
+EXIT_AT_READY = "lab.exit_at_ready"
+
+
+def _timed(argv: list[str], expect: int) -> float:
+    t0 = time.perf_counter()
+    r = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.PIPE, timeout=120)
+    elapsed = time.perf_counter() - t0
+    if r.returncode != expect:
+        raise SystemExit(f"bench: {argv[0]} exited {r.returncode}, expected {expect}:\n{r.stderr.decode()}")
+    return elapsed
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="lab.bench", description=__doc__)
+    ap.add_argument("--runs", type=int, default=7)
+    ap.add_argument("--profile", default="tcg")
+    ap.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    args = ap.parse_args(argv)
+
+    profile = profiles.load(args.profile)
+    kernel = build_kernel(quiet=True)
+    lab = shutil.which("lab") or sys.exit("bench: the `lab` command is not on PATH")
+    floor_argv = [qemu_binary(), *profile.qemu_args(), "-nodefaults", "-no-user-config",
+                  "-display", "none", "-vga", "none", "-no-reboot", "-serial", "null",
+                  "-device", f"isa-debug-exit,iobase={DEBUG_EXIT_IOBASE:#x},iosize=0x04",
+                  "-kernel", str(kernel), "-append", EXIT_AT_READY]
+    cases = {
+        "floor: bare QEMU boot to isa-debug-exit": (floor_argv, 1),  # exit value 0 -> status 1
+        "gdb start (gdb --batch, no target)": ([gdb_binary(), "--nx", "--batch"], 0),
+        "lab build (no-op)": ([lab, "build"], 0),
+        "lab inspect (cold: new QEMU + gdb, warm build)": ([lab, "inspect", "--profile", profile.name, "--json"], 0),
+    }
+    samples: dict[str, list[float]] = {name: [] for name in cases}
+    for _ in range(args.runs):
+        for name, (cmd, status) in cases.items():
+            samples[name].append(_timed(cmd, status))
+
+    floor = statistics.median(samples[next(iter(cases))])
+    results = [{"case": name, "median_s": statistics.median(s), "min_s": min(s), "max_s": max(s),
+                "runs": len(s), "ratio_to_floor": statistics.median(s) / floor}
+               for name, s in samples.items()]
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=f"lab bench: profile {profile.name}, {args.runs} runs each, interleaved",
+              title_justify="left")
+    for col in ("case", "median", "min", "max", "x floor"):
+        t.add_column(col, justify="left" if col == "case" else "right")
+    for r in results:
+        t.add_row(r["case"], f"{r['median_s'] * 1000:.0f} ms", f"{r['min_s'] * 1000:.0f} ms",
+                  f"{r['max_s'] * 1000:.0f} ms", f"{r['ratio_to_floor']:.1f}")
+    Console(width=120).print(t)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"profile": profile.name, "results": results}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
