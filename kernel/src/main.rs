@@ -10,6 +10,7 @@
 mod arch;
 mod boot;
 mod drivers;
+mod fire;
 mod shell;
 
 use arch::x86_64 as cpu;

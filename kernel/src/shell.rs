@@ -7,6 +7,7 @@
 use crate::arch::x86_64::{gdt, idt, stacks, tss};
 use crate::boot::BootPath;
 use crate::drivers::{debug_exit, serial::SERIAL};
+use crate::fire::{self, Style};
 use crate::{VERSION, serial_print, serial_println};
 
 pub const PROMPT: &str = "lab> ";
@@ -26,6 +27,24 @@ const COMMANDS: &[Command] = &[
         usage: "info",
         help: "one line: version and key addresses (key=value)",
         run: cmd_info,
+    },
+    Command {
+        name: "fire",
+        usage: "fire <scenario> [x86-interrupt|stub] [vector]",
+        help: "raise an exception from its harness; the handler fixes it up and returns",
+        run: cmd_fire,
+    },
+    Command {
+        name: "scenarios",
+        usage: "scenarios",
+        help: "list the fire scenarios: name vector description",
+        run: cmd_scenarios,
+    },
+    Command {
+        name: "style",
+        usage: "style <vector> <x86-interrupt|stub>",
+        help: "choose the handler style of one vector",
+        run: cmd_style,
     },
     Command {
         name: "exit",
@@ -55,6 +74,52 @@ fn cmd_info(_: &mut core::str::SplitWhitespace, boot: BootPath) {
         stacks::top(&raw const stacks::DOUBLE_FAULT_STACK),
         crate::lab_ready as *const () as usize,
     );
+}
+
+fn cmd_scenarios(_: &mut core::str::SplitWhitespace, _: BootPath) {
+    for s in fire::SCENARIOS {
+        serial_println!("  {:<16} {:>3}  {}", s.name, s.vector, s.help);
+    }
+}
+
+fn parse_style(word: Option<&str>) -> Result<Style, ()> {
+    match word {
+        None => Ok(Style::X86Interrupt),
+        Some(w) => Style::parse(w).ok_or_else(|| serial_println!("error: unknown style '{w}' (x86-interrupt, stub)")),
+    }
+}
+
+fn cmd_fire(args: &mut core::str::SplitWhitespace, _: BootPath) {
+    let Some(name) = args.next() else {
+        return serial_println!("error: usage: fire <scenario> [x86-interrupt|stub] [vector]  (see 'scenarios')");
+    };
+    let Some(scenario) = fire::find(name) else {
+        return serial_println!("error: unknown scenario '{name}' (see 'scenarios')");
+    };
+    let Ok(style) = parse_style(args.next()) else { return };
+    let vector = match args.next().map(parse_u32) {
+        None => scenario.vector,
+        Some(Some(v)) if scenario.name == "int" && v <= 255 => v as u8,
+        Some(_) => return serial_println!("error: a vector (0-255) is only accepted by 'int'"),
+    };
+    if scenario.name == "int" {
+        let d = idt::LAB_IDT_DECL[vector as usize];
+        if d.present == 0 || d.dpl != 3 && vector != fire::SOFT_INT_VECTOR && crate::arch::x86_64::vectors_with_error_code(vector) {
+            return serial_println!("error: int {vector}: no present gate, or the handler expects a CPU error code that int never pushes");
+        }
+    }
+    fire::fire(scenario, style, vector);
+}
+
+fn cmd_style(args: &mut core::str::SplitWhitespace, _: BootPath) {
+    let vector = args.next().and_then(parse_u32).filter(|v| *v <= 255);
+    match (vector, args.next().map(Style::parse)) {
+        (Some(v), Some(Some(style))) => {
+            idt::set_style(v as u8, style);
+            serial_println!("style vector={v} {}", style.name());
+        }
+        _ => serial_println!("error: usage: style <vector> <x86-interrupt|stub>"),
+    }
 }
 
 fn cmd_exit(args: &mut core::str::SplitWhitespace, _: BootPath) {

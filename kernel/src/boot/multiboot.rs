@@ -51,6 +51,7 @@ boot_no_long_mode_msg:
     .section .bss.boot_page_tables, "aw", @nobits
     .balign 4096
     .global boot_pml4
+    .global boot_pdpt
 boot_pml4:  .skip 4096
 boot_pdpt:  .skip 4096
 boot_pd:    .skip 4096

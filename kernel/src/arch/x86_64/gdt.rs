@@ -22,6 +22,8 @@ pub mod sel {
     pub const USER_CODE: u16 = 0x20 | 3;
     /// 16-byte system descriptor: occupies indices 5 and 6.
     pub const TSS: u16 = 0x28;
+    /// A data descriptor with P=0: loading it into DS raises #NP, into SS raises #SS.
+    pub const NOT_PRESENT_DATA: u16 = 0x38;
 }
 
 /// Bit positions of a segment descriptor (as one little-endian u64), SDM Figure 3-8.
@@ -73,6 +75,7 @@ pub const KERNEL_CODE64: u64 = code_data(ty::CODE_XR_ACCESSED, 0, true);
 pub const KERNEL_DATA: u64 = code_data(ty::DATA_RW_ACCESSED, 0, false);
 pub const USER_DATA: u64 = code_data(ty::DATA_RW_ACCESSED, 3, false);
 pub const USER_CODE64: u64 = code_data(ty::CODE_XR_ACCESSED, 3, true);
+pub const NOT_PRESENT_DATA: u64 = KERNEL_DATA & !(1 << bit::P);
 
 // Cross-check against the values Linux and the x86_64 crate use.
 const _: () = assert!(KERNEL_CODE64 == 0x00af_9b00_0000_ffff);
@@ -80,19 +83,19 @@ const _: () = assert!(KERNEL_DATA == 0x00cf_9300_0000_ffff);
 const _: () = assert!(USER_CODE64 == 0x00af_fb00_0000_ffff);
 const _: () = assert!(USER_DATA == 0x00cf_f300_0000_ffff);
 
-pub const ENTRIES: usize = 7;
+pub const ENTRIES: usize = 8;
 
 #[repr(C, align(16))]
 pub struct Gdt {
     pub entries: [u64; ENTRIES],
 }
 
-const _: () = assert!(size_of::<Gdt>() == 64); // 56 bytes of entries, padded to the alignment
-const _: () = assert!(sel::TSS as usize / 8 + 2 == ENTRIES);
+const _: () = assert!(size_of::<Gdt>() == 64);
+const _: () = assert!(sel::NOT_PRESENT_DATA as usize / 8 + 1 == ENTRIES);
 
 #[unsafe(no_mangle)]
 pub static mut GDT: Gdt = Gdt {
-    entries: [0, KERNEL_CODE64, KERNEL_DATA, USER_DATA, USER_CODE64, 0, 0],
+    entries: [0, KERNEL_CODE64, KERNEL_DATA, USER_DATA, USER_CODE64, 0, 0, NOT_PRESENT_DATA],
 };
 
 /// The GDT limit loaded into GDTR: size of the used entries minus one.

@@ -27,8 +27,8 @@ const _: () = assert!(size_of::<InterruptFrame>() == 40);
 /// Architectural vector names (SDM Table 6-1); index = vector.
 pub const MNEMONICS: [&str; 32] = [
     "#DE", "#DB", "NMI", "#BP", "#OF", "#BR", "#UD", "#NM", "#DF", "CSO", "#TS", "#NP", "#SS",
-    "#GP", "#PF", "RSV15", "#MF", "#AC", "#MC", "#XM", "#VE", "#CP", "RSV22", "RSV23", "RSV24",
-    "RSV25", "RSV26", "RSV27", "#HV", "#VC", "#SX", "RSV31",
+    "#GP", "#PF", "RSVD15", "#MF", "#AC", "#MC", "#XM", "#VE", "#CP", "RSVD22", "RSVD23", "RSVD24",
+    "RSVD25", "RSVD26", "RSVD27", "#HV", "#VC", "#SX", "RSVD31",
 ];
 
 pub static TICKS: AtomicU64 = AtomicU64::new(0);
@@ -50,10 +50,24 @@ fn report(vector: u8, frame: &InterruptFrame, error_code: Option<u64>) {
 }
 
 /// An exception the kernel does not recover from: report and stop this CPU.
-fn fatal(vector: u8, frame: &InterruptFrame, error_code: Option<u64>) -> ! {
+pub fn fatal(vector: u8, frame: &InterruptFrame, error_code: Option<u64>) -> ! {
+    // SAFETY: this CPU never returns to whoever held the console lock.
+    unsafe { crate::drivers::serial::SERIAL.force_unlock() };
     report(vector, frame, error_code);
     crate::serial_println!("HALTED after unrecoverable exception {vector}");
     crate::halt_forever()
+}
+
+/// Compiler-ABI handlers: a running scenario may fix the frame up, anything else is fatal.
+///
+/// In the x86-interrupt ABI the frame argument lives where the CPU pushed it (it is passed by
+/// reference), so a write through its address changes what `iretq` restores: the fix-ups rely
+/// on that, through a raw pointer and volatile accesses.
+fn dispatch(vector: u8, frame: *mut InterruptFrame, error_code: Option<u64>) {
+    if !crate::fire::on_exception(vector, frame, error_code, crate::fire::Style::X86Interrupt) {
+        // SAFETY: `frame` points at the CPU-pushed frame.
+        fatal(vector, unsafe { &*frame }, error_code);
+    }
 }
 
 macro_rules! exception_handlers {
@@ -66,13 +80,13 @@ macro_rules! exception_handlers {
     (@one $name:ident, $vec:expr, plain) => {
         #[unsafe(no_mangle)]
         pub extern "x86-interrupt" fn $name(frame: InterruptFrame) {
-            fatal($vec, &frame, None)
+            dispatch($vec, &raw const frame as *mut InterruptFrame, None)
         }
     };
     (@one $name:ident, $vec:expr, error) => {
         #[unsafe(no_mangle)]
         pub extern "x86-interrupt" fn $name(frame: InterruptFrame, error_code: u64) {
-            fatal($vec, &frame, Some(error_code))
+            dispatch($vec, &raw const frame as *mut InterruptFrame, Some(error_code))
         }
     };
 }
@@ -114,7 +128,16 @@ exception_handlers! {
 /// #BP is a trap: the saved RIP already points past `int3`, so returning resumes.
 #[unsafe(no_mangle)]
 pub extern "x86-interrupt" fn isr_bp(frame: InterruptFrame) {
-    report(vector::BREAKPOINT, &frame, None);
+    let frame_ptr = &raw const frame as *mut InterruptFrame;
+    if !crate::fire::on_exception(vector::BREAKPOINT, frame_ptr, None, crate::fire::Style::X86Interrupt) {
+        report(vector::BREAKPOINT, &frame, None);
+    }
+}
+
+/// `int 0x80`: the software-interrupt scenario's gate.
+#[unsafe(no_mangle)]
+pub extern "x86-interrupt" fn isr_soft_int(frame: InterruptFrame) {
+    dispatch(vector::SOFT_INT, &raw const frame as *mut InterruptFrame, None)
 }
 
 /// #DF is an abort with error code 0 (SDM §6.15, "Interrupt 8"); never returns.
@@ -162,5 +185,6 @@ pub fn handler_table() -> [Option<u64>; ENTRIES] {
     t[vector::PIC1_SPURIOUS as usize] = Some(isr_pic_spurious as *const () as u64);
     t[vector::PIC2_SPURIOUS as usize] = Some(isr_pic2_spurious as *const () as u64);
     t[vector::APIC_SPURIOUS as usize] = Some(isr_apic_spurious as *const () as u64);
+    t[vector::SOFT_INT as usize] = Some(isr_soft_int as *const () as u64);
     t
 }

@@ -29,6 +29,12 @@ pub mod vector {
     pub const PIC1_SPURIOUS: u8 = PIC1_OFFSET + 7; // IRQ7
     pub const PIC2_SPURIOUS: u8 = PIC2_OFFSET + 7; // IRQ15
     pub const APIC_SPURIOUS: u8 = 0xFF;
+    /// Software interrupt for the `int` scenario (a ring-3-callable trap gate).
+    pub const SOFT_INT: u8 = 0x80;
+    /// A valid interrupt gate with P=0: `int` to it raises #NP (`np` scenario).
+    pub const NOT_PRESENT_GATE: u8 = 0x41;
+    /// Left all-zero (type 0 is invalid in IA-32e mode): `int` to it raises #GP (`gp-nogate`).
+    pub const ZERO_GATE: u8 = 0x42;
 }
 
 /// Gate types (SDM Table 3-2, 64-bit mode column).
@@ -136,6 +142,8 @@ const fn build_decl() -> [GateDecl; ENTRIES] {
     d[vector::PIC1_SPURIOUS as usize] = decl(gate_type::INTERRUPT, 0, 0);
     d[vector::PIC2_SPURIOUS as usize] = decl(gate_type::INTERRUPT, 0, 0);
     d[vector::APIC_SPURIOUS as usize] = decl(gate_type::INTERRUPT, 0, 0);
+    d[vector::SOFT_INT as usize] = decl(gate_type::TRAP, 3, 0);
+    d[vector::NOT_PRESENT_GATE as usize] = GateDecl { present: 0, gate_type: gate_type::INTERRUPT, dpl: 0, ist: 0 };
     d
 }
 
@@ -157,6 +165,8 @@ pub fn init() {
         let d = LAB_IDT_DECL[v];
         match handler {
             Some(addr) if d.present != 0 => idt.gates[v] = Gate::new(*addr, sel::KERNEL_CODE, d),
+            // A typed gate with P=0 (no handler): delivery checks the type, then P (#NP).
+            None if d.present == 0 && d.gate_type != 0 => idt.gates[v] = Gate::new(0, sel::KERNEL_CODE, d),
             None if d.present == 0 => {}
             _ => panic!("vector {v}: handler table and LAB_IDT_DECL disagree"),
         }
@@ -167,4 +177,23 @@ pub fn init() {
 
 pub fn base() -> u64 {
     &raw const IDT as u64
+}
+
+/// Points `vector`'s gate at the handler of `style`, keeping its declared attributes.
+/// Vectors without a stub keep their compiler-ABI handler.
+pub fn set_style(vector: u8, style: crate::fire::Style) {
+    let d = LAB_IDT_DECL[vector as usize];
+    if d.present == 0 {
+        return;
+    }
+    let handler = match style {
+        crate::fire::Style::Stub => super::stubs::stub_for(vector),
+        crate::fire::Style::X86Interrupt => h::handler_table()[vector as usize],
+    };
+    if let Some(addr) = handler {
+        let gate = Gate::new(addr, sel::KERNEL_CODE, d);
+        // SAFETY: one 16-byte store per field on the only CPU; the gate is not in use (we are
+        // not inside a handler for `vector`).
+        unsafe { (&raw mut IDT.gates[vector as usize]).write_volatile(gate) };
+    }
 }

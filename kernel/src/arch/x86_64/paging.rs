@@ -1,0 +1,67 @@
+//! Test pages for the #PF scenarios, mapped at `TEST_BASE` (1 GiB, above the boot identity map).
+//!
+//! 4-level paging, SDM vol. 3A §5.5 (Tables 5-15..5-20 for the entry formats), page-fault error
+//! code §5.7 (Figure 5-12). The boot code maps 0-1 GiB with 2 MiB pages through `boot_pml4` /
+//! `boot_pdpt`; this module hangs one page directory off PDPT[1] and one page table off it.
+//!
+//! | page | address | mapping | access in the scenario | #PF error code |
+//! | 0 | 0x4000_0000 | not present | read | 0 |
+//! | 1 | 0x4000_1000 | present, read-only (CR0.WP=1) | write | P, W |
+//! | 2 | 0x4000_2000 | present, writable, XD | instruction fetch | P, I/D |
+//! | 3 | 0x4000_3000 | present, a reserved bit set | read | P, RSVD |
+
+use core::mem::size_of;
+
+pub const TEST_BASE: u64 = 0x4000_0000;
+pub const PAGE: u64 = 4096;
+pub const NOT_PRESENT: u64 = TEST_BASE;
+pub const READ_ONLY: u64 = TEST_BASE + PAGE;
+pub const NO_EXECUTE: u64 = TEST_BASE + 2 * PAGE;
+pub const RESERVED_BIT: u64 = TEST_BASE + 3 * PAGE;
+
+/// Page-table entry bits (SDM Table 5-20).
+pub mod pte {
+    pub const PRESENT: u64 = 1 << 0;
+    pub const WRITABLE: u64 = 1 << 1;
+    pub const NO_EXECUTE: u64 = 1 << 63;
+}
+
+#[repr(C, align(4096))]
+struct Table([u64; 512]);
+const _: () = assert!(size_of::<Table>() == 4096);
+
+#[repr(C, align(4096))]
+struct Frames([u8; 4 * PAGE as usize]);
+
+static mut TEST_PD: Table = Table([0; 512]);
+static mut TEST_PT: Table = Table([0; 512]);
+#[unsafe(no_mangle)]
+static mut LAB_TEST_FRAMES: Frames = Frames([0; 4 * PAGE as usize]);
+
+unsafe extern "C" {
+    static mut boot_pdpt: [u64; 512];
+}
+
+/// First physical-address bit the CPU treats as reserved in paging entries (MAXPHYADDR,
+/// CPUID 0x80000008 EAX[7:0]); a set reserved bit makes the walk fault with RSVD=1.
+pub fn reserved_bit() -> u32 {
+    let max = core::arch::x86_64::__cpuid(0x8000_0008).eax & 0xFF;
+    max.min(51)
+}
+
+pub fn init() {
+    // SAFETY: single CPU during init; the tables are static and identity-mapped.
+    unsafe {
+        let frames = &raw mut LAB_TEST_FRAMES as u64;
+        let pt = &mut *(&raw mut TEST_PT);
+        pt.0[0] = 0;
+        pt.0[1] = (frames + PAGE) | pte::PRESENT;
+        pt.0[2] = (frames + 2 * PAGE) | pte::PRESENT | pte::WRITABLE | pte::NO_EXECUTE;
+        pt.0[3] = (frames + 3 * PAGE) | pte::PRESENT | pte::WRITABLE | (1u64 << reserved_bit());
+        (*(&raw mut TEST_PD)).0[0] = (&raw const TEST_PT as u64) | pte::PRESENT | pte::WRITABLE;
+        (*(&raw mut boot_pdpt))[1] = (&raw const TEST_PD as u64) | pte::PRESENT | pte::WRITABLE;
+        // Reload CR3 to flush any stale translation of the new range.
+        let (frame, flags) = x86_64::registers::control::Cr3::read();
+        x86_64::registers::control::Cr3::write(frame, flags);
+    }
+}
