@@ -39,6 +39,15 @@ def cmd_build(args) -> int:
     return 0
 
 
+def cmd_scenarios(args) -> int:
+    from lab.scenarios.exceptions import CATALOG
+
+    for s in CATALOG:
+        extra = f"  [TCG: {s.tcg.note}]" if s.tcg else ""
+        print(f"{s.name:16} {s.vector:>3}  {s.summary}{extra}")
+    return 0
+
+
 def cmd_profiles(args) -> int:
     from lab import profiles
 
@@ -67,6 +76,38 @@ def cmd_inspect(args) -> int:
         # Piped output (CI logs) gets a fixed wide layout instead of rich's 80 columns.
         print_report(report, Console() if sys.stdout.isatty() else Console(width=160))
     return 1 if report.failed else 0
+
+
+def cmd_fire(args) -> int:
+    from lab import profiles
+    from lab.fire_report import fire, selected
+    from lab.scenarios.exceptions import STYLES, check_style
+
+    profile = profiles.load(args.profile)
+    styles = list(STYLES) if args.style == "both" else [check_style(args.style)]
+    plan = selected(args.scenarios, styles)
+    if args.vector is not None and any(s.name != "int" for s, _ in plan):
+        from lab.errors import UserError
+        raise UserError("--vector applies to the 'int' scenario only")
+    kernel = _kernel(args)
+    results, symbols = fire(kernel, profile, plan, vector=args.vector,
+                            log_dir=Path(args.log_dir) if args.log_dir else None,
+                            ready_timeout=args.ready_timeout)
+    if args.json:
+        json.dump([r.to_json(symbols) for r in results], sys.stdout, indent=2)
+        print()
+    else:
+        from rich.console import Console
+
+        from lab.render import print_fire, print_fire_summary
+
+        console = Console() if sys.stdout.isatty() else Console(width=160)
+        if len(results) == 1 or args.verbose_panels:
+            for r in results:
+                print_fire(r, symbols, console)
+        if len(results) > 1:
+            print_fire_summary(results, console)
+    return 1 if any(r.outcome == "FAIL" for r in results) else 0
 
 
 def cmd_boot(args) -> int:
@@ -102,6 +143,19 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--log-dir", metavar="DIR", help="keep serial/QEMU/gdb logs in DIR")
     sp.add_argument("--ready-timeout", type=float, default=10.0, metavar="S",
                     help="bound on the wait for the kernel's ready marker (default: %(default)s)")
+    sp = add("fire", cmd_fire, "raise exceptions in the lab kernel and check each frame against the manual")
+    kernel_opts(sp)
+    sp.add_argument("scenarios", nargs="+", metavar="SCENARIO",
+                    help="scenario name(s) from the catalog, or 'all' (see `lab scenarios`)")
+    sp.add_argument("--style", default="x86-interrupt",
+                    help="handler style: x86-interrupt, stub, or both (default: %(default)s)")
+    sp.add_argument("--vector", type=lambda v: int(v, 0), help="vector for the 'int' scenario (default 0x80)")
+    sp.add_argument("--json", action="store_true")
+    sp.add_argument("--panels", dest="verbose_panels", action="store_true",
+                    help="with several scenarios, print every panel, not just the summary")
+    sp.add_argument("--log-dir", metavar="DIR")
+    sp.add_argument("--ready-timeout", type=float, default=10.0, metavar="S")
+    add("scenarios", cmd_scenarios, "list the exception scenarios")
     sp = add("boot", cmd_boot, "boot with the serial console on this terminal (Ctrl-A X quits)")
     kernel_opts(sp)
     return p

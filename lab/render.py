@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from lab.checks import Check, Verdict
@@ -49,9 +50,9 @@ def checks_table(checks: list[Check], title: str = "Checks") -> Table:
     t = Table(title=title, title_justify="left")
     for col in ("verdict", "tier", "check", "evidence"):
         t.add_column(col, overflow="fold")
-    for c in checks:
+    for c in checks:  # evidence is data, never markup
         t.add_row(f"[{VERDICT_STYLE[c.verdict]}]{c.verdict.value}[/]", c.tier,
-                  f"{c.id}\n[dim]{c.title}[/]", "\n".join(c.evidence))
+                  f"{c.id}\n[dim]{escape(c.title)}[/]", escape("\n".join(c.evidence)))
     return t
 
 
@@ -70,3 +71,41 @@ def print_report(report: InspectReport, console: Console) -> None:
     counts = {vd: sum(1 for c in report.checks if c.verdict is vd) for vd in Verdict}
     console.print(" ".join(f"[{VERDICT_STYLE[vd]}]{n} {vd.value}[/]" for vd, n in counts.items())
                   + f"   ({report.timings.get('total', 0):.3f} s)")
+
+
+OUTCOME_STYLE = {"PASS": "bold green", "FAIL": "bold red", "DEVIATION": "bold yellow"}
+
+
+def print_fire(result, symbols, console: Console) -> None:
+    from rich.panel import Panel
+    from rich.console import Group
+
+    obs = result.observation
+    rows = result.stack_rows(symbols)
+    stack = Table(title=f"stack at {obs.gate['symbol']} entry", title_justify="left")
+    for col in ("address", "value", "slot", ""):
+        stack.add_column(col)
+    for r in rows:
+        stack.add_row(_hex(r["address"]), f"{r['value']:#018x}", r["slot"], escape(r["note"]))
+    parts = [stack] if rows else [f"[yellow]no entry into {obs.gate['symbol']} "
+                                  f"(delivered: {obs.delivered['vector'] if obs.delivered else 'nothing'})[/]"]
+    parts.append(checks_table(result.checks, title="checks"))
+    if result.note:
+        parts.append(f"[yellow]documented deviation:[/] {result.note}")
+    title = (f"{result.scenario.name} ({result.scenario.summary}) · vector {obs.vector} · "
+             f"{obs.style} · [{OUTCOME_STYLE[result.outcome]}]{result.outcome}[/] · "
+             f"{result.seconds * 1000:.0f} ms")
+    console.print(Panel(Group(*parts), title=title, title_align="left"))
+
+
+def print_fire_summary(results, console: Console) -> None:
+    t = Table(title="lab fire: summary", title_justify="left")
+    for col in ("scenario", "vector", "style", "outcome", "failed checks", "ms"):
+        t.add_column(col)
+    for r in results:
+        failed = ", ".join(c.id for c in r.checks if c.verdict is Verdict.FAIL)
+        t.add_row(r.scenario.name, str(r.observation.vector), r.observation.style,
+                  f"[{OUTCOME_STYLE[r.outcome]}]{r.outcome}[/]", failed, f"{r.seconds * 1000:.0f}")
+    console.print(t)
+    counts = {k: sum(1 for r in results if r.outcome == k) for k in OUTCOME_STYLE}
+    console.print(" ".join(f"[{OUTCOME_STYLE[k]}]{n} {k}[/]" for k, n in counts.items()))

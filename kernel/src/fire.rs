@@ -5,7 +5,7 @@
 //! them from the ELF; names use `_` where the shell name uses `-`):
 //!
 //! | label | where |
-//! | `lab_fire_<n>` | entry: saves callee-saved registers and RFLAGS, then `sti` |
+//! | `lab_fire_<n>` | entry: saves callee-saved registers and RFLAGS, leaves RSP 8 mod 16, `sti` |
 //! | `lab_plant_<n>` | a `nop`; the lab stops here and plants sentinels in the registers |
 //! | `lab_fault_<n>` | the instruction that raises the exception |
 //! | `lab_fault_end_<n>` | the instruction after it (a trap's saved RIP) |
@@ -27,6 +27,7 @@ use crate::arch::x86_64::idt::vector::{NOT_PRESENT_GATE, ZERO_GATE};
 pub const SOFT_INT_VECTOR: u8 = 0x80;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(u64)]
 pub enum Style {
     X86Interrupt,
     Stub,
@@ -84,6 +85,7 @@ macro_rules! harness_asm {
             push r14
             push r15
             pushfq
+            sub rsp, 8              /* RSP = 8 mod 16 at the fault: shows the CPU's alignment */
             sti
         .endm
         .macro LAB_PLANT name
@@ -102,6 +104,7 @@ macro_rules! harness_asm {
         .macro LAB_FIRE_END name
             .global lab_resume_\name
         lab_resume_\name:
+            add rsp, 8
             popfq
             pop r15
             pop r14
@@ -435,6 +438,22 @@ fn in_harness(s: &Scenario, rip: u64) -> bool {
 /// harness, records it, applies the fix-up for the vector that actually arrived, and returns
 /// true (the handler then `iretq`s). Otherwise returns false: the exception is unexpected.
 pub fn on_exception(vector: u8, frame: *mut InterruptFrame, error: Option<u64>, style: Style) -> bool {
+    lab_on_exception(vector as u64, frame, error.unwrap_or(NO_ERROR_CODE), style as u64)
+}
+
+/// `error` value meaning "the CPU pushed no error code".
+pub const NO_ERROR_CODE: u64 = u64::MAX;
+
+/// The C-ABI core of `on_exception`, unmangled so a debugger can stop on it and read its
+/// arguments: RDI = vector, RSI = address of the CPU-pushed RIP/CS/RFLAGS/RSP/SS frame (inside
+/// the `TrapFrame` for the stub style), RDX = error code or `NO_ERROR_CODE`, RCX = style
+/// (0 = x86-interrupt, 1 = stub). Part of the contract (kernel/CONTRACT.md).
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn lab_on_exception(vector: u64, frame: *mut InterruptFrame, error: u64, style: u64) -> bool {
+    let vector = vector as u8;
+    let error = (error != NO_ERROR_CODE).then_some(error);
+    let style = if style == 1 { Style::Stub } else { Style::X86Interrupt };
     let active = ACTIVE.load(Ordering::SeqCst);
     if active == 0 {
         return false;

@@ -53,6 +53,7 @@ class Gdb:
         self._token = 0
         self._async: deque[dict] = deque()
         self._pending: deque[dict] = deque()  # records read but not yet consumed
+        self._register_names: list[str] | None = None
 
     def argv(self) -> list[str]:
         return [gdb_binary(), "--nx", "--quiet", "--interpreter=mi3"]
@@ -74,7 +75,8 @@ class Gdb:
         # the token, not by silence). pygdbmi only shortens its wait when this is > 0.
         self._io = IoManager(self.proc.stdin, self.proc.stdout, self.proc.stderr,
                              time_to_check_for_additional_output_sec=1e-6)
-        for setting in ("pagination off", "confirm off", "width 0", "height 0"):
+        # mi-async: gdb keeps reading commands while the target runs, so -exec-interrupt works.
+        for setting in ("mi-async on", "pagination off", "confirm off", "width 0", "height 0"):
             self.cli(f"set {setting}")
 
     def shutdown(self) -> None:
@@ -192,8 +194,11 @@ class Gdb:
         self._async.clear()
         self.mi("-exec-continue")
 
-    def interrupt(self) -> None:
+    def interrupt(self, timeout: float = 5.0) -> dict:
+        """Stops a running target and waits for its *stopped record."""
+        self._async.clear()
         self.mi("-exec-interrupt")
+        return self.wait_stopped(timeout, "the target to stop after -exec-interrupt")
 
     def read_memory(self, address: int, length: int) -> bytes:
         if length == 0:
@@ -211,7 +216,9 @@ class Gdb:
 
     def registers(self) -> dict[str, int]:
         """All registers gdb knows, by name, as integers (vector registers skipped)."""
-        names = self.mi("-data-list-register-names").payload["register-names"]
+        if self._register_names is None:
+            self._register_names = self.mi("-data-list-register-names").payload["register-names"]
+        names = self._register_names
         values = self.mi("-data-list-register-values x").payload["register-values"]
         out: dict[str, int] = {}
         for v in values:

@@ -181,6 +181,11 @@ class QemuMachine:
         return self._exit
 
     # -- QMP ----------------------------------------------------------------------------
+    def hmp(self, command: str) -> str:
+        """A human-monitor command through QMP; works while the guest runs (gdb's `monitor`
+        needs it stopped)."""
+        return self.qmp_cmd("human-monitor-command", **{"command-line": command})
+
     def qmp_cmd(self, name: str, **args):
         if self.qmp is None:
             raise LabError(f"QMP {name}: QEMU is not running", logs=self.run.logs)

@@ -65,3 +65,9 @@ pub fn init() {
         x86_64::registers::control::Cr3::write(frame, flags);
     }
 }
+
+/// The four test-page addresses in table order (contract: the lab reads the #PF scenarios'
+/// expected CR2 values from this symbol).
+#[unsafe(no_mangle)]
+#[used]
+pub static LAB_TEST_PAGES: [u64; 4] = [NOT_PRESENT, READ_ONLY, NO_EXECUTE, RESERVED_BIT];

@@ -1,0 +1,212 @@
+"""`lab fire`: raise one exception in the running lab kernel and record what the CPU did.
+
+For one scenario (lab/scenarios/exceptions.py), in a booted `Session`:
+
+1. hardware breakpoint at `lab_plant_<n>`; the shell runs `fire <n> <style>`;
+2. at the plant point the lab writes fresh random sentinels into every general-purpose
+   register except RSP and the scenario's operands, and reads RSP/RFLAGS/CS/SS (the state the
+   exception interrupts: the next instructions do not change them);
+3. breakpoints at the handler the live IDT names for the vector, at `lab_on_exception`
+   (every handler of both styles calls it, with RDI = vector, RSI = the CPU frame) and at
+   `lab_resume_<n>`; continue (the NMI scenario gets QMP `inject-nmi` now);
+4. at the handler entry: RSP, RFLAGS, CR2 and the stack as the CPU left it; at
+   `lab_on_exception`: the delivered vector and, for the stub style, the whole TrapFrame;
+   at resume: the registers after `iretq`;
+5. the kernel prints a `fired ...` line, read back as evidence, with QEMU's `-d int` lines.
+
+The result is a `FireObservation`: raw facts, no verdicts (lab/checks/frame.py judges them).
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import asdict, dataclass, field
+
+from lab.errors import GuestError, LabError, UserError
+from lab.machine.session import Session
+from lab.scenarios.exceptions import (RIP_CR2, RIP_LOOP, RIP_NEXT, SOFT_INT_VECTOR,
+                                      ExceptionScenario)
+from lab.x86.frames import GPRS, QWORD, TRAP_FRAME
+from lab.x86.idt import GATE, decode_gate
+from lab.x86.vectors import pushes_error_code
+
+STOP_TIMEOUT = 5.0
+ON_EXCEPTION = "lab_on_exception"
+INT_TABLE = "lab_int_table"
+INT_TABLE_STRIDE = 8
+TEST_PAGES = "LAB_TEST_PAGES"
+LABEL_FIELDS = ("entry", "plant", "fault", "fault_end", "resume")
+_FIRED = re.compile(r"fired (?P<kv>.*)")
+
+
+@dataclass
+class Labels:
+    entry: int
+    plant: int
+    fault: int
+    fault_end: int
+    resume: int
+
+
+@dataclass
+class FireObservation:
+    scenario: str
+    style: str
+    vector: int  # the vector the scenario targets
+    profile: str
+    labels: dict
+    sentinels: dict[str, int]
+    before: dict[str, int]  # rsp, rflags, cs, ss at the plant point
+    gate: dict  # the live IDT gate for `vector` at fire time
+    ist_top: int | None  # the TSS IST slot the gate names, if any
+    expected_cr2: int | None
+    entry: dict | None = None  # rsp, rflags, cr2, stack (list of qwords), pc
+    delivered: dict | None = None  # vector, error_code, frame address, style
+    trap_frame: dict | None = None  # decoded TrapFrame (stub style)
+    after: dict[str, int] | None = None  # registers at resume
+    kernel_report: dict = field(default_factory=dict)
+    qemu_log: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+class Firer:
+    """Fires scenarios in one booted session.
+
+    Protocol: between fires the CPU is stopped (at `lab_ready` after boot, then wherever
+    `-exec-interrupt` caught the idle shell), because gdb arms breakpoints only on a stopped
+    target. Shell input sent while the CPU is stopped waits in the serial socket: QEMU's 16550
+    takes only what its FIFO can hold."""
+
+    def __init__(self, session: Session) -> None:
+        self.s = session
+        self.gdb = session.gdb
+        self.symbols = session.symbols
+        for needed in (ON_EXCEPTION, TEST_PAGES, INT_TABLE):
+            if self.symbols.lookup(needed) is None:
+                raise UserError(f"{session.kernel}: no {needed} symbol; `lab fire` needs the lab kernel")
+        from lab.target import parse_info_registers
+
+        cpu = parse_info_registers(session.qemu.hmp("info registers"))
+        self.idtr = cpu.idtr
+        self.tss_base = cpu.tr.base
+        pages = self.symbols.read(TEST_PAGES)
+        self.test_pages = [int.from_bytes(pages[i:i + 8], "little") for i in range(0, len(pages), 8)]
+        self._log_offset = 0
+
+    def labels(self, scenario: ExceptionScenario) -> Labels:
+        raw = self.symbols.read(f"lab_labels_{scenario.symbol}")
+        if raw is None or len(raw) != 40:
+            raise UserError(f"the kernel has no harness for {scenario.name!r}")
+        return Labels(*(int.from_bytes(raw[i * 8:i * 8 + 8], "little") for i in range(5)))
+
+    def _gate(self, vector: int):
+        return decode_gate(self.gdb.read_memory(self.idtr.base + vector * GATE.size, GATE.size), vector)
+
+    def _regs(self, names) -> dict[str, int]:
+        regs = self.gdb.registers()
+        regs["rflags"] = regs["eflags"]
+        regs["pc"] = regs["rip"]
+        return {n: regs[n] for n in names}
+
+    def _log_tail(self) -> list[str]:
+        path = self.s.run.log("qemu.log") if self.s.run else None
+        if path is None or not path.exists():
+            return []
+        with open(path, "rb") as f:
+            f.seek(self._log_offset)
+            data = f.read()
+        self._log_offset += len(data)
+        from lab import qemu_log
+        return [e.line for e in qemu_log.parse(data.decode(errors="replace"))]
+
+    def fire(self, scenario: ExceptionScenario, style: str, vector: int | None = None,
+             seed: int | None = None) -> FireObservation:
+        gdb, serial = self.gdb, self.s.serial
+        vector = scenario.vector if vector is None else vector
+        if vector != scenario.vector and scenario.name != "int":
+            raise UserError(f"--vector applies to the 'int' scenario only")
+        labels = self.labels(scenario)
+        if scenario.name == "int":
+            table = self.symbols.lookup(INT_TABLE).address
+            labels.fault = table + vector * INT_TABLE_STRIDE
+            labels.fault_end = labels.fault + 2  # `int imm8` is two bytes
+        self._log_tail()  # skip log lines from before this fire
+        rng = random.Random(seed)
+        sentinels = {r: 0x5E00_0000_0000_0000 | (i << 40) | rng.getrandbits(32)
+                     for i, r in enumerate(GPRS) if r not in scenario.operands}
+
+        bp = gdb.hbreak(f"*{labels.plant:#x}")
+        serial.send_line(f"fire {scenario.name} {style}" + (f" {vector}" if scenario.name == "int" else ""))
+        gdb.cont()
+        self._expect_stop(labels.plant, f"the plant point of {scenario.name}")
+        gdb.delete_breakpoint(bp)
+        for reg, value in sentinels.items():
+            gdb.mi(f"-data-evaluate-expression ${reg}={value:#x}")
+        before = self._regs(("rsp", "rflags", "cs", "ss"))
+        gate = self._gate(vector)
+        ist_top = None
+        if gate.ist:
+            ist_top = int.from_bytes(self.gdb.read_memory(self.tss_base + 0x24 + 8 * (gate.ist - 1), 8), "little")
+        obs = FireObservation(
+            scenario=scenario.name, style=style, vector=vector, profile=self.s.profile.name,
+            labels=asdict(labels), sentinels=sentinels, before=before,
+            gate={"offset": gate.offset, "type": gate.type_name, "ist": gate.ist, "dpl": gate.dpl,
+                  "present": gate.present, "symbol": self.symbols.describe(gate.offset)},
+            ist_top=ist_top,
+            expected_cr2=self.test_pages[scenario.cr2_page] if scenario.cr2_page is not None else None)
+
+        stops = {}
+        if gate.present:
+            stops[gdb.hbreak(f"*{gate.offset:#x}")] = "entry"
+        # Its first instruction (a function-name breakpoint would land after the prologue).
+        stops[gdb.hbreak(f"*{self.symbols.lookup(ON_EXCEPTION).address:#x}")] = "delivered"
+        stops[gdb.hbreak(f"*{labels.resume:#x}")] = "resume"
+        gdb.cont()
+        if scenario.rip == RIP_LOOP:
+            self.s.qemu.qmp_cmd("inject-nmi")
+        try:
+            while True:
+                stop = gdb.wait_stopped(STOP_TIMEOUT, f"{scenario.name}: the handler or the resume point")
+                what = stops.get(int(stop.get("bkptno", 0))) if stop.get("reason") == "breakpoint-hit" else None
+                if what is None:
+                    raise GuestError(f"{scenario.name}: unexpected stop {stop.get('reason')} at "
+                                     f"{stop.get('frame', {}).get('addr')}", logs=self.s.logs)
+                if what == "entry" and obs.entry is None and obs.delivered is None:
+                    regs = self._regs(("rsp", "rflags", "cr2", "pc"))
+                    stack = gdb.read_memory(regs["rsp"], 6 * QWORD)
+                    obs.entry = {"rsp": regs["rsp"], "rflags": regs["rflags"], "cr2": regs["cr2"],
+                                 "pc": regs["pc"],
+                                 "stack": [int.from_bytes(stack[i:i + 8], "little") for i in range(0, 48, 8)]}
+                elif what == "delivered" and obs.delivered is None:
+                    regs = self._regs(("rdi", "rsi", "rdx", "rcx", "cr2"))
+                    obs.delivered = {"vector": regs["rdi"] & 0xFF, "frame": regs["rsi"],
+                                     "error_code": None if regs["rdx"] == 2**64 - 1 else regs["rdx"],
+                                     "style": "stub" if regs["rcx"] == 1 else "x86-interrupt",
+                                     "cr2": regs["cr2"]}
+                    if regs["rcx"] == 1:
+                        base = regs["rsi"] - TRAP_FRAME.offset("rip")
+                        obs.trap_frame = {"address": base, **TRAP_FRAME.decode(gdb.read_memory(base, TRAP_FRAME.size))}
+                elif what == "resume":
+                    obs.after = self._regs(GPRS + ("rsp",))
+                    break
+                gdb.cont()
+        finally:
+            for number in stops:
+                gdb.delete_breakpoint(number)
+        gdb.cont()
+        m = serial.expect(rb"fired ([^\r\n]*)\r?\n", STOP_TIMEOUT, f"the kernel's report of {scenario.name}")
+        obs.kernel_report = dict(kv.split("=", 1) for kv in m.group(1).decode().split())
+        serial.wait_prompt(STOP_TIMEOUT)
+        gdb.interrupt()
+        obs.qemu_log = self._log_tail()
+        return obs
+
+    def _expect_stop(self, address: int, what: str) -> None:
+        stop = self.gdb.wait_stopped(STOP_TIMEOUT, what)
+        pc = int(stop.get("frame", {}).get("addr", "0"), 16)
+        if pc != address:
+            raise GuestError(f"stopped at {pc:#x} ({stop.get('reason')}) instead of {what} "
+                             f"({address:#x}); serial tail:\n{self.s.serial.tail()}", logs=self.s.logs)

@@ -1,0 +1,133 @@
+"""Exception scenarios: one entry per `fire` harness in kernel/src/fire.rs.
+
+Each entry states what the Intel SDM vol. 3A (§6.15, "Exception and Interrupt Reference") and
+the AMD APM vol. 2 (§8.2) say the CPU delivers: the vector, its class (fault: saved RIP is the
+faulting instruction; trap: the next one), the error code, CR2. Where an accelerator has been
+measured to differ, the difference is recorded as a `Deviation`, with what was seen: a run that
+shows exactly that deviation is reported as DEVIATION, not PASS; a run that matches the manual
+passes, whatever the record says.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lab.errors import UserError
+from lab.x86.frames import RFLAGS_TF, pf_error_code, selector_error_code
+
+# kernel/src/arch/x86_64/idt.rs `vector`
+NOT_PRESENT_GATE = 0x41
+ZERO_GATE = 0x42
+SOFT_INT_VECTOR = 0x80
+# kernel/src/arch/x86_64/gdt.rs `sel::NOT_PRESENT_DATA` (checked against the ELF at run time)
+NOT_PRESENT_DATA_INDEX = 7
+
+STYLES = ("x86-interrupt", "stub")
+
+#: Where the saved RIP must point: the raising instruction, the one after it, the fetch
+#: address (CR2), or anywhere in the wait loop (asynchronous events).
+RIP_FAULT, RIP_NEXT, RIP_CR2, RIP_LOOP = "fault", "next", "cr2", "loop"
+
+
+@dataclass(frozen=True)
+class Deviation:
+    """Measured behaviour of one accelerator that differs from the manual."""
+
+    vector: int | None  # None: no exception at all
+    error_code: int | None = None
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class ExceptionScenario:
+    name: str
+    vector: int
+    summary: str
+    rip: str = RIP_FAULT
+    error_code: int | None = None  # exact value, for vectors that push one
+    cr2_page: int | None = None  # index into the kernel's LAB_TEST_PAGES
+    operands: tuple[str, ...] = ()  # registers the harness loads before the plant point
+    rflags_set: int = 0  # RFLAGS bits the harness sets between the plant point and the event
+    tcg: Deviation | None = None
+    kvm_unsupported: str | None = None
+
+    @property
+    def software(self) -> bool:
+        """Raised by `int n`: the CPU pushes no error code, whatever the vector."""
+        return self.name == "int"
+
+    @property
+    def symbol(self) -> str:
+        return self.name.replace("-", "_")
+
+
+_NESTED_KVM = ("KVM on this nested AMD host cannot run it: the VM stops with "
+               "'KVM internal error. Suberror: 1' (KVM tries to emulate {insn} and cannot)")
+
+_IDT_INDEX_NOTE = ("QEMU 7.2 TCG puts vector*16+2 in the error code (the byte offset of the "
+                   "16-byte gate / 8); the manual's index is the vector: vector*8+2")
+
+CATALOG: tuple[ExceptionScenario, ...] = (
+    ExceptionScenario("de", 0, "div by a zero quadword"),
+    ExceptionScenario("db-int1", 1, "INT1 (ICEBP, opcode F1)", rip=RIP_NEXT,
+                      tcg=Deviation(6, note="QEMU 7.2 TCG decodes F1 as an invalid opcode (#UD)"),
+                      kvm_unsupported=_NESTED_KVM.format(insn="INT1")),
+    ExceptionScenario("db-tf", 1, "single step: POPF sets RFLAGS.TF, #DB after the next instruction",
+                      rip=RIP_NEXT, rflags_set=RFLAGS_TF),
+    ExceptionScenario("nmi", 2, "hlt loop; the host injects an NMI (QMP inject-nmi)", rip=RIP_LOOP),
+    ExceptionScenario("bp", 3, "int3", rip=RIP_NEXT),
+    ExceptionScenario("ud", 6, "ud2"),
+    ExceptionScenario("nm", 7, "CR0.TS=1, then an x87 instruction (fix-up: clear TS, re-execute)"),
+    ExceptionScenario("np", 11, "int 0x41: a valid interrupt gate with P=0",
+                      error_code=selector_error_code(index=NOT_PRESENT_GATE, idt=True),
+                      tcg=Deviation(11, NOT_PRESENT_GATE * 16 + 2, _IDT_INDEX_NOTE)),
+    ExceptionScenario("gp-nogate", 13, "int 0x42: an all-zero IDT entry (type 0 is invalid)",
+                      error_code=selector_error_code(index=ZERO_GATE, idt=True),
+                      tcg=Deviation(13, ZERO_GATE * 16 + 2, _IDT_INDEX_NOTE)),
+    ExceptionScenario("np-seg", 11, "mov ds, a selector whose descriptor has P=0",
+                      error_code=selector_error_code(index=NOT_PRESENT_DATA_INDEX)),
+    ExceptionScenario("ss", 12, "mov ss, a selector whose descriptor has P=0",
+                      error_code=selector_error_code(index=NOT_PRESENT_DATA_INDEX)),
+    ExceptionScenario("ss-noncanonical", 12, "mov rax, [rbp] with RBP non-canonical (SS-relative)",
+                      error_code=0, operands=("rbp",),
+                      tcg=Deviation(13, 0, "QEMU 7.2 TCG raises #GP(0), not #SS(0), for a "
+                                           "non-canonical stack reference")),
+    ExceptionScenario("gp-noncanonical", 13, "mov rax, [0x8000000000000000]", error_code=0),
+    ExceptionScenario("gp-msr", 13, "rdmsr of an MSR that does not exist", error_code=0,
+                      operands=("rcx",),
+                      tcg=Deviation(None, note="QEMU 7.2 TCG returns 0 for unknown MSRs instead "
+                                               "of raising #GP")),
+    ExceptionScenario("pf-read", 14, "read a not-present page", error_code=pf_error_code(),
+                      cr2_page=0),
+    ExceptionScenario("pf-write", 14, "write a read-only page (CR0.WP=1)",
+                      error_code=pf_error_code(p=1, w=1), cr2_page=1),
+    ExceptionScenario("pf-nx", 14, "jump to an execute-disable page", rip=RIP_CR2,
+                      error_code=pf_error_code(p=1, id=1), cr2_page=2),
+    ExceptionScenario("pf-rsvd", 14, "read through a PTE with a reserved bit set",
+                      error_code=pf_error_code(p=1, rsvd=1), cr2_page=3,
+                      tcg=Deviation(14, pf_error_code(rsvd=1), "QEMU 7.2 TCG reports RSVD "
+                                                               "without P (error code 0x8)")),
+    ExceptionScenario("mf", 16, "x87 1/0 with ZE unmasked, reported at the next fwait"),
+    ExceptionScenario("xm", 19, "divss 1/0 with MXCSR.ZM clear",
+                      tcg=Deviation(None, note="QEMU 7.2 TCG does not raise #XM for unmasked "
+                                               "SSE exceptions"),
+                      kvm_unsupported=_NESTED_KVM.format(insn="LDMXCSR")),
+    ExceptionScenario("int", SOFT_INT_VECTOR, "int N (a software interrupt; default 0x80)",
+                      rip=RIP_NEXT),
+)
+
+BY_NAME = {s.name: s for s in CATALOG}
+
+
+def get(name: str) -> ExceptionScenario:
+    try:
+        return BY_NAME[name]
+    except KeyError:
+        raise UserError(f"unknown exception scenario {name!r}; the catalog: "
+                        f"{', '.join(BY_NAME)}") from None
+
+
+def check_style(style: str) -> str:
+    if style not in STYLES:
+        raise UserError(f"unknown handler style {style!r}; styles: {', '.join(STYLES)}")
+    return style
