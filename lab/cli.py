@@ -92,7 +92,8 @@ def cmd_fire(args) -> int:
     kernel = _kernel(args)
     results, symbols = fire(kernel, profile, plan, vector=args.vector,
                             log_dir=Path(args.log_dir) if args.log_dir else None,
-                            ready_timeout=args.ready_timeout)
+                            ready_timeout=args.ready_timeout, inject_nmi=not args.no_inject,
+                            handler_timeout=args.handler_timeout)
     if args.json:
         json.dump([r.to_json(symbols) for r in results], sys.stdout, indent=2)
         print()
@@ -102,8 +103,8 @@ def cmd_fire(args) -> int:
         from lab.render import print_fire, print_fire_summary
 
         console = Console() if sys.stdout.isatty() else Console(width=160)
-        if len(results) == 1 or args.verbose_panels:
-            for r in results:
+        for r in results:
+            if len(results) == 1 or args.verbose_panels or r.outcome == "FAIL":
                 print_fire(r, symbols, console)
         if len(results) > 1:
             print_fire_summary(results, console)
@@ -155,6 +156,10 @@ def parser() -> argparse.ArgumentParser:
                     help="with several scenarios, print every panel, not just the summary")
     sp.add_argument("--log-dir", metavar="DIR")
     sp.add_argument("--ready-timeout", type=float, default=10.0, metavar="S")
+    sp.add_argument("--handler-timeout", type=float, default=5.0, metavar="S",
+                    help="bound on the wait for the handler and the resume point (default: %(default)s)")
+    sp.add_argument("--no-inject", action="store_true",
+                    help="nmi: do not inject the NMI (shows a handler that is never reached)")
     add("scenarios", cmd_scenarios, "list the exception scenarios")
     sp = add("boot", cmd_boot, "boot with the serial console on this terminal (Ctrl-A X quits)")
     kernel_opts(sp)

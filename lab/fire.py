@@ -23,7 +23,8 @@ import random
 import re
 from dataclasses import asdict, dataclass, field
 
-from lab.errors import GuestError, LabError, UserError
+from lab.errors import GuestError, LabError, LabTimeout, UserError
+from lab.machine.process import Deadline
 from lab.machine.session import Session
 from lab.scenarios.exceptions import (RIP_CR2, RIP_LOOP, RIP_NEXT, SOFT_INT_VECTOR,
                                       ExceptionScenario)
@@ -32,6 +33,7 @@ from lab.x86.idt import GATE, decode_gate
 from lab.x86.vectors import pushes_error_code
 
 STOP_TIMEOUT = 5.0
+MAX_REENTRY = 4  # a handler entered more often than this in one fire is re-raising
 ON_EXCEPTION = "lab_on_exception"
 INT_TABLE = "lab_int_table"
 INT_TABLE_STRIDE = 8
@@ -67,9 +69,19 @@ class FireObservation:
     after: dict[str, int] | None = None  # registers at resume
     kernel_report: dict = field(default_factory=dict)
     qemu_log: list[str] = field(default_factory=list)
+    timeout: str | None = None  # set when the handler/resume point was not reached in time
 
     def to_json(self) -> dict:
         return asdict(self)
+
+
+class FireTimeout(LabError):
+    """The handler or the resume point was not reached within the bound. The guest's state
+    is unknown afterwards: the session must not be reused."""
+
+    def __init__(self, obs: FireObservation, message: str, logs) -> None:
+        super().__init__(message, logs=logs)
+        self.observation = obs
 
 
 class Firer:
@@ -123,11 +135,18 @@ class Firer:
         return [e.line for e in qemu_log.parse(data.decode(errors="replace"))]
 
     def fire(self, scenario: ExceptionScenario, style: str, vector: int | None = None,
-             seed: int | None = None) -> FireObservation:
+             seed: int | None = None, *, inject_nmi: bool = True,
+             handler_timeout: float = STOP_TIMEOUT) -> FireObservation:
         gdb, serial = self.gdb, self.s.serial
         vector = scenario.vector if vector is None else vector
         if vector != scenario.vector and scenario.name != "int":
-            raise UserError(f"--vector applies to the 'int' scenario only")
+            raise UserError("--vector applies to the 'int' scenario only")
+        if scenario.name == "int":
+            gate = self._gate(vector)
+            if not gate.present or pushes_error_code(vector):
+                raise UserError(f"int {vector}: " + ("its gate is not present" if not gate.present else
+                                "the CPU pushes an error code for this vector and `int` does not, so "
+                                "the handler would take RIP for the error code; pick another vector"))
         labels = self.labels(scenario)
         if scenario.name == "int":
             table = self.symbols.lookup(INT_TABLE).address
@@ -165,12 +184,24 @@ class Firer:
         stops[gdb.hbreak(f"*{self.symbols.lookup(ON_EXCEPTION).address:#x}")] = "delivered"
         stops[gdb.hbreak(f"*{labels.resume:#x}")] = "resume"
         gdb.cont()
-        if scenario.rip == RIP_LOOP:
+        if scenario.rip == RIP_LOOP and inject_nmi:
             self.s.qemu.qmp_cmd("inject-nmi")
+        # One bound for the whole exchange (not per stop), and a guard against a handler
+        # that is entered again and again (e.g. an event re-raised forever).
+        deadline = Deadline(handler_timeout, f"{scenario.name}: the handler and the resume point")
+        hits: dict[str, int] = {}
         try:
             while True:
-                stop = gdb.wait_stopped(STOP_TIMEOUT, f"{scenario.name}: the handler or the resume point")
+                try:
+                    stop = gdb.wait_stopped(max(deadline.remaining(), 0.001), deadline.what)
+                except LabTimeout:
+                    self._give_up(obs, deadline.error())
                 what = stops.get(int(stop.get("bkptno", 0))) if stop.get("reason") == "breakpoint-hit" else None
+                hits[what] = hits.get(what, 0) + 1
+                if what is not None and hits[what] > MAX_REENTRY:
+                    self._give_up(obs, LabTimeout(
+                        f"{scenario.name}: the {what} breakpoint was hit {hits[what]} times: the "
+                        f"event is being raised again and again", logs=self.s.logs))
                 if what is None:
                     raise GuestError(f"{scenario.name}: unexpected stop {stop.get('reason')} at "
                                      f"{stop.get('frame', {}).get('addr')}", logs=self.s.logs)
@@ -203,6 +234,17 @@ class Firer:
         gdb.interrupt()
         obs.qemu_log = self._log_tail()
         return obs
+
+    def _give_up(self, obs: FireObservation, exc: LabTimeout) -> None:
+        """Records the evidence of a fire that never reached its handler, stops the CPU and
+        raises FireTimeout."""
+        try:
+            self.gdb.interrupt()
+        except LabError:
+            pass  # the guest is being abandoned; the timeout below is what gets reported
+        obs.qemu_log = self._log_tail()
+        obs.timeout = f"{exc.message}; serial tail:\n{self.s.serial.tail(600).strip()}"
+        raise FireTimeout(obs, obs.timeout, self.s.logs)
 
     def _expect_stop(self, address: int, what: str) -> None:
         stop = self.gdb.wait_stopped(STOP_TIMEOUT, what)

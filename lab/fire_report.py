@@ -8,7 +8,7 @@ from pathlib import Path
 
 from lab.checks import Check, Verdict
 from lab.checks.frame import outcome, run, saved_frame, has_error_code
-from lab.fire import FireObservation, Firer
+from lab.fire import FireObservation, Firer, FireTimeout
 from lab.machine.session import Session
 from lab.profiles import Profile
 from lab.scenarios.exceptions import CATALOG, STYLES, ExceptionScenario
@@ -52,27 +52,48 @@ def selected(names: list[str], styles: list[str]) -> list[tuple[ExceptionScenari
     return [(s, st) for s in scenarios for st in styles]
 
 
+def runnable(plan, profile: Profile):
+    """The plan minus what this host's KVM is known not to run (lab/scenarios/exceptions.py)."""
+    return [(s, st) for s, st in plan if not (profile.accel == "kvm" and s.kvm_unsupported)]
+
+
 def fire_in_session(session: Session, plan, *, vector: int | None = None,
-                    skip_kvm_unsupported: bool = True) -> list[FireResult]:
+                    **fire_options) -> list[FireResult]:
+    """Fires `plan` in order; stops early (returning what it has) after a timeout, because
+    the guest cannot be trusted afterwards."""
     firer = Firer(session)
     results = []
     for scenario, style in plan:
-        if skip_kvm_unsupported and session.profile.accel == "kvm" and scenario.kvm_unsupported:
-            continue
         t0 = time.monotonic()
-        obs = firer.fire(scenario, style, vector)
+        try:
+            obs = firer.fire(scenario, style, vector, **fire_options)
+        except FireTimeout as exc:
+            obs = exc.observation
         dt = time.monotonic() - t0
         checks = run(obs, scenario)
         result, note = outcome(obs, scenario, checks)
         results.append(FireResult(scenario, obs, checks, result, note, dt))
+        if obs.timeout:
+            break
     return results
 
 
 def fire(kernel: Path, profile: Profile, plan, *, vector: int | None = None,
-         log_dir: Path | None = None, ready_timeout: float = 10.0):
+         log_dir: Path | None = None, ready_timeout: float = 10.0, **fire_options):
+    """Runs `plan` in as few VMs as possible: one, unless a fire times out, after which the
+    rest runs in a fresh VM."""
     debug_log = "int" if profile.is_tcg else None
-    with Session(kernel, profile, log_dir=log_dir, ready_timeout=ready_timeout,
-                 debug_log=debug_log) as s:
-        s.boot_to_ready()
-        results = fire_in_session(s, plan, vector=vector)
-        return results, s.symbols
+    plan = runnable(plan, profile)
+    results: list[FireResult] = []
+    symbols = None
+    vm = 0
+    while len(results) < len(plan):
+        # Each VM logs to its own folder: a retry must not overwrite the failed VM's logs.
+        vm_logs = None if log_dir is None else (log_dir if vm == 0 else log_dir / f"vm{vm}")
+        vm += 1
+        with Session(kernel, profile, log_dir=vm_logs, ready_timeout=ready_timeout,
+                     debug_log=debug_log, keep_logs=False) as s:
+            s.boot_to_ready()
+            symbols = s.symbols
+            results += fire_in_session(s, plan[len(results):], vector=vector, **fire_options)
+    return results, symbols

@@ -171,10 +171,13 @@ lab_nmi_seen:           .byte 0
     LAB_FAULT_END db_tf
     LAB_FIRE_END db_tf
 
+    /* Spin, do not hlt: an NMI that lands before a `hlt` would set the flag and then the
+       CPU would halt with nothing left to wake it (a lost wakeup; STI;HLT atomicity covers
+       maskable interrupts only). */
     LAB_FIRE_BEGIN nmi
     LAB_PLANT nmi
     LAB_FAULT nmi
-1:  hlt
+1:  pause
     LAB_FAULT_END nmi
     cmp byte ptr [rip + lab_nmi_seen], 0
     je 1b
@@ -359,7 +362,7 @@ scenarios! {
     lab_labels_de, "de", 0, nothing, "div by zero";
     lab_labels_db_int1, "db-int1", 1, nothing, "INT1 (ICEBP)";
     lab_labels_db_tf, "db-tf", 1, nothing, "single step: RFLAGS.TF";
-    lab_labels_nmi, "nmi", 2, nothing, "hlt until an NMI arrives (lab: QMP inject-nmi)";
+    lab_labels_nmi, "nmi", 2, nothing, "spin until an NMI arrives (lab: QMP inject-nmi)";
     lab_labels_bp, "bp", 3, nothing, "int3";
     lab_labels_ud, "ud", 6, nothing, "ud2";
     lab_labels_nm, "nm", 7, fpu::set_task_switched, "CR0.TS=1, then fnop";

@@ -181,7 +181,9 @@ class Gdb:
         self.mi(f"-target-select remote {socket_path}", timeout=timeout)
 
     def hbreak(self, location: str) -> int:
-        """Hardware breakpoint: survives the loader copying the kernel, works under KVM."""
+        """Hardware breakpoint, the lab's only kind: before the kernel is loaded the loader's
+        copy would overwrite a software breakpoint's int3 under KVM, and on the nested KVM host
+        here a software breakpoint's int3 stops the VM with a KVM internal error."""
         r = self.mi(f"-break-insert -h {location}")
         return int(r.payload["bkpt"]["number"])
 

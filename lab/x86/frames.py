@@ -68,6 +68,9 @@ RFLAGS = Layout("RFLAGS", 8, "SDM vol. 1 §3.4.3, Figure 3-8", (
 RFLAGS_TF = RFLAGS.field("tf").mask
 RFLAGS_IF = RFLAGS.field("if").mask
 RFLAGS_RF = RFLAGS.field("rf").mask
+RFLAGS_CF = RFLAGS.field("cf").mask
+#: Status flags set by arithmetic (SDM vol. 1 §3.4.3.1).
+ARITHMETIC_FLAGS = sum(RFLAGS.field(n).mask for n in ("cf", "pf", "af", "zf", "sf", "of"))
 
 
 def selector_error_code(*, index: int, idt: bool = False, ti: bool = False, ext: bool = False) -> int:
