@@ -148,6 +148,7 @@ class Firer:
                                 "the CPU pushes an error code for this vector and `int` does not, so "
                                 "the handler would take RIP for the error code; pick another vector"))
         labels = self.labels(scenario)
+        self._current = scenario
         if scenario.name == "int":
             table = self.symbols.lookup(INT_TABLE).address
             labels.fault = table + vector * INT_TABLE_STRIDE
@@ -203,8 +204,7 @@ class Firer:
                         f"{scenario.name}: the {what} breakpoint was hit {hits[what]} times: the "
                         f"event is being raised again and again", logs=self.s.logs))
                 if what is None:
-                    raise GuestError(f"{scenario.name}: unexpected stop {stop.get('reason')} at "
-                                     f"{stop.get('frame', {}).get('addr')}", logs=self.s.logs)
+                    raise self._unexpected_stop(scenario, stop)
                 if what == "entry" and obs.entry is None and obs.delivered is None:
                     regs = self._regs(("rsp", "rflags", "cr2", "pc"))
                     stack = gdb.read_memory(regs["rsp"], 6 * QWORD)
@@ -246,9 +246,20 @@ class Firer:
         obs.timeout = f"{exc.message}; serial tail:\n{self.s.serial.tail(600).strip()}"
         raise FireTimeout(obs, obs.timeout, self.s.logs)
 
+    def _unexpected_stop(self, scenario, stop: dict) -> GuestError:
+        status = self.s.qemu.qmp_cmd("query-status")["status"]
+        why = (" QEMU reports status internal-error: the accelerator could not handle the guest "
+               "(under KVM: an instruction KVM had to emulate and could not)"
+               if status == "internal-error" else f" (QEMU status: {status})")
+        return GuestError(f"{scenario.name}: the VM stopped unexpectedly ({stop.get('reason')} "
+                          f"{stop.get('signal-name', '')} at {stop.get('frame', {}).get('addr')});{why}",
+                          logs=self.s.logs)
+
     def _expect_stop(self, address: int, what: str) -> None:
         stop = self.gdb.wait_stopped(STOP_TIMEOUT, what)
         pc = int(stop.get("frame", {}).get("addr", "0"), 16)
+        if stop.get("reason") == "signal-received" and stop.get("signal-name") != "SIGINT":
+            raise self._unexpected_stop(self._current, stop)
         if pc != address:
             raise GuestError(f"stopped at {pc:#x} ({stop.get('reason')}) instead of {what} "
                              f"({address:#x}); serial tail:\n{self.s.serial.tail()}", logs=self.s.logs)

@@ -181,6 +181,18 @@ class QemuMachine:
         return self._exit
 
     # -- QMP ----------------------------------------------------------------------------
+    def wait_event(self, name: str, timeout: float) -> dict:
+        """Waits for the next QMP event called `name` (others are skipped)."""
+        deadline = Deadline(timeout, f"the QMP event {name}")
+        while True:
+            try:
+                # qemu.qmp treats only a float as a timeout (an int waits forever).
+                event = self.qmp.pull_event(wait=float(max(deadline.remaining(), 0.001)))
+            except (asyncio.TimeoutError, TimeoutError):
+                raise deadline.error(**self._error_context()) from None
+            if event and event.get("event") == name:
+                return event
+
     def hmp(self, command: str) -> str:
         """A human-monitor command through QMP; works while the guest runs (gdb's `monitor`
         needs it stopped)."""

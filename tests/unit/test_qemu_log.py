@@ -1,0 +1,44 @@
+"""QEMU `-d int` log parsing, table-driven over lines QEMU 7.2 printed in this lab."""
+
+import pytest
+
+from lab.qemu_log import CheckException, LogEvent, parse
+
+EVENTS = [
+    ("     1: v=0e e=0003 i=0 cpl=0 IP=0008:00000000001023fb pc=00000000001023fb SP=0010:000000000012ec18 CR2=0000000040001000",
+     dict(vector=0x0E, error_code=3, software=False, cpl=0, cs=8, rip=0x1023FB, ss=0x10, rsp=0x12EC18, cr2=0x40001000)),
+    ("1: v=03 e=0000 i=1 cpl=0 IP=0008:0000000000102233 pc=0000000000102233 SP=0010:000000000012ec18 env->regs[R_EAX]=5e0000006f74cf00",
+     dict(vector=3, error_code=0, software=True, cpl=0, cs=8, rip=0x102233, ss=0x10, rsp=0x12EC18, cr2=None)),
+    ("    22: v=24 e=0000 i=0 cpl=0 IP=0008:00000000001034b9 pc=00000000001034b9 SP=0010:000000000012edb0 env->regs[R_EAX]=0000000000000001",
+     dict(vector=0x24, error_code=0, software=False, cpl=0, cs=8, rip=0x1034B9, ss=0x10, rsp=0x12EDB0, cr2=None)),
+    ("     3: v=0b e=0412 i=0 cpl=3 IP=0023:0000000000401000 pc=0000000000401000 SP=001b:00007ffffffff000",
+     dict(vector=0x0B, error_code=0x412, software=False, cpl=3, cs=0x23, rip=0x401000, ss=0x1B, rsp=0x7FFFFFFFF000, cr2=None)),
+]
+
+
+@pytest.mark.parametrize("line, fields", EVENTS)
+def test_event_lines(line, fields):
+    [event] = parse(line)
+    assert isinstance(event, LogEvent)
+    assert {k: getattr(event, k) for k in fields} == fields
+
+
+@pytest.mark.parametrize("line, old, new", [
+    ("check_exception old: 0xffffffff new 0xe", None, 0x0E),
+    ("check_exception old: 0xe new 0xd", 0x0E, 0x0D),
+    ("check_exception old: 0x8 new 0xd", 0x08, 0x0D),
+])
+def test_check_exception_lines(line, old, new):
+    [event] = parse(line)
+    assert isinstance(event, CheckException) and (event.old, event.new) == (old, new)
+
+
+@pytest.mark.parametrize("line", [
+    "RAX=0000000000000000 RBX=0000000000120fc8 RCX=00000000000003f8 RDX=00000000000003f8",
+    "Triple fault",
+    "CPU Reset (CPU 0)",
+    "v=0e e=0003",  # truncated
+    "",
+])
+def test_other_lines_are_ignored(line):
+    assert parse(line) == []
