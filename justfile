@@ -16,6 +16,14 @@ boot profile="tcg":
 inspect *args:
     @lab inspect {{args}}
 
+# raise exceptions and check each frame: just fire all --style both
+fire +args:
+    @lab fire {{args}}
+
+# the exception catalog
+scenarios:
+    @lab scenarios
+
 # list the QEMU profiles
 profiles:
     @lab profiles

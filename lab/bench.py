@@ -34,6 +34,27 @@ def _timed(argv: list[str], expect: int) -> float:
     return elapsed
 
 
+def _fire_in_running_vm(kernel, profile, runs: int) -> list[float]:
+    """Per-fire wall time in one booted session: `pf-write` with the stub style, `runs`
+    times after one warm-up fire, each including the checks."""
+    from lab.checks.frame import run
+    from lab.fire import Firer
+    from lab.machine.session import Session
+    from lab.scenarios.exceptions import get
+
+    scenario = get("pf-write")
+    times = []
+    with Session(kernel, profile, debug_log="int" if profile.is_tcg else None) as s:
+        s.boot_to_ready()
+        firer = Firer(s)
+        firer.fire(scenario, "stub")
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            run(firer.fire(scenario, "stub"), scenario)
+            times.append(time.perf_counter() - t0)
+    return times
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="lab.bench", description=__doc__)
     ap.add_argument("--runs", type=int, default=7)
@@ -53,12 +74,17 @@ def main(argv: list[str] | None = None) -> int:
         "gdb start (gdb --batch, no target)": ([gdb_binary(), "--nx", "--batch"], 0),
         "lab build (no-op)": ([lab, "build"], 0),
         "lab inspect (cold: new QEMU + gdb, warm build)": ([lab, "inspect", "--profile", profile.name, "--json"], 0),
+        "lab fire pf-write (cold)": ([lab, "fire", "pf-write", "--profile", profile.name, "--json"], 0),
+        "lab fire all (cold, one style)": ([lab, "fire", "all", "--profile", profile.name, "--json"], 0),
+        "lab fire all --style both (cold)": ([lab, "fire", "all", "--style", "both", "--profile", profile.name, "--json"], 0),
     }
     samples: dict[str, list[float]] = {name: [] for name in cases}
     for _ in range(args.runs):
         for name, (cmd, status) in cases.items():
             samples[name].append(_timed(cmd, status))
 
+    samples["one fired exception in a running VM (fire+stop+decode+checks)"] = _fire_in_running_vm(
+        kernel, profile, args.runs)
     floor = statistics.median(samples[next(iter(cases))])
     results = [{"case": name, "median_s": statistics.median(s), "min_s": min(s), "max_s": max(s),
                 "runs": len(s), "ratio_to_floor": statistics.median(s) / floor}
