@@ -18,8 +18,8 @@ from pathlib import Path
 
 from lab import profiles
 from lab.build import build_kernel
-from lab.machine.qemu import DEBUG_EXIT_IOBASE
-from lab.toolchain import gdb_binary, qemu_binary
+from lab.machine.qemu import base_argv
+from lab.toolchain import gdb_binary
 
 EXIT_AT_READY = "lab.exit_at_ready"
 
@@ -65,10 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     profile = profiles.load(args.profile)
     kernel = build_kernel(quiet=True)
     lab = shutil.which("lab") or sys.exit("bench: the `lab` command is not on PATH")
-    floor_argv = [qemu_binary(), *profile.qemu_args(), "-nodefaults", "-no-user-config",
-                  "-display", "none", "-vga", "none", "-no-reboot", "-serial", "null",
-                  "-device", f"isa-debug-exit,iobase={DEBUG_EXIT_IOBASE:#x},iosize=0x04",
-                  "-kernel", str(kernel), "-append", EXIT_AT_READY]
+    floor_argv = base_argv(profile, kernel) + ["-serial", "null", "-append", EXIT_AT_READY]
     cases = {
         "floor: bare QEMU boot to isa-debug-exit": (floor_argv, 1),  # exit value 0 -> status 1
         "gdb start (gdb --batch, no target)": ([gdb_binary(), "--nx", "--batch"], 0),

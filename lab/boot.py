@@ -6,13 +6,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from lab.machine.process import reap
-from lab.machine.qemu import DEBUG_EXIT_IOBASE, ExitStatus
+from lab.machine.process import _die_with_parent, reap
+from lab.machine.qemu import ExitStatus, base_argv
 from lab.machine.rundir import RunDir
 from lab.machine.session import check_kernel_file
-from lab.machine.process import _die_with_parent
 from lab.profiles import Profile
-from lab.toolchain import qemu_binary
 
 
 def boot_interactive(kernel: Path, profile: Profile) -> int:
@@ -20,11 +18,8 @@ def boot_interactive(kernel: Path, profile: Profile) -> int:
     profile.check_usable()
     run = RunDir()
     gdb_sock = run.socket("gdb")
-    argv = [qemu_binary(), *profile.qemu_args(), "-nodefaults", "-no-user-config",
-            "-display", "none", "-vga", "none", "-no-reboot",
-            "-serial", "mon:stdio", "-gdb", f"unix:{gdb_sock},server=on,wait=off",
-            "-device", f"isa-debug-exit,iobase={DEBUG_EXIT_IOBASE:#x},iosize=0x04",
-            "-kernel", str(kernel)]
+    argv = base_argv(profile, kernel) + ["-serial", "mon:stdio",
+                                         "-gdb", f"unix:{gdb_sock},server=on,wait=off"]
     print(f"lab: booting {kernel} ({profile.name}); Ctrl-A X quits, Ctrl-A C toggles the QEMU monitor\n"
           f"lab: attach gdb from another terminal with:\n"
           f"     gdb -ex 'target remote {gdb_sock}' {kernel}", file=sys.stderr)

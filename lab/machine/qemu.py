@@ -24,6 +24,16 @@ from lab.toolchain import qemu_binary
 DEBUG_EXIT_IOBASE = 0xF4
 
 
+def base_argv(profile: Profile, kernel: Path) -> list[str]:
+    """The command line every lab QEMU shares: the profile, no default devices or display,
+    no reboot (a triple fault ends the VM), isa-debug-exit, the kernel. Callers add their
+    control channels."""
+    return [qemu_binary(), *profile.qemu_args(),
+            "-nodefaults", "-no-user-config", "-display", "none", "-vga", "none", "-no-reboot",
+            "-device", f"isa-debug-exit,iobase={DEBUG_EXIT_IOBASE:#x},iosize=0x04",
+            "-kernel", str(kernel)]
+
+
 @dataclass(frozen=True)
 class ExitStatus:
     """How QEMU ended. isa-debug-exit makes QEMU exit with (value << 1) | 1."""
@@ -71,16 +81,12 @@ class QemuMachine:
 
     # -- command line -------------------------------------------------------------------
     def argv(self) -> list[str]:
-        argv = [qemu_binary(), *self.profile.qemu_args(),
-                "-nodefaults", "-no-user-config", "-display", "none", "-vga", "none",
-                "-no-reboot",
-                "-chardev", f"socket,id=qmp,path={self.qmp_socket}",
-                "-mon", "chardev=qmp,mode=control",
-                "-chardev", f"socket,id=serial0,path={self.serial_socket}",
-                "-serial", "chardev:serial0",
-                "-gdb", f"unix:{self.gdb_socket},server=on,wait=off",
-                "-device", f"isa-debug-exit,iobase={DEBUG_EXIT_IOBASE:#x},iosize=0x04",
-                "-kernel", str(self.kernel)]
+        argv = base_argv(self.profile, self.kernel) + [
+            "-chardev", f"socket,id=qmp,path={self.qmp_socket}",
+            "-mon", "chardev=qmp,mode=control",
+            "-chardev", f"socket,id=serial0,path={self.serial_socket}",
+            "-serial", "chardev:serial0",
+            "-gdb", f"unix:{self.gdb_socket},server=on,wait=off"]
         if self.append is not None:
             argv += ["-append", self.append]
         if self.paused:
