@@ -20,6 +20,10 @@ inspect *args:
 fire +args:
     @lab fire {{args}}
 
+# fatal paths, each in a fresh VM: just probe all
+probe +args:
+    @lab probe {{args}}
+
 # the exception catalog
 scenarios:
     @lab scenarios

@@ -39,6 +39,45 @@ def cmd_build(args) -> int:
     return 0
 
 
+def cmd_probe(args) -> int:
+    from lab import profiles
+    from lab.checks import Verdict
+    from lab.checks.probe import run
+    from lab.probe import run_probe
+    from lab.scenarios import probes
+
+    profile = profiles.load(args.profile)
+    selected = list(probes.CATALOG) if args.probes == ["all"] else [probes.get(n) for n in args.probes]
+    kernel = _kernel(args)
+    results = []
+    for i, p in enumerate(selected):
+        log_dir = Path(args.log_dir) / p.name if args.log_dir else None
+        obs = run_probe(kernel, profile, p, log_dir=log_dir, timeout=args.timeout)
+        checks = run(obs, p)
+        v = Verdict.FAIL if any(c.verdict is Verdict.FAIL for c in checks) else Verdict.PASS
+        results.append((p, obs, checks, v))
+    if args.json:
+        json.dump([{"probe": p.name, "expected": p.expected, "expected_chain": list(p.chain),
+                    "verdict": v.value, "checks": [c.to_json() for c in checks],
+                    "observation": obs.to_json()} for p, obs, checks, v in results], sys.stdout, indent=2)
+        print()
+    else:
+        from rich.console import Console
+
+        from lab.render import print_probes
+
+        print_probes(results, Console() if sys.stdout.isatty() else Console(width=160))
+    return 1 if any(v is Verdict.FAIL for *_, v in results) else 0
+
+
+def cmd_probes(args) -> int:
+    from lab.scenarios.probes import CATALOG
+
+    for p in CATALOG:
+        print(f"{p.name:18} {p.expected:22} {p.summary}")
+    return 0
+
+
 def cmd_scenarios(args) -> int:
     from lab.scenarios.exceptions import CATALOG
 
@@ -161,6 +200,14 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--no-inject", action="store_true",
                     help="nmi: do not inject the NMI (shows a handler that is never reached)")
     add("scenarios", cmd_scenarios, "list the exception scenarios")
+    sp = add("probe", cmd_probe, "double fault, its control, and triple-fault probes, each in a fresh VM")
+    kernel_opts(sp)
+    sp.add_argument("probes", nargs="+", metavar="PROBE", help="probe name(s), or 'all' (see `lab probes`)")
+    sp.add_argument("--json", action="store_true")
+    sp.add_argument("--log-dir", metavar="DIR", help="keep each probe's logs in DIR/<probe>")
+    sp.add_argument("--timeout", type=float, default=10.0, metavar="S",
+                    help="bound on each wait (reset, handler, report) (default: %(default)s)")
+    add("probes", cmd_probes, "list the fatal-path probes")
     sp = add("boot", cmd_boot, "boot with the serial console on this terminal (Ctrl-A X quits)")
     kernel_opts(sp)
     return p

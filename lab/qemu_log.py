@@ -16,6 +16,8 @@ _EVENT = re.compile(
     r"IP=(?P<cs>[0-9a-f]{4}):(?P<ip>[0-9a-f]+) pc=(?P<pc>[0-9a-f]+) "
     r"SP=(?P<ss>[0-9a-f]{4}):(?P<sp>[0-9a-f]+)(?: CR2=(?P<cr2>[0-9a-f]+))?")
 _CHECK = re.compile(r"^check_exception old: 0x(?P<old>[0-9a-f]+) new 0x(?P<new>[0-9a-f]+)")
+_TRIPLE = "Triple fault"
+DOUBLE_FAULT = 8
 
 
 @dataclass(frozen=True)
@@ -39,9 +41,19 @@ class CheckException:
     line: str
 
 
-def parse(text: str) -> list[LogEvent | CheckException]:
-    out: list[LogEvent | CheckException] = []
+@dataclass(frozen=True)
+class TripleFault:
+    """`-d cpu_reset`: the CPU shut down (SDM §6.15: a fault while delivering #DF)."""
+
+    line: str
+
+
+def parse(text: str) -> list[LogEvent | CheckException | TripleFault]:
+    out: list[LogEvent | CheckException | TripleFault] = []
     for line in text.splitlines():
+        if line.strip() == _TRIPLE:
+            out.append(TripleFault(line.strip()))
+            continue
         if m := _EVENT.match(line):
             out.append(LogEvent(int(m["v"], 16), int(m["e"], 16), m["i"] == "1", int(m["cpl"]),
                                 int(m["cs"], 16), int(m["ip"], 16), int(m["ss"], 16),
@@ -51,3 +63,38 @@ def parse(text: str) -> list[LogEvent | CheckException]:
             old = int(m["old"], 16)
             out.append(CheckException(None if old == 0xFFFFFFFF else old, int(m["new"], 16), line.strip()))
     return out
+
+
+def chain(items, mnemonic) -> list[str]:
+    """The exception chain QEMU's log shows, e.g. ["#PF", "#PF", "#DF", "#PF", "triple fault"].
+
+    Each `check_exception` line names an exception raised while the previous one was being
+    delivered (`old`); when `old` is 8 the pair before it had become a #DF (Table 6-5), so
+    the #DF appears in the chain before the exception raised during its delivery. A #DF that
+    was delivered (a `v=08` event) ends the chain unless more follows."""
+    out: list[str] = []
+    for item in items:
+        if isinstance(item, CheckException):
+            if item.old == DOUBLE_FAULT and (not out or out[-1] != "#DF"):
+                out.append("#DF")
+            out.append(mnemonic(item.new))
+        elif isinstance(item, LogEvent) and item.vector == DOUBLE_FAULT and not item.software:
+            if not out or out[-1] != "#DF":
+                out.append("#DF")
+        elif isinstance(item, TripleFault):
+            out.append("triple fault")
+    return out
+
+
+def state_at_last_event(text: str, max_lines: int = 24) -> list[str]:
+    """The last delivered event's line and the register dump QEMU prints after it."""
+    lines = text.splitlines()
+    last = max((i for i, l in enumerate(lines) if _EVENT.match(l)), default=None)
+    if last is None:
+        return []
+    block = [lines[last].strip()]
+    for l in lines[last + 1:last + 1 + max_lines]:
+        if _EVENT.match(l) or _CHECK.match(l) or l.strip() in (_TRIPLE, ""):
+            break
+        block.append(l.rstrip())
+    return block

@@ -109,3 +109,21 @@ def print_fire_summary(results, console: Console) -> None:
     console.print(t)
     counts = {k: sum(1 for r in results if r.outcome == k) for k in OUTCOME_STYLE}
     console.print(" ".join(f"[{OUTCOME_STYLE[k]}]{n} {k}[/]" for k, n in counts.items()))
+
+
+def print_probes(results, console: Console) -> None:
+    """results: (Probe, ProbeObservation, checks, verdict) tuples."""
+    t = Table(title="lab probe", title_justify="left")
+    for col in ("probe", "expected", "observed", "chain", "verdict", "ms"):
+        t.add_column(col, overflow="fold")
+    for p, obs, checks, v in results:
+        chain = " -> ".join(obs.chain) if obs.chain is not None else "unavailable (not TCG)"
+        t.add_row(p.name, p.expected, obs.outcome, escape(chain),
+                  f"[{VERDICT_STYLE[v]}]{v.value}[/]", f"{obs.seconds * 1000:.0f}")
+    console.print(t)
+    for p, obs, checks, v in results:
+        if len(results) == 1 or v is Verdict.FAIL:
+            console.print(checks_table(checks, title=f"{p.name}: {p.summary}"))
+            if obs.last_state:
+                console.print("[dim]CPU state at the last delivered exception (QEMU -d int):[/]")
+                console.print(escape("\n".join(obs.last_state)))

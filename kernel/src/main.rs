@@ -10,6 +10,7 @@
 mod arch;
 mod boot;
 mod drivers;
+mod fatal;
 mod fire;
 mod shell;
 

@@ -7,6 +7,7 @@
 use crate::arch::x86_64::{gdt, idt, stacks, tss};
 use crate::boot::BootPath;
 use crate::drivers::{debug_exit, serial::SERIAL};
+use crate::fatal;
 use crate::fire::{self, Style};
 use crate::{VERSION, serial_print, serial_println};
 
@@ -45,6 +46,24 @@ const COMMANDS: &[Command] = &[
         usage: "style <vector> <x86-interrupt|stub>",
         help: "choose the handler style of one vector",
         run: cmd_style,
+    },
+    Command {
+        name: "overflow",
+        usage: "overflow [halt|recover]",
+        help: "recurse into the stack's guard page: #PF cannot be delivered, #DF runs on IST1",
+        run: cmd_overflow,
+    },
+    Command {
+        name: "probe",
+        usage: "probe <name>",
+        help: "break the interrupt machinery, then trigger it (see 'probes'); triple-faults",
+        run: cmd_probe,
+    },
+    Command {
+        name: "probes",
+        usage: "probes",
+        help: "list the triple-fault probes",
+        run: cmd_probes,
     },
     Command {
         name: "exit",
@@ -120,6 +139,34 @@ fn cmd_style(args: &mut core::str::SplitWhitespace, _: BootPath) {
         }
         _ => serial_println!("error: usage: style <vector> <x86-interrupt|stub>"),
     }
+}
+
+fn cmd_overflow(args: &mut core::str::SplitWhitespace, _: BootPath) {
+    match args.next() {
+        None | Some("halt") => fatal::overflow(fatal::AfterDoubleFault::Halt),
+        Some("recover") => fatal::overflow(fatal::AfterDoubleFault::Recover),
+        Some(other) => serial_println!("error: unknown mode '{other}' (halt, recover)"),
+    }
+}
+
+fn cmd_probe(args: &mut core::str::SplitWhitespace, _: BootPath) {
+    let name = args.next().unwrap_or("");
+    if !fatal::probe(name) {
+        serial_println!("error: unknown probe '{name}' (see 'probes')");
+    }
+}
+
+fn cmd_probes(_: &mut core::str::SplitWhitespace, _: BootPath) {
+    for p in fatal::PROBES {
+        serial_println!("  {:<18} {}", p.name, p.help);
+    }
+}
+
+/// Where the #DF handler's recovery lands: a fresh boot stack, then the shell again.
+#[unsafe(no_mangle)]
+pub extern "C" fn lab_shell_restart() -> ! {
+    serial_println!("shell restarted after a double fault");
+    run(BootPath::Multiboot)
 }
 
 fn cmd_exit(args: &mut core::str::SplitWhitespace, _: BootPath) {

@@ -11,7 +11,7 @@
 //! pages, sets CR4.PAE, loads CR3, sets EFER.LME and EFER.NXE, sets CR0.PG, loads a minimal
 //! 64-bit GDT and far-jumps into 64-bit code.
 
-use crate::arch::x86_64::stacks::{BOOT_STACK, BOOT_STACK_SIZE};
+use crate::arch::x86_64::stacks::{BOOT_STACK, BOOT_STACK_TOP};
 
 /// Multiboot 1 header magic (spec §3.1.2).
 pub const HEADER_MAGIC: u32 = 0x1BAD_B002;
@@ -52,6 +52,7 @@ boot_no_long_mode_msg:
     .balign 4096
     .global boot_pml4
     .global boot_pdpt
+    .global boot_pd
 boot_pml4:  .skip 4096
 boot_pdpt:  .skip 4096
 boot_pd:    .skip 4096
@@ -139,7 +140,7 @@ _start64:
     magic = const HEADER_MAGIC,
     flags = const HEADER_FLAGS,
     stack = sym BOOT_STACK,
-    stack_size = const BOOT_STACK_SIZE,
+    stack_size = const BOOT_STACK_TOP,
     entry = sym multiboot_main,
     options(att_syntax)
 );

@@ -140,10 +140,11 @@ pub extern "x86-interrupt" fn isr_soft_int(frame: InterruptFrame) {
     dispatch(vector::SOFT_INT, &raw const frame as *mut InterruptFrame, None)
 }
 
-/// #DF is an abort with error code 0 (SDM §6.15, "Interrupt 8"); never returns.
+/// #DF is an abort with error code 0 (SDM §6.15, "Interrupt 8"): report, then halt, or (the
+/// control experiment) restart the shell on a fresh stack.
 #[unsafe(no_mangle)]
-pub extern "x86-interrupt" fn isr_df(frame: InterruptFrame, error_code: u64) -> ! {
-    fatal(vector::DOUBLE_FAULT, &frame, Some(error_code))
+pub extern "x86-interrupt" fn isr_df(frame: InterruptFrame, error_code: u64) {
+    crate::fatal::on_double_fault(&raw const frame as *mut InterruptFrame, error_code)
 }
 
 #[unsafe(no_mangle)]

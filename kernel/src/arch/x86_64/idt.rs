@@ -20,6 +20,7 @@ pub mod vector {
     pub const BREAKPOINT: u8 = 3;
     pub const OVERFLOW: u8 = 4;
     pub const DOUBLE_FAULT: u8 = 8;
+    pub const GENERAL_PROTECTION: u8 = 13;
     pub const MACHINE_CHECK: u8 = 18;
     /// The 8259 PIC's IRQ0..15 are remapped to 32..47.
     pub const PIC1_OFFSET: u8 = 32;
@@ -91,6 +92,35 @@ impl Gate {
             _reserved: 0,
         }
     }
+}
+
+impl Gate {
+    pub fn set_ist(&mut self, ist: u8) {
+        self.ist = ist & attr::IST_MASK;
+    }
+    pub fn set_present(&mut self, present: bool) {
+        self.attributes = (self.attributes & !attr::PRESENT) | if present { attr::PRESENT } else { 0 };
+    }
+    pub fn set_selector(&mut self, selector: u16) {
+        self.selector = selector;
+    }
+    pub fn present(&self) -> bool {
+        self.attributes & attr::PRESENT != 0
+    }
+}
+
+/// Edits one live gate (the triple-fault probes break the IDT on purpose).
+pub fn edit(vector: u8, f: impl FnOnce(&mut Gate)) {
+    // SAFETY: single CPU; the probes run with interrupts that use these gates not in flight.
+    unsafe { f(&mut (*(&raw mut IDT)).gates[vector as usize]) };
+}
+
+/// Reloads IDTR with `limit` (probe `idt-limit0`).
+pub fn load_with_limit(limit: u16) {
+    use x86_64::VirtAddr;
+    use x86_64::structures::DescriptorTablePointer;
+    // SAFETY: the base stays the kernel's IDT; a short limit makes delivery fault, as intended.
+    unsafe { x86_64::instructions::tables::lidt(&DescriptorTablePointer { limit, base: VirtAddr::new(base()) }) };
 }
 
 pub const ENTRIES: usize = 256;

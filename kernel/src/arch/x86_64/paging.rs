@@ -40,7 +40,12 @@ static mut LAB_TEST_FRAMES: Frames = Frames([0; 4 * PAGE as usize]);
 
 unsafe extern "C" {
     static mut boot_pdpt: [u64; 512];
+    static mut boot_pd: [u64; 512];
 }
+
+/// The first 2 MiB (kernel image, stacks) mapped with 4 KiB pages, so single pages (the
+/// stack guard) can be left unmapped.
+static mut LOW_PT: Table = Table([0; 512]);
 
 /// First physical-address bit the CPU treats as reserved in paging entries (MAXPHYADDR,
 /// CPUID 0x80000008 EAX[7:0]); a set reserved bit makes the walk fault with RSVD=1.
@@ -52,6 +57,13 @@ pub fn reserved_bit() -> u32 {
 pub fn init() {
     // SAFETY: single CPU during init; the tables are static and identity-mapped.
     unsafe {
+        let guard = super::stacks::boot_stack_guard();
+        let low = &mut *(&raw mut LOW_PT);
+        for (i, entry) in low.0.iter_mut().enumerate() {
+            let addr = i as u64 * PAGE;
+            *entry = if addr == guard { 0 } else { addr | pte::PRESENT | pte::WRITABLE };
+        }
+        (*(&raw mut boot_pd))[0] = (&raw const LOW_PT as u64) | pte::PRESENT | pte::WRITABLE;
         let frames = &raw mut LAB_TEST_FRAMES as u64;
         let pt = &mut *(&raw mut TEST_PT);
         pt.0[0] = 0;

@@ -17,6 +17,38 @@ impl<const N: usize> Stack<N> {
 }
 
 pub const BOOT_STACK_SIZE: usize = 64 * 1024;
+pub const GUARD_SIZE: usize = 4096;
+
+/// A stack with an unmapped guard page below it (`paging::init` unmaps `guard`): running off
+/// the bottom faults instead of silently overwriting what lies below.
+#[repr(C, align(4096))]
+pub struct GuardedStack<const N: usize> {
+    pub guard: [u8; GUARD_SIZE],
+    pub stack: [u8; N],
+}
+
+impl<const N: usize> GuardedStack<N> {
+    pub const fn new() -> Self {
+        GuardedStack { guard: [0; GUARD_SIZE], stack: [0; N] }
+    }
+}
+
+/// Offset of the top of `BOOT_STACK` from its symbol (guard page + stack).
+pub const BOOT_STACK_TOP: usize = GUARD_SIZE + BOOT_STACK_SIZE;
+
+/// The stack `kernel_main` and the shell run on, set up by the boot code. Its first 4 KiB are
+/// the guard page (kernel/CONTRACT.md).
+#[unsafe(no_mangle)]
+#[unsafe(link_section = ".stacks")]
+pub static mut BOOT_STACK: GuardedStack<BOOT_STACK_SIZE> = GuardedStack::new();
+
+pub fn boot_stack_top() -> u64 {
+    &raw const BOOT_STACK as u64 + BOOT_STACK_TOP as u64
+}
+
+pub fn boot_stack_guard() -> u64 {
+    &raw const BOOT_STACK as u64
+}
 pub const RSP0_STACK_SIZE: usize = 16 * 1024;
 pub const IST_STACK_SIZE: usize = 16 * 1024;
 
@@ -29,9 +61,6 @@ macro_rules! declare_stack {
     };
 }
 
-declare_stack!(
-    /// The stack `kernel_main` and the shell run on; set up by the boot code.
-    BOOT_STACK, BOOT_STACK_SIZE);
 declare_stack!(
     /// TSS.RSP0: the stack the CPU switches to on an interrupt from ring 3.
     RSP0_STACK, RSP0_STACK_SIZE);
