@@ -8,6 +8,7 @@ during it may still be alive.
 from __future__ import annotations
 
 import os
+import uuid
 import subprocess
 from pathlib import Path
 
@@ -18,6 +19,17 @@ from lab.build import build_kernel
 from lab.machine.session import Session
 
 PROCESS_NAMES = {"qemu-system-x86", "gdb"}  # /proc/PID/comm (15 chars max)
+# Every process this test run starts inherits this marker, orphans (reparented to init)
+# included; processes of other runs on the machine do not have it.
+RUN_MARK = f"LAB_TEST_RUN={uuid.uuid4().hex}"
+os.environ["LAB_TEST_RUN"] = RUN_MARK.split("=", 1)[1]
+
+
+def _ours(pid: str) -> bool:
+    try:
+        return RUN_MARK.encode() in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return False
 
 
 def _lab_processes() -> set[int]:
@@ -30,7 +42,7 @@ def _lab_processes() -> set[int]:
             state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0]
         except OSError:
             continue
-        if comm in PROCESS_NAMES and state != "Z":
+        if comm in PROCESS_NAMES and state != "Z" and _ours(entry):
             pids.add(int(entry))
     return pids
 

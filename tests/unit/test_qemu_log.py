@@ -35,10 +35,57 @@ def test_check_exception_lines(line, old, new):
 
 @pytest.mark.parametrize("line", [
     "RAX=0000000000000000 RBX=0000000000120fc8 RCX=00000000000003f8 RDX=00000000000003f8",
-    "Triple fault",
     "CPU Reset (CPU 0)",
     "v=0e e=0003",  # truncated
     "",
 ])
 def test_other_lines_are_ignored(line):
     assert parse(line) == []
+
+
+from pathlib import Path
+
+from lab.qemu_log import TripleFault, chain, state_at_last_event
+from lab.x86.vectors import mnemonic
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.mark.parametrize("recording, expected", [
+    ("qemu72_int_log_oh.txt", ["#PF", "#PF", "#DF"]),
+    ("qemu72_int_log_df-no-ist.txt", ["#PF", "#PF", "#DF", "#PF", "triple fault"]),
+    ("qemu72_int_log_df-not-present.txt", ["#GP", "#NP", "#DF", "#NP", "triple fault"]),
+])
+def test_chain_from_recorded_logs(recording, expected):
+    assert chain(parse((DATA / recording).read_text()), mnemonic) == expected
+
+
+@pytest.mark.parametrize("lines, expected", [
+    (["check_exception old: 0xffffffff new 0xe"], ["#PF"]),
+    (["check_exception old: 0xffffffff new 0xd", "check_exception old: 0xd new 0xe"], ["#GP", "#PF"]),
+    (["check_exception old: 0xffffffff new 0xe", "check_exception old: 0x8 new 0xe", "Triple fault"],
+     ["#PF", "#DF", "#PF", "triple fault"]),
+    (["Triple fault"], ["triple fault"]),
+    ([], []),
+])
+def test_chain_rules(lines, expected):
+    assert chain(parse("\n".join(lines)), mnemonic) == expected
+
+
+def test_triple_fault_line():
+    assert parse("Triple fault") == [TripleFault("Triple fault")]
+
+
+def test_state_at_last_event_takes_the_last_event_and_its_dump():
+    text = "\n".join([
+        "     3: v=0d e=0000 i=0 cpl=0 IP=0008:0000000000105852 pc=0000000000105852 SP=0010:0000000000132d30",
+        "RAX=0000000000000001 RBX=0000000000000002 RCX=0000000000000003 RDX=0000000000000004",
+        "check_exception old: 0xd new 0xb",
+        "     4: v=08 e=0000 i=0 cpl=0 IP=0008:0000000000105852 pc=0000000000105852 SP=0010:0000000000132d30",
+        "RAX=0000000000000005 RBX=0000000000000006 RCX=0000000000000007 RDX=0000000000000008",
+        "RIP=0000000000105852 RFL=00000046 [---Z-P-] CPL=0 II=0 A20=1 SMM=0 HLT=0",
+        "check_exception old: 0x8 new 0xb",
+        "Triple fault",
+    ])
+    state = state_at_last_event(text)
+    assert state[0].startswith("4: v=08") and state[-1].startswith("RIP=0000000000105852") and len(state) == 3
