@@ -74,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
         "lab fire pf-write (cold)": ([lab, "fire", "pf-write", "--profile", profile.name, "--json"], 0),
         "lab fire all (cold, one style)": ([lab, "fire", "all", "--profile", profile.name, "--json"], 0),
         "lab fire all --style both (cold)": ([lab, "fire", "all", "--style", "both", "--profile", profile.name, "--json"], 0),
+        "lab probe df-no-ist (one triple-fault probe)": ([lab, "probe", "df-no-ist", "--profile", profile.name, "--json"], 0),
+        "lab probe all (7 probes, a VM each)": ([lab, "probe", "all", "--profile", profile.name, "--json"], 0),
     }
     samples: dict[str, list[float]] = {name: [] for name in cases}
     for _ in range(args.runs):

@@ -48,6 +48,10 @@ def cmd_probe(args) -> int:
 
     profile = profiles.load(args.profile)
     selected = list(probes.CATALOG) if args.probes == ["all"] else [probes.get(n) for n in args.probes]
+    if profile.accel == "kvm":
+        for p in [p for p in selected if p.kvm_unsupported]:
+            print(f"lab: skipping {p.name} on KVM: {p.kvm_unsupported}", file=sys.stderr)
+        selected = [p for p in selected if not p.kvm_unsupported]
     kernel = _kernel(args)
     results = []
     for i, p in enumerate(selected):

@@ -74,7 +74,7 @@ def run_probe(kernel: Path, profile: Profile, probe: Probe, *, log_dir: Path | N
         if rec is not None:
             obs.recurse = (rec.address, rec.end)
         log_start = _log_size(s)
-        s.qemu.qmp.clear_events()
+        s.qemu.drain_events()
         bp = None
         if probe.expected != TRIPLE_FAULT:
             cpu = parse_info_registers(s.gdb.monitor("info registers"))
@@ -118,8 +118,24 @@ def _log_text(s: Session, start: int) -> str:
         return f.read().decode(errors="replace")
 
 
+INTERNAL_ERROR = "accelerator internal error"
+
+
+STOP_THEN_SHUTDOWN = 0.5  # a reset's STOP is followed by SHUTDOWN at once
+
+
 def _wait_reset(s: Session, obs: ProbeObservation, timeout: float) -> None:
-    event = s.qemu.wait_event("SHUTDOWN", timeout)
+    event = s.qemu.wait_event(("SHUTDOWN", "STOP"), timeout)
+    if event["event"] == "STOP":
+        try:
+            event = s.qemu.wait_event("SHUTDOWN", STOP_THEN_SHUTDOWN)
+        except LabTimeout:
+            # Stopped without a shutdown. Ask why only now: a QMP command sent while QEMU
+            # shuts down deadlocks QEMU 7.2's monitor cleanup.
+            status = s.qemu.qmp_cmd("query-status")["status"]
+            obs.outcome = INTERNAL_ERROR if status == "internal-error" else f"stopped ({status})"
+            obs.evidence.append(f"QMP STOP, status {status} (see qemu.stderr.log)")
+            return
     obs.shutdown = event.get("data", {})
     obs.outcome = TRIPLE_FAULT if obs.shutdown.get("reason") == "guest-reset" else \
         f"shutdown ({obs.shutdown.get('reason')})"

@@ -22,6 +22,7 @@ from lab.profiles import Profile
 from lab.toolchain import qemu_binary
 
 DEBUG_EXIT_IOBASE = 0xF4
+QMP_COMMAND_TIMEOUT = 5.0  # every QMP command is bounded (qemu.qmp waits forever by default)
 
 
 def base_argv(profile: Profile, kernel: Path) -> list[str]:
@@ -124,6 +125,7 @@ class QemuMachine:
             raise deadline.error(**self._error_context()) from None
         except Exception as exc:  # qemu.qmp raises its own ConnectError/EOF types
             raise self._launch_failure(f"QMP handshake failed: {exc}") from exc
+        self.qmp.settimeout(QMP_COMMAND_TIMEOUT)
         if not self.gdb_socket.exists():
             raise self._launch_failure("QEMU did not create its gdbstub socket")
 
@@ -187,17 +189,25 @@ class QemuMachine:
         return self._exit
 
     # -- QMP ----------------------------------------------------------------------------
-    def wait_event(self, name: str, timeout: float) -> dict:
-        """Waits for the next QMP event called `name` (others are skipped)."""
-        deadline = Deadline(timeout, f"the QMP event {name}")
+    def wait_event(self, name: str | tuple[str, ...], timeout: float) -> dict:
+        """Waits for the next QMP event called `name` (or any of several names; others are
+        skipped)."""
+        names = (name,) if isinstance(name, str) else name
+        deadline = Deadline(timeout, f"the QMP event {' or '.join(names)}")
         while True:
             try:
                 # qemu.qmp treats only a float as a timeout (an int waits forever).
                 event = self.qmp.pull_event(wait=float(max(deadline.remaining(), 0.001)))
             except (asyncio.TimeoutError, TimeoutError):
                 raise deadline.error(**self._error_context()) from None
-            if event and event.get("event") == name:
+            if event and event.get("event") in names:
                 return event
+
+    def drain_events(self) -> None:
+        """Forgets every QMP event emitted so far. A command's reply comes after every event
+        QEMU sent before it, so one round trip first makes sure they have all been read."""
+        self.qmp_cmd("query-status")
+        self.qmp.clear_events()
 
     def hmp(self, command: str) -> str:
         """A human-monitor command through QMP; works while the guest runs (gdb's `monitor`
@@ -205,6 +215,14 @@ class QemuMachine:
         return self.qmp_cmd("human-monitor-command", **{"command-line": command})
 
     def qmp_cmd(self, name: str, **args):
+        """One QMP command, bounded; failures (timeout, QEMU gone, QMP error) raise LabError."""
         if self.qmp is None:
             raise LabError(f"QMP {name}: QEMU is not running", logs=self.run.logs)
-        return self.qmp.cmd(name, **args)
+        try:
+            return self.qmp.cmd(name, **args)
+        except (asyncio.TimeoutError, TimeoutError):
+            raise Deadline(QMP_COMMAND_TIMEOUT, f"QEMU's answer to QMP {name}").error(
+                **self._error_context()) from None
+        except Exception as exc:  # qemu.qmp: ExecuteError, ExecInterruptedError, EOFError...
+            raise LabError(f"QMP {name} failed: {type(exc).__name__}: {exc}",
+                           **self._error_context()) from exc

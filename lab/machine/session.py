@@ -44,6 +44,10 @@ class Session:
                  debug_log: str | None = None, append: str | None = None) -> None:
         check_kernel_file(kernel)
         profile.check_usable()
+        # Missing tools are user errors: find out before any process or directory exists.
+        from lab.toolchain import gdb_binary, qemu_binary
+        qemu_binary()
+        gdb_binary()
         self.kernel = kernel
         self.profile = profile
         self.ready_timeout = ready_timeout

@@ -77,9 +77,9 @@ def _wait_gone(pid: int, timeout: float) -> bool:
         os.close(fd)
 
 
-def _started_pids(child) -> tuple[int, int]:
-    child.expect(r"started qemu pid (\d+), gdb pid (\d+)", timeout=30)
-    return int(child.match.group(1)), int(child.match.group(2))
+def _started(child) -> tuple[int, int, Path]:
+    child.expect(r"started qemu pid (\d+), gdb pid (\d+); run dir (\S+);", timeout=30)
+    return int(child.match.group(1)), int(child.match.group(2)), Path(child.match.group(3))
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL])
@@ -87,7 +87,7 @@ def test_signals_reap_qemu_and_gdb(halting_kernel, sig):
     lab = shutil.which("lab")
     child = pexpect.spawn(lab, ["-v", "inspect", "--kernel", str(halting_kernel),
                                 "--ready-timeout", "60"], encoding="utf-8", timeout=30)
-    qemu_pid, gdb_pid = _started_pids(child)
+    qemu_pid, gdb_pid, run_dir = _started(child)
     os.kill(child.pid, sig)
     child.expect(pexpect.EOF, timeout=20)
     child.close()
@@ -95,3 +95,5 @@ def test_signals_reap_qemu_and_gdb(halting_kernel, sig):
     assert _wait_gone(gdb_pid, 10), f"gdb {gdb_pid} outlived the lab ({sig.name})"
     if sig is not signal.SIGKILL:
         assert child.exitstatus in (130, 143), child.exitstatus
+        assert not list(run_dir.glob("*.sock")), "sockets left behind"
+    shutil.rmtree(run_dir, ignore_errors=True)  # kept logs (interrupted) or SIGKILL leftovers

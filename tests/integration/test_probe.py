@@ -45,3 +45,18 @@ def test_cli_probe_all_json(kernel):
 def test_cli_unknown_probe():
     r = lab_cli("probe", "warp")
     assert r.returncode == 2 and "unknown probe 'warp'; probes: double-fault, control" in r.stderr
+
+
+from labtest import kvm_usable
+
+KVM_OK, KVM_WHY = kvm_usable()
+
+
+@pytest.mark.skipif(not KVM_OK, reason=f"KVM not usable here: {KVM_WHY}")
+def test_on_kvm_the_verdict_comes_from_qmp_and_the_chain_is_unavailable(kernel, log_dir):
+    [probe] = [p for p in CATALOG if p.name == "df-no-ist"]
+    obs = run_probe(kernel, profiles.load("kvm"), probe, log_dir=log_dir, timeout=30)
+    assert obs.outcome == TRIPLE_FAULT and obs.shutdown == {"guest": True, "reason": "guest-reset"}
+    assert obs.chain is None
+    verdicts = {c.id: c.verdict for c in run(obs, probe)}
+    assert verdicts["probe.outcome"] is Verdict.PASS and verdicts["probe.chain"] is Verdict.SKIP
