@@ -162,11 +162,14 @@ fn cmd_probes(_: &mut core::str::SplitWhitespace, _: BootPath) {
     }
 }
 
+/// The entry path `run` was started with, for `lab_shell_restart`.
+static BOOT: spin::Once<BootPath> = spin::Once::new();
+
 /// Where the #DF handler's recovery lands: a fresh boot stack, then the shell again.
 #[unsafe(no_mangle)]
 pub extern "C" fn lab_shell_restart() -> ! {
     serial_println!("shell restarted after a double fault");
-    run(BootPath::Multiboot)
+    run(*BOOT.get().expect("the shell ran before"))
 }
 
 fn cmd_exit(args: &mut core::str::SplitWhitespace, _: BootPath) {
@@ -206,6 +209,7 @@ fn read_byte() -> u8 {
 }
 
 pub fn run(boot: BootPath) -> ! {
+    BOOT.call_once(|| boot);
     let mut line = [0u8; LINE_MAX];
     let mut len = 0;
     let mut overflow = false;
