@@ -74,6 +74,48 @@ def cmd_probe(args) -> int:
     return 1 if any(v is Verdict.FAIL for *_, v in results) else 0
 
 
+def cmd_translate(args) -> int:
+    from lab import profiles
+    from lab.machine.session import Session
+    from lab.translate import translate
+
+    profile = profiles.load(args.profile)
+    kernel = _kernel(args)
+    with Session(kernel, profile, ready_timeout=args.ready_timeout) as s:
+        s.boot_to_ready()
+        addrs = [_address(a, s.symbols) for a in args.addresses]
+        results = [translate(s, va) for va in addrs]
+    if args.json:
+        json.dump([{"va": t.va, "cr3": t.cr3, "physical": t.physical, "page_size": t.page_size,
+                    "fault": t.fault, "steps": [{"level": st.level, "index": st.index,
+                                                 "entry_address": st.entry_address, "entry": st.entry,
+                                                 "flags": st.flags} for st in t.steps]}
+                   for t in results], sys.stdout, indent=2)
+        print()
+        return 0
+    from rich.console import Console
+
+    from lab.render import print_translation
+
+    console = Console() if sys.stdout.isatty() else Console(width=160)
+    for t in results:
+        print_translation(t, console)
+    return 0
+
+
+def _address(text: str, symbols) -> int:
+    """A number (0x... or decimal) or a symbol name."""
+    from lab.errors import UserError
+
+    try:
+        return int(text, 0)
+    except ValueError:
+        sym = symbols.lookup(text)
+        if sym is None:
+            raise UserError(f"{text!r} is neither an address nor a symbol of the kernel") from None
+        return sym.address
+
+
 def cmd_probes(args) -> int:
     from lab.scenarios.probes import CATALOG
 
@@ -212,6 +254,11 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--timeout", type=float, default=10.0, metavar="S",
                     help="bound on each wait (reset, handler, report) (default: %(default)s)")
     add("probes", cmd_probes, "list the fatal-path probes")
+    sp = add("translate", cmd_translate, "walk the live 4-level page tables for addresses or symbols")
+    kernel_opts(sp)
+    sp.add_argument("addresses", nargs="+", metavar="ADDRESS", help="virtual address (0x...) or symbol")
+    sp.add_argument("--json", action="store_true")
+    sp.add_argument("--ready-timeout", type=float, default=10.0, metavar="S")
     sp = add("boot", cmd_boot, "boot with the serial console on this terminal (Ctrl-A X quits)")
     kernel_opts(sp)
     return p

@@ -127,3 +127,14 @@ def print_probes(results, console: Console) -> None:
             if obs.last_state:
                 console.print("[dim]CPU state at the last delivered exception (QEMU -d int):[/]")
                 console.print(escape("\n".join(obs.last_state)))
+
+
+def print_translation(t, console: Console) -> None:
+    title = (f"{t.va:#x} -> {t.physical:#x} ({t.page_size // 1024} KiB page)" if t.physical is not None
+             else f"{t.va:#x}: no translation: {t.fault}")
+    table = Table(title=f"{title}   CR3={t.cr3:#x}", title_justify="left")
+    for col in ("level", "index", "entry at (phys)", "entry", "flags"):
+        table.add_column(col)
+    for st in t.steps:
+        table.add_row(st.level, str(st.index), _hex(st.entry_address), f"{st.entry:#018x}", st.flags)
+    console.print(table)

@@ -1,0 +1,42 @@
+"""`lab translate`: walk the live page tables for a virtual address."""
+
+from __future__ import annotations
+
+import re
+
+from lab.errors import GuestError
+from lab.x86.paging import Translation, walk
+
+_XP_LINE = re.compile(r"^(?P<addr>[0-9a-f]+): (?P<values>(?:0x[0-9a-f]+\s*)+)$")
+
+
+def parse_xp(text: str) -> dict[int, int]:
+    """QEMU HMP `xp /Ngx ADDR` output -> {physical address: 64-bit value}."""
+    out: dict[int, int] = {}
+    for line in text.splitlines():
+        m = _XP_LINE.match(line.strip())
+        if not m:
+            continue
+        base = int(m["addr"], 16)
+        for i, v in enumerate(m["values"].split()):
+            out[base + 8 * i] = int(v, 16)
+    return out
+
+
+def phys_reader(qemu):
+    """read_phys(address, length) through QMP's human monitor `xp` (physical memory)."""
+    def read(address: int, length: int) -> bytes:
+        words = (length + 7) // 8
+        values = parse_xp(qemu.hmp(f"xp /{words}gx {address:#x}"))
+        try:
+            return b"".join(values[address + 8 * i].to_bytes(8, "little") for i in range(words))[:length]
+        except KeyError:
+            raise GuestError(f"QEMU's xp returned no data for physical address {address:#x}") from None
+    return read
+
+
+def translate(session, va: int) -> Translation:
+    from lab.target import parse_info_registers
+
+    cpu = parse_info_registers(session.qemu.hmp("info registers"))
+    return walk(cpu.values["CR3"], va, phys_reader(session.qemu))
