@@ -24,6 +24,14 @@ fire +args:
 probe +args:
     @lab probe {{args}}
 
+# timer rates and pitfalls: just timer --rate 250
+timer *args:
+    @lab timer {{args}}
+
+# walk the page tables: just translate lab_ready 0x40002000
+translate +args:
+    @lab translate {{args}}
+
 # the exception catalog
 scenarios:
     @lab scenarios

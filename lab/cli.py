@@ -74,6 +74,33 @@ def cmd_probe(args) -> int:
     return 1 if any(v is Verdict.FAIL for *_, v in results) else 0
 
 
+def cmd_timer(args) -> int:
+    from lab import profiles
+    from lab.checks import Verdict
+    from lab.checks.timer import run
+    from lab.machine.session import Session
+    from lab.timer import observe
+
+    profile = profiles.load(args.profile)
+    kernel = _kernel(args)
+    with Session(kernel, profile, ready_timeout=args.ready_timeout,
+                 log_dir=Path(args.log_dir) if args.log_dir else None) as s:
+        s.boot_to_ready()
+        obs = observe(s, rates=tuple(args.rate or (100, 1000)), window_ms=args.window)
+    checks = run(obs)
+    if args.json:
+        json.dump({"observation": obs.to_json(), "checks": [c.to_json() for c in checks]}, sys.stdout, indent=2)
+        print()
+    else:
+        from rich.console import Console
+
+        from lab.render import checks_table
+
+        console = Console() if sys.stdout.isatty() else Console(width=160)
+        console.print(checks_table(checks, title=f"lab timer ({profile.name})"))
+    return 1 if any(c.verdict is Verdict.FAIL for c in checks) else 0
+
+
 def cmd_translate(args) -> int:
     from lab import profiles
     from lab.machine.session import Session
@@ -254,6 +281,14 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--timeout", type=float, default=10.0, metavar="S",
                     help="bound on each wait (reset, handler, report) (default: %(default)s)")
     add("probes", cmd_probes, "list the fatal-path probes")
+    sp = add("timer", cmd_timer, "PIT tick rates (guest TSC and host clock) and the timer pitfalls")
+    kernel_opts(sp)
+    sp.add_argument("--rate", type=int, action="append", metavar="HZ",
+                    help="rate(s) to measure (default: 100 and 1000)")
+    sp.add_argument("--window", type=int, default=500, metavar="MS", help="measurement window (default: %(default)s)")
+    sp.add_argument("--json", action="store_true")
+    sp.add_argument("--log-dir", metavar="DIR")
+    sp.add_argument("--ready-timeout", type=float, default=10.0, metavar="S")
     sp = add("translate", cmd_translate, "walk the live 4-level page tables for addresses or symbols")
     kernel_opts(sp)
     sp.add_argument("addresses", nargs="+", metavar="ADDRESS", help="virtual address (0x...) or symbol")

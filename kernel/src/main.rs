@@ -13,6 +13,7 @@ mod drivers;
 mod fatal;
 mod fire;
 mod shell;
+mod timer;
 
 use arch::x86_64 as cpu;
 

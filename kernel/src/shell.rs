@@ -7,7 +7,7 @@
 use crate::arch::x86_64::{gdt, idt, stacks, tss};
 use crate::boot::BootPath;
 use crate::drivers::{debug_exit, serial::SERIAL};
-use crate::fatal;
+use crate::{fatal, timer};
 use crate::fire::{self, Style};
 use crate::{VERSION, serial_print, serial_println};
 
@@ -64,6 +64,24 @@ const COMMANDS: &[Command] = &[
         usage: "probes",
         help: "list the triple-fault probes",
         run: cmd_probes,
+    },
+    Command {
+        name: "timer",
+        usage: "timer pit <hz> | stop | pitfall <none|no-eoi|trap-gate|masked>",
+        help: "start/stop the PIT on IRQ0 (vector 32); pitfalls apply at the next start",
+        run: cmd_timer,
+    },
+    Command {
+        name: "ticks",
+        usage: "ticks",
+        help: "one line: tick count, TSC, TSC Hz, configured rate, pitfall",
+        run: |_, _| timer::report_ticks(),
+    },
+    Command {
+        name: "measure",
+        usage: "measure <ms>",
+        help: "count ticks over <ms> of TSC time, interrupts on (1-10000 ms)",
+        run: cmd_measure,
     },
     Command {
         name: "exit",
@@ -172,6 +190,40 @@ pub extern "C" fn lab_shell_restart() -> ! {
     run(*BOOT.get().expect("the shell ran before"))
 }
 
+fn cmd_timer(args: &mut core::str::SplitWhitespace, _: BootPath) {
+    match (args.next(), args.next()) {
+        (Some("pit"), Some(hz)) => match parse_u32(hz).filter(|h| (19..=100_000).contains(h)) {
+            Some(hz) => {
+                let rate = timer::start_pit(hz);
+                serial_println!("timer pit requested={hz} rate={rate} pitfall={}", timer::pitfall().name());
+            }
+            None => serial_println!("error: rate must be 19-100000 Hz"),
+        },
+        (Some("stop"), None) => {
+            timer::stop();
+            serial_println!("timer stopped");
+        }
+        (Some("pitfall"), Some(p)) => match timer::Pitfall::parse(p) {
+            Some(p) => {
+                timer::set_pitfall(p);
+                serial_println!("timer pitfall={}", p.name());
+            }
+            None => serial_println!("error: unknown pitfall '{p}' (none, no-eoi, trap-gate, masked)"),
+        },
+        _ => serial_println!("error: usage: timer pit <hz> | stop | pitfall <name>"),
+    }
+}
+
+fn cmd_measure(args: &mut core::str::SplitWhitespace, _: BootPath) {
+    match args.next().and_then(parse_u32).filter(|ms| (1..=10_000).contains(ms)) {
+        Some(ms) => {
+            let (ticks, cycles) = timer::measure(ms as u64);
+            serial_println!("measure ms={ms} ticks={ticks} tsc_cycles={cycles} tsc_hz={}", timer::tsc_hz());
+        }
+        None => serial_println!("error: usage: measure <ms>  (1-10000)"),
+    }
+}
+
 fn cmd_exit(args: &mut core::str::SplitWhitespace, _: BootPath) {
     match args.next().map(parse_u32) {
         Some(Some(code)) => debug_exit::exit(code),
@@ -195,13 +247,20 @@ fn execute(line: &str, boot: BootPath) {
     }
 }
 
-/// Waits for one byte: sleeps in `hlt` until the UART's receive interrupt (IRQ4) fires.
+/// Waits for one byte: sleeps in `hlt` until the UART's receive interrupt (IRQ4) fires, or
+/// polls while a timer pitfall keeps IRQs from arriving.
 fn read_byte() -> u8 {
+    use core::sync::atomic::Ordering;
     use x86_64::instructions::interrupts;
     loop {
         interrupts::disable();
         if let Ok(b) = SERIAL.lock().try_receive() {
             return b;
+        }
+        if timer::POLL_CONSOLE.load(Ordering::SeqCst) {
+            interrupts::enable();
+            core::hint::spin_loop();
+            continue;
         }
         // `sti; hlt` is atomic with respect to interrupts (STI's one-instruction shadow).
         interrupts::enable_and_hlt();

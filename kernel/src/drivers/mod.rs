@@ -2,4 +2,5 @@
 
 pub mod debug_exit;
 pub mod pic;
+pub mod pit;
 pub mod serial;

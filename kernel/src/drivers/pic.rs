@@ -28,12 +28,37 @@ pub fn init() {
     }
 }
 
+/// Masks IRQ line `irq` (0-7 on the master).
+pub fn mask(irq: u8) {
+    let mut pics = PICS.lock();
+    // SAFETY: changes the master's mask register only.
+    unsafe {
+        let [m, s] = pics.read_masks();
+        pics.write_masks(m | (1 << irq), s);
+    }
+}
+
+pub fn unmask(irq: u8) {
+    let mut pics = PICS.lock();
+    // SAFETY: the vector for `irq` has a handler.
+    unsafe {
+        let [m, s] = pics.read_masks();
+        pics.write_masks(m & !(1 << irq), s);
+    }
+}
+
+/// Whether IRQ `irq` (master) is in service (delivered, not yet acknowledged by EOI).
+pub fn in_service(irq: u8) -> bool {
+    let _guard = PICS.lock();
+    crate::drivers::pic::isr(PIC1_COMMAND) & (1 << irq) != 0
+}
+
 pub fn end_of_interrupt(vector: u8) {
     // SAFETY: called from the handler of `vector`.
     unsafe { PICS.lock().notify_end_of_interrupt(vector) };
 }
 
-fn in_service(command_port: u16) -> u8 {
+fn isr(command_port: u16) -> u8 {
     // SAFETY: OCW3 only selects which register the next read returns.
     unsafe {
         let mut port = Port::<u8>::new(command_port);
@@ -46,7 +71,7 @@ fn in_service(command_port: u16) -> u8 {
 /// needs an EOI on the master for the cascade line).
 pub fn spurious(vector: u8) {
     let (port, is_slave) = if vector == vector::PIC2_SPURIOUS { (PIC2_COMMAND, true) } else { (PIC1_COMMAND, false) };
-    if in_service(port) & 0x80 != 0 {
+    if isr(port) & 0x80 != 0 {
         end_of_interrupt(vector);
     } else if is_slave {
         // SAFETY: EOI to the master for the cascade IRQ2.

@@ -4,7 +4,7 @@
 //! resolves gates to readable names.
 
 use core::mem::size_of;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::AtomicU64;
 
 use super::idt::{ENTRIES, vector};
 use crate::drivers::pic;
@@ -149,8 +149,7 @@ pub extern "x86-interrupt" fn isr_df(frame: InterruptFrame, error_code: u64) {
 
 #[unsafe(no_mangle)]
 pub extern "x86-interrupt" fn isr_timer(_frame: InterruptFrame) {
-    TICKS.fetch_add(1, Ordering::Relaxed);
-    pic::end_of_interrupt(vector::TIMER);
+    crate::timer::on_tick();
 }
 
 /// COM1 receive: wakes the shell from `hlt`; the shell reads the byte itself.

@@ -104,6 +104,9 @@ impl Gate {
     pub fn set_selector(&mut self, selector: u16) {
         self.selector = selector;
     }
+    pub fn set_type(&mut self, gate_type: u8) {
+        self.attributes = (self.attributes & !attr::TYPE_MASK) | (gate_type & attr::TYPE_MASK);
+    }
     pub fn present(&self) -> bool {
         self.attributes & attr::PRESENT != 0
     }

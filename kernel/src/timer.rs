@@ -1,0 +1,142 @@
+//! The timer: a tick counter driven by the PIT (IRQ0 through the 8259, vector 32), the
+//! measurement window the lab reads rates from, and the pitfall switches.
+//!
+//! Pitfalls (what a kernel gets wrong, made visible):
+//! - `no-eoi`: the handler does not send EOI. The 8259 keeps IRQ0 in service and delivers no
+//!   further IRQ0 (nor any lower-priority IRQ): exactly one tick, then silence.
+//! - `trap-gate`: vector 32 is a trap gate, so RFLAGS.IF stays 1 inside the handler (SDM
+//!   §6.12.1.3) and the handler can be interrupted.
+//! - `masked`: the PIT runs but IRQ0 stays masked in the 8259: no ticks at all.
+
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+
+use crate::arch::x86_64::handlers::TICKS;
+use crate::arch::x86_64::idt::{self, gate_type, vector};
+use crate::drivers::{pic, pit};
+use crate::serial_println;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Pitfall {
+    None = 0,
+    NoEoi = 1,
+    TrapGate = 2,
+    Masked = 3,
+}
+
+impl Pitfall {
+    pub fn parse(s: &str) -> Option<Pitfall> {
+        Some(match s {
+            "none" => Pitfall::None,
+            "no-eoi" => Pitfall::NoEoi,
+            "trap-gate" => Pitfall::TrapGate,
+            "masked" => Pitfall::Masked,
+            _ => return None,
+        })
+    }
+    pub const fn name(self) -> &'static str {
+        match self {
+            Pitfall::None => "none",
+            Pitfall::NoEoi => "no-eoi",
+            Pitfall::TrapGate => "trap-gate",
+            Pitfall::Masked => "masked",
+        }
+    }
+}
+
+static PITFALL: AtomicU8 = AtomicU8::new(Pitfall::None as u8);
+static TSC_HZ: AtomicU64 = AtomicU64::new(0);
+static RATE: AtomicU64 = AtomicU64::new(0);
+/// Set while interrupts cannot be trusted to wake `hlt` (the no-EOI pitfall blocks IRQ4 too):
+/// the shell then polls the UART instead of sleeping.
+pub static POLL_CONSOLE: AtomicBool = AtomicBool::new(false);
+
+pub fn pitfall() -> Pitfall {
+    match PITFALL.load(Ordering::SeqCst) {
+        1 => Pitfall::NoEoi,
+        2 => Pitfall::TrapGate,
+        3 => Pitfall::Masked,
+        _ => Pitfall::None,
+    }
+}
+
+/// TSC cycles per second, calibrated against the PIT on first use (10 ms), so boots that
+/// never use the timer do not pay for it.
+pub fn tsc_hz() -> u64 {
+    match TSC_HZ.load(Ordering::SeqCst) {
+        0 => {
+            let hz = pit::calibrate_tsc(10);
+            TSC_HZ.store(hz, Ordering::SeqCst);
+            hz
+        }
+        hz => hz,
+    }
+}
+
+pub fn rdtsc() -> u64 {
+    // SAFETY: RDTSC has no side effects.
+    unsafe { core::arch::x86_64::_rdtsc() }
+}
+
+pub fn set_pitfall(p: Pitfall) {
+    PITFALL.store(p as u8, Ordering::SeqCst);
+}
+
+/// Starts the PIT at `hz` with the current pitfall applied; returns the exact rate.
+pub fn start_pit(hz: u32) -> u64 {
+    stop();
+    let p = pitfall();
+    let ty = if p == Pitfall::TrapGate { gate_type::TRAP } else { gate_type::INTERRUPT };
+    idt::edit(vector::TIMER, |g| g.set_type(ty));
+    POLL_CONSOLE.store(p == Pitfall::NoEoi, Ordering::SeqCst);
+    let rate = pit::start_periodic(hz);
+    RATE.store(rate, Ordering::SeqCst);
+    if p != Pitfall::Masked {
+        pic::unmask(0);
+    }
+    rate
+}
+
+/// Stops the timer and undoes every pitfall (including the EOI the no-EOI pitfall withheld).
+pub fn stop() {
+    pic::mask(0);
+    if pic::in_service(0) {
+        pic::end_of_interrupt(vector::TIMER);
+    }
+    idt::edit(vector::TIMER, |g| g.set_type(gate_type::INTERRUPT));
+    POLL_CONSOLE.store(false, Ordering::SeqCst);
+    RATE.store(0, Ordering::SeqCst);
+}
+
+/// The IRQ0 handler's body: count, and acknowledge unless the pitfall says not to.
+pub fn on_tick() {
+    TICKS.fetch_add(1, Ordering::Relaxed);
+    if pitfall() != Pitfall::NoEoi {
+        pic::end_of_interrupt(vector::TIMER);
+    }
+}
+
+/// Counts ticks over `ms` milliseconds of TSC time with interrupts enabled. Spins (`pause`)
+/// instead of halting: with the no-EOI pitfall no interrupt would end a `hlt`.
+pub fn measure(ms: u64) -> (u64, u64) {
+    let cycles = tsc_hz() * ms / 1000;
+    let t0 = rdtsc();
+    let k0 = TICKS.load(Ordering::SeqCst);
+    x86_64::instructions::interrupts::enable();
+    while rdtsc() - t0 < cycles {
+        core::hint::spin_loop();
+    }
+    x86_64::instructions::interrupts::disable();
+    (TICKS.load(Ordering::SeqCst) - k0, rdtsc() - t0)
+}
+
+pub fn report_ticks() {
+    serial_println!(
+        "ticks count={} tsc={} tsc_hz={} rate={} pitfall={}",
+        TICKS.load(Ordering::SeqCst),
+        rdtsc(),
+        tsc_hz(),
+        RATE.load(Ordering::SeqCst),
+        pitfall().name()
+    );
+}

@@ -1,0 +1,82 @@
+"""Timer checks: rates against the configured rate, and the pitfalls (8259A datasheet: an
+IRQ stays in service until EOI and blocks lower or equal priority; SDM vol. 3A §6.12.1.3:
+interrupt gates clear IF, trap gates do not)."""
+
+from __future__ import annotations
+
+from lab.checks import Check, Verdict, verdict
+from lab.x86.frames import RFLAGS_IF
+
+TIER = "timer"
+#: Ticks a window may gain or lose at its two edges, plus a relative allowance for the
+#: emulated PIT's and TSC's timing on a loaded host.
+EDGE_TICKS = 1
+GUEST_TOLERANCE = 0.02
+#: The host-clock window includes two serial round trips and command handling.
+HOST_TOLERANCE = 0.10
+
+
+def _r(id, title, ok, ev) -> Check:
+    return Check(id, TIER, title, verdict(ok), tuple(ev))
+
+
+def check_rate(sample) -> Check:
+    expected = sample.configured_hz * sample.window_ms / 1000
+    allowed = EDGE_TICKS + GUEST_TOLERANCE * expected
+    err = (sample.guest_rate - sample.configured_hz) / sample.configured_hz
+    return _r(f"timer.rate-{sample.requested_hz}hz", f"{sample.configured_hz} Hz by the guest TSC",
+              abs(sample.ticks - expected) <= allowed,
+              [f"{sample.ticks} ticks in {sample.window_ms} ms (TSC) = {sample.guest_rate:.1f}/s, "
+               f"error {err:+.2%}; allowed ±{allowed:.1f} ticks"])
+
+
+def check_host_rate(sample) -> Check:
+    err = (sample.host_rate - sample.configured_hz) / sample.configured_hz
+    return _r(f"timer.host-rate-{sample.requested_hz}hz", f"{sample.configured_hz} Hz by the host clock",
+              abs(err) <= HOST_TOLERANCE,
+              [f"{sample.host_ticks} ticks in {sample.host_seconds * 1000:.1f} ms of host time = "
+               f"{sample.host_rate:.1f}/s, error {err:+.2%}; allowed ±{HOST_TOLERANCE:.0%}"])
+
+
+def check_no_eoi(obs) -> Check:
+    n = obs.counts.get("no-eoi")
+    return _r("timer.no-eoi", "no EOI: exactly one tick, then silence (IRQ0 stays in service)", n == 1,
+              [f"{n} ticks from the timer's start to the end of the window"])
+
+
+def check_masked(obs) -> Check:
+    n = obs.counts.get("masked")
+    return _r("timer.masked", "IRQ0 masked: no ticks", n == 0,
+              [f"{n} ticks from the timer's start to the end of the window"])
+
+
+def _gate(obs, pitfall):
+    return next((g for g in obs.gates if g.pitfall == pitfall), None)
+
+
+def check_interrupt_gate_if(obs) -> Check:
+    g = _gate(obs, "none")
+    if g is None:
+        return Check("timer.if-interrupt-gate", TIER, "interrupt gate: IF=0 in the handler", Verdict.SKIP, ("not measured",))
+    inside = bool(g.rflags & RFLAGS_IF)
+    return _r("timer.if-interrupt-gate", "interrupt gate: IF=0 in the handler",
+              g.gate_type == "interrupt" and not inside,
+              [f"gate type {g.gate_type}, RFLAGS {g.rflags:#x} at the handler: IF={int(inside)}"])
+
+
+def check_trap_gate_if(obs) -> Check:
+    g = _gate(obs, "trap-gate")
+    if g is None:
+        return Check("timer.if-trap-gate", TIER, "trap gate: IF=1 in the handler", Verdict.SKIP, ("not measured",))
+    inside = bool(g.rflags & RFLAGS_IF)
+    return _r("timer.if-trap-gate", "trap gate (pitfall): IF stays 1 in the handler",
+              g.gate_type == "trap" and inside,
+              [f"gate type {g.gate_type}, RFLAGS {g.rflags:#x} at the handler: IF={int(inside)}"])
+
+
+def run(obs) -> list[Check]:
+    checks = []
+    for s in obs.rates:
+        checks += [check_rate(s), check_host_rate(s)]
+    return checks + [check_no_eoi(obs), check_masked(obs), check_interrupt_gate_if(obs),
+                     check_trap_gate_if(obs)]

@@ -1,0 +1,50 @@
+"""Timer checks pass on plausible measurements and FAIL on wrong ones."""
+
+from __future__ import annotations
+
+import pytest
+
+from lab.checks import Verdict
+from lab.checks.timer import run
+from lab.timer import GateSample, RateSample, TimerObservation
+
+TSC_HZ = 2_600_000_000
+
+
+def sample(hz=100, ticks=50, host_ticks=51, host_s=0.505, window_ms=500):
+    return RateSample(hz, hz, window_ms, ticks, TSC_HZ * window_ms // 1000, TSC_HZ, host_ticks, host_s)
+
+
+def obs(**kw):
+    o = TimerObservation("tcg", rates=[sample()], counts={"no-eoi": 1, "masked": 0},
+                         gates=[GateSample("none", "interrupt", 0x46), GateSample("trap-gate", "trap", 0x246)])
+    for k, v in kw.items():
+        setattr(o, k, v)
+    return {c.id: c.verdict for c in run(o)}
+
+
+def test_good_measurements_pass():
+    assert set(obs().values()) == {Verdict.PASS}
+
+
+@pytest.mark.parametrize("changes, check", [
+    (dict(rates=[sample(ticks=46)]), "timer.rate-100hz"),      # 8% slow by the TSC
+    (dict(rates=[sample(ticks=53)]), "timer.rate-100hz"),
+    (dict(rates=[sample(host_ticks=40)]), "timer.host-rate-100hz"),
+    (dict(counts={"no-eoi": 0, "masked": 0}), "timer.no-eoi"),
+    (dict(counts={"no-eoi": 30, "masked": 0}), "timer.no-eoi"),
+    (dict(counts={"no-eoi": 1, "masked": 2}), "timer.masked"),
+    (dict(gates=[GateSample("none", "interrupt", 0x246), GateSample("trap-gate", "trap", 0x246)]),
+     "timer.if-interrupt-gate"),
+    (dict(gates=[GateSample("none", "interrupt", 0x46), GateSample("trap-gate", "trap", 0x46)]),
+     "timer.if-trap-gate"),
+    (dict(gates=[GateSample("none", "interrupt", 0x46), GateSample("trap-gate", "interrupt", 0x246)]),
+     "timer.if-trap-gate"),
+])
+def test_wrong_measurements_fail(changes, check):
+    assert obs(**changes)[check] is Verdict.FAIL
+
+
+def test_edge_allowance_is_one_tick_plus_two_percent():
+    assert obs(rates=[sample(hz=1000, ticks=511)])["timer.rate-1000hz"] is Verdict.PASS   # +11 of 500
+    assert obs(rates=[sample(hz=1000, ticks=512)])["timer.rate-1000hz"] is Verdict.FAIL
