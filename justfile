@@ -28,6 +28,10 @@ probe +args:
 timer *args:
     @lab timer {{args}}
 
+# tasks, saved switch frames, traced switches, switch rates
+tasks *args:
+    @lab tasks {{args}}
+
 # walk the page tables: just translate lab_ready 0x40002000
 translate +args:
     @lab translate {{args}}

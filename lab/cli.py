@@ -101,6 +101,33 @@ def cmd_timer(args) -> int:
     return 1 if any(c.verdict is Verdict.FAIL for c in checks) else 0
 
 
+def cmd_tasks(args) -> int:
+    from lab import profiles
+    from lab.checks import Verdict
+    from lab.checks.tasks import run
+    from lab.machine.session import Session
+    from lab.tasks import observe
+
+    profile = profiles.load(args.profile)
+    kernel = _kernel(args)
+    with Session(kernel, profile, ready_timeout=args.ready_timeout) as s:
+        s.boot_to_ready()
+        obs = observe(s)
+    checks = run(obs)
+    if args.json:
+        json.dump({"observation": obs.to_json(), "checks": [c.to_json() for c in checks]}, sys.stdout, indent=2)
+        print()
+    else:
+        from rich.console import Console
+
+        from lab.render import checks_table, print_tasks
+
+        console = Console() if sys.stdout.isatty() else Console(width=160)
+        print_tasks(obs, console)
+        console.print(checks_table(checks, title="checks"))
+    return 1 if any(c.verdict is Verdict.FAIL for c in checks) else 0
+
+
 def cmd_translate(args) -> int:
     from lab import profiles
     from lab.machine.session import Session
@@ -288,6 +315,10 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--window", type=int, default=500, metavar="MS", help="measurement window (default: %(default)s)")
     sp.add_argument("--json", action="store_true")
     sp.add_argument("--log-dir", metavar="DIR")
+    sp.add_argument("--ready-timeout", type=float, default=10.0, metavar="S")
+    sp = add("tasks", cmd_tasks, "tasks from kernel memory, their saved switch frames, a traced switch")
+    kernel_opts(sp)
+    sp.add_argument("--json", action="store_true")
     sp.add_argument("--ready-timeout", type=float, default=10.0, metavar="S")
     sp = add("translate", cmd_translate, "walk the live 4-level page tables for addresses or symbols")
     kernel_opts(sp)

@@ -138,3 +138,20 @@ def print_translation(t, console: Console) -> None:
     for st in t.steps:
         table.add_row(st.level, str(st.index), _hex(st.entry_address), f"{st.entry:#018x}", st.flags)
     console.print(table)
+
+
+def print_tasks(obs, console: Console) -> None:
+    t = Table(title="tasks (read from kernel memory, layout checked against DWARF)", title_justify="left")
+    for col in ("id", "name", "state", "rsp", "kstack_top", "cr3", "switches", "saved frame (r15 r14 r13 r12 rbp rbx)", "returns to"):
+        t.add_column(col, overflow="fold")
+    for v in obs.tasks:
+        f = v.fields
+        frame = " ".join(f"{v.frame[k]:#x}" for k in ("r15", "r14", "r13", "r12", "rbp", "rbx")) if v.frame else "(running)"
+        t.add_row(str(f["id"]), v.name, v.state, _hex(f["rsp"]), _hex(f["kstack_top"]), _hex(f["cr3"]),
+                  str(f["switches"]), frame, escape(v.ret_symbol))
+    console.print(t)
+    for n, tr in enumerate(obs.traces, 1):
+        jumps = [(a, b) for (_, a), (_, b) in zip(tr.steps, tr.steps[1:]) if abs(b - a) not in (0, 8)]
+        console.print(f"switch {n}: task@{tr.prev['address']:#x} -> task@{tr.next['address']:#x}: "
+                      f"{len(tr.steps) - 1} instructions, RSP jumps {', '.join(f'{a:#x}->{b:#x}' for a, b in jumps)}, "
+                      f"CR3 {tr.cr3_before:#x}->{tr.cr3_after:#x}")

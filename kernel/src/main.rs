@@ -13,6 +13,7 @@ mod drivers;
 mod fatal;
 mod fire;
 mod shell;
+mod task;
 mod timer;
 
 use arch::x86_64 as cpu;
@@ -39,6 +40,7 @@ pub fn kernel_main(boot: boot::BootPath, boot_info: u64, cmdline: &str) -> ! {
     serial_println!("labkernel {VERSION} boot={} boot_info={boot_info:#x} cmdline={cmdline:?}", boot.name());
     cpu::init();
     drivers::pic::init();
+    task::init();
     serial_println!("{READY_MARKER} version={VERSION} boot={}", boot.name());
     lab_ready();
     if cmdline.split_whitespace().any(|w| w == EXIT_AT_READY) {

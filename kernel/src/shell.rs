@@ -7,7 +7,7 @@
 use crate::arch::x86_64::{gdt, idt, stacks, tss};
 use crate::boot::BootPath;
 use crate::drivers::{debug_exit, serial::SERIAL};
-use crate::{fatal, timer};
+use crate::{fatal, task, timer};
 use crate::fire::{self, Style};
 use crate::{VERSION, serial_print, serial_println};
 
@@ -83,6 +83,38 @@ const COMMANDS: &[Command] = &[
         help: "count ticks over <ms> of TSC time, interrupts on (1-10000 ms)",
         run: cmd_measure,
     },
+    Command {
+        name: "spawn",
+        usage: "spawn <thread|process> <name>",
+        help: "start a worker task (a process gets its own page tables)",
+        run: cmd_spawn,
+    },
+    Command { name: "tasks", usage: "tasks", help: "one line per task", run: |_, _| task::list() },
+    Command {
+        name: "yield",
+        usage: "yield",
+        help: "let every other runnable task run once (cooperative switch)",
+        run: |_, _| {
+            task::schedule();
+            serial_println!("yield switches={}", task::SWITCHES.load(core::sync::atomic::Ordering::SeqCst));
+        },
+    },
+    Command {
+        name: "sched",
+        usage: "sched preempt <on|off>",
+        help: "timer-driven preemption (needs 'timer pit <hz>')",
+        run: cmd_sched,
+    },
+    Command {
+        name: "switches",
+        usage: "switches <ms>",
+        help: "yield in a loop for <ms> of TSC time; report context switches",
+        run: cmd_switches,
+    },
+    Command { name: "kill", usage: "kill", help: "end every task but the shell", run: |_, _| {
+        task::kill_all();
+        serial_println!("killed");
+    } },
     Command {
         name: "exit",
         usage: "exit <code>",
@@ -217,10 +249,42 @@ fn cmd_timer(args: &mut core::str::SplitWhitespace, _: BootPath) {
 fn cmd_measure(args: &mut core::str::SplitWhitespace, _: BootPath) {
     match args.next().and_then(parse_u32).filter(|ms| (1..=10_000).contains(ms)) {
         Some(ms) => {
-            let (ticks, cycles) = timer::measure(ms as u64);
-            serial_println!("measure ms={ms} ticks={ticks} tsc_cycles={cycles} tsc_hz={}", timer::tsc_hz());
+            let (ticks, cycles, switches) = timer::measure(ms as u64);
+            serial_println!("measure ms={ms} ticks={ticks} tsc_cycles={cycles} tsc_hz={} switches={switches}", timer::tsc_hz());
         }
         None => serial_println!("error: usage: measure <ms>  (1-10000)"),
+    }
+}
+
+fn cmd_spawn(args: &mut core::str::SplitWhitespace, _: BootPath) {
+    let (kind, name) = (args.next(), args.next().unwrap_or("worker"));
+    let slot = match kind {
+        Some("thread") => task::spawn_thread(name),
+        Some("process") => task::spawn_process(name),
+        _ => return serial_println!("error: usage: spawn <thread|process> <name>"),
+    };
+    match slot {
+        Some(id) => serial_println!("spawned id={id} kind={} name={name}", kind.unwrap()),
+        None => serial_println!("error: no free task slot or address space"),
+    }
+}
+
+fn cmd_sched(args: &mut core::str::SplitWhitespace, _: BootPath) {
+    match (args.next(), args.next()) {
+        (Some("preempt"), Some("on")) => task::set_preempt(true),
+        (Some("preempt"), Some("off")) => task::set_preempt(false),
+        _ => return serial_println!("error: usage: sched preempt <on|off>"),
+    }
+    serial_println!("sched ok");
+}
+
+fn cmd_switches(args: &mut core::str::SplitWhitespace, _: BootPath) {
+    match args.next().and_then(parse_u32).filter(|ms| (1..=10_000).contains(ms)) {
+        Some(ms) => {
+            let (n, cycles) = task::switch_rate(ms as u64);
+            serial_println!("switches ms={ms} count={n} tsc_cycles={cycles} tsc_hz={}", timer::tsc_hz());
+        }
+        None => serial_println!("error: usage: switches <ms>  (1-10000)"),
     }
 }
 

@@ -114,20 +114,23 @@ pub fn on_tick() {
     if pitfall() != Pitfall::NoEoi {
         pic::end_of_interrupt(vector::TIMER);
     }
+    // After the EOI: a preemptive switch leaves this handler's frame on the old task's stack.
+    crate::task::on_timer_tick();
 }
 
 /// Counts ticks over `ms` milliseconds of TSC time with interrupts enabled. Spins (`pause`)
 /// instead of halting: with the no-EOI pitfall no interrupt would end a `hlt`.
-pub fn measure(ms: u64) -> (u64, u64) {
+pub fn measure(ms: u64) -> (u64, u64, u64) {
     let cycles = tsc_hz() * ms / 1000;
     let t0 = rdtsc();
     let k0 = TICKS.load(Ordering::SeqCst);
+    let s0 = crate::task::SWITCHES.load(Ordering::SeqCst);
     x86_64::instructions::interrupts::enable();
     while rdtsc() - t0 < cycles {
         core::hint::spin_loop();
     }
     x86_64::instructions::interrupts::disable();
-    (TICKS.load(Ordering::SeqCst) - k0, rdtsc() - t0)
+    (TICKS.load(Ordering::SeqCst) - k0, rdtsc() - t0, crate::task::SWITCHES.load(Ordering::SeqCst) - s0)
 }
 
 pub fn report_ticks() {
