@@ -86,7 +86,7 @@ def cmd_timer(args) -> int:
     with Session(kernel, profile, ready_timeout=args.ready_timeout,
                  log_dir=Path(args.log_dir) if args.log_dir else None) as s:
         s.boot_to_ready()
-        obs = observe(s, rates=tuple(args.rate or (100, 1000)), window_ms=args.window)
+        obs = observe(s, rates=tuple(args.rate or (100, 250)), window_ms=args.window)
     checks = run(obs)
     if args.json:
         json.dump({"observation": obs.to_json(), "checks": [c.to_json() for c in checks]}, sys.stdout, indent=2)
@@ -311,7 +311,7 @@ def parser() -> argparse.ArgumentParser:
     sp = add("timer", cmd_timer, "PIT tick rates (guest TSC and host clock) and the timer pitfalls")
     kernel_opts(sp)
     sp.add_argument("--rate", type=int, action="append", metavar="HZ",
-                    help="rate(s) to measure (default: 100 and 1000)")
+                    help="rate(s) to measure (default: 100 and 250; at 1000 Hz TCG can lose ticks under host load)")
     sp.add_argument("--window", type=int, default=500, metavar="MS", help="measurement window (default: %(default)s)")
     sp.add_argument("--json", action="store_true")
     sp.add_argument("--log-dir", metavar="DIR")

@@ -31,6 +31,7 @@ def _fields(line: str, prefix: str) -> dict[str, str]:
 
 @dataclass
 class RateSample:
+    source: str  # "pit" | "apic"
     requested_hz: int
     configured_hz: int  # what the PIT divisor gives
     window_ms: int
@@ -50,6 +51,13 @@ class RateSample:
 
 
 @dataclass
+class OneShotSample:
+    requested_us: int
+    ticks: int  # from arming to the end of a window three times as long
+    delay_us: int  # TSC from arming to the interrupt
+
+
+@dataclass
 class GateSample:
     pitfall: str
     gate_type: str
@@ -60,6 +68,8 @@ class GateSample:
 class TimerObservation:
     profile: str
     rates: list[RateSample] = field(default_factory=list)
+    oneshot: OneShotSample | None = None
+    apic_hz: dict[str, int] = field(default_factory=dict)  # {"by_pit": .., "by_tsc": ..}
     counts: dict[str, int] = field(default_factory=dict)  # pitfall -> ticks in its window
     gates: list[GateSample] = field(default_factory=list)
 
@@ -81,17 +91,31 @@ class TimerLab:
     def _ticks(self) -> int:
         return int(_fields(self.cmd("ticks"), "ticks")["count"])
 
-    def rate(self, hz: int, window_ms: int = 500) -> RateSample:
+    def rate(self, hz: int, window_ms: int = 500, source: str = "pit") -> RateSample:
         self.cmd("timer pitfall none")
-        configured = int(_fields(self.cmd(f"timer pit {hz}"), "timer pit")["rate"])
+        start = f"timer pit {hz}" if source == "pit" else f"timer apic periodic {hz}"
+        configured = int(_fields(self.cmd(start), start.rsplit(" ", 1)[0])["rate"])
         before = self._ticks()
         t0 = time.perf_counter()
         m = _fields(self.cmd(f"measure {window_ms}"), "measure")
         after = self._ticks()
         t1 = time.perf_counter()
         self.cmd("timer stop")
-        return RateSample(hz, configured, window_ms, int(m["ticks"]), int(m["tsc_cycles"]),
+        return RateSample(source, hz, configured, window_ms, int(m["ticks"]), int(m["tsc_cycles"]),
                           int(m["tsc_hz"]), after - before, t1 - t0)
+
+    def apic_calibration(self) -> dict[str, int]:
+        f = _fields(self.cmd("timer apic calibrate"), "timer apic calibrate")
+        return {"by_pit": int(f["hz_by_pit"]), "by_tsc": int(f["hz_by_tsc"])}
+
+    def oneshot(self, us: int) -> OneShotSample:
+        self.cmd("timer pitfall none")
+        before = self._ticks()
+        self.cmd(f"timer apic oneshot {us}")
+        self.cmd(f"measure {max(3 * us // 1000, 1)}")
+        after = _fields(self.cmd("ticks"), "ticks")
+        self.cmd("timer stop")
+        return OneShotSample(us, int(after["count"]) - before, int(after["oneshot_delay_us"]))
 
     def count(self, pitfall: str, hz: int = 100, window_ms: int = 300) -> int:
         """Ticks from the timer's start to the end of a `window_ms` window (the first tick
@@ -129,13 +153,17 @@ class TimerLab:
         return GateSample(pitfall, gate.type_name, rflags)
 
 
-def observe(session: Session, rates=(100, 1000), window_ms: int = 500) -> TimerObservation:
+def observe(session: Session, rates=(100, 250), window_ms: int = 500,
+            oneshot_us: int = 20_000) -> TimerObservation:
     session.gdb.cont()
     session.serial.wait_prompt(10)
     lab = TimerLab(session)
     obs = TimerObservation(session.profile.name)
-    for hz in rates:
-        obs.rates.append(lab.rate(hz, window_ms))
+    for source in ("pit", "apic"):
+        for hz in rates:
+            obs.rates.append(lab.rate(hz, window_ms, source))
+    obs.apic_hz = lab.apic_calibration()
+    obs.oneshot = lab.oneshot(oneshot_us)
     for pitfall in ("no-eoi", "masked"):
         obs.counts[pitfall] = lab.count(pitfall)
     for pitfall in ("none", "trap-gate"):

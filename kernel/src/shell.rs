@@ -67,8 +67,8 @@ const COMMANDS: &[Command] = &[
     },
     Command {
         name: "timer",
-        usage: "timer pit <hz> | stop | pitfall <none|no-eoi|trap-gate|masked>",
-        help: "start/stop the PIT on IRQ0 (vector 32); pitfalls apply at the next start",
+        usage: "timer pit <hz> | apic periodic <hz> | apic oneshot <us> | apic calibrate | stop | pitfall <p>",
+        help: "PIT on IRQ0 (vector 32) or local APIC timer (vector 48); pitfalls: none no-eoi trap-gate masked",
         run: cmd_timer,
     },
     Command {
@@ -231,6 +231,24 @@ fn cmd_timer(args: &mut core::str::SplitWhitespace, _: BootPath) {
             }
             None => serial_println!("error: rate must be 19-100000 Hz"),
         },
+        (Some("apic"), Some(mode)) => {
+            let value = args.next().and_then(parse_u32);
+            match (mode, value) {
+                ("periodic", Some(hz)) if (1..=100_000).contains(&hz) => {
+                    let rate = timer::start_apic_periodic(hz as u64);
+                    serial_println!("timer apic periodic requested={hz} rate={rate} pitfall={}", timer::pitfall().name());
+                }
+                ("oneshot", Some(us)) if (1..=10_000_000).contains(&us) => {
+                    let count = timer::start_apic_oneshot(us as u64);
+                    serial_println!("timer apic oneshot us={us} count={count}");
+                }
+                ("calibrate", None) => {
+                    let (by_pit, by_tsc) = crate::drivers::lapic::calibrate();
+                    serial_println!("timer apic calibrate hz_by_pit={by_pit} hz_by_tsc={by_tsc}");
+                }
+                _ => serial_println!("error: usage: timer apic periodic <1-100000 hz> | oneshot <1-10000000 us> | calibrate"),
+            }
+        }
         (Some("stop"), None) => {
             timer::stop();
             serial_println!("timer stopped");

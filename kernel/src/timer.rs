@@ -12,7 +12,7 @@ use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 
 use crate::arch::x86_64::handlers::TICKS;
 use crate::arch::x86_64::idt::{self, gate_type, vector};
-use crate::drivers::{pic, pit};
+use crate::drivers::{lapic, pic, pit};
 use crate::serial_println;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -47,6 +47,10 @@ impl Pitfall {
 static PITFALL: AtomicU8 = AtomicU8::new(Pitfall::None as u8);
 static TSC_HZ: AtomicU64 = AtomicU64::new(0);
 static RATE: AtomicU64 = AtomicU64::new(0);
+/// Which timer runs: 0 none, 1 PIT, 2 APIC periodic, 3 APIC one-shot.
+static SOURCE: AtomicU8 = AtomicU8::new(0);
+static ARMED_TSC: AtomicU64 = AtomicU64::new(0);
+static FIRST_TICK_TSC: AtomicU64 = AtomicU64::new(0);
 /// Set while interrupts cannot be trusted to wake `hlt` (the no-EOI pitfall blocks IRQ4 too):
 /// the shell then polls the UART instead of sleeping.
 pub static POLL_CONSOLE: AtomicBool = AtomicBool::new(false);
@@ -91,19 +95,54 @@ pub fn start_pit(hz: u32) -> u64 {
     POLL_CONSOLE.store(p == Pitfall::NoEoi, Ordering::SeqCst);
     let rate = pit::start_periodic(hz);
     RATE.store(rate, Ordering::SeqCst);
+    SOURCE.store(1, Ordering::SeqCst);
     if p != Pitfall::Masked {
         pic::unmask(0);
     }
     rate
 }
 
+fn apply_gate_pitfall(v: u8) {
+    let ty = if pitfall() == Pitfall::TrapGate { gate_type::TRAP } else { gate_type::INTERRUPT };
+    idt::edit(v, |g| g.set_type(ty));
+    POLL_CONSOLE.store(pitfall() == Pitfall::NoEoi, Ordering::SeqCst);
+}
+
+/// The local APIC timer, periodic at `hz`; returns the exact rate.
+pub fn start_apic_periodic(hz: u64) -> u64 {
+    stop();
+    apply_gate_pitfall(vector::APIC_TIMER);
+    SOURCE.store(2, Ordering::SeqCst);
+    if pitfall() == Pitfall::Masked {
+        return 0; // the LVT stays masked
+    }
+    let rate = lapic::start_periodic(hz);
+    RATE.store(rate, Ordering::SeqCst);
+    rate
+}
+
+/// The local APIC timer, one interrupt after `us` microseconds; returns the count.
+pub fn start_apic_oneshot(us: u64) -> u64 {
+    stop();
+    apply_gate_pitfall(vector::APIC_TIMER);
+    SOURCE.store(3, Ordering::SeqCst);
+    FIRST_TICK_TSC.store(0, Ordering::SeqCst);
+    ARMED_TSC.store(rdtsc(), Ordering::SeqCst);
+    lapic::start_oneshot(us)
+}
+
 /// Stops the timer and undoes every pitfall (including the EOI the no-EOI pitfall withheld).
 pub fn stop() {
+    lapic::stop();
+    SOURCE.store(0, Ordering::SeqCst);
     pic::mask(0);
     if pic::in_service(0) {
         pic::end_of_interrupt(vector::TIMER);
     }
+    // A withheld APIC EOI: one EOI clears the highest in-service vector (the timer's).
+    lapic::end_of_interrupt();
     idt::edit(vector::TIMER, |g| g.set_type(gate_type::INTERRUPT));
+    idt::edit(vector::APIC_TIMER, |g| g.set_type(gate_type::INTERRUPT));
     POLL_CONSOLE.store(false, Ordering::SeqCst);
     RATE.store(0, Ordering::SeqCst);
 }
@@ -116,6 +155,22 @@ pub fn on_tick() {
     }
     // After the EOI: a preemptive switch leaves this handler's frame on the old task's stack.
     crate::task::on_timer_tick();
+}
+
+/// The local APIC timer's handler: count, record the first tick's TSC (one-shot delay), EOI.
+pub fn on_apic_tick() {
+    TICKS.fetch_add(1, Ordering::Relaxed);
+    let _ = FIRST_TICK_TSC.compare_exchange(0, rdtsc(), Ordering::SeqCst, Ordering::SeqCst);
+    if pitfall() != Pitfall::NoEoi {
+        lapic::end_of_interrupt();
+    }
+    crate::task::on_timer_tick();
+}
+
+/// Microseconds from arming the one-shot timer to its interrupt (0: not fired yet).
+pub fn oneshot_delay_us() -> u64 {
+    let (a, f) = (ARMED_TSC.load(Ordering::SeqCst), FIRST_TICK_TSC.load(Ordering::SeqCst));
+    if f == 0 || a == 0 { 0 } else { (f - a) * 1_000_000 / tsc_hz() }
 }
 
 /// Counts ticks over `ms` milliseconds of TSC time with interrupts enabled. Spins (`pause`)
@@ -135,11 +190,13 @@ pub fn measure(ms: u64) -> (u64, u64, u64) {
 
 pub fn report_ticks() {
     serial_println!(
-        "ticks count={} tsc={} tsc_hz={} rate={} pitfall={}",
+        "ticks count={} tsc={} tsc_hz={} rate={} pitfall={} source={} oneshot_delay_us={}",
         TICKS.load(Ordering::SeqCst),
         rdtsc(),
         tsc_hz(),
         RATE.load(Ordering::SeqCst),
-        pitfall().name()
+        pitfall().name(),
+        SOURCE.load(Ordering::SeqCst),
+        oneshot_delay_us()
     );
 }

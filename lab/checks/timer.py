@@ -24,7 +24,8 @@ def check_rate(sample) -> Check:
     expected = sample.configured_hz * sample.window_ms / 1000
     allowed = EDGE_TICKS + GUEST_TOLERANCE * expected
     err = (sample.guest_rate - sample.configured_hz) / sample.configured_hz
-    return _r(f"timer.rate-{sample.requested_hz}hz", f"{sample.configured_hz} Hz by the guest TSC",
+    return _r(f"timer.{sample.source}-rate-{sample.requested_hz}hz",
+              f"{sample.source.upper()} at {sample.configured_hz} Hz, by the guest TSC",
               abs(sample.ticks - expected) <= allowed,
               [f"{sample.ticks} ticks in {sample.window_ms} ms (TSC) = {sample.guest_rate:.1f}/s, "
                f"error {err:+.2%}; allowed ±{allowed:.1f} ticks"])
@@ -32,10 +33,39 @@ def check_rate(sample) -> Check:
 
 def check_host_rate(sample) -> Check:
     err = (sample.host_rate - sample.configured_hz) / sample.configured_hz
-    return _r(f"timer.host-rate-{sample.requested_hz}hz", f"{sample.configured_hz} Hz by the host clock",
+    return _r(f"timer.{sample.source}-host-rate-{sample.requested_hz}hz",
+              f"{sample.source.upper()} at {sample.configured_hz} Hz, by the host clock",
               abs(err) <= HOST_TOLERANCE,
               [f"{sample.host_ticks} ticks in {sample.host_seconds * 1000:.1f} ms of host time = "
                f"{sample.host_rate:.1f}/s, error {err:+.2%}; allowed ±{HOST_TOLERANCE:.0%}"])
+
+
+#: The APIC timer is calibrated over 10 ms against the PIT and, separately, the TSC.
+CALIBRATION_TOLERANCE = 0.02
+#: One-shot delay: calibration error plus interrupt latency.
+ONESHOT_TOLERANCE = 0.05
+
+
+def check_apic_calibration(obs) -> Check:
+    c = obs.apic_hz
+    if not c:
+        return Check("timer.apic-calibration", TIER, "APIC timer calibration", Verdict.SKIP, ("not measured",))
+    diff = (c["by_pit"] - c["by_tsc"]) / c["by_tsc"]
+    return _r("timer.apic-calibration", "the APIC timer's rate agrees when calibrated against the PIT and the TSC",
+              abs(diff) <= CALIBRATION_TOLERANCE,
+              [f"{c['by_pit'] / 1e6:.3f} MHz by the PIT, {c['by_tsc'] / 1e6:.3f} MHz by the TSC: "
+               f"{diff:+.2%}; allowed ±{CALIBRATION_TOLERANCE:.0%}"])
+
+
+def check_oneshot(obs) -> Check:
+    o = obs.oneshot
+    if o is None:
+        return Check("timer.apic-oneshot", TIER, "APIC one-shot", Verdict.SKIP, ("not measured",))
+    err = (o.delay_us - o.requested_us) / o.requested_us
+    return _r("timer.apic-oneshot", f"APIC one-shot: exactly one interrupt, {o.requested_us} us after arming",
+              o.ticks == 1 and abs(err) <= ONESHOT_TOLERANCE,
+              [f"{o.ticks} interrupt(s) in 3x the delay; delay {o.delay_us} us by the TSC, error {err:+.2%}; "
+               f"allowed ±{ONESHOT_TOLERANCE:.0%}"])
 
 
 def check_no_eoi(obs) -> Check:
@@ -78,5 +108,5 @@ def run(obs) -> list[Check]:
     checks = []
     for s in obs.rates:
         checks += [check_rate(s), check_host_rate(s)]
-    return checks + [check_no_eoi(obs), check_masked(obs), check_interrupt_gate_if(obs),
-                     check_trap_gate_if(obs)]
+    return checks + [check_apic_calibration(obs), check_oneshot(obs), check_no_eoi(obs),
+                     check_masked(obs), check_interrupt_gate_if(obs), check_trap_gate_if(obs)]

@@ -15,7 +15,8 @@ def test_rates_and_pitfalls(session):
     o = observe(session, rates=(100, 500), window_ms=400)
     checks = run(o)
     assert not [c for c in checks if c.verdict is Verdict.FAIL], [(c.id, c.evidence) for c in checks if c.verdict is Verdict.FAIL]
-    assert [r.configured_hz for r in o.rates] == [100, 500]
+    assert [(r.source, r.configured_hz) for r in o.rates] == [("pit", 100), ("pit", 500), ("apic", 100), ("apic", 500)]
+    assert o.oneshot.ticks == 1
     assert o.counts == {"no-eoi": 1, "masked": 0}
 
 
@@ -38,7 +39,8 @@ def test_cli_timer_json(kernel):
     r = lab_cli("timer", "--kernel", str(kernel), "--json", "--rate", "250", "--window", "200")
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
-    assert {c["id"] for c in out["checks"]} >= {"timer.rate-250hz", "timer.no-eoi", "timer.if-trap-gate"}
+    assert {c["id"] for c in out["checks"]} >= {"timer.pit-rate-250hz", "timer.apic-rate-250hz", "timer.apic-oneshot",
+                                                "timer.no-eoi", "timer.if-trap-gate"}
 
 
 def test_cli_timer_bad_rate_is_reported_by_the_kernel(session):

@@ -152,6 +152,11 @@ pub extern "x86-interrupt" fn isr_timer(_frame: InterruptFrame) {
     crate::timer::on_tick();
 }
 
+#[unsafe(no_mangle)]
+pub extern "x86-interrupt" fn isr_apic_timer(_frame: InterruptFrame) {
+    crate::timer::on_apic_tick();
+}
+
 /// COM1 receive: wakes the shell from `hlt`; the shell reads the byte itself.
 #[unsafe(no_mangle)]
 pub extern "x86-interrupt" fn isr_serial(_frame: InterruptFrame) {
@@ -186,5 +191,6 @@ pub fn handler_table() -> [Option<u64>; ENTRIES] {
     t[vector::PIC2_SPURIOUS as usize] = Some(isr_pic2_spurious as *const () as u64);
     t[vector::APIC_SPURIOUS as usize] = Some(isr_apic_spurious as *const () as u64);
     t[vector::SOFT_INT as usize] = Some(isr_soft_int as *const () as u64);
+    t[vector::APIC_TIMER as usize] = Some(isr_apic_timer as *const () as u64);
     t
 }

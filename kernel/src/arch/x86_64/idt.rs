@@ -30,6 +30,8 @@ pub mod vector {
     pub const PIC1_SPURIOUS: u8 = PIC1_OFFSET + 7; // IRQ7
     pub const PIC2_SPURIOUS: u8 = PIC2_OFFSET + 7; // IRQ15
     pub const APIC_SPURIOUS: u8 = 0xFF;
+    /// The local APIC timer.
+    pub const APIC_TIMER: u8 = 0x30;
     /// Software interrupt for the `int` scenario (a ring-3-callable trap gate).
     pub const SOFT_INT: u8 = 0x80;
     /// A valid interrupt gate with P=0: `int` to it raises #NP (`np` scenario).
@@ -176,6 +178,7 @@ const fn build_decl() -> [GateDecl; ENTRIES] {
     d[vector::PIC2_SPURIOUS as usize] = decl(gate_type::INTERRUPT, 0, 0);
     d[vector::APIC_SPURIOUS as usize] = decl(gate_type::INTERRUPT, 0, 0);
     d[vector::SOFT_INT as usize] = decl(gate_type::TRAP, 3, 0);
+    d[vector::APIC_TIMER as usize] = decl(gate_type::INTERRUPT, 0, 0);
     d[vector::NOT_PRESENT_GATE as usize] = GateDecl { present: 0, gate_type: gate_type::INTERRUPT, dpl: 0, ist: 0 };
     d
 }

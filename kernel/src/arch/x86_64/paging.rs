@@ -54,7 +54,29 @@ pub fn reserved_bit() -> u32 {
     max.min(51)
 }
 
+/// Maps the 2 MiB around the local APIC (0xFEE00000, in the 4th GiB) uncached.
+static mut APIC_PD: Table = Table([0; 512]);
+
+pub mod pte_cache {
+    pub const PWT: u64 = 1 << 3;
+    pub const PCD: u64 = 1 << 4;
+    pub const PS: u64 = 1 << 7;
+}
+
+fn map_apic() {
+    let base = crate::drivers::lapic::BASE;
+    let gib = (base >> 30) as usize;
+    let index = ((base >> 21) & 0x1FF) as usize;
+    // SAFETY: PDPT entry `gib` is unused (the identity map covers the first GiB only).
+    unsafe {
+        (*(&raw mut APIC_PD)).0[index] = (base & !0x1F_FFFF) | pte::PRESENT | pte::WRITABLE
+            | pte_cache::PWT | pte_cache::PCD | pte_cache::PS | pte::NO_EXECUTE;
+        (*(&raw mut boot_pdpt))[gib] = (&raw const APIC_PD as u64) | pte::PRESENT | pte::WRITABLE;
+    }
+}
+
 pub fn init() {
+    map_apic();
     // SAFETY: single CPU during init; the tables are static and identity-mapped.
     unsafe {
         let guard = super::stacks::boot_stack_guard();
