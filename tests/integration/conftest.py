@@ -17,11 +17,13 @@ import pytest
 from lab import profiles
 from lab.build import build_kernel
 from lab.machine.session import Session
+from labtest import SHARED_PIDS
 
 PROCESS_NAMES = {"qemu-system-x86", "gdb"}  # /proc/PID/comm (15 chars max)
 # Every process this test run starts inherits this marker, orphans (reparented to init)
 # included; processes of other runs on the machine do not have it.
 RUN_MARK = f"LAB_TEST_RUN={uuid.uuid4().hex}"
+
 os.environ["LAB_TEST_RUN"] = RUN_MARK.split("=", 1)[1]
 
 
@@ -51,7 +53,7 @@ def _lab_processes() -> set[int]:
 def no_orphans():
     before = _lab_processes()
     yield
-    left = _lab_processes() - before
+    left = _lab_processes() - before - SHARED_PIDS
     assert not left, f"processes left behind: {sorted(left)}"
 
 

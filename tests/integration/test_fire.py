@@ -17,22 +17,37 @@ from lab.fire_report import fire_in_session, runnable
 from lab.machine.session import Session
 from lab.scenarios.exceptions import CATALOG, STYLES
 
-from labtest import kvm_usable, lab_cli
+from labtest import SharedVM, kvm_usable, lab_cli
 
 PLAN = [(s, st) for s in CATALOG for st in STYLES]
 
 
 @pytest.fixture(scope="module")
-def tcg_session(kernel, tmp_path_factory):
-    with Session(kernel, profiles.load("tcg"), debug_log="int",
-                 log_dir=tmp_path_factory.mktemp("fire-tcg")) as s:
-        s.boot_to_ready()
-        yield s
+def shared_tcg(kernel, tmp_path_factory):
+    vm = SharedVM(kernel, profiles.load("tcg"), tmp_path_factory.mktemp("fire-tcg"), debug_log="int")
+    yield vm
+    vm.discard()
+
+
+@pytest.fixture
+def tcg_session(shared_tcg):
+    try:
+        yield shared_tcg.get()
+    except BaseException:
+        shared_tcg.discard()
+        raise
+
+
+def fire_shared(vm, plan, **options):
+    results = fire_in_session(vm.get(), plan, **options)
+    if any(r.observation.timeout for r in results):
+        vm.discard()
+    return results
 
 
 @pytest.mark.parametrize("scenario, style", PLAN, ids=[f"{s.name}-{st}" for s, st in PLAN])
-def test_fire_on_tcg(tcg_session, scenario, style):
-    [r] = fire_in_session(tcg_session, [(scenario, style)])
+def test_fire_on_tcg(shared_tcg, scenario, style):
+    [r] = fire_shared(shared_tcg, [(scenario, style)])
     failed = {c.id: c.evidence for c in r.checks if c.verdict is Verdict.FAIL}
     if scenario.tcg is None:
         assert r.outcome == "PASS", failed
@@ -43,9 +58,9 @@ def test_fire_on_tcg(tcg_session, scenario, style):
         assert r.observation.delivered["style"] == style
 
 
-def test_int_with_a_chosen_vector(tcg_session):
+def test_int_with_a_chosen_vector(shared_tcg):
     [scenario] = [s for s in CATALOG if s.name == "int"]
-    [r] = fire_in_session(tcg_session, [(scenario, "stub")], vector=3)
+    [r] = fire_shared(shared_tcg, [(scenario, "stub")], vector=3)
     assert r.outcome == "PASS" and r.observation.delivered["vector"] == 3
 
 
@@ -97,18 +112,17 @@ KVM_PLAN = runnable(PLAN, profiles.load("kvm"))
 
 
 @pytest.fixture(scope="module")
-def kvm_session(kernel, tmp_path_factory):
-    with Session(kernel, profiles.load("kvm"), ready_timeout=30,
-                 log_dir=tmp_path_factory.mktemp("fire-kvm")) as s:
-        s.boot_to_ready()
-        yield s
+def shared_kvm(kernel, tmp_path_factory):
+    vm = SharedVM(kernel, profiles.load("kvm"), tmp_path_factory.mktemp("fire-kvm"), ready_timeout=30)
+    yield vm
+    vm.discard()
 
 
 @needs_kvm
 @pytest.mark.parametrize("scenario, style", KVM_PLAN, ids=[f"{s.name}-{st}" for s, st in KVM_PLAN])
-def test_fire_on_kvm_matches_the_manual(kvm_session, scenario, style):
+def test_fire_on_kvm_matches_the_manual(shared_kvm, scenario, style):
     """On KVM the manual is the only reference: PASS, never DEVIATION."""
-    [r] = fire_in_session(kvm_session, [(scenario, style)])
+    [r] = fire_shared(shared_kvm, [(scenario, style)])
     assert r.outcome == "PASS", {c.id: c.evidence for c in r.checks if c.verdict is Verdict.FAIL}
 
 
