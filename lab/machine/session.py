@@ -71,7 +71,9 @@ class Session:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        self.close(failed=exc_type is not None)
+        # Logs are kept for failures of the lab or the guest; a user error (bad address, unknown
+        # symbol) is reported in one line and needs none.
+        self.close(failed=exc_type is not None and not issubclass(exc_type, UserError))
 
     @property
     def logs(self) -> Path | None:
