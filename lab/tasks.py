@@ -14,6 +14,7 @@ from lab.errors import GuestError, UserError
 from lab.machine.session import Session
 from lab.target import parse_info_registers
 from lab.x86.bits import Struct, StructField
+from lab.pcpu import PERCPU
 from lab.x86.tss import TSS
 
 TASK = Struct("Task", 0x48, "kernel/src/task.rs", (
@@ -23,8 +24,6 @@ TASK = Struct("Task", 0x48, "kernel/src/task.rs", (
 ))
 SWITCH_FRAME = Struct("SwitchFrame", 7 * 8, "kernel/src/task.rs", tuple(
     StructField(n, i * 8, 8) for i, n in enumerate(("r15", "r14", "r13", "r12", "rbp", "rbx", "ret"))))
-PERCPU = Struct("PerCpu", 0x10, "kernel/src/task.rs", (
-    StructField("current", 0x00, 8), StructField("switches", 0x08, 8)))
 assert TASK.size == 0x48 and SWITCH_FRAME.size == 56
 
 STATES = {0: "unused", 1: "runnable", 2: "running", 3: "dead"}

@@ -13,8 +13,10 @@ mod drivers;
 mod fatal;
 mod fire;
 mod shell;
+mod syscall;
 mod task;
 mod timer;
+mod user;
 
 use arch::x86_64 as cpu;
 
@@ -42,6 +44,7 @@ pub fn kernel_main(boot: boot::BootPath, boot_info: u64, cmdline: &str) -> ! {
     drivers::pic::init();
     drivers::lapic::init();
     task::init();
+    syscall::init();
     serial_println!("{READY_MARKER} version={VERSION} boot={}", boot.name());
     lab_ready();
     if cmdline.split_whitespace().any(|w| w == EXIT_AT_READY) {

@@ -7,7 +7,7 @@
 use crate::arch::x86_64::{gdt, idt, stacks, tss};
 use crate::boot::BootPath;
 use crate::drivers::{debug_exit, serial::SERIAL};
-use crate::{fatal, task, timer};
+use crate::{fatal, task, timer, user};
 use crate::fire::{self, Style};
 use crate::{VERSION, serial_print, serial_println};
 
@@ -110,6 +110,12 @@ const COMMANDS: &[Command] = &[
         usage: "switches <ms>",
         help: "yield in a loop for <ms> of TSC time; report context switches",
         run: cmd_switches,
+    },
+    Command {
+        name: "user",
+        usage: "user run <program> | user list",
+        help: "run a ring-3 program in its own address space and report how it ended",
+        run: cmd_user,
     },
     Command { name: "kill", usage: "kill", help: "end every task but the shell", run: |_, _| {
         task::kill_all();
@@ -284,6 +290,21 @@ fn cmd_spawn(args: &mut core::str::SplitWhitespace, _: BootPath) {
     match slot {
         Some(id) => serial_println!("spawned id={id} kind={} name={name}", kind.unwrap()),
         None => serial_println!("error: no free task slot or address space"),
+    }
+}
+
+fn cmd_user(args: &mut core::str::SplitWhitespace, _: BootPath) {
+    match (args.next(), args.next()) {
+        (Some("list"), None) => {
+            for p in user::PROGRAMS {
+                serial_println!("  {:<8} {}", p.name, p.help);
+            }
+        }
+        (Some("run"), Some(name)) => match user::find(name) {
+            Some(p) => user::run(p),
+            None => serial_println!("error: unknown program '{name}' (see 'user list')"),
+        },
+        _ => serial_println!("error: usage: user run <program> | user list"),
     }
 }
 

@@ -70,13 +70,33 @@ pub struct SwitchFrame {
 }
 const _: () = assert!(size_of::<SwitchFrame>() == 7 * 8);
 
-/// Per-CPU data (one CPU). `current` is the running task.
-#[repr(C)]
+/// Per-CPU data (one CPU), reached through the GS base in kernel mode (`swapgs` exchanges
+/// IA32_GS_BASE and IA32_KERNEL_GS_BASE at every user/kernel crossing of the syscall path).
+/// The fields the syscall entry touches before anything is saved sit in one 64-byte cache
+/// line at fixed offsets (`percpu_off`), asserted below and mirrored in `lab/pcpu.py`.
+#[repr(C, align(64))]
 pub struct PerCpu {
+    /// The running task.
     pub current: *mut Task,
+    /// Top of the current task's kernel stack: the syscall entry's RSP.
+    pub kernel_rsp: u64,
+    /// Scratch slot for the user RSP between `swapgs` and the stack switch.
+    pub user_rsp: u64,
     pub switches: u64,
+    /// Its own address, so code holding only GS can find the structure.
+    pub self_ptr: u64,
+    _pad: [u64; 3],
 }
-const _: () = assert!(offset_of!(PerCpu, current) == 0);
+const _: () = assert!(size_of::<PerCpu>() == 64);
+
+pub mod percpu_off {
+    pub const CURRENT: usize = 0x00;
+    pub const KERNEL_RSP: usize = 0x08;
+    pub const USER_RSP: usize = 0x10;
+}
+const _: () = assert!(offset_of!(PerCpu, current) == percpu_off::CURRENT);
+const _: () = assert!(offset_of!(PerCpu, kernel_rsp) == percpu_off::KERNEL_RSP);
+const _: () = assert!(offset_of!(PerCpu, user_rsp) == percpu_off::USER_RSP);
 
 const EMPTY: Task = Task { rsp: 0, kstack_top: 0, cr3: 0, id: 0, state: State::Unused as u64,
                            switches: 0, counter: 0, name: [0; NAME_LEN] };
@@ -84,7 +104,8 @@ const EMPTY: Task = Task { rsp: 0, kstack_top: 0, cr3: 0, id: 0, state: State::U
 #[unsafe(no_mangle)]
 pub static mut TASKS: [Task; MAX_TASKS] = [EMPTY; MAX_TASKS];
 #[unsafe(no_mangle)]
-pub static mut PERCPU: PerCpu = PerCpu { current: core::ptr::null_mut(), switches: 0 };
+pub static mut PERCPU: PerCpu = PerCpu { current: core::ptr::null_mut(), kernel_rsp: 0, user_rsp: 0,
+                                         switches: 0, self_ptr: 0, _pad: [0; 3] };
 
 #[unsafe(no_mangle)]
 #[unsafe(link_section = ".stacks")]
@@ -112,6 +133,7 @@ lab_switch_to_stack:
     mov [rip + {percpu}], rsi       /* PERCPU.current = next */
     mov rax, [rsi + {kstack}]
     mov [rip + {tss} + {rsp0}], rax /* TSS.RSP0 = next.kstack_top */
+    mov [rip + {percpu} + {kernel_rsp}], rax  /* and the syscall entry's stack */
     mov rax, [rsi + {cr3}]
     mov rcx, cr3
     cmp rax, rcx
@@ -141,6 +163,7 @@ lab_task_start:
     kstack = const offset_of!(Task, kstack_top),
     cr3 = const offset_of!(Task, cr3),
     percpu = sym PERCPU,
+    kernel_rsp = const percpu_off::KERNEL_RSP,
     tss = sym tss::TSS,
     rsp0 = const 4,
     exit = sym task_exit,
@@ -179,8 +202,17 @@ pub fn init() {
     t.cr3 = kernel_cr3();
     t.state = State::Running as u64;
     set_name(t, "shell");
-    // SAFETY: one CPU, interrupts off.
-    unsafe { (*(&raw mut PERCPU)).current = t };
+    // SAFETY: one CPU, interrupts off. GS_BASE = PERCPU while in the kernel; the user's GS
+    // (KERNEL_GS_BASE while in the kernel) starts as 0.
+    unsafe {
+        let p = &mut *(&raw mut PERCPU);
+        p.current = t;
+        p.kernel_rsp = t.kstack_top;
+        p.self_ptr = &raw const PERCPU as u64;
+        use x86_64::registers::model_specific::{GsBase, KernelGsBase};
+        GsBase::write(x86_64::VirtAddr::new(p.self_ptr));
+        KernelGsBase::write(x86_64::VirtAddr::new(0));
+    }
 }
 
 /// Creates a task running `body(slot)` on its own kernel stack, in `cr3`'s address space.
@@ -244,6 +276,21 @@ extern "C" fn task_exit() {
     }
 }
 
+/// A user process: `body` runs in kernel mode in `cr3`'s address space and drops to ring 3.
+pub fn spawn_user(name_: &str, body: extern "C" fn(u64), cr3: u64) -> Option<usize> {
+    spawn(name_, body, cr3)
+}
+
+pub fn is_dead(slot: usize) -> bool {
+    tasks()[slot].state == State::Dead as u64
+}
+
+/// Ends the current task (never returns).
+pub fn exit_current() -> ! {
+    task_exit();
+    unreachable!()
+}
+
 pub fn current() -> *mut Task {
     // SAFETY: set in init, updated by lab_switch_to.
     unsafe { (*(&raw const PERCPU)).current }
@@ -281,9 +328,10 @@ pub extern "C" fn schedule() {
     }
 }
 
-/// Timer hook (after EOI): preempt the running task.
-pub fn on_timer_tick() {
-    if PREEMPT.load(Ordering::Relaxed) {
+/// Timer hook (after EOI): preempt the running task, unless the tick interrupted ring 3 (the
+/// interrupt did not swap GS, and only the syscall path keeps the GS invariant).
+pub fn on_timer_tick(from_user: bool) {
+    if PREEMPT.load(Ordering::Relaxed) && !from_user {
         schedule();
     }
 }

@@ -148,23 +148,23 @@ pub fn stop() {
 }
 
 /// The IRQ0 handler's body: count, and acknowledge unless the pitfall says not to.
-pub fn on_tick() {
+pub fn on_tick(from_user: bool) {
     TICKS.fetch_add(1, Ordering::Relaxed);
     if pitfall() != Pitfall::NoEoi {
         pic::end_of_interrupt(vector::TIMER);
     }
     // After the EOI: a preemptive switch leaves this handler's frame on the old task's stack.
-    crate::task::on_timer_tick();
+    crate::task::on_timer_tick(from_user);
 }
 
 /// The local APIC timer's handler: count, record the first tick's TSC (one-shot delay), EOI.
-pub fn on_apic_tick() {
+pub fn on_apic_tick(from_user: bool) {
     TICKS.fetch_add(1, Ordering::Relaxed);
     let _ = FIRST_TICK_TSC.compare_exchange(0, rdtsc(), Ordering::SeqCst, Ordering::SeqCst);
     if pitfall() != Pitfall::NoEoi {
         lapic::end_of_interrupt();
     }
-    crate::task::on_timer_tick();
+    crate::task::on_timer_tick(from_user);
 }
 
 /// Microseconds from arming the one-shot timer to its interrupt (0: not fired yet).

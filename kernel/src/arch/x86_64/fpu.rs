@@ -17,6 +17,8 @@ pub fn init() {
         Cr0::update(|f| {
             f.remove(Cr0Flags::EMULATE_COPROCESSOR | Cr0Flags::TASK_SWITCHED);
             f.insert(Cr0Flags::MONITOR_COPROCESSOR | Cr0Flags::NUMERIC_ERROR);
+            // Alignment checking for CPL 3 when RFLAGS.AC is set (the `ac` user program).
+            f.insert(Cr0Flags::ALIGNMENT_MASK);
         });
         Cr4::update(|f| f.insert(Cr4Flags::OSFXSR | Cr4Flags::OSXMMEXCPT_ENABLE));
         reset_x87();

@@ -64,7 +64,9 @@ pub fn fatal(vector: u8, frame: &InterruptFrame, error_code: Option<u64>) -> ! {
 /// reference), so a write through its address changes what `iretq` restores: the fix-ups rely
 /// on that, through a raw pointer and volatile accesses.
 fn dispatch(vector: u8, frame: *mut InterruptFrame, error_code: Option<u64>) {
-    if !crate::fire::on_exception(vector, frame, error_code, crate::fire::Style::X86Interrupt) {
+    if !crate::fire::on_exception(vector, frame, error_code, crate::fire::Style::X86Interrupt)
+        && !crate::user::on_user_fault(vector, frame, error_code)
+    {
         // SAFETY: `frame` points at the CPU-pushed frame.
         fatal(vector, unsafe { &*frame }, error_code);
     }
@@ -148,13 +150,13 @@ pub extern "x86-interrupt" fn isr_df(frame: InterruptFrame, error_code: u64) {
 }
 
 #[unsafe(no_mangle)]
-pub extern "x86-interrupt" fn isr_timer(_frame: InterruptFrame) {
-    crate::timer::on_tick();
+pub extern "x86-interrupt" fn isr_timer(frame: InterruptFrame) {
+    crate::timer::on_tick(frame.cs & 3 == 3);
 }
 
 #[unsafe(no_mangle)]
-pub extern "x86-interrupt" fn isr_apic_timer(_frame: InterruptFrame) {
-    crate::timer::on_apic_tick();
+pub extern "x86-interrupt" fn isr_apic_timer(frame: InterruptFrame) {
+    crate::timer::on_apic_tick(frame.cs & 3 == 3);
 }
 
 /// COM1 receive: wakes the shell from `hlt`; the shell reads the byte itself.

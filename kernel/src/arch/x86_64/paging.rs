@@ -138,6 +138,57 @@ pub fn new_address_space() -> Option<u64> {
     }
 }
 
+/// Where user programs live (PML4 index 2): code, data, stack, one page each.
+pub const USER_BASE: u64 = 0x100_0000_0000;
+
+pub mod pte_user {
+    pub const USER: u64 = 1 << 2;
+}
+
+#[repr(C, align(4096))]
+struct UserSpace {
+    pml4: Table,
+    pdpt: Table,
+    pd: Table,
+    pt: Table,
+    frames: [[u8; PAGE as usize]; 3],
+}
+
+/// One user address space, rebuilt for every `user run` (runs are sequential).
+static mut USER_SPACE: UserSpace = UserSpace {
+    pml4: Table([0; 512]), pdpt: Table([0; 512]), pd: Table([0; 512]), pt: Table([0; 512]),
+    frames: [[0; PAGE as usize]; 3],
+};
+
+/// Builds the user address space: the kernel's PML4 entry 0 (supervisor-only), and at
+/// USER_BASE the code page (user, read-only), a data page and a stack page (user, writable,
+/// no-execute), every level marked user. Copies `code` into the code page. Returns the CR3
+/// and the code frame's physical address.
+pub fn new_user_address_space(code: &[u8]) -> Option<(u64, u64)> {
+    if code.len() > PAGE as usize {
+        return None;
+    }
+    // SAFETY: one CPU; the previous user task is dead (runs are sequential).
+    unsafe {
+        let u = &mut *(&raw mut USER_SPACE);
+        u.pml4.0 = [0; 512];
+        u.pdpt.0 = [0; 512];
+        u.pd.0 = [0; 512];
+        u.pt.0 = [0; 512];
+        u.frames = [[0; PAGE as usize]; 3];
+        u.frames[0][..code.len()].copy_from_slice(code);
+        let (p, w, us, nx) = (pte::PRESENT, pte::WRITABLE, pte_user::USER, pte::NO_EXECUTE);
+        u.pml4.0[0] = (*(&raw const boot_pml4))[0];
+        u.pml4.0[((USER_BASE >> 39) & 0x1FF) as usize] = &raw const u.pdpt as u64 | p | w | us;
+        u.pdpt.0[0] = &raw const u.pd as u64 | p | w | us;
+        u.pd.0[0] = &raw const u.pt as u64 | p | w | us;
+        u.pt.0[0] = &raw const u.frames[0] as u64 | p | us;
+        u.pt.0[1] = &raw const u.frames[1] as u64 | p | w | us | nx;
+        u.pt.0[2] = &raw const u.frames[2] as u64 | p | w | us | nx;
+        Some((&raw const u.pml4 as u64, &raw const u.frames[0] as u64))
+    }
+}
+
 /// The four test-page addresses in table order (contract: the lab reads the #PF scenarios'
 /// expected CR2 values from this symbol).
 #[unsafe(no_mangle)]
