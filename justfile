@@ -32,6 +32,18 @@ timer *args:
 tasks *args:
     @lab tasks {{args}}
 
+# syscall entry (swapgs, stack switch, frame), interrupts and faults in ring 3
+ring3 *args:
+    @lab ring3 {{args}}
+
+# the per-CPU area through GS_BASE
+pcpu *args:
+    @lab pcpu {{args}}
+
+# decode the frame at a handler: just frame --at isr_pf --shell "user run kread"
+frame *args:
+    @lab frame {{args}}
+
 # walk the page tables: just translate lab_ready 0x40002000
 translate +args:
     @lab translate {{args}}

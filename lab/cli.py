@@ -128,6 +128,118 @@ def cmd_tasks(args) -> int:
     return 1 if any(c.verdict is Verdict.FAIL for c in checks) else 0
 
 
+def cmd_ring3(args) -> int:
+    from lab import profiles
+    from lab.checks import Verdict
+    from lab.checks.ring3 import run
+    from lab.machine.session import Session
+    from lab.ring3 import observe
+
+    profile = profiles.load(args.profile)
+    kernel = _kernel(args)
+    with Session(kernel, profile, ready_timeout=args.ready_timeout) as s:
+        s.boot_to_ready()
+        obs = observe(s)
+    checks, outcomes = run(obs)
+    if args.json:
+        json.dump({"observation": obs.to_json(), "checks": [c.to_json() for c in checks], "outcomes": outcomes},
+                  sys.stdout, indent=2, default=str)
+        print()
+    else:
+        from rich.console import Console
+
+        from lab.render import checks_table
+
+        console = Console() if sys.stdout.isatty() else Console(width=160)
+        console.print(checks_table(checks, title=f"lab ring3: syscall path, ring-3 interrupt and faults ({profile.name})"))
+        console.print("user faults: " + ", ".join(f"{p} {o}" for p, o in outcomes.items()) +
+                      f"; syscall check sequence {obs.seconds['syscall_sequence'] * 1000:.0f} ms")
+    failed = [c for c in checks if c.verdict is Verdict.FAIL and not
+              (c.id.startswith("ring3.fault-") and outcomes.get(c.id.split("-", 1)[1]) == "DEVIATION")]
+    return 1 if failed else 0
+
+
+def cmd_pcpu(args) -> int:
+    from lab import profiles
+    from lab.checks import Check, Verdict, verdict
+    from lab.machine.session import Session
+    from lab.pcpu import CACHE_LINE, HOT_FIELDS, PERCPU
+    from lab.tasks import dwarf_layout
+
+    profile = profiles.load(args.profile)
+    kernel = _kernel(args)
+    with Session(kernel, profile, ready_timeout=args.ready_timeout) as s:
+        s.boot_to_ready()
+        gs = s.gdb.registers()["gs_base"]
+        fields = PERCPU.decode(s.gdb.read_memory(gs, PERCPU.size))
+        sym = s.symbols.lookup("PERCPU")
+        dwarf = dwarf_layout(kernel, "PerCpu")
+    declared = {f.name: f.offset for f in PERCPU.fields}
+    checks = [
+        Check("pcpu.gs-base", "pcpu", "in kernel mode GS_BASE points at PERCPU",
+              verdict(sym is not None and gs == sym.address and fields["self_ptr"] == gs),
+              (f"GS_BASE {gs:#x}; PERCPU {sym.address if sym else 0:#x}; self_ptr {fields['self_ptr']:#x}",)),
+        Check("pcpu.cache-line", "pcpu", "the hot fields (current, kernel_rsp, user_rsp) share one 64-byte line",
+              verdict(gs % CACHE_LINE == 0 and all(PERCPU.offset(f) + 8 <= CACHE_LINE for f in HOT_FIELDS)),
+              (f"PERCPU at {gs:#x} ({gs % CACHE_LINE} mod 64); offsets " +
+               ", ".join(f"{f}={PERCPU.offset(f):#x}" for f in HOT_FIELDS),)),
+        Check("pcpu.layout", "pcpu", "the declared PerCpu layout matches the DWARF",
+              Verdict.SKIP if dwarf is None else verdict(dwarf == (PERCPU.size, declared)),
+              (f"declared {PERCPU.size} bytes {declared}; DWARF {dwarf}",)),
+    ]
+    if args.json:
+        json.dump({"address": gs, "fields": fields, "checks": [c.to_json() for c in checks]}, sys.stdout, indent=2)
+        print()
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        from lab.render import checks_table
+
+        console = Console() if sys.stdout.isatty() else Console(width=160)
+        t = Table(title=f"per-CPU area at GS_BASE {gs:#x}", title_justify="left")
+        for col in ("offset", "field", "value"):
+            t.add_column(col)
+        for f in PERCPU.fields:
+            t.add_row(f"{f.offset:#04x}", f.name, f"{fields[f.name]:#x}")
+        console.print(t)
+        console.print(checks_table(checks))
+    return 1 if any(c.verdict is Verdict.FAIL for c in checks) else 0
+
+
+def cmd_frame(args) -> int:
+    from lab import profiles
+    from lab.frame import decode_at_stop
+    from lab.machine.session import Session
+
+    profile = profiles.load(args.profile)
+    kernel = _kernel(args)
+    with Session(kernel, profile, ready_timeout=args.ready_timeout) as s:
+        s.boot_to_ready()
+        at = _address(args.at, s.symbols)
+        s.gdb.hbreak(f"*{at:#x}")
+        s.serial.send_line(args.shell)
+        s.gdb.cont()
+        s.gdb.wait_stopped(args.timeout, f"the CPU to reach {args.at}")
+        frame = decode_at_stop(s.gdb, s.qemu.hmp, s.symbols)
+    if args.json:
+        json.dump(frame, sys.stdout, indent=2)
+        print()
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        console = Console() if sys.stdout.isatty() else Console(width=160)
+        t = Table(title=f"{frame['mnemonic']} frame at {frame['symbol']} (vector {frame['vectors'][0]}), "
+                        f"RSP {frame['rsp']:#x}", title_justify="left")
+        for col in ("address", "slot", "value", "note"):
+            t.add_column(col)
+        for r in frame["slots"]:
+            t.add_row(f"{r['address']:#x}", r["slot"], f"{r['value']:#018x}", r["note"])
+        console.print(t)
+    return 0
+
+
 def cmd_translate(args) -> int:
     from lab import profiles
     from lab.machine.session import Session
@@ -318,6 +430,21 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--ready-timeout", type=float, default=10.0, metavar="S")
     sp = add("tasks", cmd_tasks, "tasks from kernel memory, their saved switch frames, a traced switch")
     kernel_opts(sp)
+    sp.add_argument("--json", action="store_true")
+    sp.add_argument("--ready-timeout", type=float, default=10.0, metavar="S")
+    sp = add("ring3", cmd_ring3, "syscall entry with swapgs, an interrupt in ring 3, ring-3 faults, syscall rate")
+    kernel_opts(sp)
+    sp.add_argument("--json", action="store_true")
+    sp.add_argument("--ready-timeout", type=float, default=10.0, metavar="S")
+    sp = add("pcpu", cmd_pcpu, "decode the per-CPU area through GS_BASE (layout checked against DWARF)")
+    kernel_opts(sp)
+    sp.add_argument("--json", action="store_true")
+    sp.add_argument("--ready-timeout", type=float, default=10.0, metavar="S")
+    sp = add("frame", cmd_frame, "stop at a handler and decode the frame the CPU pushed")
+    kernel_opts(sp)
+    sp.add_argument("--at", required=True, metavar="SYMBOL|ADDRESS", help="where to stop (a handler's entry)")
+    sp.add_argument("--shell", required=True, metavar="LINE", help="kernel shell line that gets there, e.g. 'user run kread'")
+    sp.add_argument("--timeout", type=float, default=10.0, metavar="S")
     sp.add_argument("--json", action="store_true")
     sp.add_argument("--ready-timeout", type=float, default=10.0, metavar="S")
     sp = add("translate", cmd_translate, "walk the live 4-level page tables for addresses or symbols")

@@ -154,8 +154,8 @@ def _double_fault(s: Session, obs: ProbeObservation, bp: int, probe: Probe, time
     obs.df_frame = {"rsp": regs["rsp"], "stack": [int.from_bytes(raw[i:i + 8], "little") for i in range(0, 48, 8)]}
     s.gdb.delete_breakpoint(bp)
     s.gdb.cont()
-    m = s.serial.expect(rb"DOUBLE FAULT [^\r\n]*", timeout, "the kernel's double-fault report")
-    obs.report = m.group(0).decode()
+    m = s.serial.expect(rb"DOUBLE FAULT [^\r\n]*\r?\n", timeout, "the kernel's double-fault report")
+    obs.report = m.group(0).decode().strip()
     if probe.expected == SURVIVES:
         s.serial.expect(rb"shell restarted", timeout, "the shell to restart")
         s.serial.wait_prompt(timeout)

@@ -142,3 +142,8 @@ pub extern "C" fn syscall_dispatch(frame: &mut TrapFrame) {
     };
     frame.rax = result as u64;
 }
+
+/// Contract: the IA32_FMASK value the kernel programs (gdb cannot read MSRs).
+#[unsafe(no_mangle)]
+#[used]
+pub static LAB_FMASK: u64 = FMASK;

@@ -197,12 +197,22 @@ pub fn sys_exit(code: u64) -> i64 {
 /// Called by every handler: a fault at CPL 3 kills the task. Returns false otherwise.
 pub fn on_user_fault(vector: u8, frame: *const InterruptFrame, error: Option<u64>) -> bool {
     // SAFETY: the CPU-pushed frame.
-    let f = unsafe { frame.read_volatile() };
-    if f.cs & 3 != 3 {
+    let cs = unsafe { (&raw const (*frame).cs).read_volatile() };
+    if cs & 3 != 3 {
         return false;
     }
-    RESULT_VECTOR.store(vector as u64, Ordering::SeqCst);
-    RESULT_ERROR.store(error.unwrap_or(u64::MAX), Ordering::SeqCst);
+    lab_user_fault(vector as u64, frame, error.unwrap_or(u64::MAX))
+}
+
+/// The end of a user task that faulted. Unmangled, C ABI, for the lab: RDI = vector, RSI =
+/// the CPU-pushed frame, RDX = error code (`u64::MAX`: none). Part of the contract.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn lab_user_fault(vector: u64, frame: *const InterruptFrame, error: u64) -> ! {
+    // SAFETY: the CPU-pushed frame.
+    let f = unsafe { frame.read_volatile() };
+    RESULT_VECTOR.store(vector, Ordering::SeqCst);
+    RESULT_ERROR.store(error, Ordering::SeqCst);
     RESULT_RIP.store(f.rip, Ordering::SeqCst);
     RESULT_CS.store(f.cs, Ordering::SeqCst);
     END_TSC.store(crate::timer::rdtsc(), Ordering::SeqCst);
@@ -276,3 +286,8 @@ pub fn run(p: &'static Program) {
         );
     }
 }
+
+/// Contract (kernel/CONTRACT.md): where user programs are mapped.
+#[unsafe(no_mangle)]
+#[used]
+pub static LAB_USER_BASE: u64 = USER_CODE;
