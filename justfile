@@ -68,6 +68,10 @@ test-unit *args:
 test-integration *args:
     @python3 -m pytest tests -m integration {{args}}
 
+# 200 consecutive scenarios + every probe, and TCG/KVM agreement (not in `just test`)
+soak *args:
+    @python3 -m lab.soak {{args}}
+
 # boot-to-ready floor vs `lab inspect`, medians of several runs (see README "Speed")
 bench runs="7":
     @python3 -m lab.bench --runs {{runs}}

@@ -24,9 +24,18 @@ def _on_sigterm(signum, frame):
     raise Terminated()
 
 
+#: Commands that drive the lab kernel's shell and symbols (inspect works on any kernel).
+LAB_KERNEL_COMMANDS = {"fire", "probe", "timer", "tasks", "ring3", "pcpu", "frame", "translate"}
+
+
 def _kernel(args) -> Path:
     if args.kernel:
-        return Path(args.kernel)
+        path = Path(args.kernel)
+        if args.command in LAB_KERNEL_COMMANDS:
+            from lab.machine.session import require_lab_kernel
+
+            require_lab_kernel(path, args.command)
+        return path
     from lab.build import build_kernel
 
     return build_kernel(release=args.release, quiet=True)

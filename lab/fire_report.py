@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,6 +65,7 @@ def fire_in_session(session: Session, plan, *, vector: int | None = None,
     firer = Firer(session)
     results = []
     for scenario, style in plan:
+        logging.getLogger("lab").info("fire %s %s", scenario.name, style)
         t0 = time.monotonic()
         try:
             obs = firer.fire(scenario, style, vector, **fire_options)

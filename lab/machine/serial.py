@@ -39,7 +39,7 @@ class SerialConsole:
         consuming it."""
         try:
             self.child.expect(pexpect.TIMEOUT, timeout=0)
-        except pexpect.EOF:
+        except (pexpect.EOF, OSError):
             pass  # QEMU closed the console; what it sent is in the log
 
     def tail(self, n: int = TAIL_BYTES) -> str:
@@ -53,16 +53,24 @@ class SerialConsole:
         return LabTimeout(f"timed out after {timeout:g} s waiting for {what}; serial tail:\n{tail}",
                           logs=self.run.logs)
 
+    def _closed(self, what: str) -> GuestError:
+        return GuestError(f"serial console closed (QEMU exited) while {what}; serial tail:\n"
+                          f"{self._log_tail().strip()}", logs=self.run.logs)
+
+    def _log_tail(self, n: int = TAIL_BYTES) -> str:
+        self._log.flush()
+        return self.log_path.read_bytes()[-n:].decode("utf-8", errors="replace")
+
     def expect(self, pattern: str | bytes, timeout: float, what: str) -> re.Match:
-        """Waits for a regex on serial; returns the match. EOF (QEMU gone) raises GuestError."""
+        """Waits for a regex on serial; returns the match. EOF or a reset socket (QEMU gone)
+        raise GuestError."""
         pat = pattern.encode() if isinstance(pattern, str) else pattern
         try:
             self.child.expect(pat, timeout=timeout)
         except pexpect.TIMEOUT:
             raise self._timeout(what, timeout) from None
-        except pexpect.EOF:
-            raise GuestError(f"serial console closed (QEMU exited) while waiting for {what}; "
-                             f"serial tail:\n{self.tail().strip()}", logs=self.run.logs) from None
+        except (pexpect.EOF, OSError):
+            raise self._closed(f"waiting for {what}") from None
         return self.child.match
 
     def wait_ready(self, timeout: float) -> str:
@@ -70,13 +78,21 @@ class SerialConsole:
         m = self.expect(rf"{READY_MARKER}[^\r\n]*\r?\n".encode(), timeout, f"the ready marker {READY_MARKER!r}")
         return m.group(0).decode(errors="replace").strip()
 
+    def ready_again(self) -> bool:
+        """Whether the output already received after the ready line holds a second one."""
+        self.drain()
+        return READY_MARKER.encode() in (self.child.buffer or b"")
+
     def wait_prompt(self, timeout: float) -> None:
         self.expect(re.escape(PROMPT).encode(), timeout, f"the shell prompt {PROMPT!r}")
 
     def send_line(self, line: str) -> None:
         if "\n" in line or "\r" in line:
             raise ValueError("one command per line")
-        self.child.send(line.encode() + b"\r")
+        try:
+            self.child.send(line.encode() + b"\r")
+        except OSError:
+            raise self._closed(f"sending {line!r}") from None
 
     def command(self, line: str, timeout: float = 5.0) -> str:
         """Runs one shell command (prompt already seen); returns its output without the echo

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from lab.errors import LabError, LabTimeout, UserError
+from lab.errors import GuestError, LabError, LabTimeout, UserError
 from lab.machine.gdb import Gdb
 from lab.machine.qemu import QemuMachine
 from lab.machine.rundir import RunDir
@@ -29,6 +29,29 @@ def check_kernel_file(path: Path) -> None:
         raise UserError(f"{path}: not an ELF file")
     if head[18] != 0x3E and head[18] != 0x03:  # e_machine: EM_X86_64 / EM_386 (little endian)
         raise UserError(f"{path}: ELF for machine {head[18]:#x}, not x86")
+
+
+ELFCLASS64 = 2
+EM_X86_64 = 0x3E
+#: Symbols every lab-kernel command relies on (kernel/CONTRACT.md).
+LAB_KERNEL_SYMBOLS = ("lab_ready", "LAB_IDT_DECL")
+
+
+def require_lab_kernel(path: Path, command: str) -> None:
+    """One clear line, before anything boots, when `path` cannot be the lab kernel: the
+    commands that drive the lab kernel's shell need its 64-bit ELF with symbols."""
+    check_kernel_file(path)
+    with open(path, "rb") as f:
+        head = f.read(20)
+    if head[4] != ELFCLASS64 or head[18] != EM_X86_64:
+        kind = "32-bit" if head[4] != ELFCLASS64 else f"machine {head[18]:#x}"
+        raise UserError(f"{path}: a {kind} ELF; `lab {command}` needs the 64-bit x86-64 lab kernel")
+    symbols = Symbols.from_elf(path)
+    if not len(symbols):
+        raise UserError(f"{path}: no symbol table (stripped?); `lab {command}` needs the lab kernel's symbols")
+    missing = [n for n in LAB_KERNEL_SYMBOLS if symbols.lookup(n) is None]
+    if missing:
+        raise UserError(f"{path}: no {', '.join(missing)} symbol; `lab {command}` needs the lab kernel")
 
 
 class Session:
@@ -95,9 +118,9 @@ class Session:
         self.gdb.connect(self.qemu.gdb_socket)
 
     def boot_to_ready(self) -> str:
-        """Runs the guest until the kernel is ready; stops it at `lab_ready` when the kernel
-        has that symbol (the lab kernel's contract), otherwise leaves it running after the
-        serial marker."""
+        """Runs the guest until the kernel is ready and returns with the CPU stopped: at
+        `lab_ready` when the kernel has that symbol (the lab kernel's contract), otherwise
+        right after the serial marker. A second ready marker is an error."""
         assert self.gdb and self.serial
         ready = self.symbols.lookup(READY_SYMBOL)
         if ready is not None:
@@ -116,6 +139,14 @@ class Session:
         else:
             self.gdb.cont()
         self.ready_line = self.serial.wait_ready(self.ready_timeout)
+        if ready is None:
+            # Stop the CPU: every caller reads state next, and once it is stopped everything
+            # it printed is in the socket, so a second marker cannot still be on its way.
+            self.gdb.interrupt()
+        if self.serial.ready_again():
+            raise GuestError(f"the kernel printed the ready marker twice (it restarted, or it is not "
+                             f"the kernel the lab expects); serial tail:\n{self.serial.tail().strip()}",
+                             logs=self.logs)
         log.info("guest ready: %s", self.ready_line)
         return self.ready_line
 

@@ -91,6 +91,34 @@ def session(kernel, tcg, log_dir):
 
 
 @pytest.fixture(scope="session")
+def twice_ready_kernel(tmp_path_factory) -> Path:
+    """A Multiboot kernel that prints the ready marker twice on COM1, then halts."""
+    d = tmp_path_factory.mktemp("twice")
+    src = d / "twice.S"
+    src.write_text(""".section .text
+        .align 4
+        .long 0x1BADB002, 0, -0x1BADB002
+        .globl _start
+_start: cli
+        mov $msg, %esi
+1:      movb (%esi), %al
+        test %al, %al
+        jz 3f
+        mov $0x3f8, %dx
+        outb %al, %dx
+        inc %esi
+        jmp 1b
+3:      hlt
+        jmp 3b
+msg:    .asciz "LAB-READY version=x\\r\\nLAB-READY version=x\\r\\n"
+""")
+    subprocess.run(["as", "--32", "-o", d / "twice.o", src], check=True)
+    subprocess.run(["ld", "-m", "elf_i386", "-Ttext=0x100000", "-e", "_start",
+                    "-o", d / "twice.elf", d / "twice.o"], check=True)
+    return d / "twice.elf"
+
+
+@pytest.fixture(scope="session")
 def halting_kernel(tmp_path_factory) -> Path:
     """A valid Multiboot kernel that never prints anything: the 'never ready' guest. Built
     here with binutils, so the test depends on nothing downloaded."""
