@@ -48,6 +48,14 @@ def test_truncated_elf(kernel, tmp_path):
     _one_line_error(lab_cli("inspect", "--kernel", str(f)), 2, "not a readable ELF")
 
 
+def test_corrupt_elf(kernel, tmp_path):
+    f = tmp_path / "corrupt.elf"
+    data = bytearray(kernel.read_bytes())
+    data[0x28:0x30] = (2**63).to_bytes(8, "little")  # e_shoff far beyond the file
+    f.write_bytes(bytes(data))
+    _one_line_error(lab_cli("inspect", "--kernel", str(f)), 2, "not a readable ELF")
+
+
 def test_missing_qemu_names_the_setup_command(kernel):
     r = lab_cli("inspect", "--kernel", str(kernel), env={"LAB_QEMU": "qemu-system-nonexistent"})
     _one_line_error(r, 2, "qemu-system-nonexistent not found", "bash lab/setup.sh")
