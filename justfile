@@ -44,6 +44,10 @@ pcpu *args:
 frame *args:
     @lab frame {{args}}
 
+# tutorial-style statements, each proven or refuted on the CPU
+claims *args:
+    @lab claims {{args}}
+
 # walk the page tables: just translate lab_ready 0x40002000
 translate +args:
     @lab translate {{args}}

@@ -25,7 +25,7 @@ def _on_sigterm(signum, frame):
 
 
 #: Commands that drive the lab kernel's shell and symbols (inspect works on any kernel).
-LAB_KERNEL_COMMANDS = {"fire", "probe", "timer", "tasks", "ring3", "pcpu", "frame", "translate"}
+LAB_KERNEL_COMMANDS = {"fire", "probe", "timer", "tasks", "ring3", "pcpu", "frame", "translate", "claims"}
 
 
 def _kernel(args) -> Path:
@@ -249,6 +249,36 @@ def cmd_frame(args) -> int:
     return 0
 
 
+def cmd_claims(args) -> int:
+    from lab import profiles
+    from lab.claims import REFUTED, UNMEASURED, collect, evaluate
+
+    profile = profiles.load(args.profile)
+    kernel = _kernel(args)
+    results = evaluate(collect(kernel, profile))
+    if args.json:
+        json.dump(results, sys.stdout, indent=2)
+        print()
+    else:
+        from rich.console import Console
+        from rich.markup import escape
+        from rich.table import Table
+
+        style = {"holds": "green", "holds only under a condition": "yellow", REFUTED: "bold red",
+                 UNMEASURED: "dim"}
+        console = Console() if sys.stdout.isatty() else Console(width=170)
+        t = Table(title=f"lab claims: measured on {profile.name}", title_justify="left", show_lines=True)
+        for col in ("claim", "verdict", "evidence"):
+            t.add_column(col, overflow="fold")
+        for r in results:
+            t.add_row(f"[bold]{r['id']}[/] ({r['topic']})\n{escape(r['statement'])}",
+                      f"[{style[r['verdict']]}]{r['verdict']}[/]", escape("\n".join(r["evidence"])))
+        console.print(t)
+        counts = {v: sum(1 for r in results if r["verdict"] == v) for v in style}
+        console.print(", ".join(f"{n} {v}" for v, n in counts.items()))
+    return 1 if any(r["verdict"] == UNMEASURED for r in results) else 0
+
+
 def cmd_translate(args) -> int:
     from lab import profiles
     from lab.machine.session import Session
@@ -456,6 +486,9 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--timeout", type=float, default=10.0, metavar="S")
     sp.add_argument("--json", action="store_true")
     sp.add_argument("--ready-timeout", type=float, default=10.0, metavar="S")
+    sp = add("claims", cmd_claims, "tutorial-style statements about x86-64, each decided by measurement")
+    kernel_opts(sp)
+    sp.add_argument("--json", action="store_true")
     sp = add("translate", cmd_translate, "walk the live 4-level page tables for addresses or symbols")
     kernel_opts(sp)
     sp.add_argument("addresses", nargs="+", metavar="ADDRESS", help="virtual address (0x...) or symbol")

@@ -1,0 +1,111 @@
+"""Claims are decided by the evidence, not stored: from observations recorded on the real
+kernel each claim gets a verdict, and altering the evidence changes it."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+
+from lab.checks.frame import outcome, run as frame_checks
+from lab.checks.ring3 import run as ring3_checks
+from lab.checks.tasks import run as tasks_checks
+from lab.claims import CLAIMS, HOLDS, REFUTED, UNMEASURED, Evidence, evaluate
+from lab.fire import FireObservation
+from lab.fire_report import FireResult
+from lab.ring3 import Ring3Interrupt, Ring3Observation, SyscallObservation, UserFault
+from lab.scenarios.exceptions import get
+from lab.tasks import SwitchTrace, TasksObservation, TaskView
+
+DATA = Path(__file__).parent / "data"
+FIRES = json.loads((DATA / "fire_observations_tcg.json").read_text())
+TASKS = json.loads((DATA / "tasks_observation_tcg.json").read_text())
+RING3 = json.loads((DATA / "ring3_observation_tcg.json").read_text())
+
+
+def fires(mutate=None):
+    out = []
+    for key, raw in FIRES.items():
+        raw = copy.deepcopy(raw)
+        if mutate:
+            mutate(key, raw)
+        obs = FireObservation(**raw)
+        s = get(obs.scenario)
+        checks = frame_checks(obs, s)
+        out.append(FireResult(s, obs, checks, *outcome(obs, s, checks), 0.04))
+    return out
+
+
+def tasks(mutate=None):
+    d = copy.deepcopy(TASKS)
+    if mutate:
+        mutate(d)
+    o = TasksObservation(d["profile"], d["layouts"], [TaskView(**t) for t in d["tasks"]], d["current"], d["rsp0"],
+                         [SwitchTrace(**{**t, "steps": [tuple(x) for x in t["steps"]]}) for t in d["traces"]], d["rates"])
+    return o, tasks_checks(o)
+
+
+def ring3(mutate=None):
+    d = copy.deepcopy(RING3)
+    if mutate:
+        mutate(d)
+    o = Ring3Observation(d["profile"], SyscallObservation(**d["syscall"]), Ring3Interrupt(**d["interrupt"]),
+                         [UserFault(**f) for f in d["faults"]], d["bench"], d["seconds"])
+    return (o, *ring3_checks(o))
+
+
+def verdict(claim_id, ev):
+    return next(r for r in evaluate(ev) if r["id"] == claim_id)["verdict"]
+
+
+def test_there_are_at_least_25_claims_with_unique_ids():
+    assert len(CLAIMS) >= 25 and len({c.id for c in CLAIMS}) == len(CLAIMS)
+
+
+def test_without_evidence_nothing_is_decided():
+    assert {r["verdict"] for r in evaluate(Evidence())} == {UNMEASURED}
+
+
+@pytest.mark.parametrize("claim, expected, mutate, flipped", [
+    # SS/RSP pushed at the same privilege level refutes "only on a privilege change"...
+    ("frame-ss-rsp", REFUTED,
+     lambda k, d: d["entry"] and d["entry"]["stack"].__setitem__(4 if d["entry"]["stack"][0] < 0x100 else 3, 0),
+     HOLDS),
+    # ... iretq restoring the unaligned RSP refutes "pops RSP only on a privilege change" ...
+    ("iretq-rsp", REFUTED, lambda k, d: d["after"] and d["after"].update(rsp=d["before"]["rsp"] // 16 * 16), HOLDS),
+    # ... and a frame big enough for the GPRs would mean the CPU saved them.
+    ("gprs-saved", REFUTED, lambda k, d: d["entry"] and d["entry"].update(rsp=d["entry"]["rsp"] - 120), HOLDS),
+    ("trap-rip", HOLDS, lambda k, d: k.startswith("bp") and d["entry"]["stack"].__setitem__(0, d["entry"]["stack"][0] - 1),
+     REFUTED),
+    ("gate-if", HOLDS, lambda k, d: k.startswith("bp") and d["entry"].update(rflags=d["entry"]["rflags"] & ~0x200),
+     REFUTED),
+])
+def test_fire_claims_follow_the_evidence(claim, expected, mutate, flipped):
+    assert verdict(claim, Evidence(fires=fires())) == expected
+    assert verdict(claim, Evidence(fires=fires(mutate))) == flipped
+
+
+def test_switch_claim_follows_the_evidence():
+    assert verdict("one-rsp-change", Evidence(tasks=tasks())) == HOLDS
+
+    def second_jump(d):
+        t = d["traces"][0]
+        i = next(i for i, (pc, _) in enumerate(t["steps"]) if pc == t["stack_pc"])
+        t["steps"][i + 3][1] += 0x40
+    assert verdict("one-rsp-change", Evidence(tasks=tasks(second_jump))) == REFUTED
+
+
+def test_cr3_claim_follows_the_evidence():
+    assert verdict("cr3-switch", Evidence(tasks=tasks())) == HOLDS
+    assert verdict("cr3-switch", Evidence(tasks=tasks(lambda d: d["traces"][0].update(cr3_after=0x1000)))) == REFUTED
+
+
+def test_syscall_claims_follow_the_evidence():
+    assert verdict("swapgs", Evidence(ring3=ring3())) == HOLDS
+    no_swap = lambda d: d["syscall"]["steps"]["lab_syscall_after_swapgs"].update(gs_base=0)
+    assert verdict("swapgs", Evidence(ring3=ring3(no_swap))) == REFUTED
+    assert verdict("syscall-rcx-r11", Evidence(ring3=ring3())) == HOLDS
+    stack_switched = lambda d: d["syscall"]["steps"]["lab_syscall_entry"].update(rsp=0x165000)
+    assert verdict("syscall-rcx-r11", Evidence(ring3=ring3(stack_switched))) == REFUTED
