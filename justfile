@@ -48,6 +48,14 @@ frame *args:
 claims *args:
     @lab claims {{args}}
 
+# gdb with the lab's commands, stopped at lab_ready (or --at SYMBOL)
+debug *args:
+    @lab debug {{args}}
+
+# attach gdb with the lab's commands to a running `just boot`
+attach socket:
+    @lab attach {{socket}}
+
 # walk the page tables: just translate lab_ready 0x40002000
 translate +args:
     @lab translate {{args}}

@@ -25,7 +25,7 @@ def _on_sigterm(signum, frame):
 
 
 #: Commands that drive the lab kernel's shell and symbols (inspect works on any kernel).
-LAB_KERNEL_COMMANDS = {"fire", "probe", "timer", "tasks", "ring3", "pcpu", "frame", "translate", "claims"}
+LAB_KERNEL_COMMANDS = {"fire", "probe", "timer", "tasks", "ring3", "pcpu", "frame", "translate", "claims", "debug"}
 
 
 def _kernel(args) -> Path:
@@ -201,17 +201,11 @@ def cmd_pcpu(args) -> int:
         print()
     else:
         from rich.console import Console
-        from rich.table import Table
 
-        from lab.render import checks_table
+        from lab.render import checks_table, pcpu_table
 
         console = Console() if sys.stdout.isatty() else Console(width=160)
-        t = Table(title=f"per-CPU area at GS_BASE {gs:#x}", title_justify="left")
-        for col in ("offset", "field", "value"):
-            t.add_column(col)
-        for f in PERCPU.fields:
-            t.add_row(f"{f.offset:#04x}", f.name, f"{fields[f.name]:#x}")
-        console.print(t)
+        console.print(pcpu_table(sym.address if sym else gs, fields, gs))
         console.print(checks_table(checks))
     return 1 if any(c.verdict is Verdict.FAIL for c in checks) else 0
 
@@ -236,16 +230,11 @@ def cmd_frame(args) -> int:
         print()
     else:
         from rich.console import Console
-        from rich.table import Table
+
+        from lab.render import frame_table
 
         console = Console() if sys.stdout.isatty() else Console(width=160)
-        t = Table(title=f"{frame['mnemonic']} frame at {frame['symbol']} (vector {frame['vectors'][0]}), "
-                        f"RSP {frame['rsp']:#x}", title_justify="left")
-        for col in ("address", "slot", "value", "note"):
-            t.add_column(col)
-        for r in frame["slots"]:
-            t.add_row(f"{r['address']:#x}", r["slot"], f"{r['value']:#018x}", r["note"])
-        console.print(t)
+        console.print(frame_table(frame))
     return 0
 
 
@@ -277,6 +266,27 @@ def cmd_claims(args) -> int:
         counts = {v: sum(1 for r in results if r["verdict"] == v) for v in style}
         console.print(", ".join(f"{n} {v}" for v, n in counts.items()))
     return 1 if any(r["verdict"] == UNMEASURED for r in results) else 0
+
+
+def _gdb_args(args) -> list[str]:
+    out = []
+    for e in args.ex or []:
+        out += ["-ex", e]
+    return out + (["-batch"] if args.batch else [])
+
+
+def cmd_debug(args) -> int:
+    from lab import profiles
+    from lab.debug import debug
+
+    profile = profiles.load(args.profile)
+    return debug(_kernel(args), profile, args.at, _gdb_args(args))
+
+
+def cmd_attach(args) -> int:
+    from lab.debug import attach
+
+    return attach(Path(args.socket), Path(args.kernel) if args.kernel else None, _gdb_args(args))
 
 
 def cmd_translate(args) -> int:
@@ -489,6 +499,16 @@ def parser() -> argparse.ArgumentParser:
     sp = add("claims", cmd_claims, "tutorial-style statements about x86-64, each decided by measurement")
     kernel_opts(sp)
     sp.add_argument("--json", action="store_true")
+    sp = add("debug", cmd_debug, "boot and open gdb with the lab's commands (lab-idt, lab-frame, lab-fire, ...)")
+    kernel_opts(sp)
+    sp.add_argument("--at", metavar="SYMBOL", help="stop here first (default: lab_ready)")
+    sp.add_argument("-ex", action="append", metavar="COMMAND", help="gdb command to run (repeatable)")
+    sp.add_argument("--batch", action="store_true", help="run the -ex commands and exit (gdb -batch)")
+    sp = add("attach", cmd_attach, "attach gdb with the lab's commands to a running `lab boot` VM")
+    sp.add_argument("socket", metavar="GDB_SOCKET", help="the gdb socket `lab boot` printed")
+    sp.add_argument("--kernel", metavar="PATH", help="kernel ELF for symbols (default: none)")
+    sp.add_argument("-ex", action="append", metavar="COMMAND")
+    sp.add_argument("--batch", action="store_true")
     sp = add("translate", cmd_translate, "walk the live 4-level page tables for addresses or symbols")
     kernel_opts(sp)
     sp.add_argument("addresses", nargs="+", metavar="ADDRESS", help="virtual address (0x...) or symbol")

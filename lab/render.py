@@ -155,3 +155,25 @@ def print_tasks(obs, console: Console) -> None:
         console.print(f"switch {n}: task@{tr.prev['address']:#x} -> task@{tr.next['address']:#x}: "
                       f"{len(tr.steps) - 1} instructions, RSP jumps {', '.join(f'{a:#x}->{b:#x}' for a, b in jumps)}, "
                       f"CR3 {tr.cr3_before:#x}->{tr.cr3_after:#x}")
+
+
+def frame_table(f: dict) -> Table:
+    """The frame at a handler's first instruction (lab.frame.decode_at_stop)."""
+    t = Table(title=f"{f['mnemonic']} frame at {f['symbol']} (vector {f['vectors'][0]}), RSP {f['rsp']:#x}",
+              title_justify="left")
+    for col in ("address", "slot", "value", "note"):
+        t.add_column(col)
+    for r in f["slots"]:
+        t.add_row(f"{r['address']:#x}", r["slot"], f"{r['value']:#018x}", escape(r["note"]))
+    return t
+
+
+def pcpu_table(address: int, fields: dict, gs_base: int) -> Table:
+    from lab.pcpu import PERCPU
+
+    t = Table(title=f"PERCPU at {address:#x} (GS_BASE now {gs_base:#x})", title_justify="left")
+    for col in ("offset", "field", "value"):
+        t.add_column(col)
+    for f in PERCPU.fields:
+        t.add_row(f"{f.offset:#04x}", f.name, f"{fields[f.name]:#x}")
+    return t

@@ -34,6 +34,37 @@ TASK_STACKS = "TASK_STACKS"
 KERNEL_CU_PREFIX = b"src/main.rs"
 
 
+def _stack_low(symbols, top: int) -> int | None:
+    """The bottom of the stack whose top is `top`: one element of the TASK_STACKS array, or
+    the whole stack object (BOOT_STACK)."""
+    loc = symbols.resolve(top - 1)
+    if loc is None:
+        return None
+    if loc.symbol.name == TASK_STACKS:
+        return top - TASK_STACK_SIZE
+    return loc.symbol.address
+
+
+def read_tasks(gdb, symbols) -> tuple[list["TaskView"], int]:
+    """Every used task and PERCPU.current, read from kernel memory (the CPU stopped). `gdb` is
+    anything with read_memory(address, length): the lab's MI client or gdb's own Python."""
+    base = symbols.lookup("TASKS")
+    raw = gdb.read_memory(base.address, base.size)
+    views = []
+    for i in range(len(raw) // TASK.size):
+        fields = TASK.decode(raw[i * TASK.size:(i + 1) * TASK.size])
+        if fields["state"] == 0:
+            continue
+        v = TaskView(base.address + i * TASK.size, fields, stack_low=_stack_low(symbols, fields["kstack_top"]))
+        if v.state != "running":
+            v.frame = SWITCH_FRAME.decode(gdb.read_memory(fields["rsp"], SWITCH_FRAME.size))
+            v.ret_symbol = symbols.describe(v.frame["ret"])
+        views.append(v)
+    percpu = symbols.lookup("PERCPU")
+    current = PERCPU.decode(gdb.read_memory(percpu.address, PERCPU.size))["current"]
+    return views, current
+
+
 def dwarf_layout(elf_path: Path, struct: str) -> tuple[int, dict[str, int]] | None:
     """(byte size, {member: offset}) of `struct` from the kernel crate's DWARF, or None."""
     from elftools.elf.elffile import ELFFile
@@ -115,33 +146,9 @@ class TasksLab:
         tr = parse_info_registers(self.gdb.monitor("info registers")).tr
         return int.from_bytes(self.gdb.read_memory(tr.base + TSS.offset("rsp0"), 8), "little")
 
-    def _stack_low(self, top: int) -> int | None:
-        """The bottom of the stack whose top is `top`: one element of the TASK_STACKS array,
-        or the whole stack object (BOOT_STACK)."""
-        loc = self.sym.resolve(top - 1)
-        if loc is None:
-            return None
-        if loc.symbol.name == TASK_STACKS:
-            return top - TASK_STACK_SIZE
-        return loc.symbol.address
-
     def read(self) -> tuple[list[TaskView], int]:
         """Every used task (the CPU must be stopped) and PERCPU.current."""
-        base = self.sym.lookup("TASKS").address
-        raw = self._read("TASKS")
-        views = []
-        for i in range(len(raw) // TASK.size):
-            fields = TASK.decode(raw[i * TASK.size:(i + 1) * TASK.size])
-            if fields["state"] == 0:
-                continue
-            v = TaskView(base + i * TASK.size, fields, stack_low=self._stack_low(fields["kstack_top"]))
-            if v.state != "running":
-                frame = SWITCH_FRAME.decode(self.gdb.read_memory(fields["rsp"], SWITCH_FRAME.size))
-                v.frame = frame
-                v.ret_symbol = self.sym.describe(frame["ret"])
-            views.append(v)
-        current = PERCPU.decode(self._read("PERCPU", PERCPU.size))["current"]
-        return views, current
+        return read_tasks(self.gdb, self.sym)
 
     def trace_switches(self, count: int, max_steps: int = 64) -> list[SwitchTrace]:
         """Stops at `lab_switch_to` `count` times (the shell's `yield` drives the switches) and
