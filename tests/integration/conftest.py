@@ -90,6 +90,14 @@ def session(kernel, tcg, log_dir):
         yield s
 
 
+def assemble_multiboot(src: Path) -> Path:
+    """A 32-bit Multiboot ELF from `src`, linked at 1 MiB with binutils (nothing downloaded)."""
+    obj, elf = src.with_suffix(".o"), src.with_suffix(".elf")
+    subprocess.run(["as", "--32", "-o", obj, src], check=True)
+    subprocess.run(["ld", "-m", "elf_i386", "-Ttext=0x100000", "-e", "_start", "-o", elf, obj], check=True)
+    return elf
+
+
 @pytest.fixture(scope="session")
 def twice_ready_kernel(tmp_path_factory) -> Path:
     """A Multiboot kernel that prints the ready marker twice on COM1, then halts."""
@@ -112,10 +120,7 @@ _start: cli
         jmp 3b
 msg:    .asciz "LAB-READY version=x\\r\\nLAB-READY version=x\\r\\n"
 """)
-    subprocess.run(["as", "--32", "-o", d / "twice.o", src], check=True)
-    subprocess.run(["ld", "-m", "elf_i386", "-Ttext=0x100000", "-e", "_start",
-                    "-o", d / "twice.elf", d / "twice.o"], check=True)
-    return d / "twice.elf"
+    return assemble_multiboot(src)
 
 
 @pytest.fixture(scope="session")
@@ -132,7 +137,4 @@ _start: cli
 1:      hlt
         jmp 1b
 """)
-    subprocess.run(["as", "--32", "-o", d / "halt.o", src], check=True)
-    subprocess.run(["ld", "-m", "elf_i386", "-Ttext=0x100000", "-e", "_start",
-                    "-o", d / "halt.elf", d / "halt.o"], check=True)
-    return d / "halt.elf"
+    return assemble_multiboot(src)

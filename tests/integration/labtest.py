@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import select
 import shutil
 import subprocess
 import sys
@@ -24,6 +25,18 @@ def lab_cli(*args: str, env: dict | None = None, timeout: float = 60) -> subproc
     argv = [exe, *args] if exe != sys.executable else [exe, "-m", "lab", *args]
     return subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, **(env or {})})
+
+
+def wait_gone(pid: int, timeout: float) -> bool:
+    """Whether process `pid` ends within `timeout` (its pidfd becomes readable)."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        return bool(select.select([fd], [], [], timeout)[0])
+    finally:
+        os.close(fd)
 
 
 #: Processes of VMs deliberately shared across a module's tests; the orphan guard skips them.

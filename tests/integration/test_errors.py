@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import select
 import signal
 import subprocess
 import shutil
@@ -13,7 +12,7 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from labtest import lab_cli
+from labtest import lab_cli, wait_gone
 
 
 def _one_line_error(r, status: int, *needles: str) -> None:
@@ -74,17 +73,6 @@ def test_guest_that_never_gets_ready(halting_kernel):
     shutil.rmtree(logs)
 
 
-def _wait_gone(pid: int, timeout: float) -> bool:
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return True
-    try:
-        return bool(select.select([fd], [], [], timeout)[0])
-    finally:
-        os.close(fd)
-
-
 def _started(child) -> tuple[int, int, Path]:
     child.expect(r"started qemu pid (\d+), gdb pid (\d+); run dir (\S+);", timeout=30)
     return int(child.match.group(1)), int(child.match.group(2)), Path(child.match.group(3))
@@ -99,8 +87,8 @@ def test_signals_reap_qemu_and_gdb(halting_kernel, sig):
     os.kill(child.pid, sig)
     child.expect(pexpect.EOF, timeout=20)
     child.close()
-    assert _wait_gone(qemu_pid, 10), f"qemu {qemu_pid} outlived the lab ({sig.name})"
-    assert _wait_gone(gdb_pid, 10), f"gdb {gdb_pid} outlived the lab ({sig.name})"
+    assert wait_gone(qemu_pid, 10), f"qemu {qemu_pid} outlived the lab ({sig.name})"
+    assert wait_gone(gdb_pid, 10), f"gdb {gdb_pid} outlived the lab ({sig.name})"
     if sig is not signal.SIGKILL:
         assert child.exitstatus in (130, 143), child.exitstatus
         assert not list(run_dir.glob("*.sock")), "sockets left behind"

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import random
-import select
 import shutil
 import signal
 import stat
@@ -20,7 +19,7 @@ from lab import profiles
 from lab.errors import GuestError, LabError, LabTimeout, ProcessDied
 from lab.machine.session import Session
 
-from labtest import lab_cli
+from labtest import lab_cli, wait_gone
 
 TCP_LISTEN = "0A"
 
@@ -158,17 +157,6 @@ def test_symbol_that_does_not_exist(kernel):
     assert r.returncode == 2 and "'no_such_handler' is neither an address nor a symbol" in r.stderr
 
 
-def _wait_gone(pid: int, timeout: float) -> bool:
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return True
-    try:
-        return bool(select.select([fd], [], [], timeout)[0])
-    finally:
-        os.close(fd)
-
-
 @pytest.mark.parametrize("seed", [11, 12, 13])
 def test_killed_at_a_random_point_leaves_nothing_and_the_next_run_works(kernel, seed):
     rng = random.Random(seed)
@@ -183,7 +171,7 @@ def test_killed_at_a_random_point_leaves_nothing_and_the_next_run_works(kernel, 
     os.kill(child.pid, sig)
     child.expect(pexpect.EOF)
     child.close()
-    assert _wait_gone(qemu, 10) and _wait_gone(gdb, 10), f"{sig.name} at fire #{point} left a process"
+    assert wait_gone(qemu, 10) and wait_gone(gdb, 10), f"{sig.name} at fire #{point} left a process"
     shutil.rmtree(run_dir, ignore_errors=True)
     r = lab_cli("fire", "de", "--kernel", str(kernel))
     assert r.returncode == 0, r.stderr
