@@ -118,10 +118,9 @@ class Firer:
         return decode_gate(self.gdb.read_memory(self.idtr.base + vector * GATE.size, GATE.size), vector)
 
     def _regs(self, names) -> dict[str, int]:
-        regs = self.gdb.registers()
-        regs["rflags"] = regs["eflags"]
-        regs["pc"] = regs["rip"]
-        return {n: regs[n] for n in names}
+        alias = {"rflags": "eflags", "pc": "rip"}
+        regs = self.gdb.registers(tuple(alias.get(n, n) for n in names))
+        return {n: regs[alias.get(n, n)] for n in names}
 
     def _log_tail(self) -> list[str]:
         path = self.s.run.log("qemu.log") if self.s.run else None
@@ -163,8 +162,7 @@ class Firer:
         gdb.cont()
         self._expect_stop(labels.plant, f"the plant point of {scenario.name}")
         gdb.delete_breakpoint(bp)
-        for reg, value in sentinels.items():
-            gdb.mi(f"-data-evaluate-expression ${reg}={value:#x}")
+        gdb.write_registers(sentinels)
         before = self._regs(("rsp", "rflags", "cs", "ss"))
         gate = self._gate(vector)
         ist_top = None

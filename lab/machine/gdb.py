@@ -216,12 +216,25 @@ class Gdb:
     def write_memory(self, address: int, data: bytes) -> None:
         self.mi(f"-data-write-memory-bytes {address:#x} {data.hex()}")
 
-    def registers(self) -> dict[str, int]:
-        """All registers gdb knows, by name, as integers (vector registers skipped)."""
+    def _names(self) -> list[str]:
         if self._register_names is None:
             self._register_names = self.mi("-data-list-register-names").payload["register-names"]
-        names = self._register_names
-        values = self.mi("-data-list-register-values x").payload["register-values"]
+        return self._register_names
+
+    def write_registers(self, values: dict[str, int]) -> None:
+        """Writes several registers in one MI command."""
+        numbers = {n: i for i, n in enumerate(self._names())}
+        pairs = " ".join(f"{numbers[r]} {v:#x}" for r, v in values.items())
+        self.mi(f"-data-write-register-values x {pairs}")
+
+    def registers(self, only: tuple[str, ...] | None = None) -> dict[str, int]:
+        """Registers by name, as integers (vector registers skipped): all, or `only` these."""
+        names = self._names()
+        select = ""
+        if only:
+            index = {n: i for i, n in enumerate(names)}
+            select = " " + " ".join(str(index[n]) for n in only if n in index)
+        values = self.mi(f"-data-list-register-values x{select}").payload["register-values"]
         out: dict[str, int] = {}
         for v in values:
             name = names[int(v["number"])]
