@@ -424,6 +424,15 @@ def parser() -> argparse.ArgumentParser:
         sp.set_defaults(func=func)
         return sp
 
+    def experiment(name, func, help):
+        """A command that boots the kernel and reports: kernel/profile, --json, --ready-timeout."""
+        sp = add(name, func, help)
+        kernel_opts(sp)
+        sp.add_argument("--json", action="store_true", help="print the result as JSON")
+        sp.add_argument("--ready-timeout", type=float, default=10.0, metavar="S",
+                        help="bound on the wait for the kernel's ready marker (default: %(default)s)")
+        return sp
+
     def kernel_opts(sp):
         sp.add_argument("--kernel", metavar="PATH", help="kernel ELF to boot (default: build the lab kernel)")
         sp.add_argument("--release", action="store_true", help="build the release profile")
@@ -463,33 +472,18 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--timeout", type=float, default=10.0, metavar="S",
                     help="bound on each wait (reset, handler, report) (default: %(default)s)")
     add("probes", cmd_probes, "list the fatal-path probes")
-    sp = add("timer", cmd_timer, "PIT tick rates (guest TSC and host clock) and the timer pitfalls")
-    kernel_opts(sp)
+    sp = experiment("timer", cmd_timer, "PIT tick rates (guest TSC and host clock) and the timer pitfalls")
     sp.add_argument("--rate", type=int, action="append", metavar="HZ",
                     help="rate(s) to measure (default: 100 and 250; at 1000 Hz TCG can lose ticks under host load)")
     sp.add_argument("--window", type=int, default=500, metavar="MS", help="measurement window (default: %(default)s)")
-    sp.add_argument("--json", action="store_true")
     sp.add_argument("--log-dir", metavar="DIR")
-    sp.add_argument("--ready-timeout", type=float, default=10.0, metavar="S")
-    sp = add("tasks", cmd_tasks, "tasks from kernel memory, their saved switch frames, a traced switch")
-    kernel_opts(sp)
-    sp.add_argument("--json", action="store_true")
-    sp.add_argument("--ready-timeout", type=float, default=10.0, metavar="S")
-    sp = add("ring3", cmd_ring3, "syscall entry with swapgs, an interrupt in ring 3, ring-3 faults, syscall rate")
-    kernel_opts(sp)
-    sp.add_argument("--json", action="store_true")
-    sp.add_argument("--ready-timeout", type=float, default=10.0, metavar="S")
-    sp = add("pcpu", cmd_pcpu, "decode the per-CPU area through GS_BASE (layout checked against DWARF)")
-    kernel_opts(sp)
-    sp.add_argument("--json", action="store_true")
-    sp.add_argument("--ready-timeout", type=float, default=10.0, metavar="S")
-    sp = add("frame", cmd_frame, "stop at a handler and decode the frame the CPU pushed")
-    kernel_opts(sp)
+    experiment("tasks", cmd_tasks, "tasks from kernel memory, their saved switch frames, a traced switch")
+    experiment("ring3", cmd_ring3, "syscall entry with swapgs, an interrupt in ring 3, ring-3 faults, syscall rate")
+    experiment("pcpu", cmd_pcpu, "decode the per-CPU area through GS_BASE (layout checked against DWARF)")
+    sp = experiment("frame", cmd_frame, "stop at a handler and decode the frame the CPU pushed")
     sp.add_argument("--at", required=True, metavar="SYMBOL|ADDRESS", help="where to stop (a handler's entry)")
     sp.add_argument("--shell", required=True, metavar="LINE", help="kernel shell line that gets there, e.g. 'user run kread'")
     sp.add_argument("--timeout", type=float, default=10.0, metavar="S")
-    sp.add_argument("--json", action="store_true")
-    sp.add_argument("--ready-timeout", type=float, default=10.0, metavar="S")
     sp = add("claims", cmd_claims, "tutorial-style statements about x86-64, each decided by measurement")
     kernel_opts(sp)
     sp.add_argument("--json", action="store_true")
