@@ -119,8 +119,6 @@ def gprs_saved_by_cpu(ev):
     fires = _fires(ev)
     if not fires:
         return UNMEASURED, []
-    r = fires[0]
-    n = len(r.observation.entry["stack"])
     sizes = sorted({r.observation.before["rsp"] // 16 * 16 - r.observation.entry["rsp"] for r in fires
                     if not r.observation.gate["ist"]})
     return (REFUTED if sizes and max(sizes) <= 48 else HOLDS), [

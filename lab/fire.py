@@ -20,14 +20,12 @@ The result is a `FireObservation`: raw facts, no verdicts (lab/checks/frame.py j
 from __future__ import annotations
 
 import random
-import re
 from dataclasses import asdict, dataclass, field
 
 from lab.errors import GuestError, LabError, LabTimeout, UserError
 from lab.machine.process import Deadline
 from lab.machine.session import Session
-from lab.scenarios.exceptions import (RIP_CR2, RIP_LOOP, RIP_NEXT, SOFT_INT_VECTOR,
-                                      ExceptionScenario)
+from lab.scenarios.exceptions import RIP_LOOP, ExceptionScenario
 from lab.x86.frames import GPRS, QWORD, TRAP_FRAME
 from lab.x86.idt import GATE, decode_gate
 from lab.x86.vectors import pushes_error_code
@@ -38,8 +36,6 @@ ON_EXCEPTION = "lab_on_exception"
 INT_TABLE = "lab_int_table"
 INT_TABLE_STRIDE = 8
 TEST_PAGES = "LAB_TEST_PAGES"
-LABEL_FIELDS = ("entry", "plant", "fault", "fault_end", "resume")
-_FIRED = re.compile(r"fired (?P<kv>.*)")
 
 
 @dataclass

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from lab.checks import Check, Verdict
-from lab.checks.frame import outcome, run, saved_frame, has_error_code
+from lab.checks import Check
+from lab.checks.frame import has_error_code, outcome, run
 from lab.fire import FireObservation, Firer, FireTimeout
 from lab.machine.session import Session
 from lab.profiles import Profile
-from lab.scenarios.exceptions import CATALOG, STYLES, ExceptionScenario
+from lab.scenarios.exceptions import CATALOG, ExceptionScenario
 
 
 @dataclass

@@ -38,10 +38,6 @@ USER_FAULTS = (
 )
 
 
-def _u64(v: int) -> int:
-    return v & (2**64 - 1)
-
-
 @dataclass
 class SyscallObservation:
     user: dict  # registers at the user's syscall instruction (after planting)

@@ -22,9 +22,6 @@ class Symbol:
     def end(self) -> int:
         return self.address + self.size
 
-    def contains(self, address: int) -> bool:
-        return self.address <= address < self.end or address == self.address
-
 
 @dataclass(frozen=True)
 class Location:

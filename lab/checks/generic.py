@@ -6,7 +6,7 @@ from lab.checks import Check, Verdict, View, verdict
 from lab.x86.addr import is_canonical
 from lab.x86.idt import GATE, GATE_TYPE_INTERRUPT, GATE_TYPE_TRAP
 from lab.x86.tss import TSS
-from lab.x86.vectors import FIRST_USER_VECTOR, mnemonic
+from lab.x86.vectors import FIRST_USER_VECTOR
 
 TIER = "generic"
 STACK_ALIGN = 16  # SDM §6.14.2: the CPU aligns RSP to 16 bytes before pushing the frame

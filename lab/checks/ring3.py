@@ -5,7 +5,7 @@ TSS.RSP0 and pushes the user SS:RSP; §5.7 page-fault U/S bit)."""
 from __future__ import annotations
 
 from lab.checks import Check, Verdict, verdict
-from lab.ring3 import ARGS, CLOBBERED, SYSCALL_LEN
+from lab.ring3 import CLOBBERED, SYSCALL_LEN
 from lab.x86.frames import INTERRUPT_FRAME, TRAP_FRAME_GPRS, describe_pf_error
 from lab.x86.vectors import mnemonic
 

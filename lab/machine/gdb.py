@@ -170,9 +170,6 @@ class Gdb:
                 self._async.append(r)
 
     # -- conveniences -------------------------------------------------------------------
-    def load_symbols(self, elf: Path) -> None:
-        self.mi(f"-file-exec-and-symbols {mi_quote(str(elf))}", timeout=20.0)
-
     def connect(self, socket_path: Path, timeout: float = 5.0) -> None:
         # qemu-system-x86_64's gdbstub always sends the 64-bit register file; with a 32-bit
         # ELF loaded gdb would expect i386's and reject the 'g' reply as "too long".

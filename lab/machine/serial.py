@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 import socket
-from pathlib import Path
 
 import pexpect
 import pexpect.fdpexpect
@@ -43,10 +42,9 @@ class SerialConsole:
             pass  # QEMU closed the console; what it sent is in the log
 
     def tail(self, n: int = TAIL_BYTES) -> str:
+        """The last `n` bytes the guest printed, including what is still unread."""
         self.drain()
-        self._log.flush()
-        data = self.log_path.read_bytes()[-n:]
-        return data.decode("utf-8", errors="replace")
+        return self._log_tail(n)
 
     def _timeout(self, what: str, timeout: float) -> LabTimeout:
         tail = self.tail().strip() or "(the guest printed nothing)"

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import shutil
-import sys
 from pathlib import Path
 
 import pexpect

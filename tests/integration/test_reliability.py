@@ -4,8 +4,10 @@ lab killed at random points leaves nothing behind."""
 
 from __future__ import annotations
 
+import io
 import os
 import random
+import re
 import shutil
 import signal
 import stat
@@ -15,7 +17,6 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from lab import profiles
 from lab.errors import GuestError, LabError, LabTimeout, ProcessDied
 from lab.machine.session import Session
 
@@ -164,14 +165,17 @@ def test_killed_at_a_random_point_leaves_nothing_and_the_next_run_works(kernel, 
     sig = rng.choice([signal.SIGTERM, signal.SIGINT, signal.SIGKILL])
     child = pexpect.spawn(shutil.which("lab"), ["-v", "fire", "all", "--style", "both", "--kernel", str(kernel)],
                           encoding="utf-8", timeout=30)
-    child.expect(r"started qemu pid (\d+), gdb pid (\d+); run dir (\S+);")
-    qemu, gdb, run_dir = int(child.match.group(1)), int(child.match.group(2)), Path(child.match.group(3))
+    child.logfile_read = transcript = io.StringIO()
     for _ in range(point):
         child.expect(r"lab: fire \S+ \S+")
     os.kill(child.pid, sig)
     child.expect(pexpect.EOF)
     child.close()
-    assert wait_gone(qemu, 10) and wait_gone(gdb, 10), f"{sig.name} at fire #{point} left a process"
-    shutil.rmtree(run_dir, ignore_errors=True)
+    # Every VM the run started (`fire all` moves to a fresh VM after a timeout).
+    started = re.findall(r"started qemu pid (\d+), gdb pid (\d+); run dir (\S+);", transcript.getvalue())
+    assert started
+    for qemu, gdb, run_dir in started:
+        assert wait_gone(int(qemu), 10) and wait_gone(int(gdb), 10), f"{sig.name} at fire #{point} left a process"
+        shutil.rmtree(run_dir, ignore_errors=True)  # logs kept (interrupted) or SIGKILL leftovers
     r = lab_cli("fire", "de", "--kernel", str(kernel))
     assert r.returncode == 0, r.stderr

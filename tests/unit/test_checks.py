@@ -7,7 +7,6 @@ names the check that must catch it.
 
 from __future__ import annotations
 
-import dataclasses
 import struct
 
 import pytest
