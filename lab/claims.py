@@ -16,6 +16,7 @@ from typing import Callable
 
 from lab.checks import Verdict
 from lab.checks.frame import saved_frame
+from lab.checks.timer import pitfall_gate
 from lab.x86.frames import PF_ERROR_CODE, RFLAGS_IF
 
 HOLDS, HOLDS_IF, REFUTED, UNMEASURED = "holds", "holds only under a condition", "refuted", "not measured"
@@ -310,13 +311,6 @@ def tss_stacks(ev):
         f"a ring-3 interrupt started at TSS.RSP0 {ring.tss_rsp0:#x} - 40 = {ring.entry_rsp:#x}"]
 
 
-def ring3_interrupt(ev):
-    if not ev.ring3:
-        return UNMEASURED, []
-    c = next(c for c in ev.ring3[1] if c.id == "ring3.interrupt")
-    return (HOLDS if c.verdict is Verdict.PASS else REFUTED), list(c.evidence)
-
-
 def callee_saved_switch(ev):
     if not ev.tasks:
         return UNMEASURED, []
@@ -355,10 +349,12 @@ def rsp0_follows_task(ev):
                                           "condition: the kernel updates it; the CPU never does (it only reads RSP0)"]
 
 
-def _ring3_check(ev, check_id):
-    if not ev.ring3:
+def _as_claim(run, check_id):
+    """A claim that one of a command's own checks decides: ``run`` is that command's
+    (observation, checks, ...) tuple, or None when the command did not run."""
+    if not run:
         return UNMEASURED, []
-    c = next((c for c in ev.ring3[1] if c.id == check_id), None)
+    c = next((c for c in run[1] if c.id == check_id), None)
     if c is None:
         return UNMEASURED, []
     return (HOLDS if c.verdict is Verdict.PASS else REFUTED), list(c.evidence)
@@ -368,7 +364,7 @@ def syscall_no_stack_switch(ev):
     if not ev.ring3:
         return UNMEASURED, []
     o = ev.ring3[0].syscall
-    verdict, e = _ring3_check(ev, "syscall.rcx-r11")
+    verdict, e = _as_claim(ev.ring3, "syscall.rcx-r11")
     same = o.steps["lab_syscall_entry"]["rsp"] == o.user["rsp"]
     return (HOLDS if verdict == HOLDS and same else REFUTED), e + [
         f"RSP at the entry point {o.steps['lab_syscall_entry']['rsp']:#x} is still the user's {o.user['rsp']:#x}"]
@@ -383,17 +379,10 @@ def ring3_faults_contained(ev):
         f"{', '.join(f'{p}: {o}' for p, o in outcomes.items())}; the kernel answered after each"]
 
 
-def no_eoi(ev):
-    if not ev.timer:
-        return UNMEASURED, []
-    c = next(c for c in ev.timer[1] if c.id == "timer.no-eoi")
-    return (HOLDS if c.verdict is Verdict.PASS else REFUTED), list(c.evidence)
-
-
 def trap_gate_timer(ev):
     if not ev.timer:
         return UNMEASURED, []
-    g = next((g for g in ev.timer[0].gates if g.pitfall == "trap-gate"), None)
+    g = pitfall_gate(ev.timer[0], "trap-gate")
     if g is None:
         return UNMEASURED, []
     inside = bool(g.rflags & RFLAGS_IF)
@@ -438,7 +427,7 @@ CLAIMS: tuple[Claim, ...] = (
     Claim("tss-stacks", "TSS", "In 64-bit mode the TSS holds no registers, only stack pointers: RSP0 for entering "
           "ring 0 and IST1-7 for gates that name them.", tss_stacks),
     Claim("ring3-interrupt", "TSS", "An interrupt in ring 3 switches to TSS.RSP0 and pushes the user SS and RSP.",
-          ring3_interrupt),
+          lambda ev: _as_claim(ev.ring3, "ring3.interrupt")),
     Claim("callee-saved", "context switch", "A context switch only has to save RSP and the callee-saved registers "
           "(rbx, rbp, r12-r15).", callee_saved_switch),
     Claim("one-rsp-change", "context switch", "In a context switch exactly one instruction changes RSP from one "
@@ -449,14 +438,15 @@ CLAIMS: tuple[Claim, ...] = (
     Claim("syscall-rcx-r11", "syscall", "syscall saves the return address in RCX and RFLAGS in R11 and does not "
           "switch stacks.", syscall_no_stack_switch),
     Claim("swapgs", "per-CPU", "swapgs exchanges the GS base with IA32_KERNEL_GS_BASE, which gives the kernel its "
-          "per-CPU area before it has saved anything.", lambda ev: _ring3_check(ev, "syscall.swapgs-entry")),
+          "per-CPU area before it has saved anything.", lambda ev: _as_claim(ev.ring3, "syscall.swapgs-entry")),
     Claim("fmask", "syscall", "After syscall, RFLAGS has the IA32_FMASK bits cleared, so interrupts are off until "
-          "the kernel turns them on.", lambda ev: _ring3_check(ev, "syscall.fmask")),
+          "the kernel turns them on.", lambda ev: _as_claim(ev.ring3, "syscall.fmask")),
     Claim("percpu-slot", "per-CPU", "The syscall entry parks the user RSP in the per-CPU area and loads the kernel "
-          "stack from it.", lambda ev: _ring3_check(ev, "syscall.user-rsp-slot")),
+          "stack from it.", lambda ev: _as_claim(ev.ring3, "syscall.user-rsp-slot")),
     Claim("ring3-faults", "user mode", "A fault in ring 3 can be contained: the kernel kills the task and goes on.",
           ring3_faults_contained),
-    Claim("no-eoi", "interrupt controllers", "A timer handler that forgets the EOI gets exactly one tick.", no_eoi),
+    Claim("no-eoi", "interrupt controllers", "A timer handler that forgets the EOI gets exactly one tick.",
+          lambda ev: _as_claim(ev.timer, "timer.no-eoi")),
     Claim("trap-gate-timer", "interrupt controllers", "A timer wired to a trap gate runs its handler with "
           "interrupts enabled.", trap_gate_timer),
 )

@@ -80,28 +80,30 @@ def check_masked(obs) -> Check:
               [f"{n} ticks from the timer's start to the end of the window"])
 
 
-def _gate(obs, pitfall):
+def pitfall_gate(obs, pitfall):
+    """The gate measurement taken with the kernel's timer `pitfall` installed, or None."""
     return next((g for g in obs.gates if g.pitfall == pitfall), None)
 
 
-def check_interrupt_gate_if(obs) -> Check:
-    g = _gate(obs, "none")
+def _check_gate_if(obs, check_id, title, pitfall, gate_type, want_if) -> Check:
+    """The handler of the gate the `pitfall` run installed sees RFLAGS.IF = ``want_if``
+    (SDM vol. 3A §6.12.1.3: an interrupt gate clears IF, a trap gate leaves it)."""
+    g = pitfall_gate(obs, pitfall)
     if g is None:
-        return Check("timer.if-interrupt-gate", TIER, "interrupt gate: IF=0 in the handler", Verdict.SKIP, ("not measured",))
+        return Check(check_id, TIER, title, Verdict.SKIP, ("not measured",))
     inside = bool(g.rflags & RFLAGS_IF)
-    return _r("timer.if-interrupt-gate", "interrupt gate: IF=0 in the handler",
-              g.gate_type == "interrupt" and not inside,
+    return _r(check_id, title, g.gate_type == gate_type and inside == want_if,
               [f"gate type {g.gate_type}, RFLAGS {g.rflags:#x} at the handler: IF={int(inside)}"])
+
+
+def check_interrupt_gate_if(obs) -> Check:
+    return _check_gate_if(obs, "timer.if-interrupt-gate", "interrupt gate: IF=0 in the handler",
+                          "none", "interrupt", want_if=False)
 
 
 def check_trap_gate_if(obs) -> Check:
-    g = _gate(obs, "trap-gate")
-    if g is None:
-        return Check("timer.if-trap-gate", TIER, "trap gate: IF=1 in the handler", Verdict.SKIP, ("not measured",))
-    inside = bool(g.rflags & RFLAGS_IF)
-    return _r("timer.if-trap-gate", "trap gate (pitfall): IF stays 1 in the handler",
-              g.gate_type == "trap" and inside,
-              [f"gate type {g.gate_type}, RFLAGS {g.rflags:#x} at the handler: IF={int(inside)}"])
+    return _check_gate_if(obs, "timer.if-trap-gate", "trap gate (pitfall): IF stays 1 in the handler",
+                          "trap-gate", "trap", want_if=True)
 
 
 def run(obs) -> list[Check]:
