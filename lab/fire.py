@@ -26,8 +26,9 @@ from lab.errors import GuestError, LabError, LabTimeout, UserError
 from lab.machine.process import Deadline
 from lab.machine.session import Session
 from lab.scenarios.exceptions import RIP_LOOP, ExceptionScenario
-from lab.x86.frames import GPRS, QWORD, TRAP_FRAME
-from lab.x86.idt import GATE, decode_gate
+from lab.x86.frames import GPRS, QWORD, TRAP_FRAME, qwords
+from lab.x86.idt import read_gate
+from lab.x86.tss import TSS
 from lab.x86.vectors import pushes_error_code
 
 STOP_TIMEOUT = 5.0
@@ -101,17 +102,17 @@ class Firer:
         self.idtr = cpu.idtr
         self.tss_base = cpu.tr.base
         pages = self.symbols.read(TEST_PAGES)
-        self.test_pages = [int.from_bytes(pages[i:i + 8], "little") for i in range(0, len(pages), 8)]
+        self.test_pages = qwords(pages)
         self._log_offset = 0
 
     def labels(self, scenario: ExceptionScenario) -> Labels:
         raw = self.symbols.read(f"lab_labels_{scenario.symbol}")
         if raw is None or len(raw) != 40:
             raise UserError(f"the kernel has no harness for {scenario.name!r}")
-        return Labels(*(int.from_bytes(raw[i * 8:i * 8 + 8], "little") for i in range(5)))
+        return Labels(*qwords(raw))
 
     def _gate(self, vector: int):
-        return decode_gate(self.gdb.read_memory(self.idtr.base + vector * GATE.size, GATE.size), vector)
+        return read_gate(self.gdb.read_memory, self.idtr.base, vector)
 
     def _regs(self, names) -> dict[str, int]:
         alias = {"rflags": "eflags", "pc": "rip"}
@@ -163,7 +164,7 @@ class Firer:
         gate = self._gate(vector)
         ist_top = None
         if gate.ist:
-            ist_top = int.from_bytes(self.gdb.read_memory(self.tss_base + 0x24 + 8 * (gate.ist - 1), 8), "little")
+            ist_top = TSS.read_field(self.gdb.read_memory, self.tss_base, f"ist{gate.ist}")
         obs = FireObservation(
             scenario=scenario.name, style=style, vector=vector, profile=self.s.profile.name,
             labels=asdict(labels), sentinels=sentinels, before=before,
@@ -204,7 +205,7 @@ class Firer:
                     stack = gdb.read_memory(regs["rsp"], 6 * QWORD)
                     obs.entry = {"rsp": regs["rsp"], "rflags": regs["rflags"], "cr2": regs["cr2"],
                                  "pc": regs["pc"],
-                                 "stack": [int.from_bytes(stack[i:i + 8], "little") for i in range(0, 48, 8)]}
+                                 "stack": qwords(stack)}
                 elif what == "delivered" and obs.delivered is None:
                     regs = self._regs(("rdi", "rsi", "rdx", "rcx", "cr2"))
                     obs.delivered = {"vector": regs["rdi"] & 0xFF, "frame": regs["rsi"],

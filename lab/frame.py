@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from lab.errors import UserError
 from lab.target import parse_info_registers
-from lab.x86.frames import INTERRUPT_FRAME, QWORD, describe_pf_error
+from lab.x86.frames import INTERRUPT_FRAME, QWORD, describe_pf_error, qwords
 from lab.x86.idt import decode_idt
 from lab.x86.vectors import mnemonic, pushes_error_code
 
@@ -26,7 +26,7 @@ def decode_at_stop(gdb, hmp, symbols) -> dict:
     vector = vectors[0]
     ec = pushes_error_code(vector)
     raw = gdb.read_memory(rsp, INTERRUPT_FRAME.size + (QWORD if ec else 0))
-    slots = [int.from_bytes(raw[i:i + 8], "little") for i in range(0, len(raw), 8)]
+    slots = qwords(raw)
     names = (["error code"] if ec else []) + [f.name.upper() for f in INTERRUPT_FRAME.fields]
     rows = [{"address": rsp + 8 * i, "slot": n, "value": v,
              "note": symbols.describe(v) if n == "RIP" else

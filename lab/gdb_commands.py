@@ -162,6 +162,8 @@ class LabStack(LabCommand):
     def run(self, arg):
         from rich.table import Table
 
+        from lab.x86.frames import QWORD, qwords
+
         t, sym = LiveTarget(), symbols()
         regs = t.registers()
         n = int(arg, 0) if arg else 8
@@ -173,17 +175,17 @@ class LabStack(LabCommand):
             if rbp == 0:
                 break
             try:
-                raw = t.read_memory(rbp, 16)
+                raw = t.read_memory(rbp, 2 * QWORD)  # saved RBP, return address
             except gdb.MemoryError:
                 table.add_row(str(i), f"{rbp:#x}", "(unreadable)", "", "")
                 break
-            saved, ret = int.from_bytes(raw[:8], "little"), int.from_bytes(raw[8:], "little")
+            saved, ret = qwords(raw)
             table.add_row(str(i), f"{rbp:#x}", "saved rbp", f"{saved:#x}", "")
             # A call may be a function's last instruction (a call to a noreturn function):
             # name the return address by the byte before it, as debuggers do.
             caller = sym.resolve(ret - 1)
             where = f"{caller.symbol.name}+{caller.offset + 1:#x}" if caller else ""
-            table.add_row("", f"{rbp + 8:#x}", "return address", f"{ret:#x}", where)
+            table.add_row("", f"{rbp + QWORD:#x}", "return address", f"{ret:#x}", where)
             if saved <= rbp:
                 break  # the chain must grow toward older (higher) frames
             rbp = saved

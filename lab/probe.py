@@ -21,12 +21,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from lab import qemu_log
+from lab.checks.probe import DF_FRAME_BYTES
 from lab.errors import LabError, LabTimeout
 from lab.machine.session import Session
 from lab.profiles import Profile
 from lab.scenarios.probes import DOUBLE_FAULT_HALT, SURVIVES, TRIPLE_FAULT, Probe
 from lab.target import parse_info_registers
-from lab.x86.idt import GATE, decode_gate
+from lab.x86.idt import read_gate
+from lab.x86.frames import qwords
 from lab.x86.tss import TSS
 from lab.x86.vectors import mnemonic
 
@@ -78,11 +80,9 @@ def run_probe(kernel: Path, profile: Profile, probe: Probe, *, log_dir: Path | N
         bp = None
         if probe.expected != TRIPLE_FAULT:
             cpu = parse_info_registers(s.gdb.monitor("info registers"))
-            gate = decode_gate(s.gdb.read_memory(cpu.idtr.base + DOUBLE_FAULT * GATE.size, GATE.size),
-                               DOUBLE_FAULT)
+            gate = read_gate(s.gdb.read_memory, cpu.idtr.base, DOUBLE_FAULT)
             if gate.ist:
-                raw = s.gdb.read_memory(cpu.tr.base + TSS.offset(f"ist{gate.ist}"), 8)
-                obs.ist_top = int.from_bytes(raw, "little")
+                obs.ist_top = TSS.read_field(s.gdb.read_memory, cpu.tr.base, f"ist{gate.ist}")
             bp = s.gdb.hbreak(f"*{gate.offset:#x}")
         s.serial.send_line(probe.command)
         s.gdb.cont()
@@ -150,8 +150,8 @@ def _double_fault(s: Session, obs: ProbeObservation, bp: int, probe: Probe, time
         _wait_reset(s, obs, 1.0)
         return
     regs = s.gdb.registers()
-    raw = s.gdb.read_memory(regs["rsp"], 48)
-    obs.df_frame = {"rsp": regs["rsp"], "stack": [int.from_bytes(raw[i:i + 8], "little") for i in range(0, 48, 8)]}
+    raw = s.gdb.read_memory(regs["rsp"], DF_FRAME_BYTES)
+    obs.df_frame = {"rsp": regs["rsp"], "stack": qwords(raw)}
     s.gdb.delete_breakpoint(bp)
     s.gdb.cont()
     m = s.serial.expect(rb"DOUBLE FAULT [^\r\n]*\r?\n", timeout, "the kernel's double-fault report")

@@ -15,9 +15,11 @@ from dataclasses import asdict, dataclass, field
 from lab.errors import GuestError, UserError
 from lab.machine.session import Session
 from lab.pcpu import PERCPU
+from lab.tasks import TASK
 from lab.target import parse_info_registers
-from lab.x86.frames import GPRS, QWORD, TRAP_FRAME
-from lab.x86.idt import GATE, decode_gate
+from lab.timer import TIMER_VECTOR
+from lab.x86.frames import GPRS, INTERRUPT_FRAME, QWORD, TRAP_FRAME, qwords
+from lab.x86.idt import read_gate
 from lab.x86.tss import TSS
 
 STOP_TIMEOUT = 10.0
@@ -112,7 +114,7 @@ class Ring3Lab:
 
     def _tss_rsp0(self) -> int:
         tr = parse_info_registers(self.s.qemu.hmp("info registers")).tr
-        return int.from_bytes(self.gdb.read_memory(tr.base + TSS.offset("rsp0"), 8), "little")
+        return TSS.read_field(self.gdb.read_memory, tr.base, "rsp0")
 
     def _finish(self, pattern: bytes, what: str) -> dict:
         """Continues to the kernel's result line and the next prompt, then stops the CPU."""
@@ -149,7 +151,7 @@ class Ring3Lab:
             if name == "syscall_dispatch":
                 obs.trap_frame = TRAP_FRAME.decode(gdb.read_memory(regs["rdi"], TRAP_FRAME.size))
                 cur = obs.percpu.get("current") or self._percpu()[1]["current"]
-                obs.kstack_top = int.from_bytes(gdb.read_memory(cur + 8, 8), "little")
+                obs.kstack_top = TASK.read_field(gdb.read_memory, cur, "kstack_top")
         for number in step_bps:
             gdb.delete_breakpoint(number)
         obs.result = self._finish(rb"user exit name=hello", "hello's exit")
@@ -159,7 +161,7 @@ class Ring3Lab:
         """A timer tick that arrives while `spin` runs at CPL 3."""
         gdb = self.gdb
         idtr = parse_info_registers(self.s.qemu.hmp("info registers")).idtr
-        gate = decode_gate(gdb.read_memory(idtr.base + 32 * GATE.size, GATE.size), 32)
+        gate = read_gate(gdb.read_memory, idtr.base, TIMER_VECTOR)
         self.s.serial.send_line(f"timer pit {hz}")
         self.s.serial.send_line("user run spin")
         bp = gdb.hbreak(f"*{gate.offset:#x}")
@@ -169,7 +171,7 @@ class Ring3Lab:
                 gdb.cont()
                 self._stop("a timer tick")
                 regs = self._regs()
-                stack = [int.from_bytes(gdb.read_memory(regs["rsp"] + i * QWORD, QWORD), "little") for i in range(5)]
+                stack = qwords(gdb.read_memory(regs["rsp"], INTERRUPT_FRAME.size))
                 if stack[1] & 3 == 3:
                     found = Ring3Interrupt(regs["rsp"], stack, self._tss_rsp0(),
                                            self.user_base, self.user_base + 3 * 4096)
@@ -192,7 +194,7 @@ class Ring3Lab:
         stops first says whether the expected vector arrived."""
         gdb = self.gdb
         idtr = parse_info_registers(self.s.qemu.hmp("info registers")).idtr
-        gate = decode_gate(gdb.read_memory(idtr.base + vector * GATE.size, GATE.size), vector)
+        gate = read_gate(gdb.read_memory, idtr.base, vector)
         entry_bp = gdb.hbreak(f"*{gate.offset:#x}")
         fault_bp = gdb.hbreak(f"*{self.sym.lookup(USER_FAULT).address:#x}")
         self.s.serial.send_line(f"user run {program}")
@@ -204,7 +206,7 @@ class Ring3Lab:
                 regs = self._regs()
                 raw = gdb.read_memory(regs["rsp"], 6 * QWORD)
                 entry = {"rsp": regs["rsp"], "cr2": regs["cr2"],
-                         "stack": [int.from_bytes(raw[i:i + 8], "little") for i in range(0, 48, 8)]}
+                         "stack": qwords(raw)}
                 rsp0 = self._tss_rsp0()
         finally:
             gdb.delete_breakpoint(entry_bp)

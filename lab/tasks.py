@@ -144,7 +144,7 @@ class TasksLab:
 
     def tss_rsp0(self) -> int:
         tr = parse_info_registers(self.gdb.monitor("info registers")).tr
-        return int.from_bytes(self.gdb.read_memory(tr.base + TSS.offset("rsp0"), 8), "little")
+        return TSS.read_field(self.gdb.read_memory, tr.base, "rsp0")
 
     def read(self) -> tuple[list[TaskView], int]:
         """Every used task (the CPU must be stopped) and PERCPU.current."""

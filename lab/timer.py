@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from lab.errors import GuestError
 from lab.machine.session import Session
 from lab.target import parse_info_registers
-from lab.x86.idt import GATE, decode_gate
+from lab.x86.idt import read_gate
 
 TIMER_VECTOR = 32
 _KV = re.compile(r"(\w+)=(\S+)")
@@ -140,7 +140,7 @@ class TimerLab:
         self.serial.expect(rb"timer pit requested=\d+ rate=[^\r\n]*\r?\n", 10, "the timer to start")
         gdb.interrupt()
         idtr = parse_info_registers(self.s.qemu.hmp("info registers")).idtr
-        gate = decode_gate(gdb.read_memory(idtr.base + TIMER_VECTOR * GATE.size, GATE.size), TIMER_VECTOR)
+        gate = read_gate(gdb.read_memory, idtr.base, TIMER_VECTOR)
         bp = gdb.hbreak(f"*{gate.offset:#x}")
         gdb.cont()
         gdb.wait_stopped(10, "the timer handler")

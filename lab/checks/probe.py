@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from lab.checks import Check, Verdict, verdict
 from lab.scenarios.probes import DOUBLE_FAULT_HALT, SURVIVES, Probe
+from lab.x86.frames import INTERRUPT_FRAME, QWORD
 
 TIER = "probe"
-DF_FRAME_BYTES = 48  # error code + RIP, CS, RFLAGS, RSP, SS
+DF_FRAME_BYTES = QWORD + INTERRUPT_FRAME.size  # error code + RIP, CS, RFLAGS, RSP, SS
 #: How far above the guard page the saved RSP may be: one lab_recurse frame (256-byte buffer
 #: plus saved registers); below the guard's top it may be anywhere in the guard page.
 RECURSE_FRAME_MAX = 512

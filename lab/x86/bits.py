@@ -251,6 +251,12 @@ class Struct:
     def offset(self, name: str) -> int:
         return self.field(name).offset
 
+    def read_field(self, read_memory, base: int, name: str) -> int:
+        """Field ``name`` of the structure at ``base``, read alone through
+        ``read_memory(address, size)`` (e.g. ``Gdb.read_memory``)."""
+        f = self.field(name)
+        return int.from_bytes(read_memory(base + f.offset, f.size), _ENDIAN)
+
     def decode(self, raw: bytes) -> dict[str, int]:
         return self._layout.decode(raw)
 

@@ -16,6 +16,14 @@ from lab.x86.bits import BitField, Layout, Struct, StructField
 
 QWORD = 8
 
+
+def qwords(raw: bytes) -> list[int]:
+    """``raw`` as consecutive little-endian 64-bit words (SDM vol. 1 §1.3.1)."""
+    if len(raw) % QWORD:
+        raise ValueError(f"{len(raw)} bytes is not a whole number of {QWORD}-byte words")
+    return [int.from_bytes(raw[i:i + QWORD], "little") for i in range(0, len(raw), QWORD)]
+
+
 INTERRUPT_FRAME = Struct("InterruptFrame", 5 * QWORD, "SDM vol. 3A §6.14.2, Figure 6-9", (
     StructField("rip", 0x00, QWORD),
     StructField("cs", 0x08, QWORD),

@@ -95,6 +95,12 @@ def decode_gate(raw: bytes, vector: int) -> Gate:
     )
 
 
+def read_gate(read_memory, idt_base: int, vector: int) -> Gate:
+    """The gate for ``vector`` of the IDT at linear address ``idt_base``, read through
+    ``read_memory(address, size)`` (e.g. ``Gdb.read_memory``)."""
+    return decode_gate(read_memory(idt_base + vector * GATE.size, GATE.size), vector)
+
+
 def decode_idt(table: bytes) -> list[Gate]:
     """Split a raw IDT into gates; vector i is at byte i * 16."""
     if len(table) % GATE.size:

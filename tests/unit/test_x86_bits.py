@@ -3,6 +3,7 @@
 import pytest
 
 from lab.x86.bits import BitField, Composite, Layout, Struct, StructField
+from lab.x86.frames import qwords
 
 DEMO = Layout(
     "demo",
@@ -147,3 +148,33 @@ def test_struct_errors():
         PAIR.decode(bytes(7))
     with pytest.raises(ValueError):
         PAIR.encode(a=0x10000)
+
+
+@pytest.mark.parametrize("name, expected", [("a", 0x0201), ("b", 0x08070605)])
+def test_struct_read_field_reads_only_that_field(name, expected):
+    memory = bytes(range(1, 9))
+    base = 0x1000
+    reads = []
+
+    def read_memory(address, size):
+        reads.append((address, size))
+        return memory[address - base:address - base + size]
+
+    assert PAIR.read_field(read_memory, base, name) == expected
+    f = PAIR.field(name)
+    assert reads == [(base + f.offset, f.size)]
+
+
+@pytest.mark.parametrize("raw, words", [
+    (b"", []),
+    (bytes.fromhex("0100000000000000"), [1]),
+    (bytes.fromhex("efcdab8967452301" "0000000000000080"), [0x0123456789ABCDEF, 1 << 63]),
+])
+def test_qwords(raw, words):
+    assert qwords(raw) == words
+
+
+@pytest.mark.parametrize("length", [1, 7, 9, 47])
+def test_qwords_rejects_a_partial_word(length):
+    with pytest.raises(ValueError, match="not a whole number"):
+        qwords(bytes(length))

@@ -23,7 +23,7 @@ from lab.x86.gdt import (
     encode_selector,
     encode_system,
 )
-from lab.x86.idt import GATE, decode_gate, decode_idt, encode_gate
+from lab.x86.idt import GATE, decode_gate, decode_idt, encode_gate, read_gate
 from lab.x86.tss import TSS, decode_tss, encode_tss
 
 
@@ -131,6 +131,22 @@ def test_decode_idt():
     assert [g.offset for g in gates] == [c[1] for c in GATE_CASES[:3]]
     assert decode_idt(b"") == []
     assert len(decode_idt(bytes(256 * 16))) == 256
+
+
+@pytest.mark.parametrize("vector", [0, 1, 2])
+def test_read_gate_reads_the_vectors_slot(vector):
+    """read_gate asks for exactly 16 bytes at base + 16 * vector and decodes them."""
+    base = 0xFFFF_8000_0000_1000
+    table = b"".join(h(c[0]) for c in GATE_CASES[:3])
+    reads = []
+
+    def read_memory(address, size):
+        reads.append((address, size))
+        return table[address - base:address - base + size]
+
+    g = read_gate(read_memory, base, vector)
+    assert reads == [(base + 16 * vector, 16)]
+    assert (g.vector, g.offset) == (vector, GATE_CASES[vector][1])
 
 
 def test_gate_layout_declared():
