@@ -17,7 +17,7 @@
 use core::mem::offset_of;
 
 use crate::arch::x86_64::gdt::sel;
-use crate::arch::x86_64::stubs::TrapFrame;
+use crate::arch::x86_64::stubs::{pop_trap_gprs, push_trap_gprs, TrapFrame};
 use crate::task::percpu_off;
 
 /// TrapFrame.vector for a syscall frame (not a CPU vector).
@@ -54,38 +54,14 @@ lab_syscall_after_stack:
     push rcx
     push 0                          /* error_code */
     push {mark}                     /* vector */
-    push rax
-    push rbx
-    push rcx
-    push rdx
-    push rsi
-    push rdi
-    push rbp
-    push r8
-    push r9
-    push r10
-    push r11
-    push r12
-    push r13
-    push r14
-    push r15
+"#,
+    push_trap_gprs!(),
+    r#"
     mov rdi, rsp
-    call {dispatch}
-    pop r15
-    pop r14
-    pop r13
-    pop r12
-    pop r11
-    pop r10
-    pop r9
-    pop r8
-    pop rbp
-    pop rdi
-    pop rsi
-    pop rdx
-    pop rcx
-    pop rbx
-    pop rax                         /* the result, written by dispatch */
+    call {dispatch}                 /* writes the result into the frame's RAX slot */
+"#,
+    pop_trap_gprs!(),
+    r#"
     add rsp, 16                     /* vector, error_code */
     pop rcx                         /* user RIP */
     add rsp, 8                      /* CS */

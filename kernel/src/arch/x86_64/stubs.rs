@@ -50,6 +50,24 @@ const _: () = assert!(size_of::<TrapFrame>() % 16 == 0);
 /// Index in `lab_stub_table` of the stub for vector 128 (`int 0x80`).
 pub const SOFT_INT_SLOT: usize = 32;
 
+/// The assembly that pushes the fifteen general-purpose registers in `TrapFrame` order (RAX
+/// first, so R15 ends at the lowest address). The one copy of that order: `lab_trap_common`
+/// and the syscall entry (`crate::syscall`) both build a `TrapFrame` with it.
+macro_rules! push_trap_gprs {
+    () => {
+        "push rax; push rbx; push rcx; push rdx; push rsi; push rdi; push rbp; push r8; push r9;
+         push r10; push r11; push r12; push r13; push r14; push r15"
+    };
+}
+/// The inverse of `push_trap_gprs!`: loads the fifteen registers back from the frame.
+macro_rules! pop_trap_gprs {
+    () => {
+        "pop r15; pop r14; pop r13; pop r12; pop r11; pop r10; pop r9; pop r8; pop rbp; pop rdi;
+         pop rsi; pop rdx; pop rcx; pop rbx; pop rax"
+    };
+}
+pub(crate) use {pop_trap_gprs, push_trap_gprs};
+
 core::arch::global_asm!(
     r#"
     .macro LAB_STUB vec, pushes_error
@@ -113,40 +131,16 @@ lab_stub_table:
     .global lab_trap_common
     .type lab_trap_common, @function
 lab_trap_common:
-    push rax
-    push rbx
-    push rcx
-    push rdx
-    push rsi
-    push rdi
-    push rbp
-    push r8
-    push r9
-    push r10
-    push r11
-    push r12
-    push r13
-    push r14
-    push r15
+"#,
+    push_trap_gprs!(),
+    r#"
     mov rdi, rsp
     cld
     call {dispatch}
-    pop r15
-    pop r14
-    pop r13
-    pop r12
-    pop r11
-    pop r10
-    pop r9
-    pop r8
-    pop rbp
-    pop rdi
-    pop rsi
-    pop rdx
-    pop rcx
-    pop rbx
-    pop rax
-    add rsp, 16
+"#,
+    pop_trap_gprs!(),
+    r#"
+    add rsp, 16                     /* vector, error_code */
     iretq
     .size lab_trap_common, . - lab_trap_common
     "#,
