@@ -17,7 +17,7 @@ from typing import Callable
 from lab.checks import Verdict
 from lab.checks.frame import saved_frame
 from lab.checks.timer import pitfall_gate
-from lab.x86.frames import PF_ERROR_CODE, RFLAGS_IF
+from lab.x86.frames import INTERRUPT_FRAME, PF_ERROR_CODE, QWORD, RFLAGS_IF
 
 HOLDS, HOLDS_IF, REFUTED, UNMEASURED = "holds", "holds only under a condition", "refuted", "not measured"
 
@@ -122,28 +122,27 @@ def gprs_saved_by_cpu(ev):
         return UNMEASURED, []
     sizes = sorted({r.observation.before["rsp"] // 16 * 16 - r.observation.entry["rsp"] for r in fires
                     if not r.observation.gate["ist"]})
-    return (REFUTED if sizes and max(sizes) <= 48 else HOLDS), [
+    return (REFUTED if sizes and max(sizes) <= QWORD + INTERRUPT_FRAME.size else HOLDS), [
         f"at the handler's first instruction the CPU had pushed {', '.join(map(str, sizes))} bytes: "
         f"RIP, CS, RFLAGS, RSP, SS and perhaps an error code; no general-purpose register",
         "the stub style's TrapFrame holds them because the stub pushed them"]
 
 
-def fault_rip(ev):
-    faults = [r for r in _fires(ev) if r.scenario.rip == "fault" and _delivered_as_expected(r)]
-    if not faults:
+def _saved_rip(ev, rip, kinds, saved):
+    runs = [r for r in _fires(ev) if r.scenario.rip == rip and _delivered_as_expected(r)]
+    if not runs:
         return UNMEASURED, []
-    bad = [_name(r) for r in faults if _check(r, "fire.rip").verdict is not Verdict.PASS]
-    return (REFUTED if bad else HOLDS), [f"{len(faults) - len(bad)} of {len(faults)} faults saved the faulting "
-                                          f"instruction's address", _check(faults[0], "fire.rip").evidence[0]]
+    bad = [_name(r) for r in runs if _check(r, "fire.rip").verdict is not Verdict.PASS]
+    return (REFUTED if bad else HOLDS), [f"{len(runs) - len(bad)} of {len(runs)} {kinds} saved {saved}",
+                                          _check(runs[0], "fire.rip").evidence[0]]
+
+
+def fault_rip(ev):
+    return _saved_rip(ev, "fault", "faults", "the faulting instruction's address")
 
 
 def trap_rip(ev):
-    traps = [r for r in _fires(ev) if r.scenario.rip == "next" and _delivered_as_expected(r)]
-    if not traps:
-        return UNMEASURED, []
-    bad = [_name(r) for r in traps if _check(r, "fire.rip").verdict is not Verdict.PASS]
-    return (REFUTED if bad else HOLDS), [f"{len(traps) - len(bad)} of {len(traps)} traps (int3, single step, int n) "
-                                          f"saved the next instruction's address", _check(traps[0], "fire.rip").evidence[0]]
+    return _saved_rip(ev, "next", "traps (int3, single step, int n)", "the next instruction's address")
 
 
 def gate_if(ev):
