@@ -36,6 +36,7 @@ multiboot_header:
 
     .section .boot.data, "aw"
     .balign 8
+    .global boot_gdt_ptr
 boot_gdt:
     .quad 0                     /* null */
     .quad 0x00af9a000000ffff    /* 0x08: 64-bit ring-0 code (L=1, D=0) */
@@ -124,18 +125,10 @@ _start32:
 
     .code64
 _start64:
-    movw $0x10, %ax
-    movw %ax, %ds
-    movw %ax, %es
-    movw %ax, %ss
-    xorw %ax, %ax
-    movw %ax, %fs
-    movw %ax, %gs
     movl %edi, %edi             /* zero-extend the two arguments */
     movl %esi, %esi
-    xorl %ebp, %ebp             /* end of the frame-pointer chain */
-    call {entry}
-    ud2
+    leaq {entry}(%rip), %rax
+    jmp boot_enter_rust
     "#,
     magic = const HEADER_MAGIC,
     flags = const HEADER_FLAGS,
