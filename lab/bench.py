@@ -1,8 +1,10 @@
 """`just bench`: wall-clock medians measured side by side in one run, with ratios to the floor.
 
 The floor is QEMU booting the lab kernel straight to isa-debug-exit (`lab.exit_at_ready` on
-the kernel command line), with no lab, no gdb and the same profile. Runs are interleaved
-(floor, inspect, floor, inspect, ...) so both see the same machine load.
+the kernel command line), with no lab, no gdb and the same profile. The same boot from the BIOS
+disk image (`cargo bootimage`) is measured beside it. Runs are interleaved (floor, inspect,
+floor, inspect, ...) so every case sees the same machine load; the whole test suite, which
+takes a minute, runs `--suite-runs` times after them.
 """
 
 from __future__ import annotations
@@ -17,17 +19,18 @@ import time
 from pathlib import Path
 
 from lab import profiles
+from lab.bootpath import BIOS
 from lab.build import build_kernel
 from lab.machine.qemu import base_argv
-from lab.toolchain import gdb_binary
+from lab.toolchain import REPO_ROOT, gdb_binary
 
 EXIT_AT_READY = "lab.exit_at_ready"
 
 
-def _timed(argv: list[str], expect: int) -> float:
+def _timed(argv: list[str], expect: int, timeout: float = 120) -> float:
     t0 = time.perf_counter()
     r = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.PIPE, timeout=120)
+                       stderr=subprocess.PIPE, timeout=timeout)
     elapsed = time.perf_counter() - t0
     if r.returncode != expect:
         raise SystemExit(f"bench: {argv[0]} exited {r.returncode}, expected {expect}:\n{r.stderr.decode()}")
@@ -58,24 +61,31 @@ def _fire_in_running_vm(kernel, profile, runs: int) -> list[float]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="lab.bench", description=__doc__)
     ap.add_argument("--runs", type=int, default=7)
+    ap.add_argument("--suite-runs", type=int, default=3, metavar="N",
+                    help="runs of the whole test suite (0 leaves it out; default: %(default)s)")
     ap.add_argument("--profile", default="tcg")
     ap.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     args = ap.parse_args(argv)
 
     profile = profiles.load(args.profile)
-    kernel = build_kernel(quiet=True)
+    bios = profile.with_boot(BIOS)
+    kernel = build_kernel(quiet=True, boot=BIOS)  # the ELF, and the BIOS image beside it
     lab = shutil.which("lab") or sys.exit("bench: the `lab` command is not on PATH")
-    floor_argv = base_argv(profile, kernel) + ["-serial", "null", "-append", EXIT_AT_READY]
+    on = ["--profile", profile.name, "--json"]
     cases = {
-        "floor: bare QEMU boot to isa-debug-exit": (floor_argv, 1),  # exit value 0 -> status 1
+        "floor: bare QEMU boot to isa-debug-exit": (base_argv(profile, kernel, EXIT_AT_READY) + ["-serial", "null"], 1),
+        "BIOS image: bare QEMU boot to isa-debug-exit (SeaBIOS + bootloader 0.9)":
+            (base_argv(bios, kernel, EXIT_AT_READY) + ["-serial", "null"], 1),
         "gdb start (gdb --batch, no target)": ([gdb_binary(), "--nx", "--batch"], 0),
         "lab build (no-op)": ([lab, "build"], 0),
-        "lab inspect (cold: new QEMU + gdb, warm build)": ([lab, "inspect", "--profile", profile.name, "--json"], 0),
-        "lab fire pf-write (cold)": ([lab, "fire", "pf-write", "--profile", profile.name, "--json"], 0),
-        "lab fire all (cold, one style)": ([lab, "fire", "all", "--profile", profile.name, "--json"], 0),
-        "lab fire all --style both (cold)": ([lab, "fire", "all", "--style", "both", "--profile", profile.name, "--json"], 0),
-        "lab probe df-no-ist (one triple-fault probe)": ([lab, "probe", "df-no-ist", "--profile", profile.name, "--json"], 0),
-        "lab probe all (7 probes, a VM each)": ([lab, "probe", "all", "--profile", profile.name, "--json"], 0),
+        "lab build --boot bios (no-op: cargo bootimage, warm)": ([lab, "build", "--boot", "bios"], 0),
+        "lab inspect (cold: new QEMU + gdb, warm build)": ([lab, "inspect", *on], 0),
+        "lab inspect --boot bios (cold)": ([lab, "inspect", "--boot", "bios", *on], 0),
+        "lab fire pf-write (cold)": ([lab, "fire", "pf-write", *on], 0),
+        "lab fire all (cold, one style)": ([lab, "fire", "all", *on], 0),
+        "lab fire all --style both (cold)": ([lab, "fire", "all", "--style", "both", *on], 0),
+        "lab probe df-no-ist (one triple-fault probe)": ([lab, "probe", "df-no-ist", *on], 0),
+        "lab probe all (7 probes, a VM each)": ([lab, "probe", "all", *on], 0),
     }
     samples: dict[str, list[float]] = {name: [] for name in cases}
     for _ in range(args.runs):
@@ -84,6 +94,10 @@ def main(argv: list[str] | None = None) -> int:
 
     samples["one fired exception in a running VM (fire+stop+decode+checks)"] = _fire_in_running_vm(
         kernel, profile, args.runs)
+    if args.suite_runs:
+        suite = [sys.executable, "-m", "pytest", str(REPO_ROOT / "tests"), "-q", "-p", "no:cacheprovider"]
+        samples["the whole test suite (pytest tests, warm build)"] = [
+            _timed(suite, 0, timeout=900) for _ in range(args.suite_runs)]
     floor = statistics.median(samples[next(iter(cases))])
     results = [{"case": name, "median_s": statistics.median(s), "min_s": min(s), "max_s": max(s),
                 "runs": len(s), "ratio_to_floor": statistics.median(s) / floor}

@@ -38,7 +38,14 @@ def _kernel(args) -> Path:
         return path
     from lab.build import build_kernel
 
-    return build_kernel(release=args.release, quiet=True)
+    return build_kernel(release=args.release, quiet=True, boot=_profile(args).boot)
+
+
+def _profile(args):
+    """The --profile, with its boot path replaced by --boot when given."""
+    from lab import profiles
+
+    return profiles.load(args.profile).with_boot(getattr(args, "boot", None))
 
 
 def _console():
@@ -50,10 +57,9 @@ def _console():
 
 def _observe(args, observe, **options):
     """Boots the kernel under the chosen profile, stops at ready, runs `observe(session)`."""
-    from lab import profiles
     from lab.machine.session import Session
 
-    profile = profiles.load(args.profile)
+    profile = _profile(args)
     kernel = _kernel(args)
     log_dir = Path(args.log_dir) if getattr(args, "log_dir", None) else None
     with Session(kernel, profile, ready_timeout=args.ready_timeout, log_dir=log_dir) as s:
@@ -79,18 +85,17 @@ def _status(checks, tolerated=()) -> int:
 def cmd_build(args) -> int:
     from lab.build import build_kernel
 
-    print(build_kernel(release=args.release))
+    print(build_kernel(release=args.release, boot=args.boot))
     return 0
 
 
 def cmd_probe(args) -> int:
-    from lab import profiles
     from lab.checks import Verdict
     from lab.checks.probe import run
     from lab.probe import run_probe
     from lab.scenarios import probes
 
-    profile = profiles.load(args.profile)
+    profile = _profile(args)
     selected = list(probes.CATALOG) if args.probes == ["all"] else [probes.get(n) for n in args.probes]
     if profile.accel == "kvm":
         for p in [p for p in selected if p.kvm_unsupported]:
@@ -163,13 +168,12 @@ def cmd_ring3(args) -> int:
 
 
 def cmd_pcpu(args) -> int:
-    from lab import profiles
     from lab.checks import Check, Verdict, verdict
     from lab.machine.session import Session
     from lab.pcpu import CACHE_LINE, HOT_FIELDS, PERCPU
     from lab.tasks import dwarf_layout
 
-    profile = profiles.load(args.profile)
+    profile = _profile(args)
     kernel = _kernel(args)
     with Session(kernel, profile, ready_timeout=args.ready_timeout) as s:
         s.boot_to_ready()
@@ -205,11 +209,10 @@ def cmd_pcpu(args) -> int:
 
 
 def cmd_frame(args) -> int:
-    from lab import profiles
     from lab.frame import decode_at_stop
     from lab.machine.session import Session
 
-    profile = profiles.load(args.profile)
+    profile = _profile(args)
     kernel = _kernel(args)
     with Session(kernel, profile, ready_timeout=args.ready_timeout) as s:
         s.boot_to_ready()
@@ -233,10 +236,9 @@ def cmd_frame(args) -> int:
 
 
 def cmd_claims(args) -> int:
-    from lab import profiles
     from lab.claims import REFUTED, UNMEASURED, collect, evaluate
 
-    profile = profiles.load(args.profile)
+    profile = _profile(args)
     kernel = _kernel(args)
     results = evaluate(collect(kernel, profile))
     if args.json:
@@ -270,10 +272,9 @@ def _gdb_args(args) -> list[str]:
 
 
 def cmd_debug(args) -> int:
-    from lab import profiles
     from lab.debug import debug
 
-    profile = profiles.load(args.profile)
+    profile = _profile(args)
     return debug(_kernel(args), profile, args.at, _gdb_args(args))
 
 
@@ -284,11 +285,10 @@ def cmd_attach(args) -> int:
 
 
 def cmd_translate(args) -> int:
-    from lab import profiles
     from lab.machine.session import Session
     from lab.translate import translate
 
-    profile = profiles.load(args.profile)
+    profile = _profile(args)
     kernel = _kernel(args)
     with Session(kernel, profile, ready_timeout=args.ready_timeout) as s:
         s.boot_to_ready()
@@ -352,10 +352,9 @@ def cmd_profiles(args) -> int:
 
 
 def cmd_inspect(args) -> int:
-    from lab import profiles
     from lab.inspect import inspect
 
-    profile = profiles.load(args.profile)
+    profile = _profile(args)
     kernel = _kernel(args)
     report = inspect(kernel, profile, log_dir=Path(args.log_dir) if args.log_dir else None,
                      ready_timeout=args.ready_timeout)
@@ -373,11 +372,10 @@ def cmd_inspect(args) -> int:
 
 
 def cmd_fire(args) -> int:
-    from lab import profiles
     from lab.fire_report import fire, selected
     from lab.scenarios.exceptions import STYLES, check_style
 
-    profile = profiles.load(args.profile)
+    profile = _profile(args)
     styles = list(STYLES) if args.style == "both" else [check_style(args.style)]
     plan = selected(args.scenarios, styles)
     if args.vector is not None and any(s.name != "int" for s, _ in plan):
@@ -406,13 +404,13 @@ def cmd_fire(args) -> int:
 
 
 def cmd_boot(args) -> int:
-    from lab import profiles
     from lab.boot import boot_interactive
 
-    return boot_interactive(_kernel(args), profiles.load(args.profile))
+    return boot_interactive(_kernel(args), _profile(args))
 
 
 def parser() -> argparse.ArgumentParser:
+    from lab.bootpath import BOOT_PATHS
     from lab.profiles import DEFAULT_PROFILE
 
     p = argparse.ArgumentParser(prog="lab", description="x86-64 kernel test lab")
@@ -437,9 +435,15 @@ def parser() -> argparse.ArgumentParser:
         sp.add_argument("--kernel", metavar="PATH", help="kernel ELF to boot (default: build the lab kernel)")
         sp.add_argument("--release", action="store_true", help="build the release profile")
         sp.add_argument("--profile", default=DEFAULT_PROFILE, help="QEMU profile from qemu-configs/ (default: %(default)s)")
+        boot_opt(sp, "how QEMU loads the kernel (default: the profile's, multiboot)")
 
-    sp = add("build", cmd_build, "build the lab kernel (cargo, build-std)")
+    def boot_opt(sp, help):
+        sp.add_argument("--boot", choices=BOOT_PATHS, help=help)
+
+    sp = add("build", cmd_build, "build the lab kernel (cargo, build-std); --boot bios adds the disk image")
     sp.add_argument("--release", action="store_true")
+    sp.add_argument("--boot", choices=BOOT_PATHS, default="multiboot",
+                    help="bios: also make the BIOS disk image with cargo bootimage (default: %(default)s)")
     add("profiles", cmd_profiles, "list the QEMU profiles")
     sp = add("inspect", cmd_inspect, "boot, stop at ready, decode and check IDT, GDT and TSS")
     kernel_opts(sp)

@@ -10,15 +10,18 @@ is per run (sockets, logs, the kernel). Keys:
     memory       -m size
     requires     paths that must be readable and writable (e.g. /dev/kvm)
     args         extra QEMU argv elements
+    boot         multiboot (default) | bios: how the kernel is loaded (lab/bootpath.py);
+                 `--boot` on the command line overrides it
 """
 
 from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from lab.bootpath import DEFAULT_BOOT, check_boot
 from lab.errors import UserError
 from lab.toolchain import CONFIG_DIR
 
@@ -35,6 +38,11 @@ class Profile:
     memory: str
     requires: tuple[str, ...] = ()
     args: tuple[str, ...] = field(default_factory=tuple)
+    boot: str = DEFAULT_BOOT
+
+    def with_boot(self, boot: str | None) -> "Profile":
+        """This profile with its boot path replaced (None keeps the profile's own)."""
+        return self if boot is None else replace(self, boot=check_boot(boot))
 
     @property
     def is_tcg(self) -> bool:
@@ -71,6 +79,7 @@ def load(name: str, config_dir: Path = CONFIG_DIR) -> Profile:
             memory=str(data["memory"]),
             requires=tuple(data.get("requires", ())),
             args=tuple(str(a) for a in data.get("args", ())),
+            boot=check_boot(str(data.get("boot", DEFAULT_BOOT))),
         )
     except (tomllib.TOMLDecodeError, KeyError, TypeError) as exc:
         raise UserError(f"profile {path}: invalid ({exc})") from None

@@ -3,13 +3,15 @@
 #
 # Idempotent: installs only what is missing. Needs root or sudo for Debian packages.
 #   Debian: qemu-system-x86 (QEMU 7.2), gdb, binutils, rustc-web + cargo-web + rust-web-src
-#           (Rust 1.96 with the standard library's sources, for build-std)
+#           (Rust 1.96 with the standard library's sources, for build-std); for the BIOS path,
+#           rust-web-llvm + lld-22 (rust-lld, bootloader 0.9's linker; LLVM 22's objcopy/ar)
 #   PyPI:   this package (editable) with its test extras, which bring pytest and `just`
-#   crates: the kernel's dependencies, pinned by kernel/Cargo.lock (fetched by the first build)
+#   crates: bootimage, pinned (cargo install); the kernel's dependencies, pinned by
+#           kernel/Cargo.lock (fetched by the first build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-debs=(qemu-system-x86 gdb binutils rustc-web cargo-web rust-web-src)
+debs=(qemu-system-x86 gdb binutils rustc-web cargo-web rust-web-src rust-web-llvm lld-22)
 missing=()
 for p in "${debs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -34,7 +36,14 @@ case ":$PATH:" in
        echo "setup: note: add $scripts to PATH for the 'lab' and 'just' commands" ;;
 esac
 
-echo "setup: building the kernel"
-lab build >/dev/null
+# `cargo bootimage` for the BIOS path; the version is pinned in lab/build.py too.
+bootimage_version=0.10.4
+if ! /usr/bin/cargo bootimage --version 2>/dev/null | grep -qx "bootimage $bootimage_version"; then
+    echo "setup: installing bootimage $bootimage_version (cargo install)"
+    /usr/bin/cargo install bootimage --version "=$bootimage_version" --locked --quiet
+fi
+
+echo "setup: building the kernel and its BIOS disk image"
+lab build --boot bios >/dev/null
 echo "setup: done; inspecting the kernel (lab inspect)"
 exec lab inspect

@@ -79,7 +79,9 @@ def dwarf_layout(elf_path: Path, struct: str) -> tuple[int, dict[str, int]] | No
                 continue
             for die in cu.iter_DIEs():
                 n = die.attributes.get("DW_AT_name")
-                if die.tag == "DW_TAG_structure_type" and n and n.value == struct.encode():
+                # A declaration (DW_AT_declaration, no size) names the type without laying it out.
+                if (die.tag == "DW_TAG_structure_type" and n and n.value == struct.encode()
+                        and "DW_AT_byte_size" in die.attributes):
                     members = {c.attributes["DW_AT_name"].value.decode(): c.attributes["DW_AT_data_member_location"].value
                                for c in die.iter_children() if c.tag == "DW_TAG_member"}
                     return die.attributes["DW_AT_byte_size"].value, members

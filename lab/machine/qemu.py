@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from lab.bootpath import media_args
 from lab.errors import LabError, ProcessDied
 from lab.machine.process import Deadline, reap, spawn, wait_readable
 from lab.machine.rundir import RunDir
@@ -25,14 +26,14 @@ DEBUG_EXIT_IOBASE = 0xF4
 QMP_COMMAND_TIMEOUT = 5.0  # every QMP command is bounded (qemu.qmp waits forever by default)
 
 
-def base_argv(profile: Profile, kernel: Path) -> list[str]:
+def base_argv(profile: Profile, kernel: Path, append: str | None = None) -> list[str]:
     """The command line every lab QEMU shares: the profile, no default devices or display,
-    no reboot (a triple fault ends the VM), isa-debug-exit, the kernel. Callers add their
-    control channels."""
+    no reboot (a triple fault ends the VM), isa-debug-exit, the kernel loaded by the profile's
+    boot path with command line `append`. Callers add their control channels."""
     return [qemu_binary(), *profile.qemu_args(),
             "-nodefaults", "-no-user-config", "-display", "none", "-vga", "none", "-no-reboot",
             "-device", f"isa-debug-exit,iobase={DEBUG_EXIT_IOBASE:#x},iosize=0x04",
-            "-kernel", str(kernel)]
+            *media_args(profile.boot, kernel, append)]
 
 
 @dataclass(frozen=True)
@@ -82,14 +83,12 @@ class QemuMachine:
 
     # -- command line -------------------------------------------------------------------
     def argv(self) -> list[str]:
-        argv = base_argv(self.profile, self.kernel) + [
+        argv = base_argv(self.profile, self.kernel, self.append) + [
             "-chardev", f"socket,id=qmp,path={self.qmp_socket}",
             "-mon", "chardev=qmp,mode=control",
             "-chardev", f"socket,id=serial0,path={self.serial_socket}",
             "-serial", "chardev:serial0",
             "-gdb", f"unix:{self.gdb_socket},server=on,wait=off"]
-        if self.append is not None:
-            argv += ["-append", self.append]
         if self.paused:
             argv.append("-S")
         if self.debug_log:

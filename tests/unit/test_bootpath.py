@@ -1,0 +1,89 @@
+"""Boot paths, profiles' `boot` key and the llvm-tools sysroot: no QEMU needed."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from lab import profiles
+from lab.bootpath import BIOS, MULTIBOOT, bios_image, media_args
+from lab.build import LLVM_TOOLS, ensure_tools_sysroot
+from lab.errors import UserError
+
+
+@pytest.fixture
+def kernel(tmp_path):
+    k = tmp_path / "labkernel"
+    k.write_bytes(b"\x7fELF")
+    return k
+
+
+@pytest.mark.parametrize("append, expected", [
+    (None, []),
+    ("lab.exit_at_ready", ["-append", "lab.exit_at_ready"]),
+])
+def test_multiboot_loads_the_elf(kernel, append, expected):
+    assert media_args(MULTIBOOT, kernel, append) == ["-kernel", str(kernel)] + expected
+
+
+@pytest.mark.parametrize("append, expected", [
+    (None, []),
+    ("lab.exit_at_ready", ["-fw_cfg", "name=opt/lab/cmdline,string=lab.exit_at_ready"]),
+    ("a,b", ["-fw_cfg", "name=opt/lab/cmdline,string=a,,b"]),  # QEMU's escaped comma
+])
+def test_bios_boots_the_image_and_passes_the_cmdline_by_fw_cfg(kernel, append, expected):
+    image = bios_image(kernel)
+    assert image.name == "bootimage-labkernel.bin"
+    image.write_bytes(b"\0" * 512)
+    assert media_args(BIOS, kernel, append) == ["-drive", f"format=raw,file={image},snapshot=on"] + expected
+
+
+def test_bios_without_image_is_a_user_error(kernel):
+    with pytest.raises(UserError, match="no BIOS disk image.*lab build --boot bios"):
+        media_args(BIOS, kernel)
+
+
+def test_unknown_boot_path(kernel):
+    with pytest.raises(UserError, match="unknown boot path 'uefi'"):
+        media_args("uefi", kernel)
+
+
+def _profile_dir(tmp_path, extra=""):
+    (tmp_path / "p.toml").write_text('description = "d"\nmachine = "pc"\naccel = "tcg"\n'
+                                     f'cpu = "qemu64"\nmemory = "128M"\n{extra}')
+    return tmp_path
+
+
+@pytest.mark.parametrize("extra, boot", [("", MULTIBOOT), ('boot = "bios"\n', BIOS)])
+def test_profile_boot_key(tmp_path, extra, boot):
+    assert profiles.load("p", _profile_dir(tmp_path, extra)).boot == boot
+
+
+def test_profile_with_an_unknown_boot_is_refused(tmp_path):
+    with pytest.raises(UserError, match="unknown boot path 'floppy'"):
+        profiles.load("p", _profile_dir(tmp_path, 'boot = "floppy"\n'))
+
+
+def test_with_boot_overrides_only_when_given(tmp_path):
+    p = profiles.load("p", _profile_dir(tmp_path))
+    assert p.with_boot(None) is p
+    assert p.with_boot(BIOS).boot == BIOS and p.with_boot(BIOS).machine == p.machine
+    with pytest.raises(UserError):
+        p.with_boot("pxe")
+
+
+def test_tools_sysroot_answers_only_the_sysroot_query(tmp_path):
+    bin_dir = ensure_tools_sysroot(tmp_path)
+    tools = tmp_path / "lib" / "rustlib" / "x86_64-unknown-linux-gnu" / "bin"
+    assert sorted(p.name for p in tools.iterdir()) == sorted(LLVM_TOOLS)
+    rustc = bin_dir / "rustc"
+    out = subprocess.run([rustc, "--print", "sysroot"], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == str(tmp_path)
+    # Anything else is Debian's rustc: its own sysroot, not ours.
+    real = subprocess.run([rustc, "--print", "sysroot", "--target", "x86_64-unknown-none"],
+                          capture_output=True, text=True)
+    assert real.returncode == 0 and real.stdout.strip() != str(tmp_path)
+    # Idempotent: a second call leaves the same files.
+    before = rustc.read_text()
+    assert ensure_tools_sysroot(tmp_path) == bin_dir and rustc.read_text() == before
