@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
             (base_argv(bios, kernel, EXIT_AT_READY) + ["-serial", "null"], 1),
         "gdb start (gdb --batch, no target)": ([gdb_binary(), "--nx", "--batch"], 0),
         "lab build (no-op)": ([lab, "build"], 0),
-        "lab build --boot bios (no-op: cargo bootimage, warm)": ([lab, "build", "--boot", "bios"], 0),
+        "lab build --boot bios (no-op: image fresh, bootimage skipped)": ([lab, "build", "--boot", "bios"], 0),
         "lab inspect (cold: new QEMU + gdb, warm build)": ([lab, "inspect", *on], 0),
         "lab inspect --boot bios (cold)": ([lab, "inspect", "--boot", "bios", *on], 0),
         "lab fire pf-write (cold)": ([lab, "fire", "pf-write", *on], 0),

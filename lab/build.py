@@ -50,11 +50,19 @@ def build_kernel(*, release: bool = False, quiet: bool = False, boot: str = "mul
     if not (KERNEL_DIR / "Cargo.toml").is_file():
         raise UserError(f"no kernel sources at {KERNEL_DIR}; pass --kernel PATH to use a built kernel")
     require_rust()
-    env = cargo_env()
+    elf = kernel_path(release)
     if check_boot(boot) == BIOS:
-        env = bootimage_env(env)
+        # `cargo bootimage` rebuilds the bootloader and rewrites the image every time, even
+        # when nothing changed (0.8 s), and a VM booting the image meanwhile would read a file
+        # being rewritten. So: `cargo build` first; only a kernel or manifest newer than the
+        # image runs bootimage again.
+        build_kernel(release=release, quiet=quiet)
+        if image_fresh(elf):
+            return elf
+        env = bootimage_env(cargo_env())
         command = [str(CARGO), "bootimage"]
     else:
+        env = cargo_env()
         command = [str(CARGO), "build"]
     command += ["--manifest-path", str(KERNEL_DIR / "Cargo.toml")]
     if release:
@@ -72,10 +80,20 @@ def build_kernel(*, release: bool = False, quiet: bool = False, boot: str = "mul
             sys.stderr.buffer.write(result.stdout)
         raise BuildError("kernel build failed (compiler output above)", command=command,
                          status=result.returncode)
-    elf = kernel_path(release)
     if boot == BIOS and not bios_image(elf).is_file():
         raise BuildError(f"cargo bootimage succeeded but wrote no {bios_image(elf)}", command=command)
     return elf
+
+
+MANIFESTS = (KERNEL_DIR / "Cargo.toml", KERNEL_DIR / "Cargo.lock")  # bootloader version, settings
+
+
+def image_fresh(elf: Path, manifests: tuple[Path, ...] = MANIFESTS) -> bool:
+    """Whether the BIOS image is newer than the ELF and the manifests it was built from."""
+    image = bios_image(elf)
+    if not image.is_file():
+        return False
+    return all(image.stat().st_mtime_ns > p.stat().st_mtime_ns for p in (elf, *manifests) if p.exists())
 
 
 def bootimage_version(env: dict[str, str]) -> str | None:

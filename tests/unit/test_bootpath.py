@@ -8,7 +8,7 @@ import pytest
 
 from lab import profiles
 from lab.bootpath import BIOS, MULTIBOOT, bios_image, media_args
-from lab.build import LLVM_TOOLS, ensure_tools_sysroot
+from lab.build import LLVM_TOOLS, ensure_tools_sysroot, image_fresh
 from lab.errors import UserError
 
 
@@ -87,3 +87,20 @@ def test_tools_sysroot_answers_only_the_sysroot_query(tmp_path):
     # Idempotent: a second call leaves the same files.
     before = rustc.read_text()
     assert ensure_tools_sysroot(tmp_path) == bin_dir and rustc.read_text() == before
+
+
+def test_image_is_rebuilt_when_the_kernel_or_a_manifest_is_newer(kernel, tmp_path):
+    import os
+
+    manifest = tmp_path / "Cargo.toml"
+    manifest.write_text("")
+    image = bios_image(kernel)
+    assert not image_fresh(kernel, (manifest,))  # no image yet
+    image.write_bytes(b"\0")
+    stamp = lambda path, t: os.utime(path, ns=(t, t))
+    stamp(kernel, 1_000), stamp(manifest, 1_000), stamp(image, 2_000)
+    assert image_fresh(kernel, (manifest,))
+    stamp(kernel, 3_000)
+    assert not image_fresh(kernel, (manifest,))
+    stamp(kernel, 1_000), stamp(manifest, 3_000)
+    assert not image_fresh(kernel, (manifest,))
