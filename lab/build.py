@@ -16,6 +16,7 @@ passes everything else to Debian's rustc.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import subprocess
@@ -50,13 +51,23 @@ def build_kernel(*, release: bool = False, quiet: bool = False, boot: str = "mul
     if not (KERNEL_DIR / "Cargo.toml").is_file():
         raise UserError(f"no kernel sources at {KERNEL_DIR}; pass --kernel PATH to use a built kernel")
     require_rust()
+    # One build at a time across processes (parallel test workers, two terminals): the second
+    # waits, then finds everything fresh and writes nothing, so no VM boots a half-written file.
+    lock_path = KERNEL_DIR / "target" / ".lab-build.lock"
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _build_locked(release=release, quiet=quiet, boot=boot)
+
+
+def _build_locked(*, release: bool, quiet: bool, boot: str) -> Path:
     elf = kernel_path(release)
     if check_boot(boot) == BIOS:
         # `cargo bootimage` rebuilds the bootloader and rewrites the image every time, even
         # when nothing changed (0.8 s), and a VM booting the image meanwhile would read a file
         # being rewritten. So: `cargo build` first; only a kernel or manifest newer than the
         # image runs bootimage again.
-        build_kernel(release=release, quiet=quiet)
+        _build_locked(release=release, quiet=quiet, boot="multiboot")
         if image_fresh(elf):
             return elf
         env = bootimage_env(cargo_env())
