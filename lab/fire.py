@@ -53,7 +53,7 @@ class FireObservation:
     scenario: str
     style: str
     vector: int  # the vector the scenario targets
-    profile: str
+    accel: str  # tcg | kvm: which recorded deviations apply
     labels: dict
     sentinels: dict[str, int]
     before: dict[str, int]  # rsp, rflags, cs, ss at the plant point
@@ -166,7 +166,7 @@ class Firer:
         if gate.ist:
             ist_top = TSS.read_field(self.gdb.read_memory, self.tss_base, f"ist{gate.ist}")
         obs = FireObservation(
-            scenario=scenario.name, style=style, vector=vector, profile=self.s.profile.name,
+            scenario=scenario.name, style=style, vector=vector, accel=self.s.profile.accel,
             labels=asdict(labels), sentinels=sentinels, before=before,
             gate={"offset": gate.offset, "type": gate.type_name, "ist": gate.ist, "dpl": gate.dpl,
                   "present": gate.present, "symbol": self.symbols.describe(gate.offset)},

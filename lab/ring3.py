@@ -76,7 +76,7 @@ class UserFault:
 
 @dataclass
 class Ring3Observation:
-    profile: str
+    accel: str  # tcg | kvm: which recorded deviations apply
     syscall: SyscallObservation | None = None
     interrupt: Ring3Interrupt | None = None
     faults: list[UserFault] = field(default_factory=list)
@@ -228,7 +228,7 @@ class Ring3Lab:
 def observe(session: Session, seed: int | None = None) -> Ring3Observation:
     import time
 
-    obs = Ring3Observation(session.profile.name)
+    obs = Ring3Observation(session.profile.accel)
     lab = Ring3Lab(session)
     t0 = time.monotonic()
     obs.syscall = lab.syscall(seed)

@@ -238,7 +238,7 @@ def check_resume(obs, s) -> Check:
 
 def check_qemu_log(obs, s) -> Check:
     title = "QEMU's -d int log shows the same event"
-    if obs.profile != "tcg":
+    if obs.accel != "tcg":
         return _skip("fire.qemu-log", title, "exception logs exist on TCG only")
     from lab import qemu_log
 
@@ -272,7 +272,7 @@ def outcome(obs, s: ExceptionScenario, checks: list[Check]) -> tuple[str, str]:
     otherwise FAIL. Returns (outcome, note)."""
     if not any(c.verdict is Verdict.FAIL for c in checks):
         return OUTCOME_PASS, ""
-    dev = s.tcg if obs.profile == "tcg" and not obs.timeout else None
+    dev = s.tcg if obs.accel == "tcg" and not obs.timeout else None
     if dev is not None:
         got = obs.delivered["vector"] if obs.delivered else None
         code = obs.delivered["error_code"] if obs.delivered else None

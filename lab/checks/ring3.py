@@ -76,12 +76,12 @@ TCG_DEVIATIONS = {"ac": (6, "QEMU 7.2 TCG does not implement alignment checking 
                             "load succeeds and the following ud2 raises #UD")}
 
 
-def fault_check(f, profile: str) -> tuple[Check, str]:
+def fault_check(f, accel: str) -> tuple[Check, str]:
     """(check, outcome) with outcome PASS | FAIL | DEVIATION."""
     title = f"{f.program}: {mnemonic(f.expected_vector)} from ring 3 with a user frame and error code {f.expected_error:#x}"
     got = f.report.get("vector")
     if f.entry is None:
-        dev = TCG_DEVIATIONS.get(f.program) if profile == "tcg" else None
+        dev = TCG_DEVIATIONS.get(f.program) if accel == "tcg" else None
         outcome = "DEVIATION" if dev and dev[0] == got else "FAIL"
         ev = [f"delivered {mnemonic(got) if got is not None else 'nothing'} instead"] + ([dev[1]] if dev else [])
         return Check(f"ring3.fault-{f.program}", TIER, title, Verdict.FAIL, tuple(ev)), outcome
@@ -115,7 +115,7 @@ def run(o) -> tuple[list[Check], dict[str, str]]:
     checks = syscall_checks(o.syscall) + [interrupt_check(o.interrupt)]
     outcomes = {}
     for f in o.faults:
-        c, outcome = fault_check(f, o.profile)
+        c, outcome = fault_check(f, o.accel)
         checks.append(c)
         outcomes[f.program] = outcome
     checks.append(bench_check(o.bench))

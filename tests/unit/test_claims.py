@@ -51,7 +51,7 @@ def ring3(mutate=None):
     d = copy.deepcopy(RING3)
     if mutate:
         mutate(d)
-    o = Ring3Observation(d["profile"], SyscallObservation(**d["syscall"]), Ring3Interrupt(**d["interrupt"]),
+    o = Ring3Observation(d["accel"], SyscallObservation(**d["syscall"]), Ring3Interrupt(**d["interrupt"]),
                          [UserFault(**f) for f in d["faults"]], d["bench"], d["seconds"])
     return (o, *ring3_checks(o))
 

@@ -97,7 +97,7 @@ def test_recorded_deviation_is_reported_as_deviation():
 
 
 def test_a_deviation_on_another_accelerator_is_a_failure():
-    obs, s = observation("ss-noncanonical/x86-interrupt", _set(("profile",), lambda v: "kvm"))
+    obs, s = observation("ss-noncanonical/x86-interrupt", _set(("accel",), lambda v: "kvm"))
     assert outcome(obs, s, run(obs, s))[0] == OUTCOME_FAIL
 
 

@@ -21,7 +21,7 @@ def load(mutate=None, profile=None) -> Ring3Observation:
     d = copy.deepcopy(RECORDED)
     if mutate:
         mutate(d)
-    return Ring3Observation(profile or d["profile"], SyscallObservation(**d["syscall"]),
+    return Ring3Observation(profile or d["accel"], SyscallObservation(**d["syscall"]),
                             Ring3Interrupt(**d["interrupt"]), [UserFault(**f) for f in d["faults"]],
                             d["bench"], d["seconds"])
 

@@ -3,8 +3,10 @@
 //! vector in the LVT Timer register, once (one-shot) or reloading (periodic). The registers
 //! are memory-mapped at IA32_APIC_BASE (default 0xFEE00000, mapped uncached by `paging`).
 //!
-//! The BIOS leaves the APIC enabled in virtual-wire mode (LINT0 = ExtINT carries the 8259's
-//! interrupts); `init` only sets the spurious vector and does not touch LINT0/LINT1.
+//! The 8259's interrupts reach the CPU through LINT0 programmed as ExtINT ("virtual wire mode",
+//! MP spec 1.4 §3.6.2.2); LINT1 carries NMI. SeaBIOS (`pc`, `q35`) leaves LINT0/LINT1 that way,
+//! but qboot (`microvm`) leaves them at their reset value, masked (SDM §11.5.1), and then no
+//! 8259 interrupt, COM1's included, ever arrives. So `init` programs both itself.
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
@@ -15,12 +17,17 @@ pub const BASE: u64 = 0xFEE0_0000;
 const EOI: usize = 0x0B0;
 const SVR: usize = 0x0F0;
 const LVT_TIMER: usize = 0x320;
+const LVT_LINT0: usize = 0x350;
+const LVT_LINT1: usize = 0x360;
 const INITIAL_COUNT: usize = 0x380;
 const CURRENT_COUNT: usize = 0x390;
 const DIVIDE_CONFIG: usize = 0x3E0;
 const SVR_ENABLE: u32 = 1 << 8;
 const LVT_MASKED: u32 = 1 << 16;
 const LVT_PERIODIC: u32 = 1 << 17;
+/// LVT delivery mode, bits 10:8 (SDM Figure 11-8).
+const DELIVERY_NMI: u32 = 0b100 << 8;
+const DELIVERY_EXTINT: u32 = 0b111 << 8;
 /// Divide Configuration value for "divide by 16" (SDM Figure 11-10).
 const DIVIDE_BY_16: u32 = 0b0011;
 
@@ -44,6 +51,8 @@ fn write(offset: usize, value: u32) {
 
 pub fn init() {
     write(SVR, read(SVR) | SVR_ENABLE | vector::APIC_SPURIOUS as u32);
+    write(LVT_LINT0, DELIVERY_EXTINT);
+    write(LVT_LINT1, DELIVERY_NMI);
     write(LVT_TIMER, LVT_MASKED | vector::APIC_TIMER as u32);
     write(DIVIDE_CONFIG, DIVIDE_BY_16);
 }
