@@ -68,9 +68,10 @@ scenarios:
 profiles:
     @lab profiles
 
-# the whole test suite: unit (no QEMU) and integration (real QEMU + gdb + kernel)
+# the whole test suite: unit (no QEMU) and integration (real QEMU + gdb + kernel), one worker
+# per core (pytest-xdist; each worker its own VMs); `just test -n 0` runs it in one process
 test *args:
-    @python3 -m pytest tests {{args}}
+    @python3 -m pytest tests -n auto {{args}}
 
 # decoders, parsers and checks only; no QEMU
 test-unit *args:
@@ -78,7 +79,7 @@ test-unit *args:
 
 # tests that boot the real kernel
 test-integration *args:
-    @python3 -m pytest tests -m integration {{args}}
+    @python3 -m pytest tests -m integration -n auto {{args}}
 
 # 200 consecutive scenarios + every probe, and TCG/KVM agreement (not in `just test`)
 soak *args:

@@ -64,11 +64,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--suite-runs", type=int, default=3, metavar="N",
                     help="runs of the whole test suite (0 leaves it out; default: %(default)s)")
     ap.add_argument("--profile", default="tcg")
+    ap.add_argument("--machines", nargs="*", default=["tcg-q35", "tcg-microvm"], metavar="PROFILE",
+                    help="other machine types to boot beside the floor (default: %(default)s)")
     ap.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     args = ap.parse_args(argv)
 
     profile = profiles.load(args.profile)
     bios = profile.with_boot(BIOS)
+    machines = [profiles.load(name) for name in args.machines]
     kernel = build_kernel(quiet=True, boot=BIOS)  # the ELF, and the BIOS image beside it
     lab = shutil.which("lab") or sys.exit("bench: the `lab` command is not on PATH")
     on = ["--profile", profile.name, "--json"]
@@ -76,11 +79,15 @@ def main(argv: list[str] | None = None) -> int:
         "floor: bare QEMU boot to isa-debug-exit": (base_argv(profile, kernel, EXIT_AT_READY) + ["-serial", "null"], 1),
         "BIOS image: bare QEMU boot to isa-debug-exit (SeaBIOS + bootloader 0.9)":
             (base_argv(bios, kernel, EXIT_AT_READY) + ["-serial", "null"], 1),
+        **{f"machine {m.machine.split(',')[0]}: bare QEMU boot to isa-debug-exit":
+           (base_argv(m, kernel, EXIT_AT_READY) + ["-serial", "null"], 1) for m in machines},
         "gdb start (gdb --batch, no target)": ([gdb_binary(), "--nx", "--batch"], 0),
         "lab build (no-op)": ([lab, "build"], 0),
         "lab build --boot bios (no-op: image fresh, bootimage skipped)": ([lab, "build", "--boot", "bios"], 0),
         "lab inspect (cold: new QEMU + gdb, warm build)": ([lab, "inspect", *on], 0),
         "lab inspect --boot bios (cold)": ([lab, "inspect", "--boot", "bios", *on], 0),
+        **{f"lab inspect --profile {m.name} (cold)": ([lab, "inspect", "--profile", m.name, "--json"], 0)
+           for m in machines},
         "lab fire pf-write (cold)": ([lab, "fire", "pf-write", *on], 0),
         "lab fire all (cold, one style)": ([lab, "fire", "all", *on], 0),
         "lab fire all --style both (cold)": ([lab, "fire", "all", "--style", "both", *on], 0),
@@ -96,8 +103,12 @@ def main(argv: list[str] | None = None) -> int:
         kernel, profile, args.runs)
     if args.suite_runs:
         suite = [sys.executable, "-m", "pytest", str(REPO_ROOT / "tests"), "-q", "-p", "no:cacheprovider"]
-        samples["the whole test suite (pytest tests, warm build)"] = [
-            _timed(suite, 0, timeout=900) for _ in range(args.suite_runs)]
+        parallel, serial = [], []
+        for _ in range(args.suite_runs):  # interleaved, like the cases above
+            parallel.append(_timed(suite + ["-n", "auto"], 0, timeout=900))
+            serial.append(_timed(suite + ["-n", "0"], 0, timeout=900))
+        samples["the whole test suite, `just test` (pytest -n auto, warm build)"] = parallel
+        samples["the whole test suite, one worker (pytest -n 0)"] = serial
     floor = statistics.median(samples[next(iter(cases))])
     results = [{"case": name, "median_s": statistics.median(s), "min_s": min(s), "max_s": max(s),
                 "runs": len(s), "ratio_to_floor": statistics.median(s) / floor}
