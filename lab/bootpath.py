@@ -35,14 +35,19 @@ def bios_image(kernel: Path) -> Path:
     return kernel.with_name(f"bootimage-{kernel.name}.bin")
 
 
-def media_args(boot: str, kernel: Path, append: str | None = None) -> list[str]:
-    """QEMU arguments that load `kernel` by `boot`, with the kernel command line `append`."""
-    if check_boot(boot) == MULTIBOOT:
+def media_args(boot: str, kernel: Path | None, append: str | None = None,
+               image: Path | None = None) -> list[str]:
+    """QEMU arguments that load `kernel` by `boot`, with the kernel command line `append`; or,
+    given `image`, that boot that disk through the BIOS (`kernel` then only names symbols)."""
+    check_boot(boot)
+    if image is None and boot == MULTIBOOT:
+        # QEMU's -kernel takes a Multiboot ELF and a Linux bzImage alike.
         return ["-kernel", str(kernel)] + (["-append", append] if append is not None else [])
-    image = bios_image(kernel)
-    if not image.is_file():
-        raise UserError(f"no BIOS disk image for {kernel} (expected {image}); build it with "
-                        f"`lab build --boot bios` (cargo bootimage)")
+    if image is None:
+        image = bios_image(kernel)
+        if not image.is_file():
+            raise UserError(f"no BIOS disk image for {kernel} (expected {image}); build it with "
+                            f"`lab build --boot bios` (cargo bootimage)")
     # snapshot=on: the image is only read, so any number of VMs (parallel tests) can share it
     # without QEMU's image locks getting in the way; guest writes go to a throw-away overlay.
     argv = ["-drive", f"format=raw,file={_escape(str(image))},snapshot=on"]

@@ -28,7 +28,9 @@ def _on_sigterm(signum, frame):
 LAB_KERNEL_COMMANDS = {"fire", "probe", "timer", "tasks", "ring3", "pcpu", "frame", "translate", "claims", "debug"}
 
 
-def _kernel(args) -> Path:
+def _kernel(args) -> Path | None:
+    if getattr(args, "image", None) and not args.kernel:
+        return None  # a disk image the lab did not build; symbols, if any, from --symbols
     if args.kernel:
         path = Path(args.kernel)
         if args.command in LAB_KERNEL_COMMANDS:
@@ -353,11 +355,15 @@ def cmd_profiles(args) -> int:
 
 def cmd_inspect(args) -> int:
     from lab.inspect import inspect
+    from lab.machine.session import Stop
 
     profile = _profile(args)
     kernel = _kernel(args)
+    stop = Stop(at=args.at, after=args.after, when=args.when)
     report = inspect(kernel, profile, log_dir=Path(args.log_dir) if args.log_dir else None,
-                     ready_timeout=args.ready_timeout)
+                     ready_timeout=args.ready_timeout, stop=stop, append=args.append,
+                     image=Path(args.image) if args.image else None,
+                     symbols=Path(args.symbols) if args.symbols else None)
     if args.json:
         json.dump(report.to_json(), sys.stdout, indent=2)
         print()
@@ -432,10 +438,23 @@ def parser() -> argparse.ArgumentParser:
         return sp
 
     def kernel_opts(sp):
-        sp.add_argument("--kernel", metavar="PATH", help="kernel ELF to boot (default: build the lab kernel)")
+        sp.add_argument("--kernel", metavar="PATH", help="kernel to boot: an ELF (Multiboot) or a Linux bzImage (default: build the lab kernel)")
         sp.add_argument("--release", action="store_true", help="build the release profile")
         sp.add_argument("--profile", default=DEFAULT_PROFILE, help="QEMU profile from qemu-configs/ (default: %(default)s)")
         boot_opt(sp, "how QEMU loads the kernel (default: the profile's, multiboot)")
+
+    def foreign_opts(sp):
+        """Kernels the lab did not build: what to boot, with which symbols, and when to stop."""
+        g = sp.add_argument_group("other kernels")
+        g.add_argument("--image", metavar="PATH", help="boot this raw disk image through the BIOS "
+                       "(--kernel, if given, only supplies symbols)")
+        g.add_argument("--append", metavar="CMDLINE", help="kernel command line (-append; fw_cfg "
+                       "opt/lab/cmdline for disk images)")
+        g.add_argument("--symbols", metavar="PATH", help="symbols from this ELF or System.map")
+        stop = g.add_mutually_exclusive_group()
+        stop.add_argument("--at", metavar="SYMBOL|ADDRESS", help="stop at a hardware breakpoint here")
+        stop.add_argument("--after", type=float, metavar="SECONDS", help="stop after running this long")
+        stop.add_argument("--when", metavar="REGEX", help="stop when the serial console matches")
 
     def boot_opt(sp, help):
         sp.add_argument("--boot", choices=BOOT_PATHS, help=help)
@@ -445,12 +464,13 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--boot", choices=BOOT_PATHS, default="multiboot",
                     help="bios: also make the BIOS disk image with cargo bootimage (default: %(default)s)")
     add("profiles", cmd_profiles, "list the QEMU profiles")
-    sp = add("inspect", cmd_inspect, "boot, stop at ready, decode and check IDT, GDT and TSS")
+    sp = add("inspect", cmd_inspect, "boot any x86-64 kernel, stop, decode and check IDT, GDT and TSS")
     kernel_opts(sp)
+    foreign_opts(sp)
     sp.add_argument("--json", action="store_true", help="print the report as JSON")
     sp.add_argument("--log-dir", metavar="DIR", help="keep serial/QEMU/gdb logs in DIR")
     sp.add_argument("--ready-timeout", type=float, default=10.0, metavar="S",
-                    help="bound on the wait for the kernel's ready marker (default: %(default)s)")
+                    help="bound on the wait for the stop (ready marker, --at, --when) (default: %(default)s)")
     sp = add("fire", cmd_fire, "raise exceptions in the lab kernel and check each frame against the manual")
     kernel_opts(sp)
     sp.add_argument("scenarios", nargs="+", metavar="SCENARIO",

@@ -77,6 +77,43 @@ class Symbols:
             raise UserError(f"{path}: not a readable ELF file ({exc})") from None
         return cls(syms, path=path, section_data=data)
 
+    @classmethod
+    def from_system_map(cls, path: Path) -> "Symbols":
+        """`nm`-style lines, `ADDRESS TYPE NAME` (a Linux System.map, `nm -n` output). Sizes are
+        not in the file: each symbol is taken to run to the next address."""
+        kinds = {"t": "func", "w": "func", "d": "object", "b": "object", "r": "object"}
+        entries = []
+        try:
+            lines = path.read_text(errors="replace").splitlines()
+        except OSError as exc:
+            raise UserError(f"cannot read {path}: {exc.strerror}") from None
+        for n, line in enumerate(lines, 1):
+            parts = line.split()
+            if len(parts) < 3:
+                continue
+            try:
+                address = int(parts[0], 16)
+            except ValueError:
+                raise UserError(f"{path}:{n}: not a System.map line: {line[:80]!r}") from None
+            entries.append((address, kinds.get(parts[1].lower(), "other"), parts[2]))
+        entries.sort()
+        syms = []
+        for i, (address, kind, name) in enumerate(entries):
+            nxt = next((a for a, _, _ in entries[i + 1:] if a > address), address)
+            syms.append(Symbol(name, address, nxt - address, kind))
+        if not syms:
+            raise UserError(f"{path}: no symbols (System.map lines are ADDRESS TYPE NAME)")
+        return cls(syms, path=path)
+
+    @classmethod
+    def load(cls, path: Path) -> "Symbols":
+        """Symbols from an ELF with a symbol table, or from a System.map."""
+        if not path.is_file():
+            raise UserError(f"symbols not found: {path}")
+        with open(path, "rb") as f:
+            magic = f.read(4)
+        return cls.from_elf(path) if magic == b"\x7fELF" else cls.from_system_map(path)
+
     def __len__(self) -> int:
         return len(self._by_name)
 

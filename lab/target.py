@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from lab.errors import GuestError
+from lab.errors import GuestError, UserError
 
 _SEGMENT = re.compile(
     r"^(?P<name>ES|CS|SS|DS|FS|GS|LDT|TR) ?=(?P<sel>[0-9a-f]{4}) (?P<base>[0-9a-f]{8,16}) "
@@ -76,6 +76,19 @@ def parse_info_registers(text: str) -> CpuInfo:
     return CpuInfo(tables["GDT"], tables["IDT"], segments, values)
 
 
+EFER_LMA = 1 << 10  # IA32_EFER.LMA: IA-32e mode active (SDM vol. 3A §2.2.1, Table 2-1)
+
+
+def require_long_mode(cpu: CpuInfo, where: str) -> None:
+    """The tables the lab decodes are the 64-bit ones: a CPU outside IA-32e mode at the stop
+    (a 32-bit kernel, or a stop before the kernel switched) is a clear error, not garbage."""
+    efer = cpu.values.get("EFER")
+    if efer is None or not efer & EFER_LMA:
+        shown = "absent" if efer is None else f"{efer:#x}"
+        raise UserError(f"the CPU is not in long mode ({where}; EFER {shown}, LMA clear): the lab "
+                        f"checks x86-64 kernels, and this one has not entered IA-32e mode")
+
+
 @dataclass(frozen=True)
 class TargetState:
     """Everything `inspect` needs, as raw bytes and numbers."""
@@ -84,6 +97,9 @@ class TargetState:
     idt: bytes
     gdt: bytes
     tss: bytes  # TR.limit + 1 bytes at TR.base (empty if TR is null)
+    #: {stack pointer: the page walk, from CR3, of the qword just below it (the first slot the
+    #: CPU pushes to)} for RSP0 and every non-zero IST slot; None when not read.
+    stack_walks: dict | None = None
 
 
 MAX_TABLE_BYTES = 64 * 1024
@@ -99,4 +115,19 @@ def read_state(gdb) -> TargetState:
     gdt = gdb.read_memory(cpu.gdtr.base, cpu.gdtr.size)
     tr = cpu.tr
     tss = gdb.read_memory(tr.base, min(tr.limit + 1, MAX_TABLE_BYTES)) if tr.selector else b""
-    return TargetState(cpu, idt, gdt, tss)
+    return TargetState(cpu, idt, gdt, tss, walk_stack_tops(cpu, tss, gdb.monitor))
+
+
+def walk_stack_tops(cpu: CpuInfo, tss: bytes, monitor) -> dict:
+    """Walks CR3's page tables (physical reads through QEMU's `xp`) for the qword below RSP0
+    and below each non-zero IST slot of `tss`."""
+    from lab.translate import phys_reader
+    from lab.x86.paging import walk
+    from lab.x86.tss import TSS
+
+    if len(tss) < TSS.size or "CR3" not in cpu.values:
+        return {}
+    fields = TSS.decode(tss[:TSS.size])
+    pointers = {fields["rsp0"]} | {fields[f"ist{n}"] for n in range(1, 8)}
+    read = phys_reader(monitor)
+    return {p: walk(cpu.values["CR3"], p - 8, read) for p in sorted(pointers) if p}

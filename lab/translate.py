@@ -23,11 +23,12 @@ def parse_xp(text: str) -> dict[int, int]:
     return out
 
 
-def phys_reader(qemu):
-    """read_phys(address, length) through QMP's human monitor `xp` (physical memory)."""
+def phys_reader(monitor):
+    """read_phys(address, length) through QEMU's human monitor command `xp` (physical memory);
+    `monitor` runs one HMP command (QMP's human-monitor-command, or gdb's `monitor`)."""
     def read(address: int, length: int) -> bytes:
         words = (length + 7) // 8
-        values = parse_xp(qemu.hmp(f"xp /{words}gx {address:#x}"))
+        values = parse_xp(monitor(f"xp /{words}gx {address:#x}"))
         try:
             return b"".join(values[address + 8 * i].to_bytes(8, "little") for i in range(words))[:length]
         except KeyError:
@@ -39,4 +40,4 @@ def translate(session, va: int) -> Translation:
     from lab.target import parse_info_registers
 
     cpu = parse_info_registers(session.qemu.hmp("info registers"))
-    return walk(cpu.values["CR3"], va, phys_reader(session.qemu))
+    return walk(cpu.values["CR3"], va, phys_reader(session.qemu.hmp))

@@ -6,7 +6,7 @@ from lab.checks import Check, Verdict, View, verdict
 from lab.x86.addr import is_canonical
 from lab.x86.idt import GATE, GATE_TYPE_INTERRUPT, GATE_TYPE_TRAP
 from lab.x86.tss import TSS
-from lab.x86.vectors import FIRST_USER_VECTOR
+from lab.x86.vectors import FIRST_USER_VECTOR, mnemonic
 
 TIER = "generic"
 STACK_ALIGN = 16  # SDM §6.14.2: the CPU aligns RSP to 16 bytes before pushing the frame
@@ -128,6 +128,33 @@ def stack_pointers(v: View) -> Check:
                   ", ".join(f"{n}={p:#x}" for n, p in _used_stacks(v)))
 
 
+def stacks_mapped(v: View) -> Check:
+    """The CPU pushes the first frame slot just below RSP0 or the IST pointer; if that page is
+    not mapped writable, delivery faults and, for #DF, the CPU shuts down (SDM §6.14.5)."""
+    title = "RSP0 and every IST slot in use are mapped writable, walked from CR3"
+    if v.tss is None:
+        return _no_tss("tss.stacks-mapped", title)
+    walks = v.state.stack_walks
+    if walks is None:
+        return Check("tss.stacks-mapped", TIER, title, Verdict.SKIP, ("the page tables were not read",))
+    problems, seen = [], []
+    for name, ptr in _used_stacks(v):
+        if ptr == 0 or not is_canonical(ptr):
+            continue  # tss.stack-alignment reports these
+        t = walks.get(ptr)
+        users = [g.vector for g in v.present_gates if name == f"IST{g.ist}"]
+        who = f"{name} (vector {', '.join(f'{n} {mnemonic(n)}' for n in users)})" if users else name
+        if t is None:
+            problems.append(f"{who} {ptr:#x}: no page walk")
+        elif t.physical is None:
+            problems.append(f"{who} {ptr:#x}: {t.va:#x} is not mapped ({t.fault})")
+        elif not t.writable:
+            problems.append(f"{who} {ptr:#x}: {t.va:#x} is mapped read-only")
+        else:
+            seen.append(f"{name} -> {t.physical & ~0xFFF:#x}")
+    return _check("tss.stacks-mapped", title, problems, "top pages mapped writable: " + ", ".join(seen))
+
+
 def double_fault_ist(v: View) -> Check:
     title = "#DF runs on an IST stack distinct from RSP0's"
     if v.tss is None:
@@ -173,7 +200,7 @@ def stacks_distinct(v: View) -> Check:
 
 
 CHECKS = (idt_limit, gate_offsets_canonical, gate_handlers_resolve, gate_types, gate_selectors,
-          gdt_null, tr_descriptor, stack_pointers, double_fault_ist, stacks_distinct)
+          gdt_null, tr_descriptor, stack_pointers, stacks_mapped, double_fault_ist, stacks_distinct)
 
 
 def run(v: View) -> list[Check]:

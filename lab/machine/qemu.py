@@ -26,14 +26,15 @@ DEBUG_EXIT_IOBASE = 0xF4
 QMP_COMMAND_TIMEOUT = 5.0  # every QMP command is bounded (qemu.qmp waits forever by default)
 
 
-def base_argv(profile: Profile, kernel: Path, append: str | None = None) -> list[str]:
+def base_argv(profile: Profile, kernel: Path | None, append: str | None = None,
+              image: Path | None = None) -> list[str]:
     """The command line every lab QEMU shares: the profile, no default devices or display,
     no reboot (a triple fault ends the VM), isa-debug-exit, the kernel loaded by the profile's
     boot path with command line `append`. Callers add their control channels."""
     return [qemu_binary(), *profile.qemu_args(),
             "-nodefaults", "-no-user-config", "-display", "none", "-vga", "none", "-no-reboot",
             "-device", f"isa-debug-exit,iobase={DEBUG_EXIT_IOBASE:#x},iosize=0x04",
-            *media_args(profile.boot, kernel, append)]
+            *media_args(profile.boot, kernel, append, image)]
 
 
 @dataclass(frozen=True)
@@ -57,14 +58,15 @@ class ExitStatus:
 class QemuMachine:
     """Owns one qemu-system-x86_64 process. Use as a context manager."""
 
-    def __init__(self, profile: Profile, run: RunDir, *, kernel: Path,
-                 append: str | None = None, paused: bool = True,
+    def __init__(self, profile: Profile, run: RunDir, *, kernel: Path | None,
+                 append: str | None = None, image: Path | None = None, paused: bool = True,
                  debug_log: str | None = None, extra_args: Sequence[str] = (),
                  launch_timeout: float = 10.0) -> None:
         self.profile = profile
         self.run = run
         self.kernel = kernel
         self.append = append
+        self.image = image
         self.paused = paused
         self.debug_log = debug_log
         self.extra_args = list(extra_args)
@@ -83,7 +85,7 @@ class QemuMachine:
 
     # -- command line -------------------------------------------------------------------
     def argv(self) -> list[str]:
-        argv = base_argv(self.profile, self.kernel, self.append) + [
+        argv = base_argv(self.profile, self.kernel, self.append, self.image) + [
             "-chardev", f"socket,id=qmp,path={self.qmp_socket}",
             "-mon", "chardev=qmp,mode=control",
             "-chardev", f"socket,id=serial0,path={self.serial_socket}",

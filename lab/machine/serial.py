@@ -41,6 +41,16 @@ class SerialConsole:
         except (pexpect.EOF, OSError):
             pass  # QEMU closed the console; what it sent is in the log
 
+    def run_for(self, seconds: float, what: str) -> None:
+        """Keeps reading the console for `seconds` (so a talkative guest never blocks on a
+        full socket); GuestError if QEMU closes it first."""
+        try:
+            self.child.expect(pexpect.TIMEOUT, timeout=seconds)
+        except (pexpect.EOF, OSError):
+            raise self._closed(what) from None
+        # pexpect's buffer keeps growing otherwise; what was read is in the log
+        self.child.buffer = b""
+
     def tail(self, n: int = TAIL_BYTES) -> str:
         """The last `n` bytes the guest printed, including what is still unread."""
         self.drain()

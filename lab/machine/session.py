@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import logging
+import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from lab.errors import GuestError, LabError, LabTimeout, UserError
+from lab.kernelfile import ELF32, ELF64, require_disk, require_kernel
 from lab.machine.gdb import Gdb
 from lab.machine.qemu import QemuMachine
 from lab.machine.rundir import RunDir
@@ -18,17 +21,9 @@ log = logging.getLogger("lab")
 from lab.contract import READY_SYMBOL
 
 
-def check_kernel_file(path: Path) -> None:
-    if not path.exists():
-        raise UserError(f"kernel not found: {path}")
-    if not path.is_file():
-        raise UserError(f"kernel is not a file: {path}")
-    with open(path, "rb") as f:
-        head = f.read(20)
-    if head[:4] != b"\x7fELF":
-        raise UserError(f"{path}: not an ELF file")
-    if head[18] != 0x3E and head[18] != 0x03:  # e_machine: EM_X86_64 / EM_386 (little endian)
-        raise UserError(f"{path}: ELF for machine {head[18]:#x}, not x86")
+def check_kernel_file(path: Path) -> str:
+    """The kernel's kind (lab/kernelfile.py), or one line saying why it cannot be booted."""
+    return require_kernel(path)
 
 
 ELFCLASS64 = 2
@@ -54,6 +49,28 @@ def require_lab_kernel(path: Path, command: str) -> None:
         raise UserError(f"{path}: no {', '.join(missing)} symbol; `lab {command}` needs the lab kernel")
 
 
+@dataclass(frozen=True)
+class Stop:
+    """When the lab stops the CPU to read its state. At most one is set; none means the lab
+    kernel's ready point (`lab_ready`, or the ready marker on serial)."""
+
+    at: str | None = None  # a symbol or an address: a hardware breakpoint there
+    after: float | None = None  # seconds of running, then an interrupt
+    when: str | None = None  # a regex on the serial console, then an interrupt
+
+    def __post_init__(self) -> None:
+        given = [n for n in ("at", "after", "when") if getattr(self, n) is not None]
+        if len(given) > 1:
+            raise UserError(f"choose one stop condition, not {' and '.join('--' + g for g in given)}")
+        if self.after is not None and not self.after > 0:
+            raise UserError(f"--after needs a positive number of seconds, not {self.after:g}")
+        if self.when is not None:
+            try:
+                re.compile(self.when)
+            except re.error as exc:
+                raise UserError(f"--when {self.when!r}: not a regular expression ({exc})") from None
+
+
 class Session:
     """Boots `kernel` under `profile`, paused, with gdb attached. Context manager.
 
@@ -62,10 +79,15 @@ class Session:
     error) on failure.
     """
 
-    def __init__(self, kernel: Path, profile: Profile, *, log_dir: Path | None = None,
+    def __init__(self, kernel: Path | None, profile: Profile, *, log_dir: Path | None = None,
                  keep_logs: bool = False, ready_timeout: float = 10.0,
-                 debug_log: str | None = None, append: str | None = None) -> None:
-        check_kernel_file(kernel)
+                 debug_log: str | None = None, append: str | None = None,
+                 image: Path | None = None, symbols: Path | None = None) -> None:
+        if kernel is None and image is None:
+            raise UserError("nothing to boot: give a kernel or a disk image")
+        self.kind = check_kernel_file(kernel) if kernel is not None else None
+        if image is not None:
+            require_disk(image)
         profile.check_usable()
         # Missing tools are user errors: find out before any process or directory exists.
         from lab.toolchain import gdb_binary, qemu_binary
@@ -76,6 +98,8 @@ class Session:
         self.ready_timeout = ready_timeout
         self.debug_log = debug_log
         self.append = append
+        self.image = image
+        self.symbols_path = symbols
         self.log_dir = log_dir
         self.keep_logs = keep_logs
         self.run: RunDir | None = None
@@ -103,13 +127,16 @@ class Session:
         return self.run.logs if self.run else None
 
     def start(self) -> None:
-        self.symbols = Symbols.from_elf(self.kernel)
+        if self.symbols_path is not None:
+            self.symbols = Symbols.load(self.symbols_path)
+        elif self.kind in (ELF32, ELF64):
+            self.symbols = Symbols.from_elf(self.kernel)
         self.run = RunDir(self.log_dir, keep=self.keep_logs)
         # gdb starts while QEMU comes up; both are owned here from the first instant.
         self.gdb = Gdb(self.run)
         self.gdb.launch()
         self.qemu = QemuMachine(self.profile, self.run, kernel=self.kernel, paused=True,
-                                debug_log=self.debug_log, append=self.append)
+                                debug_log=self.debug_log, append=self.append, image=self.image)
         self.qemu.launch()
         self.serial = SerialConsole(self.qemu.serial, self.run)
         log.info("started qemu pid %d, gdb pid %d; run dir %s; logs %s",
@@ -150,6 +177,50 @@ class Session:
                              logs=self.logs)
         log.info("guest ready: %s", self.ready_line)
         return self.ready_line
+
+    def boot_to(self, stop: "Stop") -> str:
+        """Runs the guest until `stop` and returns, with the CPU stopped, a line saying where."""
+        assert self.gdb and self.serial and self.qemu
+        if stop.at is not None:
+            address = self.address_of(stop.at)
+            bp = self.gdb.hbreak(f"*{address:#x}")
+            self.gdb.cont()
+            try:
+                frame = self.gdb.wait_stopped(self.ready_timeout, f"the kernel to reach {stop.at}")
+            except LabTimeout as exc:
+                raise LabTimeout(f"{exc.message}; serial tail:\n{self.serial.tail().strip() or '(nothing)'}",
+                                 logs=self.logs) from None
+            pc = int(frame.get("frame", {}).get("addr", "0"), 16)
+            if pc != address:
+                raise GuestError(f"guest stopped at {pc:#x} ({frame.get('reason')}), not at {stop.at}",
+                                 logs=self.logs)
+            self.gdb.delete_breakpoint(bp)
+            self.ready_line = f"stopped at {stop.at} ({address:#x}) by a hardware breakpoint"
+        elif stop.when is not None:
+            self.gdb.cont()
+            m = self.serial.expect(stop.when.encode(), self.ready_timeout, f"the serial pattern {stop.when!r}")
+            self.gdb.interrupt()
+            self.ready_line = f"stopped on serial match {m.group(0).decode(errors='replace').strip()!r}"
+        elif stop.after is not None:
+            self.gdb.cont()
+            self.serial.run_for(stop.after, f"the guest ran for {stop.after:g} s")
+            self.gdb.interrupt()
+            self.ready_line = f"stopped after {stop.after:g} s"
+        else:
+            return self.boot_to_ready()
+        log.info("guest %s", self.ready_line)
+        return self.ready_line
+
+    def address_of(self, text: str) -> int:
+        """A symbol of the kernel, or a number (0x...)."""
+        sym = self.symbols.lookup(text)
+        if sym is not None:
+            return sym.address
+        try:
+            return int(text, 0)
+        except ValueError:
+            where = f" in {self.symbols.path}" if len(self.symbols) else " (no symbols: pass --symbols)"
+            raise UserError(f"no symbol {text!r}{where}, and not an address") from None
 
     def close(self, failed: bool) -> None:
         """Reaps gdb and QEMU whatever state they are in; keeps logs on failure."""

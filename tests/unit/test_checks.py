@@ -7,6 +7,7 @@ names the check that must catch it.
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 
 import pytest
@@ -14,7 +15,7 @@ import pytest
 from lab import contract
 from lab.checks import Verdict, decode, run_all
 from lab.symbols import Symbol, Symbols
-from lab.target import CpuInfo, SegmentRegister, TableRegister, TargetState
+from lab.target import CpuInfo, SegmentRegister, TableRegister, TargetState, walk_stack_tops
 from lab.x86.gdt import SYSTEM_TYPE_TSS_AVAILABLE, SYSTEM_TYPE_TSS_BUSY, encode_system
 from lab.x86.idt import encode_gate
 from lab.x86.tss import encode_tss
@@ -38,8 +39,31 @@ def handler(v: int) -> int:
     return HANDLER_BASE + 0x40 * v
 
 
+#: Page tables for the first 2 MiB, 4 KiB pages (physical memory as {address: qword}).
+PML4_AT, PDPT_AT, PD_AT, PT_AT = 0x1000, 0x2000, 0x3000, 0x4000
+P, RW = 1, 2
+
+
+def page_tables(unmapped=(), read_only=()) -> dict[int, int]:
+    mem = {PML4_AT: PDPT_AT | P | RW, PDPT_AT: PD_AT | P | RW, PD_AT: PT_AT | P | RW}
+    for i in range(512):
+        page = i * 4096
+        if page not in unmapped:
+            mem[PT_AT + 8 * i] = page | P | (0 if page in read_only else RW)
+    return mem
+
+
+def xp_monitor(mem: dict[int, int]):
+    """A stand-in for QEMU's HMP `xp /Ngx ADDR`, printing what QEMU prints."""
+    def monitor(command: str) -> str:
+        _, fmt, addr = command.split()
+        words, address = int(fmt[1:-2]), int(addr, 16)
+        return "\n".join(f"{address + 8 * i:016x}: {mem.get(address + 8 * i, 0):#018x}" for i in range(words))
+    return monitor
+
+
 def make(*, gates=None, gdt=None, tss=None, idtr_limit=None, tr_selector=0x28, decl=None,
-         symbols_extra=()) -> tuple[TargetState, Symbols]:
+         symbols_extra=(), pages=None) -> tuple[TargetState, Symbols]:
     vectors = range(33)
     if gates is None:
         gates = {v: dict(offset=handler(v), selector=KERNEL_CS, ist=ISTS.get(v, 0),
@@ -65,9 +89,12 @@ def make(*, gates=None, gdt=None, tss=None, idtr_limit=None, tr_selector=0x28, d
     cpu = CpuInfo(gdtr=TableRegister(GDT_ADDR, len(gdt) - 1),
                   idtr=TableRegister(IDT_ADDR, idtr_limit if idtr_limit is not None else len(idt) - 1),
                   segments={"CS": SegmentRegister(KERNEL_CS, 0, 0xFFFFFFFF, 0xAF9B00),
-                            "TR": SegmentRegister(tr_selector, TSS_ADDR if tr_selector else 0, 0x67, 0x8900)})
+                            "TR": SegmentRegister(tr_selector, TSS_ADDR if tr_selector else 0, 0x67, 0x8900)},
+                  values={"CR3": PML4_AT})
     idt = idt[: cpu.idtr.limit + 1]
-    return TargetState(cpu, idt, gdt, tss if tr_selector else b""), Symbols(syms, section_data=sections)
+    tss = tss if tr_selector else b""
+    walks = walk_stack_tops(cpu, tss, xp_monitor(page_tables() if pages is None else pages))
+    return TargetState(cpu, idt, gdt, tss, walks), Symbols(syms, section_data=sections)
 
 
 def verdicts(state_and_symbols) -> dict[str, Verdict]:
@@ -90,7 +117,7 @@ def gdt_with(index: int, raw: bytes) -> bytes:
 
 ALL_CHECKS = {
     "idt.limit", "idt.offset-canonical", "idt.handler-symbol", "idt.gate-type", "idt.selector",
-    "gdt.null", "tss.tr-descriptor", "tss.stack-alignment", "idt.df-ist", "tss.stacks-distinct",
+    "gdt.null", "tss.tr-descriptor", "tss.stack-alignment", "tss.stacks-mapped", "idt.df-ist", "tss.stacks-distinct",
     "idt.declared", "idt.handler-entry", "tss.stack-top", "tss.base-symbol", "gdt.declared",
 }
 
@@ -124,6 +151,8 @@ WRONG = [
     ("tr-null", dict(tr_selector=0), "tss.tr-descriptor"),
     ("rsp0-misaligned", dict(tss=_tss(rsp=(top("RSP0_STACK") - 8, 0, 0))), "tss.stack-alignment"),
     ("used-ist-zero", dict(tss=_tss(ist=(top("DOUBLE_FAULT_STACK"), 0, 0, 0, 0, 0, 0))), "tss.stack-alignment"),
+    ("df-stack-top-unmapped", dict(pages=page_tables(unmapped={top("DOUBLE_FAULT_STACK") - 4096})), "tss.stacks-mapped"),
+    ("rsp0-top-read-only", dict(pages=page_tables(read_only={top("RSP0_STACK") - 4096})), "tss.stacks-mapped"),
     ("df-without-ist", dict(gates=gates_with(8, ist=0)), "idt.df-ist"),
     ("df-ist-equals-rsp0", dict(tss=_tss(ist=(top("RSP0_STACK"), top("NMI_STACK"), 0, 0, 0, 0, 0))), "idt.df-ist"),
     ("two-ists-same-stack", dict(tss=_tss(ist=(top("DOUBLE_FAULT_STACK"), top("DOUBLE_FAULT_STACK"), 0, 0, 0, 0, 0))), "tss.stacks-distinct"),
@@ -157,3 +186,19 @@ def test_no_symbols_skips_symbol_checks_and_lab_tier():
     assert checks["idt.handler-symbol"].verdict is Verdict.SKIP
     assert not any(c.tier == "lab-kernel" for c in checks.values())
     assert checks["idt.df-ist"].verdict is Verdict.PASS
+
+
+def test_stacks_mapped_walks_the_page_below_each_pointer():
+    """The walk is of pointer - 8: a stack whose top is exactly a page boundary needs the page
+    below the boundary, not the one at it."""
+    state, symbols = make(pages=page_tables(unmapped={top("NMI_STACK")}))  # the page *at* the top
+    checks = {c.id: c for c in run_all(decode(state, symbols))}
+    assert checks["tss.stacks-mapped"].verdict is Verdict.PASS, checks["tss.stacks-mapped"].evidence
+    assert state.stack_walks[top("NMI_STACK")].va == top("NMI_STACK") - 8
+
+
+def test_stacks_mapped_skips_when_the_tables_were_not_read():
+    state, symbols = make()
+    state = dataclasses.replace(state, stack_walks=None)
+    checks = {c.id: c for c in run_all(decode(state, symbols))}
+    assert checks["tss.stacks-mapped"].verdict is Verdict.SKIP
