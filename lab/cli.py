@@ -25,7 +25,7 @@ def _on_sigterm(signum, frame):
 
 
 #: Commands that drive the lab kernel's shell and symbols (inspect works on any kernel).
-LAB_KERNEL_COMMANDS = {"fire", "probe", "timer", "tasks", "ring3", "pcpu", "frame", "translate", "claims", "debug"}
+LAB_KERNEL_COMMANDS = {"probe", "timer", "tasks", "ring3", "pcpu", "frame", "translate", "claims", "debug"}
 
 
 def _kernel(args) -> Path | None:
@@ -377,9 +377,46 @@ def cmd_inspect(args) -> int:
     return 1 if report.failed else 0
 
 
+def _lab_kernel(path: Path) -> bool:
+    from lab.kernelfile import ELF64, identify
+    from lab.symbols import Symbols
+
+    return identify(path) == ELF64 and Symbols.from_elf(path).read("LAB_IDT_DECL") is not None
+
+
+def cmd_fire_inject(args) -> int:
+    """Kernel-agnostic firing (lab/inject.py) at any stop of any x86-64 kernel."""
+    from lab.inject import inject_all, selected
+    from lab.machine.session import Session, Stop
+    from lab.target import parse_info_registers, require_long_mode
+
+    injections = selected(args.scenarios)
+    profile = _profile(args)
+    kernel = _kernel(args)
+    stop = Stop(at=args.at, after=args.after, when=args.when)
+    with Session(kernel, profile, ready_timeout=args.ready_timeout, append=args.append,
+                 image=Path(args.image) if args.image else None,
+                 symbols=Path(args.symbols) if args.symbols else None,
+                 log_dir=Path(args.log_dir) if args.log_dir else None) as s:
+        where = s.boot_to(stop)
+        require_long_mode(parse_info_registers(s.gdb.monitor("info registers")), where)
+        results = inject_all(s, injections, timeout=args.handler_timeout)
+    if args.json:
+        json.dump({"stop": where, "results": [r.to_json() for r in results]}, sys.stdout, indent=2)
+        print()
+    else:
+        from lab.render import print_injections
+
+        print_injections(results, _console(), where)
+    return 1 if any(r.outcome == "FAIL" for r in results) else 0
+
+
 def cmd_fire(args) -> int:
     from lab.fire_report import fire, selected
     from lab.scenarios.exceptions import STYLES, check_style
+
+    if args.agnostic or (args.kernel and not _lab_kernel(Path(args.kernel))) or args.image:
+        return cmd_fire_inject(args)
 
     profile = _profile(args)
     styles = list(STYLES) if args.style == "both" else [check_style(args.style)]
@@ -471,10 +508,15 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--log-dir", metavar="DIR", help="keep serial/QEMU/gdb logs in DIR")
     sp.add_argument("--ready-timeout", type=float, default=10.0, metavar="S",
                     help="bound on the wait for the stop (ready marker, --at, --when) (default: %(default)s)")
-    sp = add("fire", cmd_fire, "raise exceptions in the lab kernel and check each frame against the manual")
+    sp = add("fire", cmd_fire, "raise exceptions and check each frame against the manual: in the lab "
+             "kernel through its harness, in any other kernel by writing one instruction at a stop")
     kernel_opts(sp)
+    foreign_opts(sp)
     sp.add_argument("scenarios", nargs="+", metavar="SCENARIO",
-                    help="scenario name(s) from the catalog, or 'all' (see `lab scenarios`)")
+                    help="scenario name(s) from the catalog, or 'all' (see `lab scenarios`); with "
+                         "--agnostic: de bp nmi ud gp pf, or 'all'")
+    sp.add_argument("--agnostic", action="store_true",
+                    help="kernel-agnostic firing at the stop (the default for kernels other than the lab's)")
     sp.add_argument("--style", default="x86-interrupt",
                     help="handler style: x86-interrupt, stub, or both (default: %(default)s)")
     sp.add_argument("--vector", type=lambda v: int(v, 0), help="vector for the 'int' scenario (default 0x80)")

@@ -8,6 +8,7 @@ from rich.table import Table
 
 from lab.checks import Check, Verdict
 from lab.report import InspectReport, gdt_rows, idt_rows, tss_rows
+from lab.x86.vectors import mnemonic
 
 VERDICT_STYLE = {Verdict.PASS: "bold green", Verdict.FAIL: "bold red", Verdict.SKIP: "yellow"}
 
@@ -108,6 +109,24 @@ def print_fire_summary(results, console: Console) -> None:
                   f"[{OUTCOME_STYLE[r.outcome]}]{r.outcome}[/]", failed, f"{r.seconds * 1000:.0f}")
     console.print(t)
     counts = {k: sum(1 for r in results if r.outcome == k) for k in OUTCOME_STYLE}
+    console.print(" ".join(f"[{OUTCOME_STYLE[k]}]{n} {k}[/]" for k, n in counts.items()))
+
+
+def print_injections(results, console: Console, stop_line: str) -> None:
+    t = Table(title=f"lab fire --agnostic: {stop_line}", title_justify="left")
+    for col in ("injection", "vector", "gate", "outcome", "failed checks", "ms"):
+        t.add_column(col)
+    for r in results:
+        o = r.observation
+        gate = o.gate["type"] + (f", IST{o.gate['ist']}" if o.gate["ist"] else "")
+        failed = ", ".join(c.id for c in r.checks if c.verdict is Verdict.FAIL)
+        t.add_row(r.injection.name, f"{r.injection.vector} {mnemonic(r.injection.vector)}", gate,
+                  f"[{OUTCOME_STYLE[r.outcome]}]{r.outcome}[/]", failed, f"{o.seconds * 1000:.0f}")
+    console.print(t)
+    for r in results:
+        if r.outcome == "FAIL" or len(results) == 1:
+            console.print(checks_table(r.checks, title=f"{r.injection.name}: {r.injection.description}"))
+    counts = {k: sum(1 for r in results if r.outcome == k) for k in ("PASS", "FAIL")}
     console.print(" ".join(f"[{OUTCOME_STYLE[k]}]{n} {k}[/]" for k, n in counts.items()))
 
 

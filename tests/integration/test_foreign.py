@@ -145,3 +145,32 @@ def test_bad_stop_and_image_arguments(kernel, args, needle):
     r = lab_cli("inspect", "--kernel", str(kernel), *args)
     assert r.returncode == 2, r.stderr
     assert needle in r.stderr, r.stderr
+
+
+def _fire_json(*args: str) -> dict:
+    r = lab_cli("fire", *args, "--json", timeout=120)
+    assert r.returncode == 0, r.stderr + r.stdout[-3000:]
+    return json.loads(r.stdout)
+
+
+def test_agnostic_firing_on_the_lab_kernel(kernel):
+    """The lab kernel, fired at without its harness: one instruction written at lab_ready."""
+    report = _fire_json("all", "--agnostic", "--kernel", str(kernel))
+    assert [r["injection"] for r in report["results"]] == ["de", "bp", "nmi", "ud", "gp", "pf"]
+    assert all(r["outcome"] == "PASS" for r in report["results"]), report
+    nmi = next(r for r in report["results"] if r["injection"] == "nmi")
+    assert nmi["observation"]["gate"]["ist"] == 2  # the lab kernel's NMI gate: IST2
+
+
+def test_agnostic_firing_on_debian_linux(debian_kernel):
+    """A kernel with no idea the lab exists: every frame as the manual says, and the kernel
+    restored (Linux's NMI gate also runs on an IST stack)."""
+    report = _fire_json("all", "--kernel", str(debian_kernel), *LINUX_ARGS, "--when", "Kernel panic")
+    assert all(r["outcome"] == "PASS" for r in report["results"]), \
+        [(r["injection"], [c["evidence"] for c in r["checks"] if c["verdict"] == "FAIL"]) for r in report["results"]]
+    assert next(r for r in report["results"] if r["injection"] == "nmi")["observation"]["gate"]["ist"] > 0
+
+
+def test_agnostic_firing_unknown_name(kernel):
+    r = lab_cli("fire", "df", "--agnostic", "--kernel", str(kernel))
+    assert r.returncode == 2 and "unknown injection 'df'" in r.stderr
