@@ -25,7 +25,7 @@ def _on_sigterm(signum, frame):
 
 
 #: Commands that drive the lab kernel's shell and symbols (inspect works on any kernel).
-LAB_KERNEL_COMMANDS = {"probe", "timer", "tasks", "ring3", "pcpu", "frame", "translate", "claims", "debug"}
+LAB_KERNEL_COMMANDS = {"probe", "timer", "tasks", "ring3", "pcpu", "frame", "translate", "claims"}
 
 
 def _kernel(args) -> Path | None:
@@ -277,7 +277,9 @@ def cmd_debug(args) -> int:
     from lab.debug import debug
 
     profile = _profile(args)
-    return debug(_kernel(args), profile, args.at, _gdb_args(args))
+    return debug(_kernel(args), profile, args.at, _gdb_args(args), append=args.append,
+                 image=Path(args.image) if args.image else None,
+                 symbols=Path(args.symbols) if args.symbols else None)
 
 
 def cmd_attach(args) -> int:
@@ -480,7 +482,7 @@ def parser() -> argparse.ArgumentParser:
         sp.add_argument("--profile", default=DEFAULT_PROFILE, help="QEMU profile from qemu-configs/ (default: %(default)s)")
         boot_opt(sp, "how QEMU loads the kernel (default: the profile's, multiboot)")
 
-    def foreign_opts(sp):
+    def foreign_opts(sp, stops=True):
         """Kernels the lab did not build: what to boot, with which symbols, and when to stop."""
         g = sp.add_argument_group("other kernels")
         g.add_argument("--image", metavar="PATH", help="boot this raw disk image through the BIOS "
@@ -488,6 +490,8 @@ def parser() -> argparse.ArgumentParser:
         g.add_argument("--append", metavar="CMDLINE", help="kernel command line (-append; fw_cfg "
                        "opt/lab/cmdline for disk images)")
         g.add_argument("--symbols", metavar="PATH", help="symbols from this ELF or System.map")
+        if not stops:
+            return
         stop = g.add_mutually_exclusive_group()
         stop.add_argument("--at", metavar="SYMBOL|ADDRESS", help="stop at a hardware breakpoint here")
         stop.add_argument("--after", type=float, metavar="SECONDS", help="stop after running this long")
@@ -555,7 +559,9 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--json", action="store_true")
     sp = add("debug", cmd_debug, "boot and open gdb with the lab's commands (lab-idt, lab-frame, lab-fire, ...)")
     kernel_opts(sp)
-    sp.add_argument("--at", metavar="SYMBOL", help="stop here first (default: lab_ready)")
+    foreign_opts(sp, stops=False)
+    sp.add_argument("--at", metavar="SYMBOL|ADDRESS",
+                    help="stop here first (default: lab_ready if the kernel has it, else the reset vector)")
     sp.add_argument("-ex", action="append", metavar="COMMAND", help="gdb command to run (repeatable)")
     sp.add_argument("--batch", action="store_true", help="run the -ex commands and exit (gdb -batch)")
     sp = add("attach", cmd_attach, "attach gdb with the lab's commands to a running `lab boot` VM")

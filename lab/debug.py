@@ -67,24 +67,42 @@ class ShellRelay:
         self.log.close()
 
 
-def debug(kernel: Path, profile: Profile, at: str | None, gdb_args: list[str]) -> int:
-    symbols = Symbols.from_elf(kernel)
-    stop = symbols.lookup(at or "lab_ready")
-    if stop is None:
-        from lab.errors import UserError
-        raise UserError(f"no symbol {at or 'lab_ready'!r} in {kernel}")
+def debug(kernel: Path | None, profile: Profile, at: str | None, gdb_args: list[str], *,
+          append: str | None = None, image: Path | None = None, symbols: Path | None = None) -> int:
+    """Boots paused and opens gdb with the lab's commands, stopped at `at` (a symbol or an
+    address), else at lab_ready when the kernel has it, else at the reset vector."""
+    from lab.errors import UserError
+    from lab.kernelfile import ELF32, ELF64, identify, require_disk
+
+    if image is not None:
+        require_disk(image)
+    elf = symbols if symbols is not None and symbols.is_file() and symbols.read_bytes()[:4] == b"\x7fELF" else None
+    if elf is None and kernel is not None and identify(kernel) in (ELF32, ELF64):
+        elf = kernel
+    table = Symbols.load(symbols) if symbols is not None else Symbols.from_elf(elf) if elf else Symbols.empty()
+    stop = None
+    if at is not None:
+        sym = table.lookup(at)
+        try:
+            stop = sym.address if sym else int(at, 0)
+        except ValueError:
+            raise UserError(f"no symbol {at!r}" + (f" in {table.path}" if table.path else " (no symbols)")) from None
+    elif table.lookup("lab_ready") is not None:
+        stop = table.lookup("lab_ready").address
     run = RunDir()
-    qemu = QemuMachine(profile, run, kernel=kernel, paused=True)
+    qemu = QemuMachine(profile, run, kernel=kernel, paused=True, append=append, image=image)
     relay = None
     try:
         qemu.launch()
         relay = ShellRelay(qemu.serial, run)
-        argv = [gdb_binary(), *gdb_prelude(kernel),
-                "-ex", f"target remote {qemu.gdb_socket}",
-                "-ex", f"hbreak *{stop.address:#x}", "-ex", "continue", "-ex", "delete", *gdb_args]
-        print(f"lab: QEMU {profile.name}, stopped at {at or 'lab_ready'}; kernel output in "
+        run_to = ["-ex", f"hbreak *{stop:#x}", "-ex", "continue", "-ex", "delete"] if stop is not None else []
+        argv = [gdb_binary(), *gdb_prelude(elf), "-ex", f"target remote {qemu.gdb_socket}", *run_to, *gdb_args]
+        where = f"stopped at {at or 'lab_ready'}" if stop is not None else "paused at the reset vector"
+        print(f"lab: QEMU {profile.name}, {where}; kernel output in "
               f"{run.log('serial.log')}; `help user-defined` lists the lab-* commands", file=sys.stderr)
         env = {**os.environ, "LAB_SHELL_SOCKET": str(relay.ctl_path)}
+        if symbols is not None:
+            env["LAB_SYMBOLS"] = str(symbols.resolve())
         proc = subprocess.Popen(argv, env=env, preexec_fn=_die_with_parent)
         try:
             return proc.wait()

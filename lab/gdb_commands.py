@@ -50,8 +50,11 @@ def symbols():
 
         from lab.symbols import Symbols
 
+        # `lab debug --symbols` names its file (an ELF or a System.map) in LAB_SYMBOLS.
+        named = os.environ.get("LAB_SYMBOLS")
         path = gdb.current_progspace().filename
-        _symbols = Symbols.from_elf(Path(path)) if path else Symbols.empty()
+        _symbols = (Symbols.load(Path(named)) if named else
+                    Symbols.from_elf(Path(path)) if path else Symbols.empty())
     return _symbols
 
 

@@ -174,3 +174,18 @@ def test_agnostic_firing_on_debian_linux(debian_kernel):
 def test_agnostic_firing_unknown_name(kernel):
     r = lab_cli("fire", "df", "--agnostic", "--kernel", str(kernel))
     assert r.returncode == 2 and "unknown injection 'df'" in r.stderr
+
+
+def test_debug_a_bzimage_pauses_at_the_reset_vector(debian_kernel):
+    """No symbols and no --at: gdb opens on the CPU as QEMU reset it, CS:IP = F000:FFF0."""
+    r = lab_cli("debug", "--kernel", str(debian_kernel), "--batch", "-ex", "info registers rip cs", timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert re.search(r"rip\s+0xfff0\b", r.stdout) and re.search(r"cs\s+0xf000\b", r.stdout), r.stdout
+
+
+def test_debug_names_handlers_from_a_system_map(stripped):
+    elf, system_map = stripped
+    r = lab_cli("debug", "--kernel", str(elf), "--symbols", str(system_map), "--at", "lab_ready",
+                "--batch", "-ex", "lab-idt 8", timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert re.search(r"#DF\s.*isr_df", r.stdout), r.stdout
