@@ -29,11 +29,12 @@ EXIT_AT_READY = "lab.exit_at_ready"
 
 def _timed(argv: list[str], expect: int, timeout: float = 120) -> float:
     t0 = time.perf_counter()
-    r = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+    r = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                        stderr=subprocess.PIPE, timeout=timeout)
     elapsed = time.perf_counter() - t0
     if r.returncode != expect:
-        raise SystemExit(f"bench: {argv[0]} exited {r.returncode}, expected {expect}:\n{r.stderr.decode()}")
+        raise SystemExit(f"bench: {' '.join(argv)} exited {r.returncode}, expected {expect}:\n"
+                         f"{r.stdout.decode(errors='replace')[-4000:]}\n{r.stderr.decode(errors='replace')}")
     return elapsed
 
 

@@ -25,7 +25,7 @@ def _on_sigterm(signum, frame):
 
 
 #: Commands that drive the lab kernel's shell and symbols (inspect works on any kernel).
-LAB_KERNEL_COMMANDS = {"probe", "timer", "tasks", "ring3", "pcpu", "frame", "translate", "claims"}
+LAB_KERNEL_COMMANDS = {"fire", "probe", "timer", "tasks", "ring3", "pcpu", "frame", "translate", "claims"}
 
 
 def _kernel(args) -> Path | None:
@@ -33,7 +33,7 @@ def _kernel(args) -> Path | None:
         return None  # a disk image the lab did not build; symbols, if any, from --symbols
     if args.kernel:
         path = Path(args.kernel)
-        if args.command in LAB_KERNEL_COMMANDS:
+        if args.command in LAB_KERNEL_COMMANDS and not getattr(args, "agnostic", False):
             from lab.machine.session import require_lab_kernel
 
             require_lab_kernel(path, args.command)
@@ -379,13 +379,6 @@ def cmd_inspect(args) -> int:
     return 1 if report.failed else 0
 
 
-def _lab_kernel(path: Path) -> bool:
-    from lab.kernelfile import ELF64, identify
-    from lab.symbols import Symbols
-
-    return identify(path) == ELF64 and Symbols.from_elf(path).read("LAB_IDT_DECL") is not None
-
-
 def cmd_fire_inject(args) -> int:
     """Kernel-agnostic firing (lab/inject.py) at any stop of any x86-64 kernel."""
     from lab.inject import inject_all, selected
@@ -417,8 +410,12 @@ def cmd_fire(args) -> int:
     from lab.fire_report import fire, selected
     from lab.scenarios.exceptions import STYLES, check_style
 
-    if args.agnostic or (args.kernel and not _lab_kernel(Path(args.kernel))) or args.image:
+    if args.agnostic:
         return cmd_fire_inject(args)
+    if args.image or args.append or args.symbols or args.at or args.after or args.when:
+        from lab.errors import UserError
+        raise UserError("--image, --append, --symbols and the stop options fire without the lab "
+                        "kernel's harness: add --agnostic")
 
     profile = _profile(args)
     styles = list(STYLES) if args.style == "both" else [check_style(args.style)]
@@ -520,7 +517,7 @@ def parser() -> argparse.ArgumentParser:
                     help="scenario name(s) from the catalog, or 'all' (see `lab scenarios`); with "
                          "--agnostic: de bp nmi ud gp pf, or 'all'")
     sp.add_argument("--agnostic", action="store_true",
-                    help="kernel-agnostic firing at the stop (the default for kernels other than the lab's)")
+                    help="kernel-agnostic firing: one instruction written at the stop, in any kernel")
     sp.add_argument("--style", default="x86-interrupt",
                     help="handler style: x86-interrupt, stub, or both (default: %(default)s)")
     sp.add_argument("--vector", type=lambda v: int(v, 0), help="vector for the 'int' scenario (default 0x80)")

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lab.errors import GuestError, LabError, LabTimeout, UserError
-from lab.kernelfile import ELF32, ELF64, require_disk, require_kernel
+from lab.kernelfile import BZIMAGE, ELF32, ELF64, require_disk, require_kernel
 from lab.machine.gdb import Gdb
 from lab.machine.qemu import QemuMachine
 from lab.machine.rundir import RunDir
@@ -26,8 +26,6 @@ def check_kernel_file(path: Path) -> str:
     return require_kernel(path)
 
 
-ELFCLASS64 = 2
-EM_X86_64 = 0x3E
 #: Symbols every lab-kernel command relies on (kernel/CONTRACT.md).
 LAB_KERNEL_SYMBOLS = ("lab_ready", "LAB_IDT_DECL")
 
@@ -35,18 +33,17 @@ LAB_KERNEL_SYMBOLS = ("lab_ready", "LAB_IDT_DECL")
 def require_lab_kernel(path: Path, command: str) -> None:
     """One clear line, before anything boots, when `path` cannot be the lab kernel: the
     commands that drive the lab kernel's shell need its 64-bit ELF with symbols."""
-    check_kernel_file(path)
-    with open(path, "rb") as f:
-        head = f.read(20)
-    if head[4] != ELFCLASS64 or head[18] != EM_X86_64:
-        kind = "32-bit" if head[4] != ELFCLASS64 else f"machine {head[18]:#x}"
-        raise UserError(f"{path}: a {kind} ELF; `lab {command}` needs the 64-bit x86-64 lab kernel")
+    kind = check_kernel_file(path)
+    hint = "; `lab fire --agnostic` fires in any kernel" if command == "fire" else ""
+    if kind != ELF64:
+        what = {ELF32: "a 32-bit ELF", BZIMAGE: "a Linux bzImage"}.get(kind, kind)
+        raise UserError(f"{path}: {what}; `lab {command}` needs the 64-bit x86-64 lab kernel{hint}")
     symbols = Symbols.from_elf(path)
     if not len(symbols):
-        raise UserError(f"{path}: no symbol table (stripped?); `lab {command}` needs the lab kernel's symbols")
+        raise UserError(f"{path}: no symbol table (stripped?); `lab {command}` needs the lab kernel's symbols{hint}")
     missing = [n for n in LAB_KERNEL_SYMBOLS if symbols.lookup(n) is None]
     if missing:
-        raise UserError(f"{path}: no {', '.join(missing)} symbol; `lab {command}` needs the lab kernel")
+        raise UserError(f"{path}: no {', '.join(missing)} symbol; `lab {command}` needs the lab kernel{hint}")
 
 
 @dataclass(frozen=True)

@@ -165,7 +165,7 @@ def test_agnostic_firing_on_the_lab_kernel(kernel):
 def test_agnostic_firing_on_debian_linux(debian_kernel):
     """A kernel with no idea the lab exists: every frame as the manual says, and the kernel
     restored (Linux's NMI gate also runs on an IST stack)."""
-    report = _fire_json("all", "--kernel", str(debian_kernel), *LINUX_ARGS, "--when", "Kernel panic")
+    report = _fire_json("all", "--agnostic", "--kernel", str(debian_kernel), *LINUX_ARGS, "--when", "Kernel panic")
     assert all(r["outcome"] == "PASS" for r in report["results"]), \
         [(r["injection"], [c["evidence"] for c in r["checks"] if c["verdict"] == "FAIL"]) for r in report["results"]]
     assert next(r for r in report["results"] if r["injection"] == "nmi")["observation"]["gate"]["ist"] > 0
@@ -189,3 +189,9 @@ def test_debug_names_handlers_from_a_system_map(stripped):
                 "--batch", "-ex", "lab-idt 8", timeout=60)
     assert r.returncode == 0, r.stderr
     assert re.search(r"#DF\s.*isr_df", r.stdout), r.stdout
+
+
+def test_fire_without_agnostic_refuses_another_kernel(debian_kernel):
+    r = lab_cli("fire", "ud", "--kernel", str(debian_kernel))
+    assert r.returncode == 2 and r.stderr.count("\n") == 1
+    assert "a Linux bzImage; `lab fire` needs the 64-bit x86-64 lab kernel; `lab fire --agnostic`" in r.stderr
