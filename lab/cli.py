@@ -577,7 +577,11 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import faulthandler
+
     signal.signal(signal.SIGTERM, _on_sigterm)
+    # `kill -USR1` a lab that seems stuck: every thread's Python stack goes to stderr.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     args = parser().parse_args(argv)
     if args.verbose:
         import logging

@@ -31,17 +31,50 @@ def spawn(argv: Sequence[str], **kwargs) -> subprocess.Popen:
                             **kwargs)
 
 
+def wait_exit(proc: subprocess.Popen, timeout: float | None) -> int | None:
+    """`proc`'s exit status once it has exited within `timeout` (None: no bound), else None.
+
+    Waits on the pidfd and reaps with os.waitpid rather than Popen.wait: Popen.poll() takes
+    an internal lock with acquire(False) and releases it in a `finally` it has not yet entered,
+    so a signal handler that raises there (the lab turns SIGTERM into an exception) leaves the
+    lock held, and every later Popen.wait() without a timeout blocks forever. Seen here: `lab
+    inspect` hung after SIGTERM in about 1 suite run in 10."""
+    if proc.returncode is not None:
+        return proc.returncode
+    try:
+        fd = os.pidfd_open(proc.pid)
+    except ProcessLookupError:  # reaped already
+        return proc.returncode if proc.returncode is not None else -signal.SIGKILL
+    try:
+        if not select.select([fd], [], [], timeout)[0]:
+            return None
+    finally:
+        os.close(fd)
+    try:
+        _, status = os.waitpid(proc.pid, 0)
+    except ChildProcessError:  # Popen reaped it meanwhile
+        return proc.returncode if proc.returncode is not None else -signal.SIGKILL
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return proc.returncode
+
+
 def reap(proc: subprocess.Popen, soft_timeout: float = 1.0) -> int:
     """Waits for `proc`, then SIGTERM, then SIGKILL; always returns its exit status."""
+    status = wait_exit(proc, soft_timeout)
+    if status is None:
+        _signal(proc, signal.SIGTERM)
+        status = wait_exit(proc, soft_timeout)
+    if status is None:
+        _signal(proc, signal.SIGKILL)
+        status = wait_exit(proc, None)
+    return status
+
+
+def _signal(proc: subprocess.Popen, sig: int) -> None:
     try:
-        return proc.wait(timeout=soft_timeout)
-    except subprocess.TimeoutExpired:
-        proc.terminate()
-    try:
-        return proc.wait(timeout=soft_timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        return proc.wait()
+        os.kill(proc.pid, sig)  # not Popen.send_signal: it calls poll() first
+    except ProcessLookupError:
+        pass
 
 
 class Deadline:
@@ -73,7 +106,7 @@ def wait_readable(fd: int, proc: subprocess.Popen, deadline: Deadline, name: str
                 return
             if pidfd in ready:
                 raise ProcessDied(f"{name} exited while the lab waited for {deadline.what}",
-                                  status=proc.wait(), **err)
+                                  status=wait_exit(proc, None), **err)
             if not ready:
                 raise deadline.error(**err)
     finally:

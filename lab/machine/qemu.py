@@ -17,7 +17,7 @@ from typing import Sequence
 
 from lab.bootpath import media_args
 from lab.errors import LabError, ProcessDied
-from lab.machine.process import Deadline, reap, spawn, wait_readable
+from lab.machine.process import Deadline, reap, spawn, wait_exit, wait_readable
 from lab.machine.rundir import RunDir
 from lab.profiles import Profile
 from lab.toolchain import qemu_binary
@@ -157,10 +157,9 @@ class QemuMachine:
     def wait_exit(self, timeout: float) -> ExitStatus:
         """Waits for the guest to make QEMU exit (isa-debug-exit, -no-reboot reset)."""
         assert self.proc is not None
-        try:
-            code = self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            raise Deadline(timeout, "QEMU to exit").error(**self._error_context()) from None
+        code = wait_exit(self.proc, timeout)
+        if code is None:
+            raise Deadline(timeout, "QEMU to exit").error(**self._error_context())
         self._exit = ExitStatus(code)
         return self._exit
 

@@ -83,7 +83,14 @@ def test_signals_reap_qemu_and_gdb(halting_kernel, sig):
                                 "--ready-timeout", "60"], encoding="utf-8", timeout=30)
     qemu_pid, gdb_pid, run_dir = _started(child)
     os.kill(child.pid, sig)
-    child.expect(pexpect.EOF, timeout=20)
+    try:
+        child.expect(pexpect.EOF, timeout=20)
+    except pexpect.TIMEOUT:
+        os.kill(child.pid, signal.SIGUSR1)  # faulthandler prints where the lab is stuck
+        child.expect(pexpect.TIMEOUT, timeout=2)
+        stacks = child.before
+        child.kill(signal.SIGKILL)
+        pytest.fail(f"the lab did not end within 20 s of {sig.name}; its stacks:\n{stacks}")
     child.close()
     assert wait_gone(qemu_pid, 10), f"qemu {qemu_pid} outlived the lab ({sig.name})"
     assert wait_gone(gdb_pid, 10), f"gdb {gdb_pid} outlived the lab ({sig.name})"
@@ -91,3 +98,20 @@ def test_signals_reap_qemu_and_gdb(halting_kernel, sig):
         assert child.exitstatus in (130, 143), child.exitstatus
         assert not list(run_dir.glob("*.sock")), "sockets left behind"
     shutil.rmtree(run_dir, ignore_errors=True)  # kept logs (interrupted) or SIGKILL leftovers
+
+
+def test_reap_survives_a_leaked_popen_lock():
+    """A signal handler that raises inside Popen.poll() can leave Popen's internal lock held
+    (it is released in a `finally` not yet entered); Popen.wait() then blocks forever. The
+    lab's reap waits on the pidfd instead: here the lock is leaked on purpose."""
+    import threading
+
+    from lab.machine.process import reap, spawn
+
+    proc = spawn(["sleep", "30"])
+    proc._waitpid_lock.acquire()  # what the interrupted poll() leaves behind
+    result = []
+    worker = threading.Thread(target=lambda: result.append(reap(proc, soft_timeout=0.2)), daemon=True)
+    worker.start()
+    worker.join(20)  # a bound on a hang, not a speed limit
+    assert result == [-signal.SIGTERM], result or "reap hung on the leaked lock"
