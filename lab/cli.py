@@ -87,7 +87,7 @@ def _status(checks, tolerated=()) -> int:
 def cmd_build(args) -> int:
     from lab.build import build_kernel
 
-    print(build_kernel(release=args.release, boot=args.boot))
+    print(build_kernel(release=args.release, boot=args.boot, force=True))
     return 0
 
 

@@ -104,3 +104,28 @@ def test_image_is_rebuilt_when_the_kernel_or_a_manifest_is_newer(kernel, tmp_pat
     assert not image_fresh(kernel, (manifest,))
     stamp(kernel, 1_000), stamp(manifest, 3_000)
     assert not image_fresh(kernel, (manifest,))
+
+
+def test_cargo_is_skipped_only_while_the_elf_is_newer_than_every_input(kernel, tmp_path):
+    import os
+
+    from lab.build import elf_fresh
+
+    src = tmp_path / "main.rs"
+    src.write_text("")
+    stamp = lambda path, t: os.utime(path, ns=(t, t))
+    stamp(src, 1_000), stamp(kernel, 2_000)
+    assert elf_fresh(kernel, [src])
+    stamp(src, 3_000)  # an edit after the build
+    assert not elf_fresh(kernel, [src])
+    assert not elf_fresh(tmp_path / "missing-elf", [src])
+
+
+def test_kernel_inputs_cover_sources_manifests_and_the_compiler():
+    from lab.build import RUSTC, kernel_inputs
+    from lab.toolchain import KERNEL_DIR
+
+    names = {str(p.relative_to(KERNEL_DIR)) for p in kernel_inputs() if p != RUSTC}
+    assert {"src/main.rs", "src/boot/bios.rs", "Cargo.toml", "Cargo.lock", "linker.ld", "build.rs",
+            ".cargo/config.toml"} <= names
+    assert RUSTC in kernel_inputs()
