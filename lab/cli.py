@@ -580,6 +580,10 @@ def main(argv: list[str] | None = None) -> int:
     import faulthandler
 
     signal.signal(signal.SIGTERM, _on_sigterm)
+    # Ctrl-C must unwind through the `finally` blocks that reap QEMU and gdb even when SIGINT
+    # was ignored by whatever started the lab (pytest-xdist's workers ignore it, and so do
+    # their children unless told otherwise).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     # `kill -USR1` a lab that seems stuck: every thread's Python stack goes to stderr.
     faulthandler.register(signal.SIGUSR1, all_threads=True)
     args = parser().parse_args(argv)

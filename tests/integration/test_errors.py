@@ -115,3 +115,17 @@ def test_reap_survives_a_leaked_popen_lock():
     worker.start()
     worker.join(20)  # a bound on a hang, not a speed limit
     assert result == [-signal.SIGTERM], result or "reap hung on the leaked lock"
+
+
+def test_ctrl_c_works_even_when_the_parent_ignored_sigint(halting_kernel):
+    """pytest-xdist workers ignore SIGINT and children inherit that; a lab started from such a
+    parent must still unwind on Ctrl-C (it installs Python's handler itself)."""
+    child = pexpect.spawn(shutil.which("lab"), ["-v", "inspect", "--kernel", str(halting_kernel),
+                                                "--ready-timeout", "60"], encoding="utf-8", timeout=30,
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    qemu_pid, gdb_pid, _ = _started(child)
+    os.kill(child.pid, signal.SIGINT)
+    child.expect(pexpect.EOF, timeout=20)
+    child.close()
+    assert child.exitstatus == 130
+    assert wait_gone(qemu_pid, 10) and wait_gone(gdb_pid, 10)
