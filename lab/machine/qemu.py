@@ -130,13 +130,17 @@ class QemuMachine:
         if not self.gdb_socket.exists():
             raise self._launch_failure("QEMU did not create its gdbstub socket")
 
-    def launch(self) -> None:
+    def launch(self, while_starting=None) -> None:
+        """Starts QEMU and waits for its handshake. `while_starting()`, if given, runs between
+        the two: work of the lab's own (loading symbols) overlaps QEMU's start-up."""
         argv = self.argv()
         try:
             self._pre_launch()
             self._stderr = open(self.stderr_log, "wb")
             self.proc = spawn(argv, stdin=subprocess.DEVNULL, stdout=self._stderr,
                               stderr=subprocess.STDOUT)
+            if while_starting is not None:
+                while_starting()
             self._post_launch()
         except ProcessDied as exc:
             self.shutdown()

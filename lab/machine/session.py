@@ -124,23 +124,25 @@ class Session:
         return self.run.logs if self.run else None
 
     def start(self) -> None:
-        if self.symbols_path is not None:
-            self.symbols = Symbols.load(self.symbols_path)
-        elif self.kind in (ELF32, ELF64):
-            self.symbols = Symbols.from_elf(self.kernel)
         self.run = RunDir(self.log_dir, keep=self.keep_logs)
         # gdb starts while QEMU comes up; both are owned here from the first instant.
         self.gdb = Gdb(self.run)
         self.gdb.launch()
         self.qemu = QemuMachine(self.profile, self.run, kernel=self.kernel, paused=True,
                                 debug_log=self.debug_log, append=self.append, image=self.image)
-        self.qemu.launch()
+        self.qemu.launch(while_starting=self._load_symbols)
         self.serial = SerialConsole(self.qemu.serial, self.run)
         log.info("started qemu pid %d, gdb pid %d; run dir %s; logs %s",
                  self.qemu.proc.pid, self.gdb.proc.pid, self.run.path, self.run.logs)
         # gdb does not load the ELF: every breakpoint and read is by address, and symbols
         # come from pyelftools. Loading the kernel's DWARF into gdb only cost start-up time.
         self.gdb.connect(self.qemu.gdb_socket)
+
+    def _load_symbols(self) -> None:
+        if self.symbols_path is not None:
+            self.symbols = Symbols.load(self.symbols_path)
+        elif self.kind in (ELF32, ELF64):
+            self.symbols = Symbols.from_elf(self.kernel)
 
     def boot_to_ready(self) -> str:
         """Runs the guest until the kernel is ready and returns with the CPU stopped: at
