@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from lab.errors import GuestError, LabError, LabTimeout, UserError
+from lab.errors import GuestError, LabTimeout, UserError
 from lab.kernelfile import BZIMAGE, ELF32, ELF64, require_disk, require_kernel
 from lab.machine.gdb import Gdb
 from lab.machine.qemu import QemuMachine
@@ -138,6 +138,22 @@ class Session:
         # come from pyelftools. Loading the kernel's DWARF into gdb only cost start-up time.
         self.gdb.connect(self.qemu.gdb_socket)
 
+    def _run_to(self, address: int, name: str) -> None:
+        """Continues to a hardware breakpoint at `address` and returns stopped there."""
+        assert self.gdb and self.serial
+        bp = self.gdb.hbreak(f"*{address:#x}")
+        self.gdb.cont()
+        try:
+            stop = self.gdb.wait_stopped(self.ready_timeout, f"the kernel to reach {name}")
+        except LabTimeout as exc:
+            raise LabTimeout(f"{exc.message}; serial tail:\n{self.serial.tail().strip() or '(nothing)'}",
+                             logs=self.logs) from None
+        pc = int(stop.get("frame", {}).get("addr", "0"), 16)
+        if pc != address:
+            raise GuestError(f"guest stopped at {pc:#x} ({stop.get('reason')}), not at {name}; "
+                             f"serial tail:\n{self.serial.tail()}", logs=self.logs)
+        self.gdb.delete_breakpoint(bp)
+
     def _load_symbols(self) -> None:
         if self.symbols_path is not None:
             self.symbols = Symbols.load(self.symbols_path)
@@ -151,18 +167,7 @@ class Session:
         assert self.gdb and self.serial
         ready = self.symbols.lookup(READY_SYMBOL)
         if ready is not None:
-            bp = self.gdb.hbreak(f"*{ready.address:#x}")
-            self.gdb.cont()
-            try:
-                stop = self.gdb.wait_stopped(self.ready_timeout, f"the kernel to reach {READY_SYMBOL}")
-            except LabTimeout as exc:
-                raise LabTimeout(f"{exc.message}; serial tail:\n{self.serial.tail().strip() or '(nothing)'}",
-                                 logs=self.logs) from None
-            pc = int(stop.get("frame", {}).get("addr", "0"), 16)
-            if pc != ready.address:
-                raise LabError(f"guest stopped at {pc:#x} ({stop.get('reason')}), not at "
-                               f"{READY_SYMBOL}; serial tail:\n{self.serial.tail()}", logs=self.logs)
-            self.gdb.delete_breakpoint(bp)
+            self._run_to(ready.address, READY_SYMBOL)
         else:
             self.gdb.cont()
         self.ready_line = self.serial.wait_ready(self.ready_timeout)
@@ -182,18 +187,7 @@ class Session:
         assert self.gdb and self.serial and self.qemu
         if stop.at is not None:
             address = self.address_of(stop.at)
-            bp = self.gdb.hbreak(f"*{address:#x}")
-            self.gdb.cont()
-            try:
-                frame = self.gdb.wait_stopped(self.ready_timeout, f"the kernel to reach {stop.at}")
-            except LabTimeout as exc:
-                raise LabTimeout(f"{exc.message}; serial tail:\n{self.serial.tail().strip() or '(nothing)'}",
-                                 logs=self.logs) from None
-            pc = int(frame.get("frame", {}).get("addr", "0"), 16)
-            if pc != address:
-                raise GuestError(f"guest stopped at {pc:#x} ({frame.get('reason')}), not at {stop.at}",
-                                 logs=self.logs)
-            self.gdb.delete_breakpoint(bp)
+            self._run_to(address, stop.at)
             self.ready_line = f"stopped at {stop.at} ({address:#x}) by a hardware breakpoint"
         elif stop.when is not None:
             self.gdb.cont()
