@@ -55,8 +55,16 @@ class Gdb:
         self._pending: deque[dict] = deque()  # records read but not yet consumed
         self._register_names: list[str] | None = None
 
+    #: Set on the command line, so `launch` need not wait for gdb: its first MI command (the
+    #: connect) does. mi-async: gdb keeps reading commands while the target runs, so
+    #: -exec-interrupt works. The architecture: qemu-system-x86_64's gdbstub always sends the
+    #: 64-bit register file; with a 32-bit ELF gdb would expect i386's and reject the 'g' reply.
+    SETTINGS = ("mi-async on", "pagination off", "confirm off", "width 0", "height 0",
+                "architecture i386:x86-64")
+
     def argv(self) -> list[str]:
-        return [gdb_binary(), "--nx", "--quiet", "--interpreter=mi3"]
+        settings = [arg for s in self.SETTINGS for arg in ("-ex", f"set {s}")]
+        return [gdb_binary(), "--nx", "--quiet", "--interpreter=mi3", *settings]
 
     def __enter__(self) -> "Gdb":
         self.launch()
@@ -75,9 +83,6 @@ class Gdb:
         # the token, not by silence). pygdbmi only shortens its wait when this is > 0.
         self._io = IoManager(self.proc.stdin, self.proc.stdout, self.proc.stderr,
                              time_to_check_for_additional_output_sec=1e-6)
-        # mi-async: gdb keeps reading commands while the target runs, so -exec-interrupt works.
-        for setting in ("mi-async on", "pagination off", "confirm off", "width 0", "height 0"):
-            self.cli(f"set {setting}")
 
     def shutdown(self) -> None:
         try:
@@ -171,9 +176,6 @@ class Gdb:
 
     # -- conveniences -------------------------------------------------------------------
     def connect(self, socket_path: Path, timeout: float = 5.0) -> None:
-        # qemu-system-x86_64's gdbstub always sends the 64-bit register file; with a 32-bit
-        # ELF loaded gdb would expect i386's and reject the 'g' reply as "too long".
-        self.cli("set architecture i386:x86-64")
         # MI passes quotes through literally here; run paths come from mkdtemp (no spaces).
         self.mi(f"-target-select remote {socket_path}", timeout=timeout)
 
