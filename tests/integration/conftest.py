@@ -7,7 +7,6 @@ during it may still be alive.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import uuid
 import subprocess
@@ -48,26 +47,6 @@ def _lab_processes() -> set[int]:
         if comm in PROCESS_NAMES and state != "Z" and _ours(entry):
             pids.add(int(entry))
     return pids
-
-
-def pytest_configure(config):
-    config.addinivalue_line("markers", "exclusive: measures time; runs while no other test runs "
-                            "(parallel workers wait), so a busy CPU cannot skew it")
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_protocol(item, nextitem):
-    """Parallel workers share the CPU through one lock per test run: every test holds it shared,
-    an `exclusive` test alone. Held around the whole protocol, so the module-scoped VMs that
-    other tests boot and tear down are excluded too."""
-    if not os.environ.get("PYTEST_XDIST_WORKER"):
-        yield
-        return
-    path = item.config._tmp_path_factory.getbasetemp().parent / "lab-cpu.lock"
-    with open(path, "a") as lock:
-        exclusive = item.get_closest_marker("exclusive") is not None
-        fcntl.flock(lock, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
-        yield
 
 
 @pytest.fixture(autouse=True)
