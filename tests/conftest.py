@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import tempfile
 
 import pytest
 
@@ -20,6 +21,7 @@ def pytest_configure(config):
                             "(parallel workers wait), so a busy CPU cannot skew it")
 
 
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item, nextitem):
     """Parallel workers share the CPU through one lock per test run: every test, unit tests
@@ -33,3 +35,13 @@ def pytest_runtest_protocol(item, nextitem):
         exclusive = item.get_closest_marker("exclusive") is not None
         fcntl.flock(lock, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
         yield
+
+
+def pytest_sessionstart(session):
+    """The lab's run directories (and the logs it keeps when a run fails, as many tests make it
+    do on purpose) go below pytest's own temporary directory, which pytest prunes, instead of
+    piling up in /tmp. The `lab` processes the tests start inherit TMPDIR."""
+    runs = session.config._tmp_path_factory.getbasetemp() / "lab-runs"
+    runs.mkdir(exist_ok=True)
+    os.environ["TMPDIR"] = str(runs)
+    tempfile.tempdir = None  # gettempdir() reads TMPDIR again
