@@ -88,3 +88,7 @@ soak *args:
 # boot-to-ready floor vs `lab inspect`, medians of several runs (see README "Speed")
 bench runs="7":
     @python3 -m lab.bench --runs {{runs}}
+
+# Debian's own Linux kernel (apt-get download, cached), inspected at its panic for want of a root disk
+inspect-linux *args:
+    @lab inspect --kernel "$(python3 -m lab.distro)" --append "console=ttyS0 nokaslr" --when "Kernel panic" --ready-timeout 60 {{args}}

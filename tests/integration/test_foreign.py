@@ -13,28 +13,15 @@ import pytest
 
 from labtest import lab_cli
 
-CACHE = Path.home() / ".cache" / "x86-kernel-lab" / "debian-kernel"
 LINUX_ARGS = ("--append", "console=ttyS0 nokaslr", "--ready-timeout", "60")
 
 
 @pytest.fixture(scope="session")
 def debian_kernel() -> Path:
     """The vmlinuz of Debian's current linux-image-amd64, from Debian's archive (apt), cached."""
-    out = subprocess.run(["apt-cache", "depends", "linux-image-amd64"], capture_output=True, text=True, check=True)
-    package = re.search(r"Depends: (linux-image-\S+)", out.stdout).group(1)
-    target = CACHE / package / "vmlinuz"
-    if not target.is_file():
-        work = CACHE / package
-        work.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["apt-get", "download", "-q", package], cwd=work, check=True, capture_output=True)
-        [deb] = work.glob("*.deb")
-        tar = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", deb], stdout=subprocess.PIPE)
-        subprocess.run(["tar", "-x", "-C", work, "--wildcards", "./boot/vmlinuz-*"], stdin=tar.stdout, check=True)
-        tar.wait()
-        [vmlinuz] = (work / "boot").glob("vmlinuz-*")
-        vmlinuz.rename(target)
-        deb.unlink()
-    return target
+    from lab.distro import debian_kernel
+
+    return debian_kernel()
 
 
 def _inspect_json(*args: str, status: int = 0) -> dict:
