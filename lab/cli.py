@@ -43,6 +43,18 @@ def _kernel(args) -> Path | None:
     return build_kernel(release=args.release, quiet=True, boot=_profile(args).boot)
 
 
+def _foreign(args) -> dict:
+    """Session options for a kernel the lab did not build: --append, --image, --symbols."""
+    return {"append": args.append, "image": Path(args.image) if args.image else None,
+            "symbols": Path(args.symbols) if args.symbols else None}
+
+
+def _stop(args):
+    from lab.machine.session import Stop
+
+    return Stop(at=args.at, after=args.after, when=args.when)
+
+
 def _profile(args):
     """The --profile, with its boot path replaced by --boot when given."""
     from lab import profiles
@@ -277,9 +289,7 @@ def cmd_debug(args) -> int:
     from lab.debug import debug
 
     profile = _profile(args)
-    return debug(_kernel(args), profile, args.at, _gdb_args(args), append=args.append,
-                 image=Path(args.image) if args.image else None,
-                 symbols=Path(args.symbols) if args.symbols else None)
+    return debug(_kernel(args), profile, args.at, _gdb_args(args), **_foreign(args))
 
 
 def cmd_attach(args) -> int:
@@ -320,13 +330,10 @@ def _address(text: str, symbols) -> int:
     """A number (0x... or decimal) or a symbol name."""
     from lab.errors import UserError
 
-    try:
-        return int(text, 0)
-    except ValueError:
-        sym = symbols.lookup(text)
-        if sym is None:
-            raise UserError(f"{text!r} is neither an address nor a symbol of the kernel") from None
-        return sym.address
+    address = symbols.address_of(text)
+    if address is None:
+        raise UserError(f"{text!r} is neither an address nor a symbol of the kernel")
+    return address
 
 
 def cmd_probes(args) -> int:
@@ -357,15 +364,11 @@ def cmd_profiles(args) -> int:
 
 def cmd_inspect(args) -> int:
     from lab.inspect import inspect
-    from lab.machine.session import Stop
 
     profile = _profile(args)
     kernel = _kernel(args)
-    stop = Stop(at=args.at, after=args.after, when=args.when)
     report = inspect(kernel, profile, log_dir=Path(args.log_dir) if args.log_dir else None,
-                     ready_timeout=args.ready_timeout, stop=stop, append=args.append,
-                     image=Path(args.image) if args.image else None,
-                     symbols=Path(args.symbols) if args.symbols else None)
+                     ready_timeout=args.ready_timeout, stop=_stop(args), **_foreign(args))
     if args.json:
         json.dump(report.to_json(), sys.stdout, indent=2)
         print()
@@ -382,16 +385,14 @@ def cmd_inspect(args) -> int:
 def cmd_fire_inject(args) -> int:
     """Kernel-agnostic firing (lab/inject.py) at any stop of any x86-64 kernel."""
     from lab.inject import inject_all, selected
-    from lab.machine.session import Session, Stop
+    from lab.machine.session import Session
     from lab.target import parse_info_registers, require_long_mode
 
     injections = selected(args.scenarios)
     profile = _profile(args)
     kernel = _kernel(args)
-    stop = Stop(at=args.at, after=args.after, when=args.when)
-    with Session(kernel, profile, ready_timeout=args.ready_timeout, append=args.append,
-                 image=Path(args.image) if args.image else None,
-                 symbols=Path(args.symbols) if args.symbols else None,
+    stop = _stop(args)  # checked before anything boots
+    with Session(kernel, profile, ready_timeout=args.ready_timeout, **_foreign(args),
                  log_dir=Path(args.log_dir) if args.log_dir else None) as s:
         where = s.boot_to(stop)
         require_long_mode(parse_info_registers(s.gdb.monitor("info registers")), where)

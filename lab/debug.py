@@ -72,21 +72,21 @@ def debug(kernel: Path | None, profile: Profile, at: str | None, gdb_args: list[
     """Boots paused and opens gdb with the lab's commands, stopped at `at` (a symbol or an
     address), else at lab_ready when the kernel has it, else at the reset vector."""
     from lab.errors import UserError
-    from lab.kernelfile import ELF32, ELF64, identify, require_disk
+    from lab.kernelfile import identify, require_disk
+    from lab.symbols import is_elf
 
     if image is not None:
         require_disk(image)
-    elf = symbols if symbols is not None and symbols.is_file() and symbols.read_bytes()[:4] == b"\x7fELF" else None
-    if elf is None and kernel is not None and identify(kernel) in (ELF32, ELF64):
-        elf = kernel
-    table = Symbols.load(symbols) if symbols is not None else Symbols.from_elf(elf) if elf else Symbols.empty()
+    if kernel is not None:
+        identify(kernel)  # one line for a missing file or one that is no kernel
+    table = Symbols.for_kernel(kernel, symbols)
+    # gdb reads an ELF for its own symbols; a System.map reaches the lab's commands only.
+    elf = next((p for p in (symbols, kernel) if p is not None and p.is_file() and is_elf(p)), None)
     stop = None
     if at is not None:
-        sym = table.lookup(at)
-        try:
-            stop = sym.address if sym else int(at, 0)
-        except ValueError:
-            raise UserError(f"no symbol {at!r}" + (f" in {table.path}" if table.path else " (no symbols)")) from None
+        stop = table.address_of(at)
+        if stop is None:
+            raise UserError(f"no symbol {at!r}" + (f" in {table.path}" if table.path else " (no symbols)"))
     elif table.lookup("lab_ready") is not None:
         stop = table.lookup("lab_ready").address
     run = RunDir()

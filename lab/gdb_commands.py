@@ -227,26 +227,16 @@ class LabTranslate(LabCommand):
 
     def run(self, arg):
         from lab.render import print_translation
-        from lab.translate import parse_xp
+        from lab.translate import phys_reader
         from lab.x86.paging import walk
 
         if not arg:
             raise LabError("usage: lab-translate ADDRESS|SYMBOL")
-        try:
-            va = int(arg, 0)
-        except ValueError:
-            s = symbols().lookup(arg)
-            if s is None:
-                raise LabError(f"{arg!r} is neither an address nor a symbol") from None
-            va = s.address
+        va = symbols().address_of(arg)
+        if va is None:
+            raise LabError(f"{arg!r} is neither an address nor a symbol")
         t = LiveTarget()
-
-        def read_phys(address, length):
-            words = (length + 7) // 8
-            values = parse_xp(t.monitor(f"xp /{words}gx {address:#x}"))
-            return b"".join(values[address + 8 * i].to_bytes(8, "little") for i in range(words))[:length]
-
-        print_translation(walk(t.registers()["cr3"], va, read_phys), console())
+        print_translation(walk(t.registers()["cr3"], va, phys_reader(t.monitor)), console())
 
 
 class LabFire(LabCommand):

@@ -10,6 +10,12 @@ from lab.errors import UserError
 
 
 
+def is_elf(path: Path) -> bool:
+    """Whether `path` starts with the ELF magic."""
+    with open(path, "rb") as f:
+        return f.read(4) == b"\x7fELF"
+
+
 @dataclass(frozen=True)
 class Symbol:
     name: str
@@ -110,9 +116,26 @@ class Symbols:
         """Symbols from an ELF with a symbol table, or from a System.map."""
         if not path.is_file():
             raise UserError(f"symbols not found: {path}")
-        with open(path, "rb") as f:
-            magic = f.read(4)
-        return cls.from_elf(path) if magic == b"\x7fELF" else cls.from_system_map(path)
+        return cls.from_elf(path) if is_elf(path) else cls.from_system_map(path)
+
+    @classmethod
+    def for_kernel(cls, kernel: Path | None, symbols: Path | None = None) -> "Symbols":
+        """The symbols to name a kernel's addresses with: from `symbols` (an ELF or a
+        System.map) when given, else the kernel's own when it is an ELF, else none."""
+        if symbols is not None:
+            return cls.load(symbols)
+        if kernel is not None and is_elf(kernel):
+            return cls.from_elf(kernel)
+        return cls.empty()
+
+    def address_of(self, text: str) -> int | None:
+        """`text` as an address: a number (0x... or decimal) or a symbol's name; None if it
+        is neither."""
+        try:
+            return int(text, 0)
+        except ValueError:
+            sym = self.lookup(text)
+            return sym.address if sym is not None else None
 
     def __len__(self) -> int:
         return len(self._by_name)

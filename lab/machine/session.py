@@ -155,10 +155,7 @@ class Session:
         self.gdb.delete_breakpoint(bp)
 
     def _load_symbols(self) -> None:
-        if self.symbols_path is not None:
-            self.symbols = Symbols.load(self.symbols_path)
-        elif self.kind in (ELF32, ELF64):
-            self.symbols = Symbols.from_elf(self.kernel)
+        self.symbols = Symbols.for_kernel(self.kernel, self.symbols_path)
 
     def boot_to_ready(self) -> str:
         """Runs the guest until the kernel is ready and returns with the CPU stopped: at
@@ -206,14 +203,11 @@ class Session:
 
     def address_of(self, text: str) -> int:
         """A symbol of the kernel, or a number (0x...)."""
-        sym = self.symbols.lookup(text)
-        if sym is not None:
-            return sym.address
-        try:
-            return int(text, 0)
-        except ValueError:
+        address = self.symbols.address_of(text)
+        if address is None:
             where = f" in {self.symbols.path}" if len(self.symbols) else " (no symbols: pass --symbols)"
-            raise UserError(f"no symbol {text!r}{where}, and not an address") from None
+            raise UserError(f"no symbol {text!r}{where}, and not an address")
+        return address
 
     def close(self, failed: bool) -> None:
         """Reaps gdb and QEMU whatever state they are in; keeps logs on failure."""
