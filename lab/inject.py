@@ -19,6 +19,7 @@ import time
 from dataclasses import asdict, dataclass, field
 
 from lab.errors import GuestError, UserError
+from lab.scenarios import by_name
 from lab.translate import phys_reader
 from lab.x86.frames import QWORD, RFLAGS_IF, RFLAGS_TF, qwords
 from lab.x86.idt import read_gate
@@ -61,10 +62,7 @@ _BY_NAME = {i.name: i for i in INJECTIONS}
 
 
 def get(name: str) -> Injection:
-    try:
-        return _BY_NAME[name]
-    except KeyError:
-        raise UserError(f"unknown injection {name!r}; choose from: {', '.join(_BY_NAME)}") from None
+    return by_name(_BY_NAME, name, "injection", "choose from")
 
 
 def selected(names: list[str]) -> list[Injection]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from lab.errors import UserError
+from lab.scenarios import by_name
 from lab.x86.frames import RFLAGS_TF, pf_error_code, selector_error_code
 
 # kernel/src/arch/x86_64/idt.rs `vector`
@@ -135,11 +136,7 @@ BY_NAME = {s.name: s for s in CATALOG}
 
 
 def get(name: str) -> ExceptionScenario:
-    try:
-        return BY_NAME[name]
-    except KeyError:
-        raise UserError(f"unknown exception scenario {name!r}; the catalog: "
-                        f"{', '.join(BY_NAME)}") from None
+    return by_name(BY_NAME, name, "exception scenario", "the catalog")
 
 
 def check_style(style: str) -> str:

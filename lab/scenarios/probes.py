@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lab.errors import UserError
+from lab.scenarios import by_name
 
 TRIPLE_FAULT, DOUBLE_FAULT_HALT, SURVIVES = "triple fault", "double fault, halted", "survives"
 
@@ -52,7 +52,4 @@ BY_NAME = {p.name: p for p in CATALOG}
 
 
 def get(name: str) -> Probe:
-    try:
-        return BY_NAME[name]
-    except KeyError:
-        raise UserError(f"unknown probe {name!r}; probes: {', '.join(BY_NAME)}") from None
+    return by_name(BY_NAME, name, "probe", "probes")
