@@ -90,9 +90,16 @@ def session(kernel, tcg, log_dir):
         yield s
 
 
-def assemble_multiboot(src: Path) -> Path:
-    """A 32-bit Multiboot ELF from `src`, linked at 1 MiB with binutils (nothing downloaded)."""
-    obj, elf = src.with_suffix(".o"), src.with_suffix(".elf")
+def assemble_multiboot(directory: Path, name: str, body: str) -> Path:
+    """A 32-bit Multiboot ELF whose code is `body` (GNU as, starting at `_start`), behind a
+    Multiboot 1 header (magic, no flags, checksum), linked at 1 MiB with binutils: nothing
+    downloaded."""
+    src, obj, elf = (directory / f"{name}{ext}" for ext in (".S", ".o", ".elf"))
+    src.write_text(""".section .text
+        .align 4
+        .long 0x1BADB002, 0, -0x1BADB002
+        .globl _start
+_start: """ + body)
     subprocess.run(["as", "--32", "-o", obj, src], check=True)
     subprocess.run(["ld", "-m", "elf_i386", "-Ttext=0x100000", "-e", "_start", "-o", elf, obj], check=True)
     return elf
@@ -101,13 +108,7 @@ def assemble_multiboot(src: Path) -> Path:
 @pytest.fixture(scope="session")
 def twice_ready_kernel(tmp_path_factory) -> Path:
     """A Multiboot kernel that prints the ready marker twice on COM1, then halts."""
-    d = tmp_path_factory.mktemp("twice")
-    src = d / "twice.S"
-    src.write_text(""".section .text
-        .align 4
-        .long 0x1BADB002, 0, -0x1BADB002
-        .globl _start
-_start: cli
+    return assemble_multiboot(tmp_path_factory.mktemp("twice"), "twice", """cli
         mov $msg, %esi
 1:      movb (%esi), %al
         test %al, %al
@@ -120,21 +121,12 @@ _start: cli
         jmp 3b
 msg:    .asciz "LAB-READY version=x\\r\\nLAB-READY version=x\\r\\n"
 """)
-    return assemble_multiboot(src)
 
 
 @pytest.fixture(scope="session")
 def halting_kernel(tmp_path_factory) -> Path:
-    """A valid Multiboot kernel that never prints anything: the 'never ready' guest. Built
-    here with binutils, so the test depends on nothing downloaded."""
-    d = tmp_path_factory.mktemp("halting")
-    src = d / "halt.S"
-    src.write_text(""".section .text
-        .align 4
-        .long 0x1BADB002, 0, -0x1BADB002
-        .globl _start
-_start: cli
+    """A valid Multiboot kernel that never prints anything: the 'never ready' guest."""
+    return assemble_multiboot(tmp_path_factory.mktemp("halting"), "halt", """cli
 1:      hlt
         jmp 1b
 """)
-    return assemble_multiboot(src)
