@@ -393,7 +393,8 @@ def cmd_fire_inject(args) -> int:
     kernel = _kernel(args)
     stop = _stop(args)  # checked before anything boots
     with Session(kernel, profile, ready_timeout=args.ready_timeout, **_foreign(args),
-                 log_dir=Path(args.log_dir) if args.log_dir else None) as s:
+                 log_dir=Path(args.log_dir) if args.log_dir else None,
+                 restore=None if stop.is_ready else False) as s:
         where = s.boot_to(stop)
         require_long_mode(parse_info_registers(s.gdb.monitor("info registers")), where)
         results = inject_all(s, injections, timeout=args.handler_timeout)
@@ -474,7 +475,12 @@ def parser() -> argparse.ArgumentParser:
                         help="bound on the wait for the kernel's ready marker (default: %(default)s)")
         return sp
 
-    def kernel_opts(sp):
+    def kernel_opts(sp, restore=True):
+        if restore:
+            sp.add_argument("--fresh", action="store_true",
+                            help="boot the kernel; by default a VM stopping at lab_ready is restored "
+                                 "from the saved ready state of this kernel, profile and command line "
+                                 "(made by one boot on first use; lab/machine/snapshot.py)")
         sp.add_argument("--kernel", metavar="PATH", help="kernel to boot: an ELF (Multiboot) or a Linux bzImage (default: build the lab kernel)")
         sp.add_argument("--release", action="store_true", help="build the release profile")
         sp.add_argument("--profile", default=DEFAULT_PROFILE, help="QEMU profile from qemu-configs/ (default: %(default)s)")
@@ -556,7 +562,7 @@ def parser() -> argparse.ArgumentParser:
     kernel_opts(sp)
     sp.add_argument("--json", action="store_true")
     sp = add("debug", cmd_debug, "boot and open gdb with the lab's commands (lab-idt, lab-frame, lab-fire, ...)")
-    kernel_opts(sp)
+    kernel_opts(sp, restore=False)
     foreign_opts(sp, stops=False)
     sp.add_argument("--at", metavar="SYMBOL|ADDRESS",
                     help="stop here first (default: lab_ready if the kernel has it, else the reset vector)")
@@ -573,7 +579,7 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--json", action="store_true")
     sp.add_argument("--ready-timeout", type=float, default=10.0, metavar="S")
     sp = add("boot", cmd_boot, "boot with the serial console on this terminal (Ctrl-A X quits)")
-    kernel_opts(sp)
+    kernel_opts(sp, restore=False)
     return p
 
 
@@ -592,6 +598,10 @@ def main(argv: list[str] | None = None) -> int:
         import logging
 
         logging.basicConfig(level=logging.INFO, format="lab: %(message)s", stream=sys.stderr)
+    if hasattr(args, "fresh"):
+        from lab.machine.session import Session
+
+        Session.restore_default = not args.fresh
     try:
         return args.func(args)
     except LabError as exc:

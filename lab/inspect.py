@@ -19,7 +19,7 @@ def inspect(kernel: Path | None, profile: Profile, *, log_dir: Path | None = Non
     Any x86-64 kernel: symbols are optional, and only the generic tier needs none."""
     t0 = time.monotonic()
     with Session(kernel, profile, log_dir=log_dir, ready_timeout=ready_timeout, append=append,
-                 image=image, symbols=symbols) as s:
+                 image=image, symbols=symbols, restore=None if stop.is_ready else False) as s:
         t_started = time.monotonic()
         ready = s.boot_to(stop)
         t_ready = time.monotonic()
@@ -29,7 +29,7 @@ def inspect(kernel: Path | None, profile: Profile, *, log_dir: Path | None = Non
     view = decode(state, s.symbols)
     checks = run_all(view)
     t_done = time.monotonic()
-    timings = {"start": t_started - t0, "boot_to_ready": t_ready - t_started,
+    timings = {"restored": s.restored is not None, "start": t_started - t0, "boot_to_ready": t_ready - t_started,
                "read": t_read - t_ready, "teardown_decode_check": t_done - t_read,
                "total": t_done - t0}
     return InspectReport(kernel or image, profile.name, ready, view, checks, timings)

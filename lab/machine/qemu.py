@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Sequence
 
 from lab.bootpath import media_args
-from lab.errors import LabError, ProcessDied
+from lab.errors import LabError, LabTimeout, ProcessDied
 from lab.machine.process import Deadline, reap, spawn, wait_exit, wait_readable
 from lab.machine.rundir import RunDir
 from lab.profiles import Profile
@@ -61,7 +61,7 @@ class QemuMachine:
     def __init__(self, profile: Profile, run: RunDir, *, kernel: Path | None,
                  append: str | None = None, image: Path | None = None, paused: bool = True,
                  debug_log: str | None = None, extra_args: Sequence[str] = (),
-                 launch_timeout: float = 10.0) -> None:
+                 launch_timeout: float = 10.0, incoming: bool = False) -> None:
         self.profile = profile
         self.run = run
         self.kernel = kernel
@@ -70,6 +70,7 @@ class QemuMachine:
         self.paused = paused
         self.debug_log = debug_log
         self.extra_args = list(extra_args)
+        self.incoming = incoming  # waits for a saved state (load_state) instead of booting
         self.launch_timeout = launch_timeout
         self.gdb_socket = run.socket("gdb")
         self.qmp_socket = run.socket("qmp")
@@ -95,6 +96,8 @@ class QemuMachine:
             argv.append("-S")
         if self.debug_log:
             argv += ["-d", self.debug_log, "-D", str(self.debug_log_path)]
+        if self.incoming:
+            argv += ["-incoming", "defer"]
         return argv + self.extra_args
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -191,6 +194,48 @@ class QemuMachine:
     @property
     def exit_status(self) -> ExitStatus | None:
         return self._exit
+
+    # -- saved states (QEMU migration to and from a file) ---------------------------------
+    def save_state(self, path: Path, timeout: float = 30.0) -> None:
+        """Writes the whole VM state to `path` (QMP `migrate` to a file descriptor passed with
+        SCM_RIGHTS: no shell, no port). The VM must be paused; QEMU leaves it in
+        `postmigrate`, finished."""
+        with open(path, "wb") as f:
+            self._migrate("migrate", f.fileno(), timeout, f"QEMU to save its state to {path}")
+
+    def load_state(self, path: Path, timeout: float = 30.0) -> None:
+        """Loads a state written by save_state into this QEMU, launched with `incoming`; returns
+        once QEMU reports the migration completed (the VM then stays paused, as saved)."""
+        if not self.incoming:
+            raise LabError("load_state needs a QEMU launched with incoming=True", logs=self.run.logs)
+        with open(path, "rb") as f:
+            self._migrate("migrate-incoming", f.fileno(), timeout, f"QEMU to load the state {path}")
+
+    def _migrate(self, command: str, fd: int, timeout: float, what: str) -> None:
+        self.qmp_cmd("migrate-set-capabilities", capabilities=[{"capability": "events", "state": True}])
+        self.qmp.send_fd_scm(fd)  # claimed by the next getfd; QEMU keeps its own copy
+        self.qmp_cmd("getfd", fdname="lab-state")
+        self.qmp_cmd(command, uri="fd:lab-state")
+        deadline = Deadline(timeout, what)
+        while True:
+            # QMP events do not tell that QEMU died (it aborts on a state it cannot take):
+            # each wait is short, and the process is checked between them.
+            try:
+                status = self.wait_event("MIGRATION", min(deadline.remaining(), 0.25))["data"]["status"]
+            except LabTimeout:
+                if self.proc.poll() is not None:
+                    raise self._failure(f"{what}: QEMU exited ({ExitStatus(self.proc.returncode).describe()})")
+                if deadline.expired():
+                    raise deadline.error(**self._error_context()) from None
+                continue
+            if status == "completed":
+                return
+            if status in ("failed", "cancelled"):
+                raise self._failure(f"{what}: migration {status}")
+
+    def _failure(self, why: str) -> LabError:
+        output = self.stderr_log.read_text(errors="replace").strip() if self.stderr_log.exists() else ""
+        return LabError(why + (f"\n{output}" if output else ""), status=self.proc.poll(), **self._error_context())
 
     # -- QMP ----------------------------------------------------------------------------
     def wait_event(self, name: str | tuple[str, ...], timeout: float) -> dict:

@@ -6,8 +6,9 @@ import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from lab.errors import GuestError, LabTimeout, UserError
+from lab.errors import GuestError, LabError, LabTimeout, UserError
 from lab.kernelfile import BZIMAGE, ELF32, ELF64, require_disk, require_kernel
 from lab.machine.gdb import Gdb
 from lab.machine.qemu import QemuMachine
@@ -15,6 +16,9 @@ from lab.machine.rundir import RunDir
 from lab.machine.serial import SerialConsole
 from lab.profiles import Profile
 from lab.symbols import Symbols
+
+if TYPE_CHECKING:
+    from lab.machine.snapshot import SavedState, StateStore
 
 log = logging.getLogger("lab")
 
@@ -55,6 +59,11 @@ class Stop:
     after: float | None = None  # seconds of running, then an interrupt
     when: str | None = None  # a regex on the serial console, then an interrupt
 
+    @property
+    def is_ready(self) -> bool:
+        """The default stop: the lab kernel's ready point."""
+        return self.at is None and self.after is None and self.when is None
+
     def __post_init__(self) -> None:
         given = [n for n in ("at", "after", "when") if getattr(self, n) is not None]
         if len(given) > 1:
@@ -71,15 +80,25 @@ class Stop:
 class Session:
     """Boots `kernel` under `profile`, paused, with gdb attached. Context manager.
 
+    With `restore`, a lab kernel is not booted: its saved ready state (lab/machine/snapshot.py)
+    is loaded, made first by one booted VM if there is none yet. The CPU is then at
+    `lab_ready`, as after `boot_to_ready`, which is the only stop such a session has. Kernels
+    without `lab_ready`, and disk images, are booted.
+
     Logs (serial.log, qemu.stderr.log, qemu.log, gdb.log) go to `log_dir` if given; otherwise
     to the run's private directory, which is deleted on success and kept (and named in the
     error) on failure.
     """
 
+    #: `restore` when a caller gives none: the CLI sets it (True unless --fresh); library
+    #: callers and tests boot unless they ask.
+    restore_default = False
+
     def __init__(self, kernel: Path | None, profile: Profile, *, log_dir: Path | None = None,
                  keep_logs: bool = False, ready_timeout: float = 10.0,
                  debug_log: str | None = None, append: str | None = None,
-                 image: Path | None = None, symbols: Path | None = None) -> None:
+                 image: Path | None = None, symbols: Path | None = None,
+                 restore: bool | None = None, states: "StateStore | None" = None) -> None:
         if kernel is None and image is None:
             raise UserError("nothing to boot: give a kernel or a disk image")
         self.kind = check_kernel_file(kernel) if kernel is not None else None
@@ -105,6 +124,9 @@ class Session:
         self.serial: SerialConsole | None = None
         self.symbols = Symbols.empty()
         self.ready_line: str | None = None
+        self.restore = self.restore_default if restore is None else restore
+        self.states = states
+        self.restored: "SavedState | None" = None  # the state this session was restored from
 
     def __enter__(self) -> "Session":
         try:
@@ -125,18 +147,71 @@ class Session:
 
     def start(self) -> None:
         self.run = RunDir(self.log_dir, keep=self.keep_logs)
+        saved = self._saved_state() if self.restore else None
         # gdb starts while QEMU comes up; both are owned here from the first instant.
         self.gdb = Gdb(self.run)
         self.gdb.launch()
         self.qemu = QemuMachine(self.profile, self.run, kernel=self.kernel, paused=True,
-                                debug_log=self.debug_log, append=self.append, image=self.image)
+                                debug_log=self.debug_log, append=self.append, image=self.image,
+                                incoming=saved is not None)
         self.qemu.launch(while_starting=self._load_symbols)
+        if saved is not None:
+            # What the guest printed before the state was saved, then what it prints now.
+            self.run.log("serial.log").write_text(
+                f"{saved.boot_serial}\n[lab: restored from the saved ready state {saved.stream}; "
+                f"the output above is the boot that saved it]\n")
         self.serial = SerialConsole(self.qemu.serial, self.run)
         log.info("started qemu pid %d, gdb pid %d; run dir %s; logs %s",
                  self.qemu.proc.pid, self.gdb.proc.pid, self.run.path, self.run.logs)
+        if saved is not None:
+            self.qemu.load_state(saved.stream)
+            self.restored = saved
         # gdb does not load the ELF: every breakpoint and read is by address, and symbols
         # come from pyelftools. Loading the kernel's DWARF into gdb only cost start-up time.
         self.gdb.connect(self.qemu.gdb_socket)
+
+    def _saved_state(self) -> "SavedState | None":
+        """The saved ready state for this kernel, profile and command line, made now (by one
+        booted VM, under a lock parallel runs share) if there is none; None for a kernel
+        that cannot have one (no `lab_ready`, or a disk image)."""
+        from lab.bootpath import BIOS, bios_image
+        from lab.machine.qemu import base_argv
+        from lab.machine.snapshot import StateStore, state_key
+
+        if self.image is not None or self.kind != ELF64:
+            return None
+        files = [self.kernel] + ([bios_image(self.kernel)] if self.profile.boot == BIOS else [])
+        key = state_key(base_argv(self.profile, self.kernel, self.append), files)
+        store = self.states or StateStore()
+        saved = store.find(key)  # a state exists only for a kernel with lab_ready
+        if saved is None:
+            # Symbols are needed now, not overlapped with QEMU's start: this run boots anyway.
+            self._load_symbols()
+            if self.symbols.lookup(READY_SYMBOL) is None:
+                return None
+            with store.lock(key):
+                saved = store.find(key) or self._save_state(store, key)
+        return saved
+
+    def _save_state(self, store, key: str) -> "SavedState":
+        from lab.machine.snapshot import park_at_ready
+
+        tmp = store.temp_stream(key)
+        try:
+            with Session(self.kernel, self.profile, ready_timeout=self.ready_timeout,
+                         append=self.append, symbols=self.symbols_path, restore=False) as s:
+                ready_line = s.boot_to_ready()
+                ready = s.symbols.lookup(READY_SYMBOL).address
+                park_at_ready(s.gdb, s.qemu, ready)
+                s.qemu.save_state(tmp)
+                serial = s.serial.tail(1 << 20).rstrip()
+            log.info("saved the ready state %s", key)
+            return store.publish(key, tmp, {"ready_line": ready_line, "ready_address": ready,
+                                            "serial": serial, "kernel": str(self.kernel),
+                                            "profile": self.profile.name, "boot": self.profile.boot,
+                                            "append": self.append})
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def _run_to(self, address: int, name: str) -> None:
         """Continues to a hardware breakpoint at `address` and returns stopped there."""
@@ -155,13 +230,16 @@ class Session:
         self.gdb.delete_breakpoint(bp)
 
     def _load_symbols(self) -> None:
-        self.symbols = Symbols.for_kernel(self.kernel, self.symbols_path)
+        if not len(self.symbols):
+            self.symbols = Symbols.for_kernel(self.kernel, self.symbols_path)
 
     def boot_to_ready(self) -> str:
         """Runs the guest until the kernel is ready and returns with the CPU stopped: at
         `lab_ready` when the kernel has that symbol (the lab kernel's contract), otherwise
         right after the serial marker. A second ready marker is an error."""
         assert self.gdb and self.serial
+        if self.restored is not None:
+            return self._check_restored()
         ready = self.symbols.lookup(READY_SYMBOL)
         if ready is not None:
             self._run_to(ready.address, READY_SYMBOL)
@@ -179,9 +257,23 @@ class Session:
         log.info("guest ready: %s", self.ready_line)
         return self.ready_line
 
+    def _check_restored(self) -> str:
+        """The restored CPU must be where the state was saved: at `lab_ready`."""
+        assert self.gdb and self.restored
+        rip = self.gdb.registers(("rip",))["rip"]
+        if rip != self.restored.ready_address:
+            raise GuestError(f"restored from {self.restored.stream}, the CPU is at {rip:#x}, not at "
+                             f"lab_ready ({self.restored.ready_address:#x})", logs=self.logs)
+        self.ready_line = self.restored.ready_line
+        log.info("guest restored at lab_ready: %s", self.ready_line)
+        return self.ready_line
+
     def boot_to(self, stop: "Stop") -> str:
         """Runs the guest until `stop` and returns, with the CPU stopped, a line saying where."""
         assert self.gdb and self.serial and self.qemu
+        if self.restored is not None and not stop.is_ready:
+            raise LabError("a session restored from a saved state starts at lab_ready; a stop "
+                           "elsewhere needs a booted session (restore=False, --fresh)", logs=self.logs)
         if stop.at is not None:
             address = self.address_of(stop.at)
             self._run_to(address, stop.at)
