@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import subprocess
 import sys
 import sysconfig
+import tempfile
 import time
 from pathlib import Path
 
@@ -28,10 +30,10 @@ from lab.toolchain import REPO_ROOT, gdb_binary
 EXIT_AT_READY = "lab.exit_at_ready"
 
 
-def _timed(argv: list[str], expect: int, timeout: float = 120) -> float:
+def _timed(argv: list[str], expect: int, timeout: float = 120, env: dict | None = None) -> float:
     t0 = time.perf_counter()
     r = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                       stderr=subprocess.PIPE, timeout=timeout)
+                       stderr=subprocess.PIPE, timeout=timeout, env=env)
     elapsed = time.perf_counter() - t0
     if r.returncode != expect:
         raise SystemExit(f"bench: {' '.join(argv)} exited {r.returncode}, expected {expect}:\n"
@@ -94,20 +96,35 @@ def main(argv: list[str] | None = None) -> int:
            if shim and Path(shim).resolve() != Path(lab).resolve() else {}),
         "lab build (no-op)": ([lab, "build"], 0),
         "lab build --boot bios (no-op: image fresh, bootimage skipped)": ([lab, "build", "--boot", "bios"], 0),
-        "lab inspect (cold: new QEMU + gdb, warm build)": ([lab, "inspect", *on], 0),
-        "lab inspect --boot bios (cold)": ([lab, "inspect", "--boot", "bios", *on], 0),
-        **{f"lab inspect --profile {m.name} (cold)": ([lab, "inspect", "--profile", m.name, "--json"], 0)
+        "lab inspect (cold: new QEMU + gdb, restored ready state)": ([lab, "inspect", *on], 0),
+        "lab inspect --fresh (cold: new QEMU + gdb, booted)": ([lab, "inspect", "--fresh", *on], 0),
+        "lab inspect, first run of a build (boot, park, save, then restore)": ([lab, "inspect", *on], 0, "new-states"),
+        "lab inspect --boot bios (cold, restored)": ([lab, "inspect", "--boot", "bios", *on], 0),
+        "lab inspect --boot bios --fresh (cold, booted)": ([lab, "inspect", "--boot", "bios", "--fresh", *on], 0),
+        **{f"lab inspect --profile {m.name} (cold, restored)": ([lab, "inspect", "--profile", m.name, "--json"], 0)
            for m in machines},
         "lab fire pf-write (cold)": ([lab, "fire", "pf-write", *on], 0),
         "lab fire all (cold, one style)": ([lab, "fire", "all", *on], 0),
         "lab fire all --style both (cold)": ([lab, "fire", "all", "--style", "both", *on], 0),
         "lab probe df-no-ist (one triple-fault probe)": ([lab, "probe", "df-no-ist", *on], 0),
-        "lab probe all (7 probes, a VM each)": ([lab, "probe", "all", *on], 0),
+        "lab probe all (7 probes, a restored VM each)": ([lab, "probe", "all", *on], 0),
+        "lab probe all --fresh (7 probes, a booted VM each)": ([lab, "probe", "all", "--fresh", *on], 0),
+        "lab probe all --boot bios (restored)": ([lab, "probe", "all", "--boot", "bios", *on], 0),
+        "lab probe all --boot bios --fresh (booted)": ([lab, "probe", "all", "--boot", "bios", "--fresh", *on], 0),
     }
     samples: dict[str, list[float]] = {name: [] for name in cases}
-    for _ in range(args.runs):
-        for name, (cmd, status) in cases.items():
-            samples[name].append(_timed(cmd, status))
+    with tempfile.TemporaryDirectory(prefix="lab-bench-") as scratch:
+        def env(case: tuple) -> dict | None:
+            """A case marked "new-states" gets an empty state directory each run."""
+            if len(case) < 3:
+                return None
+            return {**os.environ, "LAB_STATE_DIR": tempfile.mkdtemp(dir=scratch)}
+
+        for name, case in cases.items():  # warm-up, untimed: makes the saved states
+            _timed(case[0], case[1], env=env(case))
+        for _ in range(args.runs):
+            for name, case in cases.items():
+                samples[name].append(_timed(case[0], case[1], env=env(case)))
 
     samples["one fired exception in a running VM (fire+stop+decode+checks)"] = _fire_in_running_vm(
         kernel, profile, args.runs)

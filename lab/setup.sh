@@ -25,7 +25,7 @@ if ((${#missing[@]})); then
 fi
 
 echo "setup: installing the lab (pip install -e '.[test]')"
-pip_install() { python3 -m pip install -q --disable-pip-version-check "$@" -e '.[test]'; }
+pip_install() { python3 -m pip install -q --disable-pip-version-check "$@" --config-settings editable_mode=compat -e '.[test]'; }
 pip_install 2>/dev/null || pip_install --break-system-packages  # Debian's externally-managed python
 command -v pyenv >/dev/null && pyenv rehash
 

@@ -54,6 +54,7 @@ class Gdb:
         self._async: deque[dict] = deque()
         self._pending: deque[dict] = deque()  # records read but not yet consumed
         self._register_names: list[str] | None = None
+        self._exit_requested = False
 
     #: Set on the command line, so `launch` need not wait for gdb: its first MI command (the
     #: connect) does. mi-async: gdb keeps reading commands while the target runs, so
@@ -84,13 +85,20 @@ class Gdb:
         self._io = IoManager(self.proc.stdin, self.proc.stdout, self.proc.stderr,
                              time_to_check_for_additional_output_sec=1e-6)
 
+    def request_exit(self) -> None:
+        """Asks gdb to exit without waiting for it (shutdown() reaps it): a caller can end
+        QEMU meanwhile."""
+        if self._exit_requested or self.proc is None or self._io is None or self.proc.poll() is not None:
+            return
+        self._exit_requested = True
+        try:
+            self._io.write("-gdb-exit", read_response=False, timeout_sec=0.5)
+        except (OSError, ValueError):
+            pass  # gdb already gone; reap() in shutdown() reports how it ended
+
     def shutdown(self) -> None:
         try:
-            if self.proc is not None and self.proc.poll() is None and self._io is not None:
-                try:
-                    self._io.write("-gdb-exit", read_response=False, timeout_sec=0.5)
-                except (OSError, ValueError):
-                    pass  # gdb already gone; reap() below reports how it ended
+            self.request_exit()
         finally:
             if self.proc is not None:
                 reap(self.proc, soft_timeout=1.0)
