@@ -14,12 +14,14 @@ from lab.target import read_state, require_long_mode
 
 def inspect(kernel: Path | None, profile: Profile, *, log_dir: Path | None = None,
             ready_timeout: float = 10.0, stop: Stop = Stop(), append: str | None = None,
-            image: Path | None = None, symbols: Path | None = None) -> InspectReport:
+            image: Path | None = None, symbols: Path | None = None,
+            restore: bool | None = None) -> InspectReport:
     """Boots, stops (at the lab kernel's ready point, or `stop`), reads and checks the tables.
-    Any x86-64 kernel: symbols are optional, and only the generic tier needs none."""
+    Any x86-64 kernel: symbols are optional, and only the generic tier needs none. `restore`
+    as Session's (a stop other than the ready point always boots)."""
     t0 = time.monotonic()
     with Session(kernel, profile, log_dir=log_dir, ready_timeout=ready_timeout, append=append,
-                 image=image, symbols=symbols, restore=None if stop.is_ready else False) as s:
+                 image=image, symbols=symbols, restore=restore if stop.is_ready else False) as s:
         t_started = time.monotonic()
         ready = s.boot_to(stop)
         t_ready = time.monotonic()

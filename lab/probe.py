@@ -61,12 +61,12 @@ class ProbeObservation:
 
 
 def run_probe(kernel: Path, profile: Profile, probe: Probe, *, log_dir: Path | None = None,
-              timeout: float = 10.0) -> ProbeObservation:
+              timeout: float = 10.0, restore: bool | None = None) -> ProbeObservation:
     t0 = time.monotonic()
     obs = ProbeObservation(probe.name, profile.name)
     debug_log = "int,cpu_reset" if profile.is_tcg else None
     session = Session(kernel, profile, log_dir=log_dir, debug_log=debug_log,
-                      ready_timeout=max(timeout, 10.0))
+                      ready_timeout=max(timeout, 10.0), restore=restore)
     with session as s:
         s.boot_to_ready()
         sym = s.symbols.lookup(BOOT_STACK)

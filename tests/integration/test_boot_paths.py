@@ -1,6 +1,7 @@
 """The same kernel on both boot paths: Multiboot (`-kernel`) and the BIOS disk image that
 `cargo bootimage` makes (SeaBIOS, then bootloader 0.9). After entry everything is shared, so
-every check the lab runs must come out the same on both."""
+every check the lab runs must come out the same on both. These tests boot (restore=False):
+booting is what they are about."""
 
 from __future__ import annotations
 
@@ -42,7 +43,7 @@ def booted(request, bios_kernel, tcg):
 
 
 def test_inspect_passes_and_agrees_on_both_paths(bios_kernel, tcg, tmp_path):
-    reports = {boot: inspect(bios_kernel, tcg.with_boot(boot), log_dir=tmp_path / boot)
+    reports = {boot: inspect(bios_kernel, tcg.with_boot(boot), log_dir=tmp_path / boot, restore=False)
                for boot in BOOT_PATHS}
     for boot, report in reports.items():
         assert f"boot={boot}" in report.ready_line, report.ready_line
@@ -56,7 +57,7 @@ def test_inspect_passes_and_agrees_on_both_paths(bios_kernel, tcg, tmp_path):
 @pytest.fixture(scope="module")
 def shared(bios_kernel, tcg, tmp_path_factory):
     vms = {boot: SharedVM(bios_kernel, tcg.with_boot(boot), tmp_path_factory.mktemp(f"fire-{boot}"),
-                          debug_log="int")
+                          debug_log="int", restore=False)
            for boot in BOOT_PATHS}
     yield vms
     for vm in vms.values():
@@ -85,7 +86,7 @@ PROBE_PLAN = [(boot, p) for boot in BOOT_PATHS for p in PROBES if p.name in PROB
 
 @pytest.mark.parametrize("boot, probe", PROBE_PLAN, ids=[f"{b}-{p.name}" for b, p in PROBE_PLAN])
 def test_fatal_probe_on_both_paths(bios_kernel, tcg, tmp_path, boot, probe):
-    obs = run_probe(bios_kernel, tcg.with_boot(boot), probe, log_dir=tmp_path)
+    obs = run_probe(bios_kernel, tcg.with_boot(boot), probe, log_dir=tmp_path, restore=False)
     checks = probe_checks(obs, probe)
     assert not [c for c in checks if c.verdict is Verdict.FAIL], [c.evidence for c in checks]
     assert obs.outcome == probe.expected

@@ -108,12 +108,14 @@ def test_a_restored_session_has_no_other_stop(kernel, tcg, tmp_path):
             s.boot_to(Stop(at="kernel_main"))
 
 
-def test_a_breakpoint_stop_cannot_be_restored(session, tcg, kernel, tmp_path):
+def test_a_breakpoint_stop_cannot_be_restored(tcg, kernel, tmp_path):
     """Why the lab parks the CPU before saving: saved straight from the breakpoint (QEMU's
     *debug* run state), the stream makes the restoring QEMU abort."""
     stream = tmp_path / "debug-state"
-    assert session.qemu.qmp_cmd("query-status")["status"] == "debug"
-    session.qemu.save_state(stream)
+    with Session(kernel, tcg, restore=False, log_dir=tmp_path / "save-logs") as booted:
+        booted.boot_to_ready()
+        assert booted.qemu.qmp_cmd("query-status")["status"] == "debug"
+        booted.qemu.save_state(stream)
     run = RunDir(tmp_path / "restore-logs")
     try:
         with QemuMachine(tcg, run, kernel=kernel, incoming=True) as q:
