@@ -598,11 +598,15 @@ def main(argv: list[str] | None = None) -> int:
         import logging
 
         logging.basicConfig(level=logging.INFO, format="lab: %(message)s", stream=sys.stderr)
-    if hasattr(args, "fresh"):
-        from lab.machine.session import Session
-
-        Session.restore_default = not args.fresh
+    early_gdb = hasattr(args, "fresh")  # the commands that start a Session
     try:
+        if early_gdb:
+            from lab.machine import gdb
+
+            gdb.prestart()  # starts while the command's modules import
+            from lab.machine.session import Session
+
+            Session.restore_default = not args.fresh
         return args.func(args)
     except LabError as exc:
         print(f"lab: error: {exc}", file=sys.stderr)
@@ -613,6 +617,11 @@ def main(argv: list[str] | None = None) -> int:
     except Terminated:
         print("lab: terminated", file=sys.stderr)
         return 143
+    finally:
+        if early_gdb:
+            from lab.machine import gdb
+
+            gdb.discard_early()
 
 
 if __name__ == "__main__":

@@ -63,9 +63,15 @@ class Gdb:
     SETTINGS = ("mi-async on", "pagination off", "confirm off", "width 0", "height 0",
                 "architecture i386:x86-64")
 
-    def argv(self) -> list[str]:
-        settings = [arg for s in self.SETTINGS for arg in ("-ex", f"set {s}")]
+    @classmethod
+    def argv(cls) -> list[str]:
+        settings = [arg for s in cls.SETTINGS for arg in ("-ex", f"set {s}")]
         return [gdb_binary(), "--nx", "--quiet", "--interpreter=mi3", *settings]
+
+    @classmethod
+    def _spawn(cls) -> subprocess.Popen:
+        return spawn(cls.argv(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                     stderr=subprocess.PIPE, bufsize=0)
 
     def __enter__(self) -> "Gdb":
         self.launch()
@@ -78,8 +84,7 @@ class Gdb:
         from pygdbmi.IoManager import IoManager
 
         self._transcript = open(self.transcript_path, "w", encoding="utf-8")
-        self.proc = spawn(self.argv(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, bufsize=0)
+        self.proc = take_early() or self._spawn()
         # A tiny quiet period: return as soon as records are read (completion is decided by
         # the token, not by silence). pygdbmi only shortens its wait when this is > 0.
         self._io = IoManager(self.proc.stdin, self.proc.stdout, self.proc.stderr,
@@ -250,3 +255,36 @@ class Gdb:
             except (ValueError, TypeError):
                 continue
         return out
+
+
+# -- a gdb started before the lab's own imports ------------------------------------------
+# gdb takes about 55 ms of CPU to start and the CLI's imports about as long, on one core: the
+# CLI starts gdb first (prestart) and the first Gdb.launch() takes it. Whoever calls prestart()
+# calls discard_early() in a `finally`, so an untaken gdb is reaped too.
+_early: subprocess.Popen | None = None
+
+
+def prestart() -> None:
+    global _early
+    if _early is None:
+        _early = Gdb._spawn()
+
+
+def take_early() -> subprocess.Popen | None:
+    global _early
+    proc, _early = _early, None
+    if proc is not None and proc.poll() is not None:
+        return None  # it died meanwhile; launch() starts another
+    return proc
+
+
+def discard_early() -> None:
+    """Reaps a prestarted gdb nobody took (EOF on its input ends it)."""
+    global _early
+    proc, _early = _early, None
+    if proc is not None:
+        try:
+            proc.stdin.close()
+        except OSError:
+            pass
+        reap(proc, soft_timeout=1.0)

@@ -179,3 +179,32 @@ def test_killed_at_a_random_point_leaves_nothing_and_the_next_run_works(kernel, 
         shutil.rmtree(run_dir, ignore_errors=True)  # logs kept (interrupted) or SIGKILL leftovers
     r = lab_cli("fire", "de", "--kernel", str(kernel))
     assert r.returncode == 0, r.stderr
+
+
+def test_a_prestarted_gdb_nobody_took_is_reaped():
+    """The CLI starts gdb before its imports (lab/machine/gdb.py, prestart); when the command
+    ends before a Session takes it (a user error, say), discard_early ends it by EOF."""
+    from lab.machine import gdb
+
+    gdb.prestart()
+    proc = gdb._early
+    assert proc is not None and proc.poll() is None
+    gdb.discard_early()
+    assert gdb._early is None
+    assert proc.returncode == 0, "gdb should exit on EOF, not be killed"
+
+
+def test_a_session_takes_the_prestarted_gdb(kernel, tcg, tmp_path):
+    from lab.machine import gdb
+    from lab.machine.session import Session
+
+    gdb.prestart()
+    early = gdb._early
+    try:
+        with Session(kernel, tcg, log_dir=tmp_path, restore=False) as s:  # a save would take it
+            assert s.gdb.proc is early
+            s.boot_to_ready()
+            assert s.gdb.registers(("rip",))["rip"] == s.symbols.lookup("lab_ready").address
+    finally:
+        gdb.discard_early()
+    assert early.returncode is not None
