@@ -16,7 +16,6 @@ passes everything else to Debian's rustc.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import re
 import subprocess
@@ -25,6 +24,7 @@ from pathlib import Path
 
 from lab.bootpath import BIOS, bios_image, check_boot
 from lab.errors import BuildError, ToolMissing, UserError
+from lab.locks import exclusive
 from lab.toolchain import CARGO, KERNEL_DIR, RUSTC, SETUP_HINT, cargo_env, require_rust
 
 TARGET = "x86_64-unknown-none"
@@ -57,10 +57,7 @@ def build_kernel(*, release: bool = False, quiet: bool = False, boot: str = "mul
     require_rust()
     # One build at a time across processes (parallel test workers, two terminals): the second
     # waits, then finds everything fresh and writes nothing, so no VM boots a half-written file.
-    lock_path = KERNEL_DIR / "target" / ".lab-build.lock"
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with exclusive(KERNEL_DIR / "target" / ".lab-build.lock"):
         return _build_locked(release=release, quiet=quiet, boot=boot, force=force)
 
 

@@ -599,10 +599,10 @@ def main(argv: list[str] | None = None) -> int:
 
         logging.basicConfig(level=logging.INFO, format="lab: %(message)s", stream=sys.stderr)
     early_gdb = hasattr(args, "fresh")  # the commands that start a Session
+    if early_gdb:
+        from lab.machine import gdb
     try:
         if early_gdb:
-            from lab.machine import gdb
-
             gdb.prestart()  # starts while the command's modules import
             from lab.machine.session import Session
 
@@ -619,8 +619,6 @@ def main(argv: list[str] | None = None) -> int:
         return 143
     finally:
         if early_gdb:
-            from lab.machine import gdb
-
             gdb.discard_early()
 
 

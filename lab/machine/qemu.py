@@ -156,10 +156,13 @@ class QemuMachine:
         return {"command": self.argv(), "logs": self.run.logs}
 
     def _launch_failure(self, why: str) -> LabError:
+        return self._failure(f"QEMU failed to start: {why}")
+
+    def _failure(self, why: str) -> LabError:
+        """`why`, with QEMU's own output, its command line, exit status and logs."""
         status = self.proc.poll() if self.proc else None
         output = self.stderr_log.read_text(errors="replace").strip() if self.stderr_log.exists() else ""
-        return LabError(f"QEMU failed to start: {why}" + (f"\n{output}" if output else ""),
-                        command=self.argv(), status=status, logs=self.run.logs)
+        return LabError(why + (f"\n{output}" if output else ""), status=status, **self._error_context())
 
     def wait_exit(self, timeout: float) -> ExitStatus:
         """Waits for the guest to make QEMU exit (isa-debug-exit, -no-reboot reset)."""
@@ -232,10 +235,6 @@ class QemuMachine:
                 return
             if status in ("failed", "cancelled"):
                 raise self._failure(f"{what}: migration {status}")
-
-    def _failure(self, why: str) -> LabError:
-        output = self.stderr_log.read_text(errors="replace").strip() if self.stderr_log.exists() else ""
-        return LabError(why + (f"\n{output}" if output else ""), status=self.proc.poll(), **self._error_context())
 
     # -- QMP ----------------------------------------------------------------------------
     def wait_event(self, name: str | tuple[str, ...], timeout: float) -> dict:

@@ -30,7 +30,6 @@ States live in `$XDG_CACHE_HOME/x86-kernel-lab/states` (or `~/.cache/...`), a st
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -38,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lab.errors import LabError
+from lab.locks import exclusive
 
 #: Bumped whenever what a state holds, or how it is made, changes.
 FORMAT = 1
@@ -110,8 +110,7 @@ class StateStore:
 
     def lock(self, key: str):
         """An exclusive lock for making the state `key`: parallel runs wait, then find it."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        return _FileLock(self.root / f"{key}.lock")
+        return exclusive(self.root / f"{key}.lock")
 
     def publish(self, key: str, stream_tmp: Path, meta: dict) -> SavedState:
         """Moves a written stream into place, then its metadata (which `find` reads first)."""
@@ -136,22 +135,6 @@ class StateStore:
         for old in metas[KEEP:]:
             self.discard(old.stem)
             (self.root / f"{old.stem}.lock").unlink(missing_ok=True)
-
-
-class _FileLock:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.fd: int | None = None
-
-    def __enter__(self) -> "_FileLock":
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        fcntl.flock(self.fd, fcntl.LOCK_EX)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.fd is not None:
-            os.close(self.fd)  # releases the lock
-            self.fd = None
 
 
 def park_at_ready(gdb, qemu, ready: int) -> None:
