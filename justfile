@@ -83,12 +83,12 @@ test-integration *args:
 
 # 200 consecutive scenarios + every probe, and TCG/KVM agreement (not in `just test`)
 soak *args:
-    @python3 -m lab.soak {{args}}
+    @python3 -m lab.scripts.soak {{args}}
 
 # boot-to-ready floor vs `lab inspect`, medians of several runs (see README "Speed")
 bench runs="7":
-    @python3 -m lab.bench --runs {{runs}}
+    @python3 -m lab.scripts.bench --runs {{runs}}
 
 # Debian's own Linux kernel (apt-get download, cached), inspected at its panic for want of a root disk
 inspect-linux *args:
-    @lab inspect --kernel "$(python3 -m lab.distro)" --append "console=ttyS0 nokaslr" --when "Kernel panic" --ready-timeout 60 {{args}}
+    @lab inspect --kernel "$(python3 -m lab.host.distro)" --append "console=ttyS0 nokaslr" --when "Kernel panic" --ready-timeout 60 {{args}}

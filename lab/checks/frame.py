@@ -10,16 +10,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lab.checks import Check, Verdict, verdict
+from lab.checks.base import Check, Checks, Verdict, verdict
 from lab.scenarios.exceptions import RIP_CR2, RIP_FAULT, RIP_LOOP, RIP_NEXT, ExceptionScenario
 from lab.x86.frames import (ARITHMETIC_FLAGS, INTERRUPT_FRAME, QWORD, RFLAGS, RFLAGS_IF, RFLAGS_RF,
                             TRAP_FRAME_GPRS,
                             describe_pf_error, frame_bytes)
-from lab.x86.vectors import mnemonic, pushes_error_code
+from lab.x86.vectors import PF, mnemonic, pushes_error_code
 
 TIER = "frame"
+C = Checks(TIER)
 STACK_ALIGN = 16
-PF = 14
 
 
 def _vec(v: int | None) -> str:
@@ -55,23 +55,19 @@ def saved_frame(obs, s: ExceptionScenario) -> SavedFrame | None:
     return SavedFrame(stack[0] if ec else None, f["rip"], f["cs"], f["rflags"], f["rsp"], f["ss"])
 
 
-def _skip(id: str, title: str, why: str) -> Check:
-    return Check(id, TIER, title, Verdict.SKIP, (why,))
 
 
-def _result(id: str, title: str, ok: bool, evidence: list[str]) -> Check:
-    return Check(id, TIER, title, verdict(ok), tuple(evidence))
 
 
 def check_vector(obs, s) -> Check:
     title = f"the CPU delivers {_vec(obs.vector)}"
     if obs.timeout:
-        return _result("fire.vector", title, False, [obs.timeout] + obs.qemu_log[-3:])
+        return C.result("fire.vector", title, False, [obs.timeout] + obs.qemu_log[-3:])
     got = obs.delivered["vector"] if obs.delivered else None
     how = f" via {obs.gate['symbol']}" if got == obs.vector else ""
     ev = [f"delivered: {_vec(got)}{how}"] if got is not None else \
         ["no exception was delivered: the instruction completed"]
-    return _result("fire.vector", title, got == obs.vector, ev)
+    return C.result("fire.vector", title, got == obs.vector, ev)
 
 
 NO_ENTRY = "the handler for the expected vector was not entered"
@@ -82,7 +78,7 @@ def check_layout(obs, s) -> Check:
     title = f"the frame is RIP, CS, RFLAGS, RSP, SS{' under an error code' if ec else ' (no error code)'}"
     f = saved_frame(obs, s)
     if f is None:
-        return _skip("fire.frame-layout", title, NO_ENTRY)
+        return C.skip("fire.frame-layout", title, NO_ENTRY)
     stack = obs.entry["stack"]
     names = (["error code"] if ec else []) + [fl.name.upper() for fl in INTERRUPT_FRAME.fields]
     ev = [f"[rsp+{i * QWORD:#04x}] {stack[i]:#018x}  {n}" for i, n in enumerate(names)]
@@ -90,7 +86,7 @@ def check_layout(obs, s) -> Check:
     if not ok:
         ev.append(f"CS/RSP/SS are not at the offsets the manual gives (expected CS {obs.before['cs']:#x}, "
                   f"RSP {obs.before['rsp']:#x}, SS {obs.before['ss']:#x})")
-    return _result("fire.frame-layout", title, ok, ev)
+    return C.result("fire.frame-layout", title, ok, ev)
 
 
 def check_alignment(obs, s) -> Check:
@@ -99,14 +95,14 @@ def check_alignment(obs, s) -> Check:
     title = ("RSP at entry = IST top - frame" if obs.gate["ist"] else
              "RSP at entry = (interrupted RSP aligned down to 16) - frame")
     if obs.entry is None:
-        return _skip("fire.alignment", title, NO_ENTRY)
+        return C.skip("fire.alignment", title, NO_ENTRY)
     rsp = obs.entry["rsp"]
     top = obs.ist_top if obs.gate["ist"] else obs.before["rsp"] & ~(STACK_ALIGN - 1)
     base = rsp + size
     ev = [f"entry RSP {rsp:#x} + {size} frame bytes = {base:#x}",
           (f"IST{obs.gate['ist']} top {top:#x}" if obs.gate["ist"] else
            f"interrupted RSP {obs.before['rsp']:#x} aligned down to 16 = {top:#x}")]
-    return _result("fire.alignment", title, base == top and top % STACK_ALIGN == 0, ev)
+    return C.result("fire.alignment", title, base == top and top % STACK_ALIGN == 0, ev)
 
 
 def check_rip(obs, s) -> Check:
@@ -118,20 +114,20 @@ def check_rip(obs, s) -> Check:
     title = f"saved RIP is {want[0]}"
     f = saved_frame(obs, s)
     if f is None:
-        return _skip("fire.rip", title, NO_ENTRY)
+        return C.skip("fire.rip", title, NO_ENTRY)
     if s.rip == RIP_LOOP:
         ok = labels["plant"] <= f.rip <= labels["resume"]
-        return _result("fire.rip", title, ok, [f"saved RIP {f.rip:#x}, loop {labels['plant']:#x}..{labels['resume']:#x}"])
-    return _result("fire.rip", title, f.rip == want[1], [f"saved RIP {f.rip:#x}, expected {want[1]:#x}"])
+        return C.result("fire.rip", title, ok, [f"saved RIP {f.rip:#x}, loop {labels['plant']:#x}..{labels['resume']:#x}"])
+    return C.result("fire.rip", title, f.rip == want[1], [f"saved RIP {f.rip:#x}, expected {want[1]:#x}"])
 
 
 def check_selectors(obs, s) -> Check:
     title = "saved CS and SS are the interrupted (kernel) selectors"
     f = saved_frame(obs, s)
     if f is None:
-        return _skip("fire.cs-ss", title, NO_ENTRY)
+        return C.skip("fire.cs-ss", title, NO_ENTRY)
     ok = f.cs == obs.before["cs"] and f.ss == obs.before["ss"]
-    return _result("fire.cs-ss", title, ok, [f"saved CS {f.cs:#x} SS {f.ss:#x}; interrupted CS "
+    return C.result("fire.cs-ss", title, ok, [f"saved CS {f.cs:#x} SS {f.ss:#x}; interrupted CS "
                                              f"{obs.before['cs']:#x} SS {obs.before['ss']:#x}"])
 
 
@@ -139,8 +135,8 @@ def check_rsp(obs, s) -> Check:
     title = "saved RSP is the interrupted RSP (pushed even without a privilege change)"
     f = saved_frame(obs, s)
     if f is None:
-        return _skip("fire.rsp", title, NO_ENTRY)
-    return _result("fire.rsp", title, f.rsp == obs.before["rsp"],
+        return C.skip("fire.rsp", title, NO_ENTRY)
+    return C.result("fire.rsp", title, f.rsp == obs.before["rsp"],
                    [f"saved RSP {f.rsp:#x}, interrupted RSP {obs.before['rsp']:#x}"])
 
 
@@ -148,7 +144,7 @@ def check_rflags(obs, s) -> Check:
     title = "saved RFLAGS is the interrupted RFLAGS"
     f = saved_frame(obs, s)
     if f is None:
-        return _skip("fire.rflags", title, NO_ENTRY)
+        return C.skip("fire.rflags", title, NO_ENTRY)
     want = obs.before["rflags"] | s.rflags_set
     ignore = RFLAGS_RF
     note = "compared without RF"
@@ -159,18 +155,18 @@ def check_rflags(obs, s) -> Check:
     ok = (f.rflags & ~ignore) == (want & ~ignore)
     ev = [f"saved {_flags(f.rflags)}", f"interrupted {_flags(want)}",
           f"RF in the saved image: {int(bool(f.rflags & RFLAGS_RF))} ({note})"]
-    return _result("fire.rflags", title, ok, ev)
+    return C.result("fire.rflags", title, ok, ev)
 
 
 def check_if(obs, s) -> Check:
     gate = obs.gate["type"]
     title = f"RFLAGS.IF in the handler follows the {gate} gate"
     if obs.entry is None:
-        return _skip("fire.if", title, NO_ENTRY)
+        return C.skip("fire.if", title, NO_ENTRY)
     inside = bool(obs.entry["rflags"] & RFLAGS_IF)
     before = bool(obs.before["rflags"] & RFLAGS_IF)
     want = False if gate == "interrupt" else before
-    return _result("fire.if", title, inside == want,
+    return C.result("fire.if", title, inside == want,
                    [f"IF before {int(before)}, in the handler {int(inside)}, expected {int(want)}"])
 
 
@@ -181,32 +177,32 @@ def check_error_code(obs, s) -> Check:
     f = saved_frame(obs, s)
     if not ec:
         got = obs.delivered["error_code"] if obs.delivered else None
-        return _result("fire.error-code", title, got is None or s.software,
+        return C.result("fire.error-code", title, got is None or s.software,
                        [f"vector {obs.vector} pushes no error code (SDM Table 6-1)"])
     if f is None:
-        return _skip("fire.error-code", title, NO_ENTRY)
+        return C.skip("fire.error-code", title, NO_ENTRY)
     ev = [f"pushed {f.error_code:#x}"]
     if obs.vector == PF:
         ev.append(f"bits: {describe_pf_error(f.error_code)}; expected {describe_pf_error(s.error_code)}")
-    return _result("fire.error-code", title, f.error_code == s.error_code, ev)
+    return C.result("fire.error-code", title, f.error_code == s.error_code, ev)
 
 
 def check_cr2(obs, s) -> Check:
     title = "CR2 holds the faulting linear address"
     if obs.expected_cr2 is None:
-        return _skip("fire.cr2", title, "not a page fault")
+        return C.skip("fire.cr2", title, "not a page fault")
     if obs.entry is None:
-        return _skip("fire.cr2", title, NO_ENTRY)
-    return _result("fire.cr2", title, obs.entry["cr2"] == obs.expected_cr2,
+        return C.skip("fire.cr2", title, NO_ENTRY)
+    return C.result("fire.cr2", title, obs.entry["cr2"] == obs.expected_cr2,
                    [f"CR2 {obs.entry['cr2']:#x}, expected {obs.expected_cr2:#x}"])
 
 
 def check_trap_frame(obs, s) -> Check:
     title = "the stub's TrapFrame holds the interrupted registers, vector and error code"
     if obs.style != "stub":
-        return _skip("fire.trap-frame", title, "x86-interrupt style: no TrapFrame")
+        return C.skip("fire.trap-frame", title, "x86-interrupt style: no TrapFrame")
     if obs.trap_frame is None:
-        return _skip("fire.trap-frame", title, "no exception reached the stub")
+        return C.skip("fire.trap-frame", title, "no exception reached the stub")
     tf, problems = obs.trap_frame, []
     for reg in TRAP_FRAME_GPRS:
         if reg in obs.sentinels and tf[reg] != obs.sentinels[reg]:
@@ -222,37 +218,37 @@ def check_trap_frame(obs, s) -> Check:
         problems.append("the iret part differs from the frame seen at entry")
     ev = problems or [f"{len([r for r in TRAP_FRAME_GPRS if r in obs.sentinels])} GPRs equal their sentinels; "
                       f"vector {tf['vector']}, error_code {tf['error_code']:#x}; at {tf['address']:#x}"]
-    return _result("fire.trap-frame", title, not problems, ev)
+    return C.result("fire.trap-frame", title, not problems, ev)
 
 
 def check_resume(obs, s) -> Check:
     title = "after iretq every planted register still holds its sentinel"
     if obs.after is None:
-        return _skip("fire.resume", title, "the resume point was not reached")
+        return C.skip("fire.resume", title, "the resume point was not reached")
     bad = [f"{r} {obs.after[r]:#x} != {v:#x}" for r, v in obs.sentinels.items() if obs.after[r] != v]
     if obs.after["rsp"] != obs.before["rsp"]:
         bad.append(f"rsp {obs.after['rsp']:#x} != {obs.before['rsp']:#x}")
-    return _result("fire.resume", title, not bad,
+    return C.result("fire.resume", title, not bad,
                    bad or [f"{len(obs.sentinels)} registers and RSP intact at the resume point"])
 
 
 def check_qemu_log(obs, s) -> Check:
     title = "QEMU's -d int log shows the same event"
     if obs.accel != "tcg":
-        return _skip("fire.qemu-log", title, "exception logs exist on TCG only")
-    from lab import qemu_log
+        return C.skip("fire.qemu-log", title, "exception logs exist on TCG only")
+    from lab.target import qemu_log
 
     got = obs.delivered["vector"] if obs.delivered else None
     events = [e for e in qemu_log.parse("\n".join(obs.qemu_log)) if isinstance(e, qemu_log.LogEvent)]
     match = [e for e in events if e.vector == got]
     if got is None:
-        return _result("fire.qemu-log", title, not [e for e in events if e.vector < 32],
+        return C.result("fire.qemu-log", title, not [e for e in events if e.vector < 32],
                        ["no exception in the log either"] + [e.line for e in events][:3])
     f = saved_frame(obs, s)
     # QEMU logs a software interrupt (i=1) at the `int` instruction; the CPU pushes the next one.
     ok = bool(match) and (f is None or any(
         e.rip == (obs.labels["fault"] if e.software else f.rip) for e in match))
-    return _result("fire.qemu-log", title, ok, [e.line for e in match][:2] or ["no line for this vector"])
+    return C.result("fire.qemu-log", title, ok, [e.line for e in match][:2] or ["no line for this vector"])
 
 
 CHECKS = (check_vector, check_layout, check_alignment, check_rip, check_selectors, check_rsp,

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-from lab.checks import Check, Verdict, View, verdict
+from lab.checks.base import Check, Checks, Verdict, verdict
+from lab.checks.view import View
 from lab.x86.addr import is_canonical
 from lab.x86.idt import GATE, GATE_TYPE_INTERRUPT, GATE_TYPE_TRAP
 from lab.x86.tss import TSS
-from lab.x86.vectors import FIRST_USER_VECTOR, mnemonic
+from lab.x86.vectors import DF, FIRST_USER_VECTOR, mnemonic
 
 TIER = "generic"
+C = Checks(TIER)
 STACK_ALIGN = 16  # SDM §6.14.2: the CPU aligns RSP to 16 bytes before pushing the frame
-DOUBLE_FAULT = 8
 
 
-def _check(id: str, title: str, problems: list[str], ok_evidence: str) -> Check:
-    return Check(id, TIER, title, verdict(not problems), tuple(problems) or (ok_evidence,))
 
 
 def idt_limit(v: View) -> Check:
@@ -25,24 +24,24 @@ def idt_limit(v: View) -> Check:
     if idtr.size < FIRST_USER_VECTOR * GATE.size:
         problems.append(f"IDTR limit {idtr.limit:#x} does not cover vectors 0-31 "
                         f"(needs >= {FIRST_USER_VECTOR * GATE.size - 1:#x})")
-    return _check("idt.limit", "IDTR covers the 32 exception vectors in whole gates", problems,
+    return C.problems("idt.limit", "IDTR covers the 32 exception vectors in whole gates", problems,
                   f"IDTR base {idtr.base:#x} limit {idtr.limit:#x}: {idtr.size // GATE.size} gates")
 
 
 def gate_offsets_canonical(v: View) -> Check:
     problems = [f"vector {g.vector} ({g.mnemonic}): offset {g.offset:#x} is not canonical"
                 for g in v.present_gates if not is_canonical(g.offset)]
-    return _check("idt.offset-canonical", "every present gate's handler offset is canonical",
+    return C.problems("idt.offset-canonical", "every present gate's handler offset is canonical",
                   problems, f"{len(v.present_gates)} present gates, all canonical")
 
 
 def gate_handlers_resolve(v: View) -> Check:
     title = "every present gate's handler resolves to a kernel symbol"
     if not len(v.symbols):
-        return Check("idt.handler-symbol", TIER, title, Verdict.SKIP, ("no symbols for this kernel",))
+        return C.make("idt.handler-symbol", title, Verdict.SKIP, ("no symbols for this kernel",))
     problems = [f"vector {g.vector} ({g.mnemonic}): {g.offset:#x} is inside no symbol"
                 for g in v.present_gates if v.symbols.resolve(g.offset) is None]
-    return _check("idt.handler-symbol", title, problems,
+    return C.problems("idt.handler-symbol", title, problems,
                   f"{len(v.present_gates)} handlers, all inside kernel symbols")
 
 
@@ -54,7 +53,7 @@ def gate_types(v: View) -> Check:
                             f"or trap (0xF) gate")
         if not g.reserved_bits_zero:
             problems.append(f"vector {g.vector}: reserved bits set in {g.raw.hex(' ')}")
-    return _check("idt.gate-type", "present gates are 64-bit interrupt/trap gates with reserved bits clear",
+    return C.problems("idt.gate-type", "present gates are 64-bit interrupt/trap gates with reserved bits clear",
                   problems, f"{len(v.present_gates)} gates well-formed")
 
 
@@ -68,7 +67,7 @@ def gate_selectors(v: View) -> Check:
         elif not (d.present and d.is_code64 and d.dpl == 0):
             problems.append(f"{where}: names {d.kind} P={d.present} L={d.l} D={d.db} DPL={d.dpl}, "
                             f"not a present 64-bit ring-0 code segment")
-    return _check("idt.selector", "gate selectors name a present 64-bit ring-0 code descriptor (L=1, D=0)",
+    return C.problems("idt.selector", "gate selectors name a present 64-bit ring-0 code descriptor (L=1, D=0)",
                   problems, f"{len({g.selector for g in v.present_gates})} distinct selector(s), all kernel code64")
 
 
@@ -76,7 +75,7 @@ def gdt_null(v: View) -> Check:
     first = v.gdt[0] if v.gdt else None
     problems = [] if first is not None and first.kind == "null" else \
         [f"GDT entry 0 is {first.raw.hex(' ') if first else 'missing'}, not the null descriptor"]
-    return _check("gdt.null", "GDT entry 0 is the null descriptor", problems, "entry 0 is null")
+    return C.problems("gdt.null", "GDT entry 0 is the null descriptor", problems, "entry 0 is null")
 
 
 def tr_descriptor(v: View) -> Check:
@@ -96,7 +95,7 @@ def tr_descriptor(v: View) -> Check:
             problems.append(f"TSS limit {d.limit:#x} does not cover the {TSS.size}-byte TSS (needs >= {TSS.size - 1:#x})")
         if d.base != tr.base:
             problems.append(f"descriptor base {d.base:#x} differs from TR's cached base {tr.base:#x}")
-    return _check("tss.tr-descriptor", "TR selects a present, busy 64-bit TSS covering 104 bytes",
+    return C.problems("tss.tr-descriptor", "TR selects a present, busy 64-bit TSS covering 104 bytes",
                   problems, f"TR {tr.selector:#06x}: base {tr.base:#x} limit {tr.limit:#x} busy TSS64")
 
 
@@ -109,7 +108,7 @@ def _used_stacks(v: View) -> list[tuple[str, int]]:
 
 
 def _no_tss(id: str, title: str) -> Check:
-    return Check(id, TIER, title, Verdict.FAIL, ("no readable TSS (TR null or TSS unreadable)",))
+    return C.make(id, title, Verdict.FAIL, ("no readable TSS (TR null or TSS unreadable)",))
 
 
 def stack_pointers(v: View) -> Check:
@@ -124,7 +123,7 @@ def stack_pointers(v: View) -> Check:
             problems.append(f"{name} {ptr:#x} is not canonical")
         elif ptr % STACK_ALIGN:
             problems.append(f"{name} {ptr:#x} is not {STACK_ALIGN}-byte aligned (off by {ptr % STACK_ALIGN})")
-    return _check("tss.stack-alignment", title, problems,
+    return C.problems("tss.stack-alignment", title, problems,
                   ", ".join(f"{n}={p:#x}" for n, p in _used_stacks(v)))
 
 
@@ -136,7 +135,7 @@ def stacks_mapped(v: View) -> Check:
         return _no_tss("tss.stacks-mapped", title)
     walks = v.state.stack_walks
     if walks is None:
-        return Check("tss.stacks-mapped", TIER, title, Verdict.SKIP, ("the page tables were not read",))
+        return C.make("tss.stacks-mapped", title, Verdict.SKIP, ("the page tables were not read",))
     problems, seen = [], []
     for name, ptr in _used_stacks(v):
         if ptr == 0 or not is_canonical(ptr):
@@ -152,18 +151,18 @@ def stacks_mapped(v: View) -> Check:
             problems.append(f"{who} {ptr:#x}: {t.va:#x} is mapped read-only")
         else:
             seen.append(f"{name} -> {t.physical & ~0xFFF:#x}")
-    return _check("tss.stacks-mapped", title, problems, "top pages mapped writable: " + ", ".join(seen))
+    return C.problems("tss.stacks-mapped", title, problems, "top pages mapped writable: " + ", ".join(seen))
 
 
 def double_fault_ist(v: View) -> Check:
     title = "#DF runs on an IST stack distinct from RSP0's"
     if v.tss is None:
         return _no_tss("idt.df-ist", title)
-    gate = v.idt[DOUBLE_FAULT] if len(v.idt) > DOUBLE_FAULT else None
+    gate = v.idt[DF] if len(v.idt) > DF else None
     if gate is None or not gate.present:
-        return Check("idt.df-ist", TIER, title, Verdict.FAIL, ("vector 8 (#DF) has no present gate",))
+        return C.make("idt.df-ist", title, Verdict.FAIL, ("vector 8 (#DF) has no present gate",))
     if gate.ist == 0:
-        return Check("idt.df-ist", TIER, title, Verdict.FAIL,
+        return C.make("idt.df-ist", title, Verdict.FAIL,
                      ("vector 8 (#DF) gate has IST=0: a #DF from a kernel stack overflow would be "
                       "delivered on the overflowed stack and triple-fault",))
     ptr, rsp0 = v.tss.ist_slot(gate.ist), v.tss.rsp[0]
@@ -177,7 +176,7 @@ def double_fault_ist(v: View) -> Check:
         if a is not None and a == b:
             problems.append(f"IST{gate.ist} and RSP0 are both in {a.name}")
     where = v.symbols.describe(ptr - 1) if ptr else ""
-    return _check("idt.df-ist", title, problems,
+    return C.problems("idt.df-ist", title, problems,
                   f"#DF gate IST{gate.ist} -> {ptr:#x}" + (f" (top of {where.split('+')[0]})" if where else "")
                   + f", RSP0 {rsp0:#x}")
 
@@ -196,7 +195,7 @@ def stacks_distinct(v: View) -> Check:
                 sa, sb = v.symbols.stack_ending_at(pa, None), v.symbols.stack_ending_at(pb, None)
                 if sa is not None and sb is not None and sa.address < sb.end and sb.address < sa.end:
                     problems.append(f"{na} ({sa.name}) and {nb} ({sb.name}) overlap")
-    return _check("tss.stacks-distinct", title, problems, f"{len(used)} distinct stacks")
+    return C.problems("tss.stacks-distinct", title, problems, f"{len(used)} distinct stacks")
 
 
 CHECKS = (idt_limit, gate_offsets_canonical, gate_handlers_resolve, gate_types, gate_selectors,

@@ -6,12 +6,14 @@ entry RSP (SDM vol. 3A §6.14.2, Figure 6-9).
 
 from __future__ import annotations
 
-from lab.checks import Check, Verdict, verdict
-from lab.inject import Injection, InjectObservation, expected_error_code
+from lab.checks.base import Check, Checks, Verdict, verdict
+from lab.scenarios.injections import Injection, expected_error_code
+from lab.experiments.inject import InjectObservation
 from lab.x86.frames import INTERRUPT_FRAME, QWORD, RFLAGS_RF
-from lab.x86.vectors import mnemonic
+from lab.x86.vectors import PF, mnemonic
 
 TIER = "inject"
+C = Checks(TIER)
 STACK_ALIGN = 16
 
 
@@ -30,14 +32,14 @@ def _not_entered(id: str, title: str, obs: InjectObservation, inj: Injection) ->
                if obs.stopped_at is not None else "no handler entered within the bound")
     else:
         why = f"{mnemonic(obs.entered)}'s handler was entered, not {mnemonic(inj.vector)}'s"
-    return Check(id, TIER, title, Verdict.FAIL if id == "inject.vector" else Verdict.SKIP, (why,))
+    return C.make(id, title, Verdict.FAIL if id == "inject.vector" else Verdict.SKIP, (why,))
 
 
 def vector(obs, inj) -> Check:
     title = f"{inj.description}: the CPU enters the handler the IDT names for vector {inj.vector}"
     if obs.entered != inj.vector:
         return _not_entered("inject.vector", title, obs, inj)
-    return Check("inject.vector", TIER, title, Verdict.PASS,
+    return C.make("inject.vector", title, Verdict.PASS,
                  (f"stopped at {obs.stopped_at:#x} = IDT[{inj.vector}].offset ({obs.gate['type']} gate, "
                   f"IST{obs.gate['ist']})" if obs.gate["ist"] else
                   f"stopped at {obs.stopped_at:#x} = IDT[{inj.vector}].offset ({obs.gate['type']} gate)",))
@@ -50,7 +52,7 @@ def saved_rip(obs, inj) -> Check:
     if f is None:
         return _not_entered("inject.rip", title, obs, inj)
     want = obs.site + inj.rip_offset
-    return Check("inject.rip", TIER, title, verdict(f["rip"] == want),
+    return C.make("inject.rip", title, verdict(f["rip"] == want),
                  (f"saved RIP {f['rip']:#x}, expected {want:#x} (site {obs.site:#x} + {inj.rip_offset})",))
 
 
@@ -61,7 +63,7 @@ def saved_segments_and_stack(obs, inj) -> Check:
         return _not_entered("inject.cs-ss-rsp", title, obs, inj)
     b = obs.before
     problems = [f"{n} {f[n]:#x} != {b[n]:#x}" for n in ("cs", "ss", "rsp") if f[n] != b[n]]
-    return Check("inject.cs-ss-rsp", TIER, title, verdict(not problems),
+    return C.make("inject.cs-ss-rsp", title, verdict(not problems),
                  tuple(problems) or (f"CS {f['cs']:#x}, SS {f['ss']:#x}, RSP {f['rsp']:#x}",))
 
 
@@ -71,7 +73,7 @@ def saved_rflags(obs, inj) -> Check:
     if f is None:
         return _not_entered("inject.rflags", title, obs, inj)
     got, want = f["rflags"] & ~RFLAGS_RF, obs.run_rflags & ~RFLAGS_RF
-    return Check("inject.rflags", TIER, title, verdict(got == want),
+    return C.make("inject.rflags", title, verdict(got == want),
                  (f"saved {f['rflags']:#x}, ran with {obs.run_rflags:#x}"
                   + (" (RF set)" if f["rflags"] & RFLAGS_RF else ""),))
 
@@ -86,14 +88,14 @@ def error_code(obs, inj) -> Check:
     if want is None:
         # Without an error code the first qword is RIP: it must be the expected RIP, which
         # saved_rip already asserts; here the slot above SS must not look like a frame shift.
-        return Check("inject.error-code", TIER, title, verdict(f["rip"] == obs.site + inj.rip_offset),
+        return C.make("inject.error-code", title, verdict(f["rip"] == obs.site + inj.rip_offset),
                      (f"frame starts with RIP {f['rip']:#x}",))
     problems = [] if f["error_code"] == want else [f"pushed {f['error_code']:#x}"]
-    if inj.vector == 14 and obs.cr2 != obs.target:
+    if inj.vector == PF and obs.cr2 != obs.target:
         problems.append(f"CR2 {obs.cr2:#x} != the address read {obs.target:#x}" if obs.cr2 is not None
                         else "CR2 not read")
-    evidence = f"pushed {f['error_code']:#x}" + (f", CR2 {obs.cr2:#x}" if inj.vector == 14 and obs.cr2 is not None else "")
-    return Check("inject.error-code", TIER, title, verdict(not problems), tuple(problems) or (evidence,))
+    evidence = f"pushed {f['error_code']:#x}" + (f", CR2 {obs.cr2:#x}" if inj.vector == PF and obs.cr2 is not None else "")
+    return C.make("inject.error-code", title, verdict(not problems), tuple(problems) or (evidence,))
 
 
 def entry_rsp(obs, inj) -> Check:
@@ -106,13 +108,13 @@ def entry_rsp(obs, inj) -> Check:
         return _not_entered("inject.entry-rsp", title, obs, inj)
     base = obs.ist_top if obs.gate["ist"] else obs.before["rsp"] & ~(STACK_ALIGN - 1)
     want = base - size
-    return Check("inject.entry-rsp", TIER, title, verdict(obs.entry_rsp == want),
+    return C.make("inject.entry-rsp", title, verdict(obs.entry_rsp == want),
                  (f"entry RSP {obs.entry_rsp:#x}, expected {want:#x} (base {base:#x})",))
 
 
 def restored(obs, inj) -> Check:
     title = "afterwards the original bytes and every register are back: the kernel never noticed"
-    return Check("inject.restored", TIER, title, verdict(not obs.restored),
+    return C.make("inject.restored", title, verdict(not obs.restored),
                  tuple(obs.restored) or ("registers and code as at the stop",))
 
 

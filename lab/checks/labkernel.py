@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from lab import contract
-from lab.checks import Check, Verdict, View, verdict
+from lab.labkernel import contract
+from lab.checks.base import Check, Checks, Verdict, verdict
+from lab.checks.view import View
 from lab.x86.gdt import decode_gdt
 from lab.x86.tss import TSS
 
 TIER = "lab-kernel"
+C = Checks(TIER)
 
 
-def _check(id: str, title: str, problems: list[str], ok_evidence: str) -> Check:
-    return Check(id, TIER, title, verdict(not problems), tuple(problems) or (ok_evidence,))
 
 
 def declared_gates(v: View) -> Check:
@@ -31,7 +31,7 @@ def declared_gates(v: View) -> Check:
         if decls[vector]["present"]:
             problems.append(f"vector {vector}: declared present but beyond the IDT limit")
     n = sum(1 for d in decls if d["present"])
-    return _check("idt.declared", f"every gate matches {contract.IDT_DECL_SYMBOL} (present, type, DPL, IST)",
+    return C.problems("idt.declared", f"every gate matches {contract.IDT_DECL_SYMBOL} (present, type, DPL, IST)",
                   problems, f"{n} declared gates match the live IDT")
 
 
@@ -43,14 +43,14 @@ def handler_entries(v: View) -> Check:
                 or not loc.symbol.name.startswith(contract.HANDLER_PREFIX):
             problems.append(f"vector {g.vector} ({g.mnemonic}): {g.offset:#x} "
                             f"({loc or 'no symbol'}) is not the entry of an {contract.HANDLER_PREFIX}* handler")
-    return _check("idt.handler-entry", f"every gate points at the first byte of an {contract.HANDLER_PREFIX}* function",
+    return C.problems("idt.handler-entry", f"every gate points at the first byte of an {contract.HANDLER_PREFIX}* function",
                   problems, f"{len(v.present_gates)} gates point at handler entries")
 
 
 def stack_tops(v: View) -> Check:
     title = f"RSP0 and every used IST slot point at the top of a stack declared in {contract.STACK_SECTION}"
     if v.tss is None:
-        return Check("tss.stack-top", TIER, title, Verdict.FAIL, ("no readable TSS",))
+        return C.make("tss.stack-top", title, Verdict.FAIL, ("no readable TSS",))
     problems, found = [], []
     slots = [("RSP0", v.tss.rsp[0])] + [(f"IST{n}", v.tss.ist_slot(n)) for n in v.used_ist_slots()]
     for name, ptr in slots:
@@ -60,7 +60,7 @@ def stack_tops(v: View) -> Check:
                             f"any object in {contract.STACK_SECTION}")
         else:
             found.append(f"{name}=top of {s.name} ({s.size // 1024} KiB)")
-    return _check("tss.stack-top", title, problems, ", ".join(found))
+    return C.problems("tss.stack-top", title, problems, ", ".join(found))
 
 
 def tss_symbol(v: View) -> Check:
@@ -73,13 +73,13 @@ def tss_symbol(v: View) -> Check:
     if d is None:
         problems.append("TR names no descriptor")
     if problems:
-        return Check("tss.base-symbol", TIER, title, Verdict.FAIL, tuple(problems))
+        return C.make("tss.base-symbol", title, Verdict.FAIL, tuple(problems))
     if d.base != sym.address:
         problems.append(f"descriptor base {d.base:#x} ({v.symbols.describe(d.base) or 'no symbol'}) "
                         f"!= {contract.TSS_SYMBOL} at {sym.address:#x}")
     if d.limit + 1 < TSS.size or sym.size < TSS.size:
         problems.append(f"limit {d.limit:#x} / symbol size {sym.size} do not cover {TSS.size} bytes")
-    return _check("tss.base-symbol", title, problems,
+    return C.problems("tss.base-symbol", title, problems,
                   f"base {d.base:#x} = {contract.TSS_SYMBOL}, limit {d.limit:#x}")
 
 
@@ -87,7 +87,7 @@ def declared_gdt(v: View) -> Check:
     title = f"code/data descriptors equal the {contract.GDT_SYMBOL} image the kernel was linked with"
     image = v.symbols.read(contract.GDT_SYMBOL)
     if image is None:
-        return Check("gdt.declared", TIER, title, Verdict.FAIL, (f"no initialised {contract.GDT_SYMBOL} in the ELF",))
+        return C.make("gdt.declared", title, Verdict.FAIL, (f"no initialised {contract.GDT_SYMBOL} in the ELF",))
     declared = decode_gdt(image[: len(image) // 8 * 8])
     live = {d.index: d for d in v.gdt}
     problems, compared = [], 0
@@ -100,7 +100,7 @@ def declared_gdt(v: View) -> Check:
             problems.append(f"selector {d.selector:#06x}: declared {d.raw.hex()} but beyond the GDT limit")
         elif got.raw != d.raw:
             problems.append(f"selector {d.selector:#06x}: live {got.raw[::-1].hex()} != declared {d.raw[::-1].hex()}")
-    return _check("gdt.declared", title, problems, f"{compared} declared descriptors match")
+    return C.problems("gdt.declared", title, problems, f"{compared} declared descriptors match")
 
 
 CHECKS = (declared_gates, handler_entries, stack_tops, tss_symbol, declared_gdt)

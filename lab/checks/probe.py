@@ -4,68 +4,65 @@ the double fault, the frame the CPU pushed on the IST stack (SDM vol. 3A §6.15,
 
 from __future__ import annotations
 
-from lab.checks import Check, Verdict, verdict
+from lab.checks.base import Check, Checks, Verdict, verdict
 from lab.scenarios.probes import DOUBLE_FAULT_HALT, SURVIVES, Probe
-from lab.x86.frames import INTERRUPT_FRAME, QWORD
+from lab.x86.frames import ERROR_FRAME, decode_frame
 
 TIER = "probe"
-DF_FRAME_BYTES = QWORD + INTERRUPT_FRAME.size  # error code + RIP, CS, RFLAGS, RSP, SS
+C = Checks(TIER)
 #: How far above the guard page the saved RSP may be: one lab_recurse frame (256-byte buffer
 #: plus saved registers); below the guard's top it may be anywhere in the guard page.
 RECURSE_FRAME_MAX = 512
 
 
-def _r(id, title, ok, ev) -> Check:
-    return Check(id, TIER, title, verdict(ok), tuple(ev))
 
 
-def _skip(id, title, why) -> Check:
-    return Check(id, TIER, title, Verdict.SKIP, (why,))
 
 
 def check_outcome(obs, p: Probe) -> Check:
-    return _r("probe.outcome", f"outcome: {p.expected}", obs.outcome == p.expected,
+    return C.result("probe.outcome", f"outcome: {p.expected}", obs.outcome == p.expected,
               [f"observed: {obs.outcome}"] + obs.evidence[:3])
 
 
 def check_chain(obs, p: Probe) -> Check:
     title = f"exception chain: {' -> '.join(p.chain)}"
     if obs.chain is None:
-        return _skip("probe.chain", title, "unavailable: only TCG writes exception logs")
-    return _r("probe.chain", title, obs.chain == list(p.chain),
+        return C.skip("probe.chain", title, "unavailable: only TCG writes exception logs")
+    return C.result("probe.chain", title, obs.chain == list(p.chain),
               [f"observed: {' -> '.join(obs.chain) or '(nothing logged)'}"] + obs.last_state[:1])
 
 
-def _df(obs):
-    return None if obs.df_frame is None else obs.df_frame["stack"]
+def _df(obs) -> dict | None:
+    """The #DF frame the CPU pushed (it always has an error code), decoded."""
+    return None if obs.df_frame is None else decode_frame(obs.df_frame["stack"], has_error_code=True)
 
 
 def check_df_error_code(obs, p):
     title = "#DF pushes error code 0"
     st = _df(obs)
     if st is None:
-        return _skip("probe.df-error-code", title, "the #DF handler was not reached")
-    return _r("probe.df-error-code", title, st[0] == 0, [f"error code {st[0]:#x}"])
+        return C.skip("probe.df-error-code", title, "the #DF handler was not reached")
+    return C.result("probe.df-error-code", title, st["error_code"] == 0, [f"error code {st['error_code']:#x}"])
 
 
 def check_df_ist(obs, p):
     title = "#DF runs on the IST stack the TSS names (RSP = IST top - 48)"
     if obs.df_frame is None or obs.ist_top is None:
-        return _skip("probe.df-ist", title, "the #DF handler was not reached, or its gate has no IST")
+        return C.skip("probe.df-ist", title, "the #DF handler was not reached, or its gate has no IST")
     rsp = obs.df_frame["rsp"]
-    return _r("probe.df-ist", title, rsp + DF_FRAME_BYTES == obs.ist_top,
-              [f"entry RSP {rsp:#x} + {DF_FRAME_BYTES} = {rsp + DF_FRAME_BYTES:#x}; IST top {obs.ist_top:#x}"])
+    return C.result("probe.df-ist", title, rsp + ERROR_FRAME.size == obs.ist_top,
+              [f"entry RSP {rsp:#x} + {ERROR_FRAME.size} = {rsp + ERROR_FRAME.size:#x}; IST top {obs.ist_top:#x}"])
 
 
 def check_df_saved_rsp(obs, p):
     title = "saved RSP is at the guard page boundary"
     st = _df(obs)
     if st is None or obs.guard is None:
-        return _skip("probe.df-saved-rsp", title, "the #DF handler was not reached, or no BOOT_STACK symbol")
+        return C.skip("probe.df-saved-rsp", title, "the #DF handler was not reached, or no BOOT_STACK symbol")
     lo, hi = obs.guard
-    rsp = st[4]
+    rsp = st["rsp"]
     ok = lo <= rsp <= hi + RECURSE_FRAME_MAX
-    return _r("probe.df-saved-rsp", title, ok,
+    return C.result("probe.df-saved-rsp", title, ok,
               [f"saved RSP {rsp:#x}; guard page {lo:#x}..{hi:#x} (allowed up to {hi + RECURSE_FRAME_MAX:#x})"])
 
 
@@ -73,17 +70,17 @@ def check_df_saved_rip(obs, p):
     title = "saved RIP is inside the recursing function"
     st = _df(obs)
     if st is None or obs.recurse is None:
-        return _skip("probe.df-saved-rip", title, "the #DF handler was not reached, or no lab_recurse symbol")
+        return C.skip("probe.df-saved-rip", title, "the #DF handler was not reached, or no lab_recurse symbol")
     lo, hi = obs.recurse
-    return _r("probe.df-saved-rip", title, lo <= st[1] < hi,
-              [f"saved RIP {st[1]:#x}; lab_recurse {lo:#x}..{hi:#x}"])
+    return C.result("probe.df-saved-rip", title, lo <= st["rip"] < hi,
+              [f"saved RIP {st['rip']:#x}; lab_recurse {lo:#x}..{hi:#x}"])
 
 
 def check_shell_alive(obs, p):
     title = "after the #DF the shell answers"
     if p.expected != SURVIVES:
-        return _skip("probe.shell", title, "not the control")
-    return _r("probe.shell", title, bool(obs.after and obs.after.startswith("info version=")),
+        return C.skip("probe.shell", title, "not the control")
+    return C.result("probe.shell", title, bool(obs.after and obs.after.startswith("info version=")),
               [obs.after or "no answer"])
 
 

@@ -4,18 +4,17 @@ TSS.RSP0 and pushes the user SS:RSP; §5.7 page-fault U/S bit)."""
 
 from __future__ import annotations
 
-from lab.checks import Check, Verdict, verdict
-from lab.ring3 import CLOBBERED, SYSCALL_LEN
+from lab.checks.base import Check, Checks, Verdict, verdict
+from lab.experiments.ring3 import CLOBBERED, SYSCALL_LEN
+from lab.labkernel.contract import USER_CS, USER_SS
 from lab.x86.frames import INTERRUPT_FRAME, TRAP_FRAME_GPRS, describe_pf_error
-from lab.x86.vectors import mnemonic
+from lab.x86.vectors import PF, mnemonic
 
 TIER = "ring3"
-USER_CS, USER_SS = 0x23, 0x1B
+C = Checks(TIER)
 RF_AND_FIXED = (1 << 16) | (1 << 1)  # SYSCALL clears RF; bit 1 always reads 1
 
 
-def _r(id, title, ok, ev) -> Check:
-    return Check(id, TIER, title, verdict(ok), tuple(ev))
 
 
 def syscall_checks(o) -> list[Check]:
@@ -24,22 +23,22 @@ def syscall_checks(o) -> list[Check]:
     entry, after_gs, after_stack = st["lab_syscall_entry"], st["lab_syscall_after_swapgs"], st["lab_syscall_after_stack"]
     sysret = st["lab_syscall_sysret"]
     out = [
-        _r("syscall.rcx-r11", "at entry RCX = the user's return address, R11 = the user's RFLAGS",
+        C.result("syscall.rcx-r11", "at entry RCX = the user's return address, R11 = the user's RFLAGS",
            entry["rcx"] == ret and entry["r11"] == u["eflags"],
            [f"RCX {entry['rcx']:#x} (syscall at {u['rip']:#x} + {SYSCALL_LEN}); R11 {entry['r11']:#x} "
             f"(user RFLAGS {u['eflags']:#x})"]),
-        _r("syscall.fmask", "inside the kernel RFLAGS = user RFLAGS with the FMASK bits cleared",
+        C.result("syscall.fmask", "inside the kernel RFLAGS = user RFLAGS with the FMASK bits cleared",
            (entry["eflags"] | RF_AND_FIXED) == ((u["eflags"] & ~o.fmask) | RF_AND_FIXED),
            [f"RFLAGS {entry['eflags']:#x}; user {u['eflags']:#x} & ~FMASK {o.fmask:#x} = {u['eflags'] & ~o.fmask:#x}"]),
-        _r("syscall.swapgs-entry", "swapgs at entry: GS_BASE becomes the per-CPU area, KERNEL_GS_BASE the user's",
+        C.result("syscall.swapgs-entry", "swapgs at entry: GS_BASE becomes the per-CPU area, KERNEL_GS_BASE the user's",
            entry["gs_base"] == u["gs_base"] and entry["k_gs_base"] == o.percpu_address
            and after_gs["gs_base"] == o.percpu_address and after_gs["k_gs_base"] == u["gs_base"],
            [f"before: GS {entry['gs_base']:#x} KGS {entry['k_gs_base']:#x}; after: GS {after_gs['gs_base']:#x} "
             f"KGS {after_gs['k_gs_base']:#x}; PERCPU at {o.percpu_address:#x}"]),
-        _r("syscall.user-rsp-slot", "the user RSP is stored at PERCPU.user_rsp (offset 0x10)",
+        C.result("syscall.user-rsp-slot", "the user RSP is stored at PERCPU.user_rsp (offset 0x10)",
            o.percpu.get("user_rsp") == u["rsp"] and entry["rsp"] == u["rsp"],
            [f"PERCPU.user_rsp {o.percpu.get('user_rsp', 0):#x}; user RSP {u['rsp']:#x}"]),
-        _r("syscall.kernel-stack", "after the switch RSP = PERCPU.kernel_rsp = the task's kernel stack top",
+        C.result("syscall.kernel-stack", "after the switch RSP = PERCPU.kernel_rsp = the task's kernel stack top",
            after_stack["rsp"] == o.percpu.get("kernel_rsp") == o.kstack_top,
            [f"RSP {after_stack['rsp']:#x}; PERCPU.kernel_rsp {o.percpu.get('kernel_rsp', 0):#x}; "
             f"kstack_top {o.kstack_top:#x}"]),
@@ -51,9 +50,9 @@ def syscall_checks(o) -> list[Check]:
         bad.append(f"RCX/RIP {tf['rcx']:#x}/{tf['rip']:#x}, R11/RFLAGS {tf['r11']:#x}/{tf['rflags']:#x}")
     if (tf["rsp"], tf["ss"], tf["cs"]) != (u["rsp"], USER_SS, USER_CS):
         bad.append(f"RSP {tf['rsp']:#x} SS {tf['ss']:#x} CS {tf['cs']:#x}")
-    out.append(_r("syscall.trap-frame", "the frame holds the user registers at `syscall` (RCX = return RIP, R11 = RFLAGS)",
+    out.append(C.result("syscall.trap-frame", "the frame holds the user registers at `syscall` (RCX = return RIP, R11 = RFLAGS)",
                   not bad, bad or [f"{len(TRAP_FRAME_GPRS) - len(CLOBBERED)} GPRs, RIP, RFLAGS, RSP, SS, CS match"]))
-    out.append(_r("syscall.swapgs-exit", "at sysretq GS is the user's again and RCX/R11/RSP are the user's",
+    out.append(C.result("syscall.swapgs-exit", "at sysretq GS is the user's again and RCX/R11/RSP are the user's",
                   sysret["gs_base"] == u["gs_base"] and sysret["k_gs_base"] == o.percpu_address
                   and sysret["rcx"] == ret and sysret["r11"] == u["eflags"] and sysret["rsp"] == u["rsp"],
                   [f"GS {sysret['gs_base']:#x} KGS {sysret['k_gs_base']:#x}; RCX {sysret['rcx']:#x} "
@@ -65,7 +64,7 @@ def interrupt_check(i) -> Check:
     f = INTERRUPT_FRAME.decode(b"".join(v.to_bytes(8, "little") for v in i.stack))
     ok = (f["cs"] & 3 == 3 and f["cs"] == USER_CS and f["ss"] == USER_SS
           and i.user_low <= f["rsp"] <= i.user_high and i.entry_rsp == i.tss_rsp0 - INTERRUPT_FRAME.size)
-    return _r("ring3.interrupt", "an interrupt in ring 3: CS RPL 3, user SS:RSP saved, entry RSP = TSS.RSP0 - 40", ok,
+    return C.result("ring3.interrupt", "an interrupt in ring 3: CS RPL 3, user SS:RSP saved, entry RSP = TSS.RSP0 - 40", ok,
               [f"CS {f['cs']:#x} SS {f['ss']:#x} RSP {f['rsp']:#x} RIP {f['rip']:#x}; entry RSP {i.entry_rsp:#x}, "
                f"TSS.RSP0 {i.tss_rsp0:#x}"])
 
@@ -84,12 +83,12 @@ def fault_check(f, accel: str) -> tuple[Check, str]:
         dev = TCG_DEVIATIONS.get(f.program) if accel == "tcg" else None
         outcome = "DEVIATION" if dev and dev[0] == got else "FAIL"
         ev = [f"delivered {mnemonic(got) if got is not None else 'nothing'} instead"] + ([dev[1]] if dev else [])
-        return Check(f"ring3.fault-{f.program}", TIER, title, Verdict.FAIL, tuple(ev)), outcome
+        return C.make(f"ring3.fault-{f.program}", title, Verdict.FAIL, tuple(ev)), outcome
     st = f.entry["stack"]
     ec, rip, cs, rflags, rsp, ss = st
     problems = []
     if ec != f.expected_error:
-        problems.append(f"error code {ec:#x}" + (f" ({describe_pf_error(ec)})" if f.expected_vector == 14 else ""))
+        problems.append(f"error code {ec:#x}" + (f" ({describe_pf_error(ec)})" if f.expected_vector == PF else ""))
     if (cs, ss) != (USER_CS, USER_SS):
         problems.append(f"CS {cs:#x} SS {ss:#x}")
     if rip != f.fault_va:
@@ -101,12 +100,12 @@ def fault_check(f, accel: str) -> tuple[Check, str]:
     ev = problems or [f"error code {ec:#x}, CS {cs:#x} SS {ss:#x}, RIP {rip:#x} (the faulting instruction), "
                       f"user RSP {rsp:#x}, entry RSP = TSS.RSP0 - 48" +
                       (f", CR2 {f.entry['cr2']:#x} ({describe_pf_error(ec)})" if f.expected_cr2 else "")]
-    c = _r(f"ring3.fault-{f.program}", title, not problems, ev)
+    c = C.result(f"ring3.fault-{f.program}", title, not problems, ev)
     return c, ("PASS" if not problems else "FAIL")
 
 
 def bench_check(b) -> Check:
-    return _r("syscall.bench", "syscall round trips complete (getpid x 100000)", b.get("syscalls") == 100000 and b.get("code") == 0,
+    return C.result("syscall.bench", "syscall round trips complete (getpid x 100000)", b.get("syscalls") == 100000 and b.get("code") == 0,
               [f"{b.get('syscalls')} syscalls in {b.get('tsc_cycles', 0) / max(b.get('tsc_hz', 1), 1) * 1000:.1f} ms = "
                f"{b.get('per_s', 0):,.0f}/s"])
 

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from lab.checks import Check, Verdict, verdict
-from lab.tasks import SCHEDULE, SWITCH_FRAME, TASK_START
+from lab.checks.base import Check, Checks, Verdict, verdict
+from lab.experiments.tasks import SCHEDULE, TASK_START
+from lab.labkernel.layouts import SWITCH_FRAME
 
 TIER = "tasks"
+C = Checks(TIER)
 QWORD = 8
 
 
-def _r(id, title, ok, ev) -> Check:
-    return Check(id, TIER, title, verdict(ok), tuple(ev))
 
 
 def check_layouts(obs) -> list[Check]:
@@ -18,14 +18,14 @@ def check_layouts(obs) -> list[Check]:
     for struct, both in obs.layouts.items():
         title = f"the declared {struct} layout matches the DWARF the compiler emitted"
         if both["dwarf"] is None:
-            out.append(Check(f"tasks.layout-{struct}", TIER, title, Verdict.SKIP, ("no DWARF for it",)))
+            out.append(C.make(f"tasks.layout-{struct}", title, Verdict.SKIP, ("no DWARF for it",)))
             continue
         d, w = both["declared"], both["dwarf"]
         diffs = [f"size declared {d['size']} vs DWARF {w['size']}"] if d["size"] != w["size"] else []
         for m in sorted(set(d["members"]) | set(w["members"])):
             if d["members"].get(m) != w["members"].get(m):
                 diffs.append(f"{m}: declared {d['members'].get(m)} vs DWARF {w['members'].get(m)}")
-        out.append(_r(f"tasks.layout-{struct}", title, not diffs,
+        out.append(C.result(f"tasks.layout-{struct}", title, not diffs,
                       diffs or [f"{len(d['members'])} members, {d['size']} bytes"]))
     return out
 
@@ -33,14 +33,14 @@ def check_layouts(obs) -> list[Check]:
 def check_current(obs) -> Check:
     running = [t for t in obs.tasks if t.state == "running"]
     ok = len(running) == 1 and running[0].address == obs.current
-    return _r("tasks.current", "exactly one task runs, and PERCPU.current points at it", ok,
+    return C.result("tasks.current", "exactly one task runs, and PERCPU.current points at it", ok,
               [f"running: {[t.name for t in running]}; current {obs.current:#x}"])
 
 
 def check_rsp0(obs) -> Check:
     cur = next((t for t in obs.tasks if t.address == obs.current), None)
     ok = cur is not None and obs.rsp0 == cur.fields["kstack_top"]
-    return _r("tasks.rsp0", "TSS.RSP0 is the current task's kernel stack top", ok,
+    return C.result("tasks.rsp0", "TSS.RSP0 is the current task's kernel stack top", ok,
               [f"TSS.RSP0 {obs.rsp0:#x}; current {cur.name if cur else '?'} kstack_top "
                f"{cur.fields['kstack_top'] if cur else 0:#x}"])
 
@@ -54,7 +54,7 @@ def check_frames(obs) -> list[Check]:
         in_stack = t.stack_low is not None and t.stack_low <= rsp <= top - SWITCH_FRAME.size
         ret_ok = t.ret_symbol.startswith(SCHEDULE + "+") or t.ret_symbol == TASK_START
         slots = ", ".join(f"{k}={v:#x}" for k, v in t.frame.items())
-        out.append(_r(f"tasks.frame-{t.name}",
+        out.append(C.result(f"tasks.frame-{t.name}",
                       f"{t.name}: saved RSP on its own stack; the switch frame returns into "
                       f"{SCHEDULE} (or {TASK_START} if it never ran)",
                       in_stack and ret_ok,
@@ -77,17 +77,17 @@ def check_trace(trace, n: int) -> list[Check]:
     ev = [f"{len(trace.steps) - 1} instructions; RSP changes other than push/pop: "
           + (", ".join(f"{a:#x} -> {b:#x} at {trace.steps[i][0]:#x}" for i, a, b in jumps) or "none"),
           f"next.rsp {nxt['rsp']:#x}; the switch instruction is at {trace.stack_pc:#x}"]
-    out = [_r(f"tasks.switch{label}-rsp", "RSP changes exactly once, from the outgoing stack to the incoming "
+    out = [C.result(f"tasks.switch{label}-rsp", "RSP changes exactly once, from the outgoing stack to the incoming "
               "task's saved slot", ok, ev)]
     ok = trace.current_after == nxt["address"] and trace.rsp0_after == nxt["kstack_top"]
-    out.append(_r(f"tasks.switch{label}-current", "afterwards PERCPU.current and TSS.RSP0 name the incoming task", ok,
+    out.append(C.result(f"tasks.switch{label}-current", "afterwards PERCPU.current and TSS.RSP0 name the incoming task", ok,
                   [f"current {trace.current_after:#x} (next {nxt['address']:#x}); TSS.RSP0 "
                    f"{trace.rsp0_after:#x} (next kstack_top {nxt['kstack_top']:#x})"]))
     process_switch = prev["cr3"] != nxt["cr3"]
     changed = trace.cr3_before != trace.cr3_after
     ok = changed == process_switch and trace.cr3_after == nxt["cr3"]
     kind = "process switch: CR3 changes" if process_switch else "thread switch: CR3 stays"
-    out.append(_r(f"tasks.switch{label}-cr3", kind, ok,
+    out.append(C.result(f"tasks.switch{label}-cr3", kind, ok,
                   [f"CR3 {trace.cr3_before:#x} -> {trace.cr3_after:#x}; prev.cr3 {prev['cr3']:#x}, next.cr3 {nxt['cr3']:#x}"]))
     return out
 
@@ -96,9 +96,9 @@ def check_preemption(obs) -> Check:
     r = obs.rates
     title = "preemption: every timer tick switches to another runnable task"
     if not r:
-        return Check("tasks.preemption", TIER, title, Verdict.SKIP, ("not measured",))
+        return C.make("tasks.preemption", title, Verdict.SKIP, ("not measured",))
     ok = r["preempt_ticks"] > 0 and abs(r["preempt_switches"] - r["preempt_ticks"]) <= 1
-    return _r("tasks.preemption", title, ok,
+    return C.result("tasks.preemption", title, ok,
               [f"{r['preempt_ticks']} ticks, {r['preempt_switches']} switches in {r['window_ms']} ms "
                f"({r['preempt_per_s']:.0f} switches/s at {r['preempt_timer_hz']} Hz); cooperative: "
                f"{r['cooperative_per_s']:.0f} switches/s"])

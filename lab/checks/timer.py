@@ -4,10 +4,11 @@ interrupt gates clear IF, trap gates do not)."""
 
 from __future__ import annotations
 
-from lab.checks import Check, Verdict, verdict
+from lab.checks.base import Check, Checks, Verdict, verdict
 from lab.x86.frames import RFLAGS_IF
 
 TIER = "timer"
+C = Checks(TIER)
 #: Ticks a window may gain or lose at its two edges, plus a relative allowance for the
 #: emulated PIT's and TSC's timing on a loaded host.
 EDGE_TICKS = 1
@@ -16,15 +17,13 @@ GUEST_TOLERANCE = 0.02
 HOST_TOLERANCE = 0.10
 
 
-def _r(id, title, ok, ev) -> Check:
-    return Check(id, TIER, title, verdict(ok), tuple(ev))
 
 
 def check_rate(sample) -> Check:
     expected = sample.configured_hz * sample.window_ms / 1000
     allowed = EDGE_TICKS + GUEST_TOLERANCE * expected
     err = (sample.guest_rate - sample.configured_hz) / sample.configured_hz
-    return _r(f"timer.{sample.source}-rate-{sample.requested_hz}hz",
+    return C.result(f"timer.{sample.source}-rate-{sample.requested_hz}hz",
               f"{sample.source.upper()} at {sample.configured_hz} Hz, by the guest TSC",
               abs(sample.ticks - expected) <= allowed,
               [f"{sample.ticks} ticks in {sample.window_ms} ms (TSC) = {sample.guest_rate:.1f}/s, "
@@ -33,7 +32,7 @@ def check_rate(sample) -> Check:
 
 def check_host_rate(sample) -> Check:
     err = (sample.host_rate - sample.configured_hz) / sample.configured_hz
-    return _r(f"timer.{sample.source}-host-rate-{sample.requested_hz}hz",
+    return C.result(f"timer.{sample.source}-host-rate-{sample.requested_hz}hz",
               f"{sample.source.upper()} at {sample.configured_hz} Hz, by the host clock",
               abs(err) <= HOST_TOLERANCE,
               [f"{sample.host_ticks} ticks in {sample.host_seconds * 1000:.1f} ms of host time = "
@@ -49,9 +48,9 @@ ONESHOT_TOLERANCE = 0.05
 def check_apic_calibration(obs) -> Check:
     c = obs.apic_hz
     if not c:
-        return Check("timer.apic-calibration", TIER, "APIC timer calibration", Verdict.SKIP, ("not measured",))
+        return C.make("timer.apic-calibration", "APIC timer calibration", Verdict.SKIP, ("not measured",))
     diff = (c["by_pit"] - c["by_tsc"]) / c["by_tsc"]
-    return _r("timer.apic-calibration", "the APIC timer's rate agrees when calibrated against the PIT and the TSC",
+    return C.result("timer.apic-calibration", "the APIC timer's rate agrees when calibrated against the PIT and the TSC",
               abs(diff) <= CALIBRATION_TOLERANCE,
               [f"{c['by_pit'] / 1e6:.3f} MHz by the PIT, {c['by_tsc'] / 1e6:.3f} MHz by the TSC: "
                f"{diff:+.2%}; allowed ±{CALIBRATION_TOLERANCE:.0%}"])
@@ -60,9 +59,9 @@ def check_apic_calibration(obs) -> Check:
 def check_oneshot(obs) -> Check:
     o = obs.oneshot
     if o is None:
-        return Check("timer.apic-oneshot", TIER, "APIC one-shot", Verdict.SKIP, ("not measured",))
+        return C.make("timer.apic-oneshot", "APIC one-shot", Verdict.SKIP, ("not measured",))
     err = (o.delay_us - o.requested_us) / o.requested_us
-    return _r("timer.apic-oneshot", f"APIC one-shot: exactly one interrupt, {o.requested_us} us after arming",
+    return C.result("timer.apic-oneshot", f"APIC one-shot: exactly one interrupt, {o.requested_us} us after arming",
               o.ticks == 1 and abs(err) <= ONESHOT_TOLERANCE,
               [f"{o.ticks} interrupt(s) in 3x the delay; delay {o.delay_us} us by the TSC, error {err:+.2%}; "
                f"allowed ±{ONESHOT_TOLERANCE:.0%}"])
@@ -70,13 +69,13 @@ def check_oneshot(obs) -> Check:
 
 def check_no_eoi(obs) -> Check:
     n = obs.counts.get("no-eoi")
-    return _r("timer.no-eoi", "no EOI: exactly one tick, then silence (IRQ0 stays in service)", n == 1,
+    return C.result("timer.no-eoi", "no EOI: exactly one tick, then silence (IRQ0 stays in service)", n == 1,
               [f"{n} ticks from the timer's start to the end of the window"])
 
 
 def check_masked(obs) -> Check:
     n = obs.counts.get("masked")
-    return _r("timer.masked", "IRQ0 masked: no ticks", n == 0,
+    return C.result("timer.masked", "IRQ0 masked: no ticks", n == 0,
               [f"{n} ticks from the timer's start to the end of the window"])
 
 
@@ -90,9 +89,9 @@ def _check_gate_if(obs, check_id, title, pitfall, gate_type, want_if) -> Check:
     (SDM vol. 3A §6.12.1.3: an interrupt gate clears IF, a trap gate leaves it)."""
     g = pitfall_gate(obs, pitfall)
     if g is None:
-        return Check(check_id, TIER, title, Verdict.SKIP, ("not measured",))
+        return C.make(check_id, title, Verdict.SKIP, ("not measured",))
     inside = bool(g.rflags & RFLAGS_IF)
-    return _r(check_id, title, g.gate_type == gate_type and inside == want_if,
+    return C.result(check_id, title, g.gate_type == gate_type and inside == want_if,
               [f"gate type {g.gate_type}, RFLAGS {g.rflags:#x} at the handler: IF={int(inside)}"])
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from lab.errors import GdbError, LabError, ProcessDied
 from lab.machine.process import Deadline, reap, spawn
 from lab.machine.rundir import RunDir
-from lab.toolchain import gdb_binary
+from lab.host.toolchain import gdb_binary
 
 DEFAULT_TIMEOUT = 5.0
 

@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from lab.bootpath import media_args
+from lab.host.bootpath import media_args
 from lab.errors import LabError, LabTimeout, ProcessDied
 from lab.machine.process import Deadline, reap, spawn, wait_exit, wait_readable
 from lab.machine.rundir import RunDir
-from lab.profiles import Profile
-from lab.toolchain import qemu_binary
+from lab.host.profiles import Profile
+from lab.host.toolchain import qemu_binary
 
 DEBUG_EXIT_IOBASE = 0xF4
 QMP_COMMAND_TIMEOUT = 5.0  # every QMP command is bounded (qemu.qmp waits forever by default)

@@ -15,7 +15,7 @@ import pexpect.fdpexpect
 from lab.errors import GuestError, LabTimeout
 from lab.machine.rundir import RunDir
 
-from lab.contract import PROMPT, READY_MARKER
+from lab.labkernel.contract import PROMPT, READY_MARKER
 
 TAIL_BYTES = 2000
 

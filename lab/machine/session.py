@@ -9,45 +9,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lab.errors import GuestError, LabError, LabTimeout, UserError
-from lab.kernelfile import BZIMAGE, ELF32, ELF64, require_disk, require_kernel
+from lab.host.kernelfile import ELF64, require_disk, require_kernel
 from lab.machine.gdb import Gdb
 from lab.machine.qemu import QemuMachine
 from lab.machine.rundir import RunDir
 from lab.machine.serial import SerialConsole
-from lab.profiles import Profile
-from lab.symbols import Symbols
+from lab.host.profiles import Profile
+from lab.labkernel.contract import READY_SYMBOL
+from lab.target.symbols import Symbols
 
 if TYPE_CHECKING:
     from lab.machine.snapshot import SavedState, StateStore
 
 log = logging.getLogger("lab")
-
-from lab.contract import READY_SYMBOL
-
-
-def check_kernel_file(path: Path) -> str:
-    """The kernel's kind (lab/kernelfile.py), or one line saying why it cannot be booted."""
-    return require_kernel(path)
-
-
-#: Symbols every lab-kernel command relies on (kernel/CONTRACT.md).
-LAB_KERNEL_SYMBOLS = ("lab_ready", "LAB_IDT_DECL")
-
-
-def require_lab_kernel(path: Path, command: str) -> None:
-    """One clear line, before anything boots, when `path` cannot be the lab kernel: the
-    commands that drive the lab kernel's shell need its 64-bit ELF with symbols."""
-    kind = check_kernel_file(path)
-    hint = "; `lab fire --agnostic` fires in any kernel" if command == "fire" else ""
-    if kind != ELF64:
-        what = {ELF32: "a 32-bit ELF", BZIMAGE: "a Linux bzImage"}.get(kind, kind)
-        raise UserError(f"{path}: {what}; `lab {command}` needs the 64-bit x86-64 lab kernel{hint}")
-    symbols = Symbols.from_elf(path)
-    if not len(symbols):
-        raise UserError(f"{path}: no symbol table (stripped?); `lab {command}` needs the lab kernel's symbols{hint}")
-    missing = [n for n in LAB_KERNEL_SYMBOLS if symbols.lookup(n) is None]
-    if missing:
-        raise UserError(f"{path}: no {', '.join(missing)} symbol; `lab {command}` needs the lab kernel{hint}")
 
 
 @dataclass(frozen=True)
@@ -80,33 +54,30 @@ class Stop:
 class Session:
     """Boots `kernel` under `profile`, paused, with gdb attached. Context manager.
 
-    With `restore`, a lab kernel is not booted: its saved ready state (lab/machine/snapshot.py)
-    is loaded, made first by one booted VM if there is none yet. The CPU is then at
-    `lab_ready`, as after `boot_to_ready`, which is the only stop such a session has. Kernels
-    without `lab_ready`, and disk images, are booted.
+    With `restore` (the default), a lab kernel is not booted: its saved ready state
+    (lab/machine/snapshot.py) is loaded, made first by one booted VM if there is none yet.
+    The CPU is then at `lab_ready`, as after `boot_to_ready`, which is the only stop such a
+    session has. Kernels without `lab_ready`, and disk images, are booted; `restore=False`
+    (the CLI's --fresh) always boots.
 
     Logs (serial.log, qemu.stderr.log, qemu.log, gdb.log) go to `log_dir` if given; otherwise
     to the run's private directory, which is deleted on success and kept (and named in the
     error) on failure.
     """
 
-    #: `restore` when a caller gives none: the CLI sets it (True unless --fresh); library
-    #: callers and tests boot unless they ask.
-    restore_default = False
-
     def __init__(self, kernel: Path | None, profile: Profile, *, log_dir: Path | None = None,
                  keep_logs: bool = False, ready_timeout: float = 10.0,
                  debug_log: str | None = None, append: str | None = None,
                  image: Path | None = None, symbols: Path | None = None,
-                 restore: bool | None = None, states: "StateStore | None" = None) -> None:
+                 restore: bool = True, states: "StateStore | None" = None) -> None:
         if kernel is None and image is None:
             raise UserError("nothing to boot: give a kernel or a disk image")
-        self.kind = check_kernel_file(kernel) if kernel is not None else None
+        self.kind = require_kernel(kernel) if kernel is not None else None
         if image is not None:
             require_disk(image)
         profile.check_usable()
         # Missing tools are user errors: find out before any process or directory exists.
-        from lab.toolchain import gdb_binary, qemu_binary
+        from lab.host.toolchain import gdb_binary, qemu_binary
         qemu_binary()
         gdb_binary()
         self.kernel = kernel
@@ -124,7 +95,7 @@ class Session:
         self.serial: SerialConsole | None = None
         self.symbols = Symbols.empty()
         self.ready_line: str | None = None
-        self.restore = self.restore_default if restore is None else restore
+        self.restore = restore
         self.states = states
         self.restored: "SavedState | None" = None  # the state this session was restored from
 
@@ -174,7 +145,7 @@ class Session:
         """The saved ready state for this kernel, profile and command line, made now (by one
         booted VM, under a lock parallel runs share) if there is none; None for a kernel
         that cannot have one (no `lab_ready`, or a disk image)."""
-        from lab.bootpath import BIOS, bios_image
+        from lab.host.bootpath import BIOS, bios_image
         from lab.machine.qemu import base_argv
         from lab.machine.snapshot import StateStore, state_key
 
@@ -275,7 +246,7 @@ class Session:
             raise LabError("a session restored from a saved state starts at lab_ready; a stop "
                            "elsewhere needs a booted session (restore=False, --fresh)", logs=self.logs)
         if stop.at is not None:
-            address = self.address_of(stop.at)
+            address = self.symbols.require_address(stop.at)
             self._run_to(address, stop.at)
             self.ready_line = f"stopped at {stop.at} ({address:#x}) by a hardware breakpoint"
         elif stop.when is not None:
@@ -292,14 +263,6 @@ class Session:
             return self.boot_to_ready()
         log.info("guest %s", self.ready_line)
         return self.ready_line
-
-    def address_of(self, text: str) -> int:
-        """A symbol of the kernel, or a number (0x...)."""
-        address = self.symbols.address_of(text)
-        if address is None:
-            where = f" in {self.symbols.path}" if len(self.symbols) else " (no symbols: pass --symbols)"
-            raise UserError(f"no symbol {text!r}{where}, and not an address")
-        return address
 
     def close(self, failed: bool) -> None:
         """Reaps gdb and QEMU whatever state they are in; keeps logs on failure. gdb is asked

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lab.errors import LabError
-from lab.locks import exclusive
+from lab.host.locks import exclusive
 
 #: Bumped whenever what a state holds, or how it is made, changes.
 FORMAT = 1

@@ -13,15 +13,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from lab.errors import UserError
+from lab.labkernel.contract import NOT_PRESENT_DS, NOT_PRESENT_GATE, SOFT_INT_VECTOR, ZERO_GATE
 from lab.scenarios import by_name
 from lab.x86.frames import RFLAGS_TF, pf_error_code, selector_error_code
+from lab.x86.gdt import SEGMENT, decode_selector
+from lab.x86.idt import GATE
+from lab.x86.vectors import BP, DB, DE, GP, MF, NM, NMI, NP, PF, SS, UD, XM
 
-# kernel/src/arch/x86_64/idt.rs `vector`
-NOT_PRESENT_GATE = 0x41
-ZERO_GATE = 0x42
-SOFT_INT_VECTOR = 0x80
-# kernel/src/arch/x86_64/gdt.rs `sel::NOT_PRESENT_DATA` (checked against the ELF at run time)
-NOT_PRESENT_DATA_INDEX = 7
+NOT_PRESENT_DATA_INDEX = decode_selector(NOT_PRESENT_DS)[0]
+SELECTOR_UNIT = SEGMENT.size  # a selector's index counts 8-byte slots
 
 STYLES = ("x86-interrupt", "stub")
 
@@ -70,61 +70,69 @@ _KVM_X87 = _NESTED_KVM.format(insn="the x87 instruction")
 _IDT_INDEX_NOTE = ("QEMU 7.2 TCG puts vector*16+2 in the error code (the byte offset of the "
                    "16-byte gate / 8); the manual's index is the vector: vector*8+2")
 
+
+
+def _qemu72_idt_code(vector: int) -> int:
+    """The error code QEMU 7.2 TCG pushes for a fault on IDT entry `vector`: the gate's byte
+    offset / 8 as the index (vector*16+2), where the manual has the vector (vector*8+2)."""
+    return selector_error_code(index=vector * GATE.size // SELECTOR_UNIT, idt=True)
+
+
 CATALOG: tuple[ExceptionScenario, ...] = (
-    ExceptionScenario("de", 0, "div by a zero quadword"),
-    ExceptionScenario("db-int1", 1, "INT1 (ICEBP, opcode F1)", rip=RIP_NEXT,
-                      tcg=Deviation(6, note="QEMU 7.2 TCG decodes F1 as an invalid opcode (#UD)"),
+    ExceptionScenario("de", DE, "div by a zero quadword"),
+    ExceptionScenario("db-int1", DB, "INT1 (ICEBP, opcode F1)", rip=RIP_NEXT,
+                      tcg=Deviation(UD, note="QEMU 7.2 TCG decodes F1 as an invalid opcode (#UD)"),
                       kvm_unsupported=_NESTED_KVM.format(insn="INT1")),
-    ExceptionScenario("db-tf", 1, "single step: POPF sets RFLAGS.TF, #DB after the next instruction",
+    ExceptionScenario("db-tf", DB, "single step: POPF sets RFLAGS.TF, #DB after the next instruction",
                       rip=RIP_NEXT, rflags_set=RFLAGS_TF,
                       kvm_unsupported="with gdb attached, KVM intercepts #DB for guest debugging; "
                                       "here the guest's own TF single-step then re-enters the #DB "
                                       "handler endlessly (measured: 93,037 entries)"),
-    ExceptionScenario("nmi", 2, "spin loop; the host injects an NMI (QMP inject-nmi)", rip=RIP_LOOP,
+    ExceptionScenario("nmi", NMI, "spin loop; the host injects an NMI (QMP inject-nmi)", rip=RIP_LOOP,
                       kvm_unsupported="under KVM here, resuming from gdb's hardware breakpoint inside "
                                       "the NMI handler makes no progress: the same breakpoint is "
                                       "reported again (measured: 5 times in a row)"),
-    ExceptionScenario("bp", 3, "int3", rip=RIP_NEXT, kvm_unsupported=_KVM_SOFT_INT),
-    ExceptionScenario("ud", 6, "ud2",
+    ExceptionScenario("bp", BP, "int3", rip=RIP_NEXT, kvm_unsupported=_KVM_SOFT_INT),
+    ExceptionScenario("ud", UD, "ud2",
                       kvm_unsupported="under KVM here, gdb's hardware breakpoint at the x86-interrupt "
                                       "#UD handler reaches the guest as a #DB (measured: the kernel "
                                       "reports an unexpected #DB at isr_ud)"),
-    ExceptionScenario("nm", 7, "CR0.TS=1, then an x87 instruction (fix-up: clear TS, re-execute)",
+    ExceptionScenario("nm", NM, "CR0.TS=1, then an x87 instruction (fix-up: clear TS, re-execute)",
                       kvm_unsupported=_KVM_X87),
-    ExceptionScenario("np", 11, "int 0x41: a valid interrupt gate with P=0",
+    ExceptionScenario("np", NP, "int 0x41: a valid interrupt gate with P=0",
                       error_code=selector_error_code(index=NOT_PRESENT_GATE, idt=True),
-                      tcg=Deviation(11, NOT_PRESENT_GATE * 16 + 2, _IDT_INDEX_NOTE),
+                      tcg=Deviation(NP, _qemu72_idt_code(NOT_PRESENT_GATE), _IDT_INDEX_NOTE),
                       kvm_unsupported=_KVM_SOFT_INT),
-    ExceptionScenario("gp-nogate", 13, "int 0x42: an all-zero IDT entry (type 0 is invalid)",
+    ExceptionScenario("gp-nogate", GP, "int 0x42: an all-zero IDT entry (type 0 is invalid)",
                       error_code=selector_error_code(index=ZERO_GATE, idt=True),
-                      tcg=Deviation(13, ZERO_GATE * 16 + 2, _IDT_INDEX_NOTE),
+                      tcg=Deviation(GP, _qemu72_idt_code(ZERO_GATE), _IDT_INDEX_NOTE),
                       kvm_unsupported=_KVM_SOFT_INT),
-    ExceptionScenario("np-seg", 11, "mov ds, a selector whose descriptor has P=0",
+    ExceptionScenario("np-seg", NP, "mov ds, a selector whose descriptor has P=0",
                       error_code=selector_error_code(index=NOT_PRESENT_DATA_INDEX)),
-    ExceptionScenario("ss", 12, "mov ss, a selector whose descriptor has P=0",
+    ExceptionScenario("ss", SS, "mov ss, a selector whose descriptor has P=0",
                       error_code=selector_error_code(index=NOT_PRESENT_DATA_INDEX)),
-    ExceptionScenario("ss-noncanonical", 12, "mov rax, [rbp] with RBP non-canonical (SS-relative)",
+    ExceptionScenario("ss-noncanonical", SS, "mov rax, [rbp] with RBP non-canonical (SS-relative)",
                       error_code=0, operands=("rbp",),
-                      tcg=Deviation(13, 0, "QEMU 7.2 TCG raises #GP(0), not #SS(0), for a "
+                      tcg=Deviation(GP, 0, "QEMU 7.2 TCG raises #GP(0), not #SS(0), for a "
                                            "non-canonical stack reference")),
-    ExceptionScenario("gp-noncanonical", 13, "mov rax, [0x8000000000000000]", error_code=0),
-    ExceptionScenario("gp-msr", 13, "rdmsr of an MSR that does not exist", error_code=0,
+    ExceptionScenario("gp-noncanonical", GP, "mov rax, [0x8000000000000000]", error_code=0),
+    ExceptionScenario("gp-msr", GP, "rdmsr of an MSR that does not exist", error_code=0,
                       operands=("rcx",),
                       tcg=Deviation(None, note="QEMU 7.2 TCG returns 0 for unknown MSRs instead "
                                                "of raising #GP")),
-    ExceptionScenario("pf-read", 14, "read a not-present page", error_code=pf_error_code(),
+    ExceptionScenario("pf-read", PF, "read a not-present page", error_code=pf_error_code(),
                       cr2_page=0),
-    ExceptionScenario("pf-write", 14, "write a read-only page (CR0.WP=1)",
+    ExceptionScenario("pf-write", PF, "write a read-only page (CR0.WP=1)",
                       error_code=pf_error_code(p=1, w=1), cr2_page=1),
-    ExceptionScenario("pf-nx", 14, "jump to an execute-disable page", rip=RIP_CR2,
+    ExceptionScenario("pf-nx", PF, "jump to an execute-disable page", rip=RIP_CR2,
                       error_code=pf_error_code(p=1, id=1), cr2_page=2),
-    ExceptionScenario("pf-rsvd", 14, "read through a PTE with a reserved bit set",
+    ExceptionScenario("pf-rsvd", PF, "read through a PTE with a reserved bit set",
                       error_code=pf_error_code(p=1, rsvd=1), cr2_page=3,
-                      tcg=Deviation(14, pf_error_code(rsvd=1), "QEMU 7.2 TCG reports RSVD "
+                      tcg=Deviation(PF, pf_error_code(rsvd=1), "QEMU 7.2 TCG reports RSVD "
                                                                "without P (error code 0x8)")),
-    ExceptionScenario("mf", 16, "x87 1/0 with ZE unmasked, reported at the next fwait",
+    ExceptionScenario("mf", MF, "x87 1/0 with ZE unmasked, reported at the next fwait",
                       kvm_unsupported=_KVM_X87),
-    ExceptionScenario("xm", 19, "divss 1/0 with MXCSR.ZM clear",
+    ExceptionScenario("xm", XM, "divss 1/0 with MXCSR.ZM clear",
                       tcg=Deviation(None, note="QEMU 7.2 TCG does not raise #XM for unmasked "
                                                "SSE exceptions"),
                       kvm_unsupported=_NESTED_KVM.format(insn="LDMXCSR")),

@@ -33,6 +33,23 @@ INTERRUPT_FRAME = Struct("InterruptFrame", 5 * QWORD, "SDM vol. 3A §6.14.2, Fig
 ))
 assert INTERRUPT_FRAME.size == 40
 
+#: The frame of a vector that pushes an error code: the error code, then the interrupt frame.
+ERROR_FRAME = Struct("ErrorFrame", QWORD + INTERRUPT_FRAME.size, "SDM vol. 3A §6.14.2, Figure 6-9", (
+    StructField("error_code", 0, QWORD),
+    *(StructField(f.name, QWORD + f.offset, f.size) for f in INTERRUPT_FRAME.fields),
+))
+assert ERROR_FRAME.size == 48 and ERROR_FRAME.offset("rip") == QWORD
+
+
+def decode_frame(words: list[int], has_error_code: bool) -> dict[str, int | None]:
+    """The CPU's pushed frame from its qwords (lowest address first): rip, cs, rflags, rsp,
+    ss and error_code (None when the vector pushes none)."""
+    layout = ERROR_FRAME if has_error_code else INTERRUPT_FRAME
+    raw = b"".join(w.to_bytes(QWORD, "little") for w in words[: layout.size // QWORD])
+    out: dict[str, int | None] = {"error_code": None}
+    out.update(layout.decode(raw))
+    return out
+
 #: General-purpose registers in the lab kernel's TrapFrame order (lowest address first).
 TRAP_FRAME_GPRS = ("r15", "r14", "r13", "r12", "r11", "r10", "r9", "r8",
                    "rbp", "rdi", "rsi", "rdx", "rcx", "rbx", "rax")

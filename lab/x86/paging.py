@@ -80,6 +80,12 @@ class Translation:
     def executable(self) -> bool:
         return not any(ENTRY.decode_int(s.entry)["xd"] for s in self.steps)
 
+    def to_json(self) -> dict:
+        return {"va": self.va, "cr3": self.cr3, "physical": self.physical, "page_size": self.page_size,
+                "fault": self.fault, "steps": [{"level": st.level, "index": st.index,
+                                                "entry_address": st.entry_address, "entry": st.entry,
+                                                "flags": st.flags} for st in self.steps]}
+
 
 def walk(cr3: int, va: int, read_phys: Callable[[int, int], bytes], maxphyaddr: int = 52) -> Translation:
     if not is_canonical(va):

@@ -79,6 +79,20 @@ del _V
 assert len(VECTORS) == FIRST_USER_VECTOR
 assert all(v.vector == i for i, v in enumerate(VECTORS))
 
+# The architectural vectors by name, for code that means one of them (the table is the
+# source: each name is asserted against its row's mnemonic).
+DE, DB, NMI, BP, OF, BR, UD, NM, DF = range(9)
+TS, NP, SS, GP, PF = range(10, 15)
+MF, AC, MC, XM, VE, CP = range(16, 22)
+HV, VC, SX = 28, 29, 30
+assert all(VECTORS[v].mnemonic.lstrip("#") == n for n, v in (
+    ("DE", DE), ("DB", DB), ("NMI", NMI), ("BP", BP), ("OF", OF), ("BR", BR), ("UD", UD),
+    ("NM", NM), ("DF", DF), ("TS", TS), ("NP", NP), ("SS", SS), ("GP", GP), ("PF", PF),
+    ("MF", MF), ("AC", AC), ("MC", MC), ("XM", XM), ("VE", VE), ("CP", CP), ("HV", HV),
+    ("VC", VC), ("SX", SX)))
+#: Every vector whose delivery pushes an error code, from the table (SDM §6.13, Table 6-1).
+ERROR_CODE_VECTORS = tuple(v.vector for v in VECTORS if v.error_code)
+
 
 def _check(vector: int) -> None:
     if not 0 <= vector <= MAX_VECTOR:

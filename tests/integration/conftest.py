@@ -14,15 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from lab import profiles
-from lab.build import build_kernel
+from lab.host import profiles
+from lab.host.build import build_kernel
 from lab.machine.session import Session
 from labtest import SHARED_PIDS
 
-# The tests' VMs start as the CLI's do: restored from the saved ready state when they stop at
-# lab_ready (lab/machine/snapshot.py). Tests of booting itself pass restore=False or --fresh;
-# tests/integration/test_restore.py compares the two.
-Session.restore_default = True
+# The tests' VMs start as the CLI's do, by Session's default: restored from the saved ready
+# state when they stop at lab_ready (lab/machine/snapshot.py). Tests of booting itself pass
+# restore=False or --fresh; tests/integration/test_restore.py compares the two.
 
 PROCESS_NAMES = {"qemu-system-x86", "gdb"}  # /proc/PID/comm (15 chars max)
 # Every process this test run starts inherits this marker, orphans (reparented to init)

@@ -8,7 +8,7 @@ import shutil
 import subprocess
 import sys
 
-from lab import profiles
+from lab.host import profiles
 
 
 def kvm_usable() -> tuple[bool, str]:

@@ -11,14 +11,14 @@ import subprocess
 
 import pytest
 
-from lab.bootpath import BIOS, BOOT_PATHS, MULTIBOOT
-from lab.build import build_kernel
-from lab.checks import Verdict
+from lab.host.bootpath import BIOS, BOOT_PATHS, MULTIBOOT
+from lab.host.build import build_kernel
+from lab.checks.base import Verdict
 from lab.checks.probe import run as probe_checks
-from lab.fire_report import fire_in_session
-from lab.inspect import inspect
+from lab.runs.fire import fire_in_session
+from lab.runs.inspect import inspect
 from lab.machine.qemu import ExitStatus, base_argv
-from lab.probe import run_probe
+from lab.experiments.probe import run_probe
 from lab.scenarios.exceptions import CATALOG as FIRES
 from lab.scenarios.probes import CATALOG as PROBES
 

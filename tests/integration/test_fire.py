@@ -11,9 +11,9 @@ import json
 
 import pytest
 
-from lab import profiles
-from lab.checks import Verdict
-from lab.fire_report import fire_in_session, runnable
+from lab.host import profiles
+from lab.checks.base import Verdict
+from lab.runs.fire import fire_in_session, runnable
 from lab.machine.session import Session
 from lab.scenarios.exceptions import CATALOG, STYLES
 

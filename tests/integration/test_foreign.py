@@ -19,7 +19,7 @@ LINUX_ARGS = ("--append", "console=ttyS0 nokaslr", "--ready-timeout", "60")
 @pytest.fixture(scope="session")
 def debian_kernel() -> Path:
     """The vmlinuz of Debian's current linux-image-amd64, from Debian's archive (apt), cached."""
-    from lab.distro import debian_kernel
+    from lab.host.distro import debian_kernel
 
     return debian_kernel()
 
@@ -81,7 +81,7 @@ def test_a_system_map_names_the_handlers_and_stacks(stripped):
 
 
 def test_without_symbols_a_stripped_kernel_stops_at_an_address(kernel, stripped):
-    from lab.symbols import Symbols
+    from lab.target.symbols import Symbols
 
     ready = Symbols.from_elf(kernel).lookup("lab_ready").address
     elf, _ = stripped
@@ -92,8 +92,8 @@ def test_without_symbols_a_stripped_kernel_stops_at_an_address(kernel, stripped)
 
 
 def test_a_raw_disk_image_with_symbols_from_the_elf(kernel):
-    from lab.bootpath import bios_image
-    from lab.build import build_kernel
+    from lab.host.bootpath import bios_image
+    from lab.host.build import build_kernel
 
     build_kernel(quiet=True, boot="bios")
     report = _inspect_json("--image", str(bios_image(kernel)), "--kernel", str(kernel))
@@ -122,9 +122,9 @@ def test_a_stop_that_never_comes_is_bounded(kernel):
 
 
 @pytest.mark.parametrize("args, needle", [
-    (("--at", "no_such_symbol"), "no symbol 'no_such_symbol'"),
+    (("--at", "no_such_symbol"), "'no_such_symbol' is neither an address nor a symbol"),
     (("--after", "1", "--when", "x"), "not allowed with argument"),
-    (("--after", "-1"), "--after needs a positive number"),
+    (("--after", "-1"), "--after: needs a positive, finite number of seconds"),
     (("--when", "("), "not a regular expression"),
     (("--image", "/nonexistent.img"), "kernel not found: /nonexistent.img"),
 ])

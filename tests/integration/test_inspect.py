@@ -7,11 +7,13 @@ import re
 
 import pytest
 
-from lab import profiles
-from lab.checks import Verdict, decode, run_all
-from lab.inspect import inspect
-from lab.symbols import Symbols
-from lab.target import read_state
+from lab.host import profiles
+from lab.checks.base import Verdict
+from lab.checks.view import decode
+from lab.checks.inspect import run_all
+from lab.runs.inspect import inspect
+from lab.target.symbols import Symbols
+from lab.target.cpu import read_state
 from lab.x86.tss import TSS
 
 from labtest import kvm_usable, lab_cli

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import pytest
 
-from lab import profiles
-from lab.checks import Verdict
+from lab.host import profiles
+from lab.checks.base import Verdict
 from lab.checks.probe import run as probe_checks
-from lab.fire_report import fire_in_session
-from lab.inspect import inspect
+from lab.runs.fire import fire_in_session
+from lab.runs.inspect import inspect
 from lab.machine.session import Session
-from lab.probe import run_probe
+from lab.experiments.probe import run_probe
 from lab.scenarios.exceptions import get
 from lab.scenarios.probes import CATALOG as PROBES
 

@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-from lab import profiles
-from lab.checks import Verdict
+from lab.host import profiles
+from lab.checks.base import Verdict
 from lab.checks.probe import run
-from lab.probe import HUNG, run_probe
+from lab.experiments.probe import HUNG, run_probe
 from lab.scenarios.probes import CATALOG, TRIPLE_FAULT, Probe
 
 from labtest import lab_cli

@@ -9,8 +9,8 @@ import json
 
 import pytest
 
-from lab.bootpath import BIOS, BOOT_PATHS
-from lab.build import build_kernel
+from lab.host.bootpath import BIOS, BOOT_PATHS
+from lab.host.build import build_kernel
 from lab.errors import GuestError, LabError
 from lab.machine.qemu import QemuMachine
 from lab.machine.rundir import RunDir

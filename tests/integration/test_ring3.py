@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import json
 
-from lab.checks import Verdict
+from lab.checks.base import Verdict
 from lab.checks.ring3 import run
-from lab.ring3 import observe
+from lab.experiments.ring3 import observe
 
 from labtest import lab_cli
 

@@ -3,7 +3,7 @@
 
 from elftools.elf.elffile import ELFFile
 
-from lab.symbols import Symbols
+from lab.target.symbols import Symbols
 
 
 def test_decoder_agrees_with_pyelftools(kernel):

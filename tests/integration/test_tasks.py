@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from lab.checks import Verdict
+from lab.checks.base import Verdict
 from lab.checks.tasks import run
-from lab.tasks import observe
+from lab.experiments.tasks import observe
 
 from labtest import lab_cli
 

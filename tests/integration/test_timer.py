@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from lab.checks import Verdict
+from lab.checks.base import Verdict
 from lab.checks.timer import run
-from lab.timer import observe
+from lab.experiments.timer import observe
 
 from labtest import lab_cli
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from lab.translate import translate
+from lab.experiments.translate import translate
 
 from labtest import lab_cli
 

@@ -6,9 +6,9 @@ import subprocess
 
 import pytest
 
-from lab import profiles
-from lab.bootpath import BIOS, MULTIBOOT, bios_image, media_args
-from lab.build import LLVM_TOOLS, ensure_tools_sysroot, image_fresh
+from lab.host import profiles
+from lab.host.bootpath import BIOS, MULTIBOOT, bios_image, media_args
+from lab.host.build import LLVM_TOOLS, ensure_tools_sysroot, image_fresh
 from lab.errors import UserError
 
 
@@ -109,7 +109,7 @@ def test_image_is_rebuilt_when_the_kernel_or_a_manifest_is_newer(kernel, tmp_pat
 def test_cargo_is_skipped_only_while_the_elf_is_newer_than_every_input(kernel, tmp_path):
     import os
 
-    from lab.build import elf_fresh
+    from lab.host.build import elf_fresh
 
     src = tmp_path / "main.rs"
     src.write_text("")
@@ -122,8 +122,8 @@ def test_cargo_is_skipped_only_while_the_elf_is_newer_than_every_input(kernel, t
 
 
 def test_kernel_inputs_cover_sources_manifests_and_the_compiler():
-    from lab.build import RUSTC, kernel_inputs
-    from lab.toolchain import KERNEL_DIR
+    from lab.host.build import RUSTC, kernel_inputs
+    from lab.host.toolchain import KERNEL_DIR
 
     names = {str(p.relative_to(KERNEL_DIR)) for p in kernel_inputs() if p != RUSTC}
     assert {"src/main.rs", "src/boot/bios.rs", "Cargo.toml", "Cargo.lock", "linker.ld", "build.rs",

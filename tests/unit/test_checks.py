@@ -12,10 +12,12 @@ import struct
 
 import pytest
 
-from lab import contract
-from lab.checks import Verdict, decode, run_all
-from lab.symbols import Symbol, Symbols
-from lab.target import CpuInfo, SegmentRegister, TableRegister, TargetState, walk_stack_tops
+from lab.labkernel import contract
+from lab.checks.base import Verdict
+from lab.checks.view import decode
+from lab.checks.inspect import run_all
+from lab.target.symbols import Symbol, Symbols
+from lab.target.cpu import CpuInfo, SegmentRegister, TableRegister, TargetState, walk_stack_tops
 from lab.x86.gdt import SYSTEM_TYPE_TSS_AVAILABLE, SYSTEM_TYPE_TSS_BUSY, encode_system
 from lab.x86.idt import encode_gate
 from lab.x86.tss import encode_tss

@@ -12,12 +12,12 @@ import pytest
 from lab.checks.frame import outcome, run as frame_checks
 from lab.checks.ring3 import run as ring3_checks
 from lab.checks.tasks import run as tasks_checks
-from lab.claims import CLAIMS, HOLDS, REFUTED, UNMEASURED, Evidence, evaluate
-from lab.fire import FireObservation
-from lab.fire_report import FireResult
-from lab.ring3 import Ring3Interrupt, Ring3Observation, SyscallObservation, UserFault
+from lab.checks.claims import CLAIMS, HOLDS, REFUTED, UNMEASURED, Evidence, evaluate
+from lab.experiments.fire import FireObservation
+from lab.runs.fire import FireResult
+from lab.experiments.ring3 import Ring3Interrupt, Ring3Observation, SyscallObservation, UserFault
 from lab.scenarios.exceptions import get
-from lab.tasks import SwitchTrace, TasksObservation, TaskView
+from lab.experiments.tasks import SwitchTrace, TasksObservation, TaskView
 
 DATA = Path(__file__).parent / "data"
 FIRES = json.loads((DATA / "fire_observations_tcg.json").read_text())

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from lab.checks import Verdict
+from lab.checks.base import Verdict
 from lab.checks.frame import OUTCOME_DEVIATION, OUTCOME_FAIL, OUTCOME_PASS, outcome, run
-from lab.fire import FireObservation
+from lab.experiments.fire import FireObservation
 from lab.scenarios.exceptions import get
 from lab.x86.frames import RFLAGS_CF, RFLAGS_IF
 

@@ -7,10 +7,11 @@ import dataclasses
 
 import pytest
 
-from lab.checks import Verdict
+from lab.checks.base import Verdict
 from lab.checks.inject import CHECKS, run
 from lab.errors import UserError
-from lab.inject import INJECTIONS, InjectObservation, expected_error_code, get, selected
+from lab.scenarios.injections import INJECTIONS, expected_error_code, get, selected
+from lab.experiments.inject import InjectObservation
 
 SITE, RSP, CS, SS, RFLAGS = 0xFFFF_FFFF_8100_0000, 0xFFFF_C900_0001_3E58, 0x10, 0x18, 0x46
 IST_TOP = 0xFFFF_FE00_0000_E000

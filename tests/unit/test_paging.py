@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lab.translate import parse_xp
+from lab.target.memory import parse_xp
 from lab.x86.paging import ENTRY, index, walk
 
 P, RW, US, PS, XD = 1, 2, 4, 0x80, 1 << 63

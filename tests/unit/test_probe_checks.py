@@ -6,9 +6,9 @@ import dataclasses
 
 import pytest
 
-from lab.checks import Verdict
+from lab.checks.base import Verdict
 from lab.checks.probe import run
-from lab.probe import HUNG, ProbeObservation
+from lab.experiments.probe import HUNG, ProbeObservation
 from lab.scenarios.probes import DOUBLE_FAULT_HALT, SURVIVES, TRIPLE_FAULT, get
 
 GUARD = (0x122000, 0x123000)

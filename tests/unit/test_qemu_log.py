@@ -2,7 +2,7 @@
 
 import pytest
 
-from lab.qemu_log import CheckException, LogEvent, parse
+from lab.target.qemu_log import CheckException, LogEvent, parse
 
 EVENTS = [
     ("     1: v=0e e=0003 i=0 cpl=0 IP=0008:00000000001023fb pc=00000000001023fb SP=0010:000000000012ec18 CR2=0000000040001000",
@@ -45,7 +45,7 @@ def test_other_lines_are_ignored(line):
 
 from pathlib import Path
 
-from lab.qemu_log import TripleFault, chain, state_at_last_event
+from lab.target.qemu_log import TripleFault, chain, state_at_last_event
 from lab.x86.vectors import mnemonic
 
 DATA = Path(__file__).parent / "data"

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from lab.checks import Verdict
+from lab.checks.base import Verdict
 from lab.checks.ring3 import run
-from lab.ring3 import Ring3Interrupt, Ring3Observation, SyscallObservation, UserFault
+from lab.experiments.ring3 import Ring3Interrupt, Ring3Observation, SyscallObservation, UserFault
 
 RECORDED = json.loads((Path(__file__).parent / "data" / "ring3_observation_tcg.json").read_text())
 

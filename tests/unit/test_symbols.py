@@ -4,7 +4,7 @@ import struct
 
 import pytest
 
-from lab.symbols import ELF_SYM, Symbol, _unpack_symbols
+from lab.target.symbols import ELF_SYM, Symbol, _unpack_symbols
 
 STRTAB = b"\0lab_ready\0TASKS\0marker\0local_label\0"
 SECTIONS = ["", ".text", ".data", ".bss"]

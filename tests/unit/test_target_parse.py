@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from lab.errors import GuestError
-from lab.target import parse_info_registers
+from lab.target.cpu import parse_info_registers
 
 RECORDED = (Path(__file__).parent / "data" / "qemu72_info_registers_lab_ready.txt").read_text()
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from lab.checks import Verdict
+from lab.checks.base import Verdict
 from lab.checks.tasks import run
-from lab.tasks import SwitchTrace, TasksObservation, TaskView
+from lab.experiments.tasks import SwitchTrace, TasksObservation, TaskView
 
 RECORDED = json.loads((Path(__file__).parent / "data" / "tasks_observation_tcg.json").read_text())
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from lab.checks import Verdict
+from lab.checks.base import Verdict
 from lab.checks.timer import run
-from lab.timer import GateSample, OneShotSample, RateSample, TimerObservation
+from lab.experiments.timer import GateSample, OneShotSample, RateSample, TimerObservation
 
 TSC_HZ = 2_600_000_000
 

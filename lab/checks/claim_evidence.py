@@ -1,0 +1,36 @@
+"""What the claims are decided on: the evidence of one run of the lab's experiments, the
+verdict names, and the small look-ups every judge shares (lab/checks/claims.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+HOLDS, HOLDS_IF, REFUTED, UNMEASURED = "holds", "holds only under a condition", "refuted", "not measured"
+
+
+@dataclass
+class Evidence:
+    fires: list = field(default_factory=list)  # FireResult
+    probes: dict = field(default_factory=dict)  # name -> (ProbeObservation, checks)
+    tasks: object = None  # (TasksObservation, checks)
+    ring3: object = None  # (Ring3Observation, checks, outcomes)
+    timer: object = None  # (TimerObservation, checks)
+
+
+def _fires(ev: Evidence, pred=lambda r: True):
+    return [r for r in ev.fires if r.observation.entry is not None and pred(r)]
+
+
+def _check(r, check_id):
+    return next(c for c in r.checks if c.id == check_id)
+
+
+def _delivered_as_expected(r) -> bool:
+    """The expected vector arrived (whatever the frame checks said): the evidence a claim
+    about that vector must weigh, including evidence against it."""
+    d = r.observation.delivered
+    return d is not None and d["vector"] == r.observation.vector
+
+
+def _name(r):
+    return f"{r.scenario.name}/{r.observation.style}"

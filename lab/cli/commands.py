@@ -1,0 +1,225 @@
+"""The `lab` commands: each turns its options into a run (lab/runs/), prints the result (as
+JSON, or through lab/present/show.py) and returns the exit status. No library work here."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from lab.errors import UserError
+
+#: Commands that drive the lab kernel's shell and symbols (inspect works on any kernel).
+LAB_KERNEL_COMMANDS = {"fire", "probe", "timer", "tasks", "ring3", "pcpu", "frame", "translate", "claims"}
+
+
+def _path(text: str | None) -> Path | None:
+    return Path(text) if text else None
+
+
+def _profile(args):
+    """The --profile, with its boot path replaced by --boot when given."""
+    from lab.host import profiles
+
+    return profiles.load(args.profile).with_boot(getattr(args, "boot", None))
+
+
+def _vm(args, profile=None):
+    """The VM the options name (lab/runs/vm.py), the kernel built or checked first."""
+    from lab.runs.vm import VmSpec, kernel_for
+
+    profile = profile or _profile(args)
+    image = _path(getattr(args, "image", None))
+    kernel = kernel_for(_path(args.kernel), image=image, command=args.command,
+                        needs_lab_kernel=args.command in LAB_KERNEL_COMMANDS and not getattr(args, "agnostic", False),
+                        release=args.release, boot=profile.boot)
+    return VmSpec(kernel, profile, ready_timeout=getattr(args, "ready_timeout", 10.0),
+                  log_dir=_path(getattr(args, "log_dir", None)), restore=not getattr(args, "fresh", True),
+                  append=getattr(args, "append", None), image=image, symbols=_path(getattr(args, "symbols", None)))
+
+
+def _stop(args):
+    from lab.machine.session import Stop
+
+    return Stop(at=args.at, after=args.after, when=args.when)
+
+
+def _emit(args, result, show, *, piped_width: int | None = None) -> int:
+    """--json prints the result's JSON; otherwise `show(result, console)`. Exit status 1 when
+    the result failed."""
+    if args.json:
+        json.dump(result.to_json(), sys.stdout, indent=2, default=str)
+        print()
+    else:
+        from lab.present.console import PIPED_WIDTH, console
+
+        show(result, console(piped_width or PIPED_WIDTH))
+    return 1 if result.failed else 0
+
+
+def cmd_build(args) -> int:
+    from lab.host.build import build_kernel
+
+    print(build_kernel(release=args.release, boot=args.boot, force=True))
+    return 0
+
+
+def cmd_inspect(args) -> int:
+    from lab.present import show
+    from lab.runs.inspect import run_inspect
+
+    stop = _stop(args)  # checked before anything boots
+    return _emit(args, run_inspect(_vm(args), stop), show.inspect)
+
+
+def cmd_fire(args) -> int:
+    from lab.present import show
+    from lab.runs.fire import run_fires, selected
+    from lab.scenarios.exceptions import STYLES, check_style
+
+    if args.agnostic:
+        return _fire_agnostic(args)
+    if args.image or args.append or args.symbols or args.at or args.after or args.when:
+        raise UserError("--image, --append, --symbols and the stop options fire without the lab "
+                        "kernel's harness: add --agnostic")
+    styles = list(STYLES) if args.style == "both" else [check_style(args.style)]
+    plan = selected(args.scenarios, styles)
+    if args.vector is not None and any(s.name != "int" for s, _ in plan):
+        raise UserError("--vector applies to the 'int' scenario only")
+    result = run_fires(_vm(args), plan, vector=args.vector, inject_nmi=not args.no_inject,
+                       handler_timeout=args.handler_timeout)
+    return _emit(args, result, lambda r, c: show.fires(r, c, panels=args.verbose_panels))
+
+
+def _fire_agnostic(args) -> int:
+    """Kernel-agnostic firing (lab/experiments/inject.py) at any stop of any x86-64 kernel."""
+    from lab.present import show
+    from lab.runs.inject import run_injections
+    from lab.scenarios.injections import selected
+
+    injections = selected(args.scenarios)
+    stop = _stop(args)  # checked before anything boots
+    result = run_injections(_vm(args), injections, stop, timeout=args.handler_timeout)
+    return _emit(args, result, show.injections)
+
+
+def cmd_probe(args) -> int:
+    from lab.present import show
+    from lab.runs.probe import run_probes, selected
+
+    chosen = selected(args.probes)
+    return _emit(args, run_probes(_vm(args), chosen, timeout=args.timeout), show.probes)
+
+
+def cmd_timer(args) -> int:
+    from lab.present import show
+    from lab.runs import experiments
+
+    result = experiments.timer(_vm(args), rates=args.rate or (100, 250), window_ms=args.window)
+    return _emit(args, result, show.timer)
+
+
+def cmd_tasks(args) -> int:
+    from lab.present import show
+    from lab.runs import experiments
+
+    return _emit(args, experiments.tasks(_vm(args)), show.tasks)
+
+
+def cmd_ring3(args) -> int:
+    from lab.present import show
+    from lab.runs import experiments
+
+    return _emit(args, experiments.ring3(_vm(args)), show.ring3)
+
+
+def cmd_pcpu(args) -> int:
+    from lab.present import show
+    from lab.runs import experiments
+
+    return _emit(args, experiments.pcpu(_vm(args)), show.pcpu)
+
+
+def cmd_frame(args) -> int:
+    from lab.present import show
+    from lab.runs import experiments
+
+    return _emit(args, experiments.frame(_vm(args), args.at, args.shell, timeout=args.timeout), show.frame)
+
+
+def cmd_translate(args) -> int:
+    from lab.present import show
+    from lab.runs import experiments
+
+    return _emit(args, experiments.translate(_vm(args), args.addresses), show.translate)
+
+
+def cmd_claims(args) -> int:
+    from lab.present import show
+    from lab.runs.claims import run_claims
+
+    return _emit(args, run_claims(_vm(args)), show.claims, piped_width=show.CLAIMS_PIPED_WIDTH)
+
+
+def _gdb_args(args) -> list[str]:
+    out = []
+    for e in args.ex or []:
+        out += ["-ex", e]
+    return out + (["-batch"] if args.batch else [])
+
+
+def cmd_debug(args) -> int:
+    from lab.runs.interactive import debug
+
+    vm = _vm(args)
+    return debug(vm.kernel, vm.profile, args.at, _gdb_args(args), append=vm.append, image=vm.image,
+                 symbols=vm.symbols)
+
+
+def cmd_attach(args) -> int:
+    from lab.runs.interactive import attach
+
+    return attach(args.socket, _path(args.kernel), _gdb_args(args))
+
+
+def cmd_boot(args) -> int:
+    from lab.runs.interactive import boot_interactive
+
+    vm = _vm(args)
+    return boot_interactive(vm.kernel, vm.profile)
+
+
+def _listing(lines: list[str]) -> int:
+    for line in lines:
+        print(line)
+    return 0
+
+
+def cmd_scenarios(args) -> int:
+    from lab.present import show
+    from lab.scenarios.exceptions import CATALOG
+
+    return _listing(show.scenarios_listing(CATALOG))
+
+
+def cmd_probes(args) -> int:
+    from lab.present import show
+    from lab.scenarios.probes import CATALOG
+
+    return _listing(show.probes_listing(CATALOG))
+
+
+def cmd_profiles(args) -> int:
+    from lab.host import profiles
+    from lab.present import show
+
+    return _listing(show.profiles_listing(profiles.load(n) for n in profiles.available()))
+
+
+COMMANDS = {
+    "build": cmd_build, "profiles": cmd_profiles, "inspect": cmd_inspect, "fire": cmd_fire,
+    "scenarios": cmd_scenarios, "probe": cmd_probe, "probes": cmd_probes, "timer": cmd_timer,
+    "tasks": cmd_tasks, "ring3": cmd_ring3, "pcpu": cmd_pcpu, "frame": cmd_frame,
+    "claims": cmd_claims, "debug": cmd_debug, "attach": cmd_attach, "translate": cmd_translate,
+    "boot": cmd_boot,
+}

@@ -1,0 +1,207 @@
+"""The `lab` command line: every option declared once, in a group, and each command built from
+the groups it takes. Bad values are one line and exit status 2 (`LabParser.error`)."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+from lab.host.bootpath import BOOT_PATHS
+from lab.host.profiles import DEFAULT_PROFILE
+from lab.x86.vectors import MAX_VECTOR
+
+
+class LabParser(argparse.ArgumentParser):
+    """argparse, but a bad command line is one line on stderr (no usage block) and exit 2."""
+
+    def error(self, message: str):
+        print(f"{self.prog}: error: {message} (see `{self.prog} --help`)", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def seconds(text: str) -> float:
+    """A bound on a wait: a positive, finite number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"needs a positive, finite number of seconds, not {text!r}")
+    return value
+
+
+def vector(text: str) -> int:
+    """An interrupt vector, 0-255 (decimal or 0x...)."""
+    try:
+        value = int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a vector number") from None
+    if not 0 <= value <= MAX_VECTOR:
+        raise argparse.ArgumentTypeError(f"vector {value} is outside 0-{MAX_VECTOR}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"needs a positive number, not {value}")
+    return value
+
+
+# -- option groups ------------------------------------------------------------------------------
+
+def vm_options(sp, *, restore: bool = True) -> None:
+    """What to boot and under which profile (every command that starts a VM)."""
+    if restore:
+        sp.add_argument("--fresh", action="store_true",
+                        help="boot the kernel; by default a VM stopping at lab_ready is restored "
+                             "from the saved ready state of this kernel, profile and command line "
+                             "(made by one boot on first use; lab/machine/snapshot.py)")
+    sp.add_argument("--kernel", metavar="PATH", help="kernel to boot: an ELF (Multiboot) or a Linux bzImage (default: build the lab kernel)")
+    sp.add_argument("--release", action="store_true", help="build the release profile")
+    sp.add_argument("--profile", default=DEFAULT_PROFILE, help="QEMU profile from qemu-configs/ (default: %(default)s)")
+    sp.add_argument("--boot", choices=BOOT_PATHS, help="how QEMU loads the kernel (default: the profile's, multiboot)")
+
+
+def foreign_options(sp, *, stops: bool = True) -> None:
+    """Kernels the lab did not build: what to boot, with which symbols, and when to stop."""
+    g = sp.add_argument_group("other kernels")
+    g.add_argument("--image", metavar="PATH", help="boot this raw disk image through the BIOS "
+                   "(--kernel, if given, only supplies symbols)")
+    g.add_argument("--append", metavar="CMDLINE", help="kernel command line (-append; fw_cfg "
+                   "opt/lab/cmdline for disk images)")
+    g.add_argument("--symbols", metavar="PATH", help="symbols from this ELF or System.map")
+    if stops:
+        stop = g.add_mutually_exclusive_group()
+        stop.add_argument("--at", metavar="SYMBOL|ADDRESS", help="stop at a hardware breakpoint here")
+        stop.add_argument("--after", type=seconds, metavar="SECONDS", help="stop after running this long")
+        stop.add_argument("--when", metavar="REGEX", help="stop when the serial console matches")
+
+
+def json_option(sp, help: str = "print the result as JSON") -> None:
+    sp.add_argument("--json", action="store_true", help=help)
+
+
+def log_dir_option(sp, help: str = "keep serial/QEMU/gdb logs in DIR") -> None:
+    sp.add_argument("--log-dir", metavar="DIR", help=help)
+
+
+def ready_timeout_option(sp, help: str = "bound on the wait for the kernel's ready marker") -> None:
+    sp.add_argument("--ready-timeout", type=seconds, default=10.0, metavar="S",
+                    help=f"{help} (default: %(default)s)")
+
+
+def timeout_option(sp, flag: str, default: float, help: str) -> None:
+    sp.add_argument(flag, type=seconds, default=default, metavar="S", help=f"{help} (default: %(default)s)")
+
+
+def gdb_options(sp) -> None:
+    sp.add_argument("-ex", action="append", metavar="COMMAND", help="gdb command to run (repeatable)")
+    sp.add_argument("--batch", action="store_true", help="run the -ex commands and exit (gdb -batch)")
+
+
+# -- the parser ---------------------------------------------------------------------------------
+
+def parser(commands) -> LabParser:
+    """The `lab` parser; `commands` maps each command name to its function (cli/commands.py)."""
+    p = LabParser(prog="lab", description="x86-64 kernel test lab")
+    p.add_argument("-v", "--verbose", action="store_true", help="print progress (pids, run dir) on stderr")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name, help):
+        sp = sub.add_parser(name, help=help, description=help)
+        sp.set_defaults(func=commands[name])
+        return sp
+
+    def experiment(name, help):
+        """A command that boots the lab kernel, observes and checks: VM options, --json,
+        --ready-timeout."""
+        sp = add(name, help)
+        vm_options(sp)
+        json_option(sp)
+        ready_timeout_option(sp)
+        return sp
+
+    sp = add("build", "build the lab kernel (cargo, build-std); --boot bios adds the disk image")
+    sp.add_argument("--release", action="store_true")
+    sp.add_argument("--boot", choices=BOOT_PATHS, default="multiboot",
+                    help="bios: also make the BIOS disk image with cargo bootimage (default: %(default)s)")
+    add("profiles", "list the QEMU profiles")
+
+    sp = add("inspect", "boot any x86-64 kernel, stop, decode and check IDT, GDT and TSS")
+    vm_options(sp)
+    foreign_options(sp)
+    json_option(sp, "print the report as JSON")
+    log_dir_option(sp)
+    ready_timeout_option(sp, "bound on the wait for the stop (ready marker, --at, --when)")
+
+    sp = add("fire", "raise exceptions and check each frame against the manual: in the lab "
+             "kernel through its harness, in any other kernel by writing one instruction at a stop")
+    vm_options(sp)
+    foreign_options(sp)
+    sp.add_argument("scenarios", nargs="+", metavar="SCENARIO",
+                    help="scenario name(s) from the catalog, or 'all' (see `lab scenarios`); with "
+                         "--agnostic: de bp nmi ud gp pf, or 'all'")
+    sp.add_argument("--agnostic", action="store_true",
+                    help="kernel-agnostic firing: one instruction written at the stop, in any kernel")
+    sp.add_argument("--style", default="x86-interrupt",
+                    help="handler style: x86-interrupt, stub, or both (default: %(default)s)")
+    sp.add_argument("--vector", type=vector, help="vector for the 'int' scenario (default 0x80)")
+    json_option(sp)
+    sp.add_argument("--panels", dest="verbose_panels", action="store_true",
+                    help="with several scenarios, print every panel, not just the summary")
+    log_dir_option(sp)
+    ready_timeout_option(sp)
+    timeout_option(sp, "--handler-timeout", 5.0, "bound on the wait for the handler and the resume point")
+    sp.add_argument("--no-inject", action="store_true",
+                    help="nmi: do not inject the NMI (shows a handler that is never reached)")
+    add("scenarios", "list the exception scenarios")
+
+    sp = add("probe", "double fault, its control, and triple-fault probes, each in a fresh VM")
+    vm_options(sp)
+    sp.add_argument("probes", nargs="+", metavar="PROBE", help="probe name(s), or 'all' (see `lab probes`)")
+    json_option(sp)
+    log_dir_option(sp, "keep each probe's logs in DIR/<probe>")
+    timeout_option(sp, "--timeout", 10.0, "bound on each wait (reset, handler, report)")
+    add("probes", "list the fatal-path probes")
+
+    sp = experiment("timer", "PIT tick rates (guest TSC and host clock) and the timer pitfalls")
+    sp.add_argument("--rate", type=positive_int, action="append", metavar="HZ",
+                    help="rate(s) to measure (default: 100 and 250; at 1000 Hz TCG can lose ticks under host load)")
+    sp.add_argument("--window", type=positive_int, default=500, metavar="MS", help="measurement window (default: %(default)s)")
+    log_dir_option(sp)
+    experiment("tasks", "tasks from kernel memory, their saved switch frames, a traced switch")
+    experiment("ring3", "syscall entry with swapgs, an interrupt in ring 3, ring-3 faults, syscall rate")
+    experiment("pcpu", "decode the per-CPU area through GS_BASE (layout checked against DWARF)")
+    sp = experiment("frame", "stop at a handler and decode the frame the CPU pushed")
+    sp.add_argument("--at", required=True, metavar="SYMBOL|ADDRESS", help="where to stop (a handler's entry)")
+    sp.add_argument("--shell", required=True, metavar="LINE", help="kernel shell line that gets there, e.g. 'user run kread'")
+    timeout_option(sp, "--timeout", 10.0, "bound on the wait for the stop")
+
+    sp = add("claims", "tutorial-style statements about x86-64, each decided by measurement")
+    vm_options(sp)
+    json_option(sp)
+
+    sp = add("debug", "boot and open gdb with the lab's commands (lab-idt, lab-frame, lab-fire, ...)")
+    vm_options(sp, restore=False)
+    foreign_options(sp, stops=False)
+    sp.add_argument("--at", metavar="SYMBOL|ADDRESS",
+                    help="stop here first (default: lab_ready if the kernel has it, else the reset vector)")
+    gdb_options(sp)
+
+    sp = add("attach", "attach gdb with the lab's commands to a running `lab boot` VM")
+    sp.add_argument("socket", metavar="GDB_SOCKET", type=Path, help="the gdb socket `lab boot` printed")
+    sp.add_argument("--kernel", metavar="PATH", help="kernel ELF for symbols (default: none)")
+    gdb_options(sp)
+
+    sp = experiment("translate", "walk the live 4-level page tables for addresses or symbols")
+    sp.add_argument("addresses", nargs="+", metavar="ADDRESS", help="virtual address (0x...) or symbol")
+
+    sp = add("boot", "boot with the serial console on this terminal (Ctrl-A X quits)")
+    vm_options(sp, restore=False)
+    return p

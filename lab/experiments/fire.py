@@ -1,0 +1,260 @@
+"""`lab fire`: raise one exception in the running lab kernel and record what the CPU did.
+
+For one scenario (lab/scenarios/exceptions.py), in a booted `Session`:
+
+1. hardware breakpoint at `lab_plant_<n>`; the shell runs `fire <n> <style>`;
+2. at the plant point the lab writes fresh random sentinels into every general-purpose
+   register except RSP and the scenario's operands, and reads RSP/RFLAGS/CS/SS (the state the
+   exception interrupts: the next instructions do not change them);
+3. breakpoints at the handler the live IDT names for the vector, at `lab_on_exception`
+   (every handler of both styles calls it, with RDI = vector, RSI = the CPU frame) and at
+   `lab_resume_<n>`; continue (the NMI scenario gets QMP `inject-nmi` now);
+4. at the handler entry: RSP, RFLAGS, CR2 and the stack as the CPU left it; at
+   `lab_on_exception`: the delivered vector and, for the stub style, the whole TrapFrame;
+   at resume: the registers after `iretq`;
+5. the kernel prints a `fired ...` line, read back as evidence, with QEMU's `-d int` lines.
+
+The result is a `FireObservation`: raw facts, no verdicts (lab/checks/frame.py judges them).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import asdict, dataclass, field
+
+from lab.errors import GuestError, LabError, LabTimeout, UserError
+from lab.machine.process import Deadline
+from lab.machine.session import Session
+from lab.scenarios.exceptions import RIP_LOOP, ExceptionScenario
+from lab.x86.frames import GPRS, QWORD, TRAP_FRAME, qwords
+from lab.x86.idt import read_gate
+from lab.x86.tss import TSS
+from lab.x86.vectors import pushes_error_code
+
+STOP_TIMEOUT = 5.0
+MAX_REENTRY = 4  # a handler entered more often than this in one fire is re-raising
+ON_EXCEPTION = "lab_on_exception"
+INT_TABLE = "lab_int_table"
+INT_TABLE_STRIDE = 8
+TEST_PAGES = "LAB_TEST_PAGES"
+
+
+@dataclass
+class Labels:
+    entry: int
+    plant: int
+    fault: int
+    fault_end: int
+    resume: int
+
+
+@dataclass
+class FireObservation:
+    scenario: str
+    style: str
+    vector: int  # the vector the scenario targets
+    accel: str  # tcg | kvm: which recorded deviations apply
+    labels: dict
+    sentinels: dict[str, int]
+    before: dict[str, int]  # rsp, rflags, cs, ss at the plant point
+    gate: dict  # the live IDT gate for `vector` at fire time
+    ist_top: int | None  # the TSS IST slot the gate names, if any
+    expected_cr2: int | None
+    entry: dict | None = None  # rsp, rflags, cr2, stack (list of qwords), pc
+    delivered: dict | None = None  # vector, error_code, frame address, style
+    trap_frame: dict | None = None  # decoded TrapFrame (stub style)
+    after: dict[str, int] | None = None  # registers at resume
+    kernel_report: dict = field(default_factory=dict)
+    qemu_log: list[str] = field(default_factory=list)
+    timeout: str | None = None  # set when the handler/resume point was not reached in time
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+class FireTimeout(LabError):
+    """The handler or the resume point was not reached within the bound. The guest's state
+    is unknown afterwards: the session must not be reused."""
+
+    def __init__(self, obs: FireObservation, message: str, logs) -> None:
+        super().__init__(message, logs=logs)
+        self.observation = obs
+
+
+class Firer:
+    """Fires scenarios in one booted session.
+
+    Protocol: between fires the CPU is stopped (at `lab_ready` after boot, then wherever
+    `-exec-interrupt` caught the idle shell), because gdb arms breakpoints only on a stopped
+    target. Shell input sent while the CPU is stopped waits in the serial socket: QEMU's 16550
+    takes only what its FIFO can hold."""
+
+    def __init__(self, session: Session) -> None:
+        self.s = session
+        self.gdb = session.gdb
+        self.symbols = session.symbols
+        for needed in (ON_EXCEPTION, TEST_PAGES, INT_TABLE):
+            if self.symbols.lookup(needed) is None:
+                raise UserError(f"{session.kernel}: no {needed} symbol; `lab fire` needs the lab kernel")
+        from lab.target.cpu import parse_info_registers
+
+        cpu = parse_info_registers(session.qemu.hmp("info registers"))
+        self.idtr = cpu.idtr
+        self.tss_base = cpu.tr.base
+        pages = self.symbols.read(TEST_PAGES)
+        self.test_pages = qwords(pages)
+        self._log_offset = 0
+
+    def labels(self, scenario: ExceptionScenario) -> Labels:
+        raw = self.symbols.read(f"lab_labels_{scenario.symbol}")
+        if raw is None or len(raw) != 40:
+            raise UserError(f"the kernel has no harness for {scenario.name!r}")
+        return Labels(*qwords(raw))
+
+    def _gate(self, vector: int):
+        return read_gate(self.gdb.read_memory, self.idtr.base, vector)
+
+    def _regs(self, names) -> dict[str, int]:
+        alias = {"rflags": "eflags", "pc": "rip"}
+        regs = self.gdb.registers(tuple(alias.get(n, n) for n in names))
+        return {n: regs[alias.get(n, n)] for n in names}
+
+    def _log_tail(self) -> list[str]:
+        path = self.s.run.log("qemu.log") if self.s.run else None
+        if path is None or not path.exists():
+            return []
+        with open(path, "rb") as f:
+            f.seek(self._log_offset)
+            data = f.read()
+        self._log_offset += len(data)
+        from lab.target import qemu_log
+        return [e.line for e in qemu_log.parse(data.decode(errors="replace"))]
+
+    def fire(self, scenario: ExceptionScenario, style: str, vector: int | None = None,
+             seed: int | None = None, *, inject_nmi: bool = True,
+             handler_timeout: float = STOP_TIMEOUT) -> FireObservation:
+        gdb, serial = self.gdb, self.s.serial
+        vector = scenario.vector if vector is None else vector
+        if vector != scenario.vector and scenario.name != "int":
+            raise UserError("--vector applies to the 'int' scenario only")
+        if scenario.name == "int":
+            gate = self._gate(vector)
+            if not gate.present or pushes_error_code(vector):
+                raise UserError(f"int {vector}: " + ("its gate is not present" if not gate.present else
+                                "the CPU pushes an error code for this vector and `int` does not, so "
+                                "the handler would take RIP for the error code; pick another vector"))
+        labels = self.labels(scenario)
+        self._current = scenario
+        if scenario.name == "int":
+            table = self.symbols.lookup(INT_TABLE).address
+            labels.fault = table + vector * INT_TABLE_STRIDE
+            labels.fault_end = labels.fault + 2  # `int imm8` is two bytes
+        self._log_tail()  # skip log lines from before this fire
+        rng = random.Random(seed)
+        sentinels = {r: 0x5E00_0000_0000_0000 | (i << 40) | rng.getrandbits(32)
+                     for i, r in enumerate(GPRS) if r not in scenario.operands}
+
+        bp = gdb.hbreak(f"*{labels.plant:#x}")
+        serial.send_line(f"fire {scenario.name} {style}" + (f" {vector}" if scenario.name == "int" else ""))
+        gdb.cont()
+        self._expect_stop(labels.plant, f"the plant point of {scenario.name}")
+        gdb.delete_breakpoint(bp)
+        gdb.write_registers(sentinels)
+        before = self._regs(("rsp", "rflags", "cs", "ss"))
+        gate = self._gate(vector)
+        ist_top = None
+        if gate.ist:
+            ist_top = TSS.read_field(self.gdb.read_memory, self.tss_base, f"ist{gate.ist}")
+        obs = FireObservation(
+            scenario=scenario.name, style=style, vector=vector, accel=self.s.profile.accel,
+            labels=asdict(labels), sentinels=sentinels, before=before,
+            gate={"offset": gate.offset, "type": gate.type_name, "ist": gate.ist, "dpl": gate.dpl,
+                  "present": gate.present, "symbol": self.symbols.describe(gate.offset)},
+            ist_top=ist_top,
+            expected_cr2=self.test_pages[scenario.cr2_page] if scenario.cr2_page is not None else None)
+
+        stops = {}
+        if gate.present:
+            stops[gdb.hbreak(f"*{gate.offset:#x}")] = "entry"
+        # Its first instruction (a function-name breakpoint would land after the prologue).
+        stops[gdb.hbreak(f"*{self.symbols.lookup(ON_EXCEPTION).address:#x}")] = "delivered"
+        stops[gdb.hbreak(f"*{labels.resume:#x}")] = "resume"
+        gdb.cont()
+        if scenario.rip == RIP_LOOP and inject_nmi:
+            self.s.qemu.qmp_cmd("inject-nmi")
+        # One bound for the whole exchange (not per stop), and a guard against a handler
+        # that is entered again and again (e.g. an event re-raised forever).
+        deadline = Deadline(handler_timeout, f"{scenario.name}: the handler and the resume point")
+        hits: dict[str, int] = {}
+        try:
+            while True:
+                try:
+                    stop = gdb.wait_stopped(max(deadline.remaining(), 0.001), deadline.what)
+                except LabTimeout:
+                    self._give_up(obs, deadline.error())
+                what = stops.get(int(stop.get("bkptno", 0))) if stop.get("reason") == "breakpoint-hit" else None
+                hits[what] = hits.get(what, 0) + 1
+                if what is not None and hits[what] > MAX_REENTRY:
+                    self._give_up(obs, LabTimeout(
+                        f"{scenario.name}: the {what} breakpoint was hit {hits[what]} times: the "
+                        f"event is being raised again and again", logs=self.s.logs))
+                if what is None:
+                    raise self._unexpected_stop(scenario, stop)
+                if what == "entry" and obs.entry is None and obs.delivered is None:
+                    regs = self._regs(("rsp", "rflags", "cr2", "pc"))
+                    stack = gdb.read_memory(regs["rsp"], 6 * QWORD)
+                    obs.entry = {"rsp": regs["rsp"], "rflags": regs["rflags"], "cr2": regs["cr2"],
+                                 "pc": regs["pc"],
+                                 "stack": qwords(stack)}
+                elif what == "delivered" and obs.delivered is None:
+                    regs = self._regs(("rdi", "rsi", "rdx", "rcx", "cr2"))
+                    obs.delivered = {"vector": regs["rdi"] & 0xFF, "frame": regs["rsi"],
+                                     "error_code": None if regs["rdx"] == 2**64 - 1 else regs["rdx"],
+                                     "style": "stub" if regs["rcx"] == 1 else "x86-interrupt",
+                                     "cr2": regs["cr2"]}
+                    if regs["rcx"] == 1:
+                        base = regs["rsi"] - TRAP_FRAME.offset("rip")
+                        obs.trap_frame = {"address": base, **TRAP_FRAME.decode(gdb.read_memory(base, TRAP_FRAME.size))}
+                elif what == "resume":
+                    obs.after = self._regs(GPRS + ("rsp",))
+                    break
+                gdb.cont()
+        finally:
+            for number in stops:
+                gdb.delete_breakpoint(number)
+        gdb.cont()
+        m = serial.expect(rb"fired ([^\r\n]*)\r?\n", STOP_TIMEOUT, f"the kernel's report of {scenario.name}")
+        obs.kernel_report = dict(kv.split("=", 1) for kv in m.group(1).decode().split())
+        serial.wait_prompt(STOP_TIMEOUT)
+        gdb.interrupt()
+        obs.qemu_log = self._log_tail()
+        return obs
+
+    def _give_up(self, obs: FireObservation, exc: LabTimeout) -> None:
+        """Records the evidence of a fire that never reached its handler, stops the CPU and
+        raises FireTimeout."""
+        try:
+            self.gdb.interrupt()
+        except LabError:
+            pass  # the guest is being abandoned; the timeout below is what gets reported
+        obs.qemu_log = self._log_tail()
+        obs.timeout = f"{exc.message}; serial tail:\n{self.s.serial.tail(600).strip()}"
+        raise FireTimeout(obs, obs.timeout, self.s.logs)
+
+    def _unexpected_stop(self, scenario, stop: dict) -> GuestError:
+        status = self.s.qemu.qmp_cmd("query-status")["status"]
+        why = (" QEMU reports status internal-error: the accelerator could not handle the guest "
+               "(under KVM: an instruction KVM had to emulate and could not)"
+               if status == "internal-error" else f" (QEMU status: {status})")
+        return GuestError(f"{scenario.name}: the VM stopped unexpectedly ({stop.get('reason')} "
+                          f"{stop.get('signal-name', '')} at {stop.get('frame', {}).get('addr')});{why}",
+                          logs=self.s.logs)
+
+    def _expect_stop(self, address: int, what: str) -> None:
+        stop = self.gdb.wait_stopped(STOP_TIMEOUT, what)
+        pc = int(stop.get("frame", {}).get("addr", "0"), 16)
+        if stop.get("reason") == "signal-received" and stop.get("signal-name") != "SIGINT":
+            raise self._unexpected_stop(self._current, stop)
+        if pc != address:
+            raise GuestError(f"stopped at {pc:#x} ({stop.get('reason')}) instead of {what} "
+                             f"({address:#x}); serial tail:\n{self.s.serial.tail()}", logs=self.s.logs)

@@ -1,0 +1,49 @@
+"""`lab frame`: decode the interrupt or exception frame at a stop.
+
+The stop must be the first instruction of a handler the live IDT names: only there does RSP
+point at the frame the CPU pushed. The vector (from the IDT) says whether an error code sits
+below RIP (SDM vol. 3A Table 6-1)."""
+
+from __future__ import annotations
+
+from lab.errors import UserError
+from lab.target.cpu import parse_info_registers
+from lab.x86.frames import INTERRUPT_FRAME, QWORD, describe_pf_error, qwords
+from lab.x86.idt import decode_idt
+from lab.x86.vectors import PF, mnemonic, pushes_error_code
+
+
+def decode_at_stop(gdb, hmp, symbols) -> dict:
+    cpu = parse_info_registers(hmp("info registers"))
+    regs = gdb.registers()
+    pc, rsp = regs["rip"], regs["rsp"]
+    gates = decode_idt(gdb.read_memory(cpu.idtr.base, cpu.idtr.size))
+    vectors = [g.vector for g in gates if g.present and g.offset == pc]
+    if not vectors:
+        raise UserError(f"the CPU is stopped at {pc:#x} ({symbols.describe(pc) or 'no symbol'}), which no "
+                        f"present IDT gate names: RSP does not point at an interrupt frame here. Stop at a "
+                        f"handler's first instruction (e.g. --at isr_gp).")
+    vector = vectors[0]
+    ec = pushes_error_code(vector)
+    raw = gdb.read_memory(rsp, INTERRUPT_FRAME.size + (QWORD if ec else 0))
+    slots = qwords(raw)
+    names = (["error code"] if ec else []) + [f.name.upper() for f in INTERRUPT_FRAME.fields]
+    rows = [{"address": rsp + 8 * i, "slot": n, "value": v,
+             "note": symbols.describe(v) if n == "RIP" else
+                     ("ring 3" if n == "CS" and v & 3 == 3 else "")}
+            for i, (n, v) in enumerate(zip(names, slots))]
+    if ec and vector == PF:
+        rows[0]["note"] = describe_pf_error(slots[0])
+    return {"pc": pc, "symbol": symbols.describe(pc), "vectors": vectors, "mnemonic": mnemonic(vector),
+            "error_code": slots[0] if ec else None, "rsp": rsp, "cr2": regs.get("cr2"), "slots": rows,
+            "note": "a software `int n` to this vector would push no error code" if ec else ""}
+
+
+def stop_at_handler(session, at: int, shell_line: str, timeout: float, what: str) -> dict:
+    """Puts a hardware breakpoint at `at`, types `shell_line` into the kernel's shell, runs
+    to the breakpoint and decodes the frame there."""
+    session.gdb.hbreak(f"*{at:#x}")
+    session.serial.send_line(shell_line)
+    session.gdb.cont()
+    session.gdb.wait_stopped(timeout, f"the CPU to reach {what}")
+    return decode_at_stop(session.gdb, session.qemu.hmp, session.symbols)

@@ -1,0 +1,85 @@
+"""QEMU profiles: small declarative TOML files in qemu-configs/, one per name.
+
+A profile names the machine, accelerator, CPU model and memory; the lab adds everything that
+is per run (sockets, logs, the kernel). Keys:
+
+    description  one line for `lab profiles`
+    machine      -machine type (pc, q35, microvm)
+    accel        tcg | kvm
+    cpu          -cpu model
+    memory       -m size
+    requires     paths that must be readable and writable (e.g. /dev/kvm)
+    args         extra QEMU argv elements
+    boot         multiboot (default) | bios: how the kernel is loaded (lab/bootpath.py);
+                 `--boot` on the command line overrides it
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from lab.host.bootpath import DEFAULT_BOOT, check_boot
+from lab.errors import UserError
+from lab.host.toolchain import CONFIG_DIR
+
+DEFAULT_PROFILE = "tcg"
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    description: str
+    machine: str
+    accel: str
+    cpu: str
+    memory: str
+    requires: tuple[str, ...] = ()
+    args: tuple[str, ...] = field(default_factory=tuple)
+    boot: str = DEFAULT_BOOT
+
+    def with_boot(self, boot: str | None) -> "Profile":
+        """This profile with its boot path replaced (None keeps the profile's own)."""
+        return self if boot is None else replace(self, boot=check_boot(boot))
+
+    @property
+    def is_tcg(self) -> bool:
+        return self.accel == "tcg"
+
+    def check_usable(self) -> None:
+        for path in self.requires:
+            if not os.access(path, os.R_OK | os.W_OK):
+                raise UserError(f"profile {self.name!r} needs {path}, which is missing or not "
+                                f"accessible here; use --profile tcg")
+
+    def qemu_args(self) -> list[str]:
+        return ["-machine", f"{self.machine},accel={self.accel}", "-cpu", self.cpu,
+                "-m", self.memory, *self.args]
+
+
+def available(config_dir: Path = CONFIG_DIR) -> list[str]:
+    return sorted(p.stem for p in config_dir.glob("*.toml"))
+
+
+def load(name: str, config_dir: Path = CONFIG_DIR) -> Profile:
+    path = config_dir / f"{name}.toml"
+    if not path.is_file():
+        names = ", ".join(available(config_dir)) or "(none)"
+        raise UserError(f"unknown profile {name!r}; available profiles: {names}")
+    try:
+        data = tomllib.loads(path.read_text())
+        return Profile(
+            name=name,
+            description=str(data["description"]),
+            machine=str(data["machine"]),
+            accel=str(data["accel"]),
+            cpu=str(data["cpu"]),
+            memory=str(data["memory"]),
+            requires=tuple(data.get("requires", ())),
+            args=tuple(str(a) for a in data.get("args", ())),
+            boot=check_boot(str(data.get("boot", DEFAULT_BOOT))),
+        )
+    except (tomllib.TOMLDecodeError, KeyError, TypeError) as exc:
+        raise UserError(f"profile {path}: invalid ({exc})") from None

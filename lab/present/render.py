@@ -1,0 +1,199 @@
+"""Rich rendering of the report rows (lab.present.rows) for terminals."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from lab.checks.base import Check, Verdict
+
+from lab.present.rows import gdt_rows, idt_rows, tss_rows
+from lab.x86.vectors import mnemonic
+
+VERDICT_STYLE = {Verdict.PASS: "bold green", Verdict.FAIL: "bold red", Verdict.SKIP: "yellow"}
+
+
+def _hex(v: int, width: int = 0) -> str:
+    return f"{v:#0{width + 2}x}" if width else f"{v:#x}"
+
+
+def idt_table(rows: list[dict], title: str = "IDT") -> Table:
+    t = Table(title=title, title_justify="left")
+    for col in ("vec", "name", "handler", "symbol", "sel", "type", "DPL", "P", "IST"):
+        t.add_column(col, justify="right" if col in ("vec", "DPL", "P", "IST") else "left")
+    for r in rows:
+        t.add_row(str(r["vector"]), r["mnemonic"], _hex(r["handler"], 16), r["symbol"],
+                  _hex(r["selector"], 4), r["type"], str(r["dpl"]), str(int(r["present"])),
+                  str(r["ist"]) if r["ist"] else "-")
+    return t
+
+
+def gdt_table(rows: list[dict], title: str = "GDT") -> Table:
+    t = Table(title=title, title_justify="left")
+    for col in ("sel", "kind", "base", "limit", "DPL", "flags", "symbol", "raw"):
+        t.add_column(col)
+    for r in rows:
+        t.add_row(_hex(r["selector"], 4), r["kind"], _hex(r["base"]), _hex(r["limit"]),
+                  str(r["dpl"]), r["flags"], r.get("symbol", ""), r["raw"])
+    return t
+
+
+def tss_table(rows: list[dict], title: str = "TSS") -> Table:
+    t = Table(title=title, title_justify="left")
+    for col in ("field", "value", "points into"):
+        t.add_column(col)
+    for r in rows:
+        t.add_row(r["field"], _hex(r["value"]), r["points_into"])
+    return t
+
+
+def checks_table(checks: list[Check], title: str = "Checks") -> Table:
+    t = Table(title=title, title_justify="left")
+    for col in ("verdict", "tier", "check", "evidence"):
+        t.add_column(col, overflow="fold")
+    for c in checks:  # evidence is data, never markup
+        t.add_row(f"[{VERDICT_STYLE[c.verdict]}]{c.verdict.value}[/]", c.tier,
+                  f"{c.id}\n[dim]{escape(c.title)}[/]", escape("\n".join(c.evidence)))
+    return t
+
+
+def print_report(report, console: Console) -> None:
+    v = report.view
+    cpu = v.state.cpu
+    console.print(f"[bold]{report.kernel}[/] profile={report.profile}  {report.ready_line}")
+    console.print(f"IDTR base={cpu.idtr.base:#x} limit={cpu.idtr.limit:#x}   "
+                  f"GDTR base={cpu.gdtr.base:#x} limit={cpu.gdtr.limit:#x}   "
+                  f"TR={cpu.tr.selector:#06x} base={cpu.tr.base:#x} limit={cpu.tr.limit:#x}")
+    absent = sum(1 for g in v.idt if not g.present)
+    console.print(idt_table(idt_rows(v), title=f"IDT ({len(v.idt) - absent} present, {absent} not present)"))
+    console.print(gdt_table(gdt_rows(v)))
+    console.print(tss_table(tss_rows(v)))
+    console.print(checks_table(report.checks))
+    counts = {vd: sum(1 for c in report.checks if c.verdict is vd) for vd in Verdict}
+    console.print(" ".join(f"[{VERDICT_STYLE[vd]}]{n} {vd.value}[/]" for vd, n in counts.items())
+                  + f"   ({report.timings.get('total', 0):.3f} s)")
+
+
+OUTCOME_STYLE = {"PASS": "bold green", "FAIL": "bold red", "DEVIATION": "bold yellow"}
+
+
+def print_fire(result, symbols, console: Console) -> None:
+    from rich.panel import Panel
+    from rich.console import Group
+
+    obs = result.observation
+    rows = result.stack_rows(symbols)
+    stack = Table(title=f"stack at {obs.gate['symbol']} entry", title_justify="left")
+    for col in ("address", "value", "slot", ""):
+        stack.add_column(col)
+    for r in rows:
+        stack.add_row(_hex(r["address"]), f"{r['value']:#018x}", r["slot"], escape(r["note"]))
+    parts = [stack] if rows else [f"[yellow]no entry into {obs.gate['symbol']} "
+                                  f"(delivered: {obs.delivered['vector'] if obs.delivered else 'nothing'})[/]"]
+    parts.append(checks_table(result.checks, title="checks"))
+    if result.note:
+        parts.append(f"[yellow]documented deviation:[/] {result.note}")
+    title = (f"{result.scenario.name} ({result.scenario.summary}) · vector {obs.vector} · "
+             f"{obs.style} · [{OUTCOME_STYLE[result.outcome]}]{result.outcome}[/] · "
+             f"{result.seconds * 1000:.0f} ms")
+    console.print(Panel(Group(*parts), title=title, title_align="left"))
+
+
+def print_fire_summary(results, console: Console) -> None:
+    t = Table(title="lab fire: summary", title_justify="left")
+    for col in ("scenario", "vector", "style", "outcome", "failed checks", "ms"):
+        t.add_column(col)
+    for r in results:
+        failed = ", ".join(c.id for c in r.checks if c.verdict is Verdict.FAIL)
+        t.add_row(r.scenario.name, str(r.observation.vector), r.observation.style,
+                  f"[{OUTCOME_STYLE[r.outcome]}]{r.outcome}[/]", failed, f"{r.seconds * 1000:.0f}")
+    console.print(t)
+    counts = {k: sum(1 for r in results if r.outcome == k) for k in OUTCOME_STYLE}
+    console.print(" ".join(f"[{OUTCOME_STYLE[k]}]{n} {k}[/]" for k, n in counts.items()))
+
+
+def print_injections(results, console: Console, stop_line: str) -> None:
+    t = Table(title=f"lab fire --agnostic: {stop_line}", title_justify="left")
+    for col in ("injection", "vector", "gate", "outcome", "failed checks", "ms"):
+        t.add_column(col)
+    for r in results:
+        o = r.observation
+        gate = o.gate["type"] + (f", IST{o.gate['ist']}" if o.gate["ist"] else "")
+        failed = ", ".join(c.id for c in r.checks if c.verdict is Verdict.FAIL)
+        t.add_row(r.injection.name, f"{r.injection.vector} {mnemonic(r.injection.vector)}", gate,
+                  f"[{OUTCOME_STYLE[r.outcome]}]{r.outcome}[/]", failed, f"{o.seconds * 1000:.0f}")
+    console.print(t)
+    for r in results:
+        if r.outcome == "FAIL" or len(results) == 1:
+            console.print(checks_table(r.checks, title=f"{r.injection.name}: {r.injection.description}"))
+    counts = {k: sum(1 for r in results if r.outcome == k) for k in ("PASS", "FAIL")}
+    console.print(" ".join(f"[{OUTCOME_STYLE[k]}]{n} {k}[/]" for k, n in counts.items()))
+
+
+def print_probes(results, console: Console) -> None:
+    """results: (Probe, ProbeObservation, checks, verdict) tuples."""
+    t = Table(title="lab probe", title_justify="left")
+    for col in ("probe", "expected", "observed", "chain", "verdict", "ms"):
+        t.add_column(col, overflow="fold")
+    for p, obs, checks, v in results:
+        chain = " -> ".join(obs.chain) if obs.chain is not None else "unavailable (not TCG)"
+        t.add_row(p.name, p.expected, obs.outcome, escape(chain),
+                  f"[{VERDICT_STYLE[v]}]{v.value}[/]", f"{obs.seconds * 1000:.0f}")
+    console.print(t)
+    for p, obs, checks, v in results:
+        if len(results) == 1 or v is Verdict.FAIL:
+            console.print(checks_table(checks, title=f"{p.name}: {p.summary}"))
+            if obs.last_state:
+                console.print("[dim]CPU state at the last delivered exception (QEMU -d int):[/]")
+                console.print(escape("\n".join(obs.last_state)))
+
+
+def print_translation(t, console: Console) -> None:
+    title = (f"{t.va:#x} -> {t.physical:#x} ({t.page_size // 1024} KiB page)" if t.physical is not None
+             else f"{t.va:#x}: no translation: {t.fault}")
+    table = Table(title=f"{title}   CR3={t.cr3:#x}", title_justify="left")
+    for col in ("level", "index", "entry at (phys)", "entry", "flags"):
+        table.add_column(col)
+    for st in t.steps:
+        table.add_row(st.level, str(st.index), _hex(st.entry_address), f"{st.entry:#018x}", st.flags)
+    console.print(table)
+
+
+def print_tasks(obs, console: Console) -> None:
+    t = Table(title="tasks (read from kernel memory, layout checked against DWARF)", title_justify="left")
+    for col in ("id", "name", "state", "rsp", "kstack_top", "cr3", "switches", "saved frame (r15 r14 r13 r12 rbp rbx)", "returns to"):
+        t.add_column(col, overflow="fold")
+    for v in obs.tasks:
+        f = v.fields
+        frame = " ".join(f"{v.frame[k]:#x}" for k in ("r15", "r14", "r13", "r12", "rbp", "rbx")) if v.frame else "(running)"
+        t.add_row(str(f["id"]), v.name, v.state, _hex(f["rsp"]), _hex(f["kstack_top"]), _hex(f["cr3"]),
+                  str(f["switches"]), frame, escape(v.ret_symbol))
+    console.print(t)
+    for n, tr in enumerate(obs.traces, 1):
+        jumps = [(a, b) for (_, a), (_, b) in zip(tr.steps, tr.steps[1:]) if abs(b - a) not in (0, 8)]
+        console.print(f"switch {n}: task@{tr.prev['address']:#x} -> task@{tr.next['address']:#x}: "
+                      f"{len(tr.steps) - 1} instructions, RSP jumps {', '.join(f'{a:#x}->{b:#x}' for a, b in jumps)}, "
+                      f"CR3 {tr.cr3_before:#x}->{tr.cr3_after:#x}")
+
+
+def frame_table(f: dict) -> Table:
+    """The frame at a handler's first instruction (lab.frame.decode_at_stop)."""
+    t = Table(title=f"{f['mnemonic']} frame at {f['symbol']} (vector {f['vectors'][0]}), RSP {f['rsp']:#x}",
+              title_justify="left")
+    for col in ("address", "slot", "value", "note"):
+        t.add_column(col)
+    for r in f["slots"]:
+        t.add_row(f"{r['address']:#x}", r["slot"], f"{r['value']:#018x}", escape(r["note"]))
+    return t
+
+
+def pcpu_table(address: int, fields: dict, gs_base: int) -> Table:
+    from lab.labkernel.layouts import PERCPU
+
+    t = Table(title=f"PERCPU at {address:#x} (GS_BASE now {gs_base:#x})", title_justify="left")
+    for col in ("offset", "field", "value"):
+        t.add_column(col)
+    for f in PERCPU.fields:
+        t.add_row(f"{f.offset:#04x}", f.name, f"{fields[f.name]:#x}")
+    return t

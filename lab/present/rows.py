@@ -1,0 +1,46 @@
+"""Rows for the IDT, GDT and TSS tables: one builder, used by the rich renderer, the JSON
+output and the gdb commands, so all of them show the same thing."""
+
+from __future__ import annotations
+
+from lab.checks.view import View
+from lab.x86.tss import IST_NAMES, RSP_NAMES
+
+
+def idt_rows(v: View, *, all_gates: bool = False) -> list[dict]:
+    rows = []
+    for g in v.idt:
+        if not (g.present or all_gates):
+            continue
+        rows.append({
+            "vector": g.vector, "mnemonic": g.mnemonic, "handler": g.offset,
+            "symbol": v.symbols.describe(g.offset) if g.present else "",
+            "selector": g.selector, "type": g.type_name, "dpl": g.dpl,
+            "present": g.present, "ist": g.ist,
+        })
+    return rows
+
+
+def gdt_rows(v: View) -> list[dict]:
+    rows = []
+    for d in v.gdt:
+        row = {"selector": d.selector, "kind": d.kind, "base": d.base, "limit": d.limit,
+               "dpl": d.dpl, "present": bool(d.present), "l": d.l, "db": d.db, "g": d.g,
+               "flags": d.flags_str, "raw": d.raw[::-1].hex()}
+        if d.kind.startswith("tss"):
+            row["symbol"] = v.symbols.describe(d.base)
+        rows.append(row)
+    return rows
+
+
+def tss_rows(v: View) -> list[dict]:
+    if v.tss is None:
+        return []
+    rows = [{"field": name, "value": val} for name, val in zip(RSP_NAMES, v.tss.rsp)]
+    rows += [{"field": name, "value": val} for name, val in zip(IST_NAMES, v.tss.ist)]
+    for row in rows:
+        ptr = row["value"]
+        stack = v.symbols.stack_ending_at(ptr) if ptr else None
+        row["points_into"] = f"top of {stack.name}" if stack else (v.symbols.describe(ptr) if ptr else "")
+    rows.append({"field": "iomap_base", "value": v.tss.iomap_base, "points_into": ""})
+    return rows

@@ -1,0 +1,82 @@
+"""`lab inspect`: boot, stop at ready, read and decode the tables, run the checks."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lab.checks.base import Check, Verdict
+from lab.checks.view import View, decode
+from lab.checks.inspect import run_all
+from lab.present.rows import gdt_rows, idt_rows, tss_rows
+from lab.machine.session import Session, Stop
+from lab.runs.vm import VmSpec
+from lab.host.profiles import Profile
+from lab.target.cpu import read_state, require_long_mode
+
+
+@dataclass
+class InspectReport:
+    kernel: Path
+    profile: str
+    ready_line: str
+    view: View
+    checks: list[Check]
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> list[Check]:
+        return [c for c in self.checks if c.verdict is Verdict.FAIL]
+
+    def to_json(self) -> dict:
+        cpu = self.view.state.cpu
+        return {
+            "kernel": str(self.kernel),
+            "profile": self.profile,
+            "ready": self.ready_line,
+            "registers": {
+                "idtr": {"base": cpu.idtr.base, "limit": cpu.idtr.limit},
+                "gdtr": {"base": cpu.gdtr.base, "limit": cpu.gdtr.limit},
+                "tr": {"selector": cpu.tr.selector, "base": cpu.tr.base, "limit": cpu.tr.limit},
+                "cr0": cpu.values.get("CR0"), "cr3": cpu.values.get("CR3"),
+                "cr4": cpu.values.get("CR4"), "efer": cpu.values.get("EFER"),
+            },
+            "idt": idt_rows(self.view),
+            "gdt": gdt_rows(self.view),
+            "tss": tss_rows(self.view),
+            "checks": [c.to_json() for c in self.checks],
+            "summary": {v.value: sum(1 for c in self.checks if c.verdict is v) for v in Verdict},
+            "timings": self.timings,
+        }
+
+
+def inspect(kernel: Path | None, profile: Profile, *, log_dir: Path | None = None,
+            ready_timeout: float = 10.0, stop: Stop = Stop(), append: str | None = None,
+            image: Path | None = None, symbols: Path | None = None,
+            restore: bool = True) -> InspectReport:
+    """Boots, stops (at the lab kernel's ready point, or `stop`), reads and checks the tables.
+    Any x86-64 kernel: symbols are optional, and only the generic tier needs none. `restore`
+    as Session's (a stop other than the ready point always boots)."""
+    t0 = time.monotonic()
+    with Session(kernel, profile, log_dir=log_dir, ready_timeout=ready_timeout, append=append,
+                 image=image, symbols=symbols, restore=restore if stop.is_ready else False) as s:
+        t_started = time.monotonic()
+        ready = s.boot_to(stop)
+        t_ready = time.monotonic()
+        state = read_state(s.gdb)
+        require_long_mode(state.cpu, ready)
+        t_read = time.monotonic()
+    view = decode(state, s.symbols)
+    checks = run_all(view)
+    t_done = time.monotonic()
+    timings = {"restored": s.restored is not None, "start": t_started - t0, "boot_to_ready": t_ready - t_started,
+               "read": t_read - t_ready, "teardown_decode_check": t_done - t_read,
+               "total": t_done - t0}
+    return InspectReport(kernel or image, profile.name, ready, view, checks, timings)
+
+
+def run_inspect(vm: VmSpec, stop: Stop = Stop()) -> InspectReport:
+    return inspect(vm.kernel, vm.profile, log_dir=vm.log_dir, ready_timeout=vm.ready_timeout,
+                   stop=stop, append=vm.append, image=vm.image, symbols=vm.symbols,
+                   restore=vm.restore)

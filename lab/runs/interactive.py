@@ -1,0 +1,107 @@
+"""The interactive runs: `lab boot` (the guest's console on this terminal), `lab debug` (QEMU
+paused, gdb on this terminal with the lab's commands) and `lab attach` (gdb with the lab's
+commands on a running `lab boot`).
+
+QEMU runs as in every run (QemuMachine: sockets in a private directory), the terminal's
+child (gdb, or QEMU with its console on stdio) is a TerminalProcess, and the kernel's output
+in `lab debug` goes to `serial.log` through a ShellRelay. QEMU's gdbstub takes one client, so
+this gdb is the only one attached.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import sysconfig
+from pathlib import Path
+
+from lab.errors import UserError
+from lab.host.kernelfile import identify, require_disk, require_kernel
+from lab.host.profiles import Profile
+from lab.host.toolchain import REPO_ROOT, gdb_binary
+from lab.labkernel.contract import READY_SYMBOL
+from lab.machine.qemu import ExitStatus, QemuMachine, base_argv
+from lab.machine.relay import ShellRelay
+from lab.machine.rundir import RunDir
+from lab.machine.terminal import TerminalProcess
+from lab.target.symbols import Symbols, is_elf
+
+#: The module gdb's own Python imports: the lab's gdb commands.
+GDB_COMMANDS = "lab.present.gdb_commands"
+
+
+def gdb_prelude(kernel: Path | None) -> list[str]:
+    """gdb arguments that load the lab's commands into gdb's own Python (same 3.11 minor
+    version: the lab's pure-Python dependencies import from this interpreter's site-packages)."""
+    paths = [str(REPO_ROOT), sysconfig.get_paths()["purelib"]]
+    args = ["-q", "-nx", "-ex", "set pagination off", "-ex", "set confirm off",
+            "-ex", f"python import sys; sys.path[:0] = {paths!r}",
+            "-ex", f"python import {GDB_COMMANDS}",
+            "-ex", "set architecture i386:x86-64"]
+    return args + ([str(kernel)] if kernel else [])
+
+
+def boot_interactive(kernel: Path, profile: Profile) -> int:
+    require_kernel(kernel)
+    profile.check_usable()
+    run = RunDir()
+    gdb_sock = run.socket("gdb")
+    argv = base_argv(profile, kernel) + ["-serial", "mon:stdio",
+                                         "-gdb", f"unix:{gdb_sock},server=on,wait=off"]
+    print(f"lab: booting {kernel} ({profile.name}); Ctrl-A X quits, Ctrl-A C toggles the QEMU monitor\n"
+          f"lab: attach gdb from another terminal with:\n"
+          f"     gdb -ex 'target remote {gdb_sock}' {kernel}", file=sys.stderr)
+    try:
+        with TerminalProcess(argv, name="QEMU") as qemu:  # QEMU needs the terminal
+            status = ExitStatus(qemu.wait())
+    finally:
+        run.close(failed=False)
+    print(f"lab: QEMU ended: {status.describe()}", file=sys.stderr)
+    return 0 if status.code == 0 or status.debug_exit_value == 0 else status.code
+
+
+def debug(kernel: Path | None, profile: Profile, at: str | None, gdb_args: list[str], *,
+          append: str | None = None, image: Path | None = None, symbols: Path | None = None) -> int:
+    """Boots paused and opens gdb with the lab's commands, stopped at `at` (a symbol or an
+    address), else at lab_ready when the kernel has it, else at the reset vector."""
+    if image is not None:
+        require_disk(image)
+    if kernel is not None:
+        identify(kernel)  # one line for a missing file or one that is no kernel
+    table = Symbols.for_kernel(kernel, symbols)
+    # gdb reads an ELF for its own symbols; a System.map reaches the lab's commands only.
+    elf = next((p for p in (symbols, kernel) if p is not None and p.is_file() and is_elf(p)), None)
+    stop = None
+    if at is not None:
+        stop = table.require_address(at)
+    elif table.lookup(READY_SYMBOL) is not None:
+        stop = table.lookup(READY_SYMBOL).address
+    run = RunDir()
+    qemu = QemuMachine(profile, run, kernel=kernel, paused=True, append=append, image=image)
+    relay = None
+    try:
+        qemu.launch()
+        relay = ShellRelay(qemu.serial, run)
+        run_to = ["-ex", f"hbreak *{stop:#x}", "-ex", "continue", "-ex", "delete"] if stop is not None else []
+        argv = [gdb_binary(), *gdb_prelude(elf), "-ex", f"target remote {qemu.gdb_socket}", *run_to, *gdb_args]
+        where = f"stopped at {at or 'lab_ready'}" if stop is not None else "paused at the reset vector"
+        print(f"lab: QEMU {profile.name}, {where}; kernel output in "
+              f"{run.log('serial.log')}; `help user-defined` lists the lab-* commands", file=sys.stderr)
+        env = {**os.environ, "LAB_SHELL_SOCKET": str(relay.ctl_path)}
+        if symbols is not None:
+            env["LAB_SYMBOLS"] = str(symbols.resolve())
+        with TerminalProcess(argv, env=env, name="gdb") as gdb:
+            return gdb.wait()
+    finally:
+        if relay:
+            relay.close()
+        qemu.shutdown()
+        run.close(failed=False)
+
+
+def attach(socket_path: Path, kernel: Path | None, gdb_args: list[str]) -> int:
+    if not socket_path.exists():
+        raise UserError(f"no gdb socket at {socket_path} (start one with `lab boot`, which prints it)")
+    argv = [gdb_binary(), *gdb_prelude(kernel), "-ex", f"target remote {socket_path}", *gdb_args]
+    with TerminalProcess(argv, name="gdb") as gdb:
+        return gdb.wait()

@@ -1,0 +1,68 @@
+"""The fatal-path probes, each in a fresh VM, observed and judged (the CLI, the soak, `lab
+claims` and the tests run them through here)."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+from lab.checks.base import Check, Verdict
+from lab.checks.probe import run as probe_checks
+from lab.experiments.probe import ProbeObservation, run_probe
+from lab.runs.vm import VmSpec
+from lab.scenarios import kvm_excluded, probes
+from lab.scenarios.probes import Probe
+
+
+@dataclass
+class ProbeResult:
+    probe: Probe
+    observation: ProbeObservation
+    checks: list[Check]
+
+    @property
+    def verdict(self) -> Verdict:
+        return Verdict.FAIL if any(c.verdict is Verdict.FAIL for c in self.checks) else Verdict.PASS
+
+    def to_json(self) -> dict:
+        p = self.probe
+        return {"probe": p.name, "expected": p.expected, "expected_chain": list(p.chain),
+                "verdict": self.verdict.value, "checks": [c.to_json() for c in self.checks],
+                "observation": self.observation.to_json()}
+
+
+@dataclass
+class ProbesResult:
+    results: list[ProbeResult]
+
+    @property
+    def failed(self) -> bool:
+        return any(r.verdict is Verdict.FAIL for r in self.results)
+
+    def to_json(self) -> list:
+        return [r.to_json() for r in self.results]
+
+
+def probe(vm: VmSpec, p: Probe, *, timeout: float = 10.0) -> ProbeResult:
+    """One probe in a fresh VM, then its checks."""
+    obs = run_probe(vm.kernel, vm.profile, p, log_dir=vm.log_dir, timeout=timeout, restore=vm.restore)
+    return ProbeResult(p, obs, probe_checks(obs, p))
+
+
+def selected(names: list[str]) -> list[Probe]:
+    return list(probes.CATALOG) if names == ["all"] else [probes.get(n) for n in names]
+
+
+def run_probes(vm: VmSpec, chosen: list[Probe], *, timeout: float = 10.0, announce=True) -> ProbesResult:
+    """Each probe in its own VM (logs, if kept, in LOG_DIR/<probe>); probes this accelerator
+    is known not to run are skipped, with their reason on stderr when `announce`."""
+    results = []
+    for p in chosen:
+        why = kvm_excluded(p, vm.profile.accel)
+        if why:
+            if announce:
+                print(f"lab: skipping {p.name} on KVM: {why}", file=sys.stderr)
+            continue
+        logs = vm.log_dir / p.name if vm.log_dir else None
+        results.append(probe(vm.with_logs(logs), p, timeout=timeout))
+    return ProbesResult(results)

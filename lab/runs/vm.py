@@ -1,0 +1,50 @@
+"""What a run boots and how: the kernel (or disk image), the profile, the command line, the
+symbols, where logs go, the bound on reaching the stop, and whether the saved ready state
+may be restored. Built once (by the CLI from its options, or by a caller) and handed to
+every runner, which opens its sessions from it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from lab.host.build import build_kernel
+from lab.host.profiles import Profile
+from lab.labkernel.contract import require_lab_kernel
+from lab.machine.session import Session
+
+
+@dataclass(frozen=True)
+class VmSpec:
+    kernel: Path | None
+    profile: Profile
+    ready_timeout: float = 10.0
+    log_dir: Path | None = None
+    restore: bool = True  # False: always boot (the CLI's --fresh)
+    append: str | None = None  # kernel command line
+    image: Path | None = None  # a raw disk image booted through the BIOS
+    symbols: Path | None = None  # an ELF or a System.map
+
+    def session(self, **overrides) -> Session:
+        """A Session of this VM; `overrides` replace any of Session's options."""
+        options = {"ready_timeout": self.ready_timeout, "log_dir": self.log_dir,
+                   "restore": self.restore, "append": self.append, "image": self.image,
+                   "symbols": self.symbols, **overrides}
+        return Session(self.kernel, self.profile, **options)
+
+    def with_logs(self, log_dir: Path | None) -> "VmSpec":
+        return replace(self, log_dir=log_dir)
+
+
+def kernel_for(kernel: Path | None, *, image: Path | None = None, command: str = "",
+               needs_lab_kernel: bool = False, release: bool = False, boot: str | None = None) -> Path | None:
+    """The kernel a run boots: `kernel` when given (checked, before anything boots, to be the
+    lab kernel when `needs_lab_kernel`), none when only a disk image is (symbols, if any, come
+    from --symbols), else the lab kernel, built."""
+    if image is not None and kernel is None:
+        return None
+    if kernel is not None:
+        if needs_lab_kernel:
+            require_lab_kernel(kernel, command)
+        return kernel
+    return build_kernel(release=release, quiet=True, boot=boot)

@@ -1,0 +1,81 @@
+"""The `lab` parser, without QEMU: every shared option on every command that takes it, and a
+bad value is one line on stderr with exit status 2."""
+
+from __future__ import annotations
+
+import pytest
+
+from lab.cli.commands import COMMANDS
+from lab.cli.options import parser
+
+PARSER = parser(COMMANDS)
+SUB = next(a for a in PARSER._actions if a.dest == "command").choices  # name -> subparser
+
+
+def flags(command: str) -> set[str]:
+    return {s for a in SUB[command]._actions for s in a.option_strings}
+
+
+#: Commands that start a VM of a kernel; those that may restore the saved ready state.
+VM = {"inspect", "fire", "probe", "timer", "tasks", "ring3", "pcpu", "frame", "claims", "debug",
+      "translate", "boot"}
+RESTORING = VM - {"debug", "boot"}
+JSON = {"inspect", "fire", "probe", "timer", "tasks", "ring3", "pcpu", "frame", "claims", "translate"}
+READY_TIMEOUT = {"inspect", "fire", "timer", "tasks", "ring3", "pcpu", "frame", "translate"}
+FOREIGN = {"inspect", "fire", "debug"}
+STOPS = {"inspect", "fire"}
+
+
+def test_every_command_has_a_function():
+    assert set(SUB) == set(COMMANDS)
+
+
+@pytest.mark.parametrize("command", sorted(SUB))
+def test_shared_options_are_on_every_command_that_takes_them(command):
+    f = flags(command)
+    assert ({"--kernel", "--profile", "--boot", "--release"} <= f) == (command in VM)
+    assert ("--fresh" in f) == (command in RESTORING)
+    assert ("--json" in f) == (command in JSON)
+    assert ("--ready-timeout" in f) == (command in READY_TIMEOUT)
+    assert ({"--image", "--append", "--symbols"} <= f) == (command in FOREIGN)
+    assert ({"--after", "--when"} <= f) == (command in STOPS)
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["inspect", "--ready-timeout", "nan"], "--ready-timeout: needs a positive, finite number"),
+    (["inspect", "--ready-timeout", "inf"], "--ready-timeout: needs a positive, finite number"),
+    (["inspect", "--ready-timeout", "0"], "--ready-timeout: needs a positive, finite number"),
+    (["inspect", "--ready-timeout", "-5"], "--ready-timeout: needs a positive, finite number"),
+    (["inspect", "--after", "1e999"], "--after: needs a positive, finite number"),
+    (["inspect", "--after", "soon"], "--after: 'soon' is not a number of seconds"),
+    (["fire", "int", "--vector", "300"], "--vector: vector 300 is outside 0-255"),
+    (["fire", "int", "--vector", "x"], "--vector: 'x' is not a vector number"),
+    (["fire", "ud", "--handler-timeout", "0"], "--handler-timeout: needs a positive"),
+    (["probe", "all", "--timeout", "nan"], "--timeout: needs a positive"),
+    (["timer", "--rate", "0"], "--rate: needs a positive number, not 0"),
+    (["timer", "--window", "-1"], "--window: needs a positive number"),
+    (["inspect", "--boot", "floppy"], "--boot: invalid choice: 'floppy'"),
+    (["inspect", "--at", "x", "--when", "y"], "not allowed with argument"),
+    (["frame", "--at", "isr_gp"], "the following arguments are required: --shell"),
+    (["no-such-command"], "invalid choice: 'no-such-command'"),
+    ([], "the following arguments are required: COMMAND"),
+])
+def test_a_bad_value_is_one_line_and_exit_2(argv, needle, capsys):
+    with pytest.raises(SystemExit) as exc:
+        PARSER.parse_args(argv)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2
+    assert err.count("\n") == 1 and needle in err, err
+    assert err.startswith("lab")
+
+
+@pytest.mark.parametrize("argv, dest, value", [
+    (["inspect", "--ready-timeout", "2.5"], "ready_timeout", 2.5),
+    (["fire", "int", "--vector", "0x80"], "vector", 0x80),
+    (["timer", "--rate", "100", "--rate", "250"], "rate", [100, 250]),
+    (["inspect"], "ready_timeout", 10.0),
+    (["inspect"], "fresh", False),
+    (["inspect", "--fresh"], "fresh", True),
+])
+def test_good_values_parse(argv, dest, value):
+    assert getattr(PARSER.parse_args(argv), dest) == value
