@@ -36,7 +36,7 @@ case ":$PATH:" in
        echo "setup: note: add $scripts to PATH for the 'lab' and 'just' commands" ;;
 esac
 
-# `cargo bootimage` for the BIOS path; the version is pinned in lab/build.py too.
+# `cargo bootimage` for the BIOS path; the version is pinned in lab/host/build.py too.
 bootimage_version=0.10.4
 if ! /usr/bin/cargo bootimage --version 2>/dev/null | grep -qx "bootimage $bootimage_version"; then
     echo "setup: installing bootimage $bootimage_version (cargo install)"

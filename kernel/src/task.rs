@@ -31,7 +31,7 @@ pub enum State {
     Dead = 3,
 }
 
-/// One task. Layout declared here and in `lab/tasks.py`; the lab also checks it against the
+/// One task. Layout declared here and in `lab/experiments/tasks.py`; the lab also checks it against the
 /// DWARF the compiler emits for this struct.
 #[repr(C)]
 pub struct Task {

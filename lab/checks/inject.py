@@ -1,4 +1,4 @@
-"""Checks on an injected exception (lab/inject.py): what the CPU pushed, against the manual.
+"""Checks on an injected exception (lab/experiments/inject.py): what the CPU pushed, against the manual.
 
 Each takes the observation and the injection; the frame is the 5 or 6 qwords at the handler's
 entry RSP (SDM vol. 3A §6.14.2, Figure 6-9).

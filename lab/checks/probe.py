@@ -1,4 +1,4 @@
-"""Checks on a fatal-path experiment (lab/probe.py) against its expected outcome and, for
+"""Checks on a fatal-path experiment (lab/experiments/probe.py) against its expected outcome and, for
 the double fault, the frame the CPU pushed on the IST stack (SDM vol. 3A §6.15, Interrupt 8:
 #DF is an abort with error code 0; §6.14.5 IST)."""
 

@@ -4,7 +4,7 @@ Two products, one ELF:
 - `build_kernel(boot="multiboot")`: `cargo build`; QEMU loads the ELF with `-kernel`.
 - `build_kernel(boot="bios")`: `cargo bootimage` (bootimage 0.10.4, pinned by lab/setup.sh),
   which runs the same `cargo build`, builds bootloader 0.9.34 around the ELF and writes the raw
-  disk image `bootimage-labkernel.bin` beside it (lab/bootpath.py).
+  disk image `bootimage-labkernel.bin` beside it (lab/host/bootpath.py).
 
 bootimage and bootloader 0.9's build script find `llvm-objcopy`, `llvm-ar` and `llvm-size`
 through the `llvm-tools` crate, which asks `rustc --print sysroot` and looks in
@@ -165,7 +165,7 @@ def ensure_tools_sysroot(root: Path = TOOLS_DIR) -> Path:
     bin_dir.mkdir(exist_ok=True)
     rustc = bin_dir / "rustc"
     script = ("#!/bin/sh\n"
-              "# Written by lab/build.py: the llvm-tools crate's sysroot query, and nothing else, is answered here.\n"
+              "# Written by lab/host/build.py: the llvm-tools crate's sysroot query, and nothing else, is answered here.\n"
               f'if [ "$#" = 2 ] && [ "$1" = --print ] && [ "$2" = sysroot ]; then echo "{root}"; exit 0; fi\n'
               f'exec "{RUSTC}" "$@"\n')
     if not rustc.is_file() or rustc.read_text() != script:

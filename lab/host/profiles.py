@@ -10,7 +10,7 @@ is per run (sockets, logs, the kernel). Keys:
     memory       -m size
     requires     paths that must be readable and writable (e.g. /dev/kvm)
     args         extra QEMU argv elements
-    boot         multiboot (default) | bios: how the kernel is loaded (lab/bootpath.py);
+    boot         multiboot (default) | bios: how the kernel is loaded (lab/host/bootpath.py);
                  `--boot` on the command line overrides it
 """
 

@@ -1,7 +1,7 @@
 """Fatal-path experiments: the double fault on its IST stack, the control that must survive,
 and the triple-fault probes. Each runs in a fresh VM with -no-reboot (`lab probe`).
 
-Expected chains are in QEMU's `check_exception` terms (lab/qemu_log.py `chain`): an
+Expected chains are in QEMU's `check_exception` terms (lab/target/qemu_log.py `chain`): an
 exception raised while another is being delivered, Table 6-5 turning the pair into #DF, and a
 fault during #DF delivery ending in a triple fault (SDM vol. 3A §6.15, Interrupt 8).
 """

@@ -1,4 +1,4 @@
-"""lab/symbols.py's own symbol-table decoder agrees with pyelftools' on the lab kernel's ELF
+"""lab/target/symbols.py's own symbol-table decoder agrees with pyelftools' on the lab kernel's ELF
 (no QEMU: the built kernel is the input)."""
 
 from elftools.elf.elffile import ELFFile

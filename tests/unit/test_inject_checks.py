@@ -1,4 +1,4 @@
-"""Checks on injected exceptions (lab/inject.py), on hand-built observations: a correct one
+"""Checks on injected exceptions (lab/experiments/inject.py), on hand-built observations: a correct one
 passes every check, and each doctored one fails the check it should."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The ELF symbol-table decoder (lab/symbols.py), over raw table bytes of both ELF classes."""
+"""The ELF symbol-table decoder (lab/target/symbols.py), over raw table bytes of both ELF classes."""
 
 import struct
 
