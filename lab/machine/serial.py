@@ -2,12 +2,22 @@
 
 Everything the guest prints is also appended to `serial.log`. Each wait is bounded; a timeout
 raises LabTimeout carrying the tail of what the guest printed.
+
+The console is drained whoever waits: QEMU writes the guest's output a byte at a time, so the
+socket's buffer is full after about 270 bytes nobody reads, and then the guest spins on its
+UART (the transmitter never empties). While the lab waits on gdb or QMP, nobody would read. A
+drain thread therefore reads whatever arrives into pexpect's buffer (and the log) whenever no
+lab call is using the console; every call takes the same lock, so the two never read at once,
+and nothing is consumed: a later `expect` still finds it.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import select
 import socket
+import threading
 
 import pexpect
 import pexpect.fdpexpect
@@ -18,6 +28,7 @@ from lab.machine.rundir import RunDir
 from lab.labkernel.contract import PROMPT, READY_MARKER
 
 TAIL_BYTES = 2000
+DRAIN_JOIN_TIMEOUT = 1.0  # the drain thread ends at once when woken; bound it anyway
 
 
 class SerialConsole:
@@ -29,32 +40,60 @@ class SerialConsole:
         self.child = pexpect.fdpexpect.fdspawn(sock.fileno(), timeout=5, logfile=None,
                                               encoding=None)
         self.child.logfile_read = self._log
+        self._lock = threading.RLock()
+        self._wake_r, self._wake_w = os.pipe()
+        self._drainer = threading.Thread(target=self._drain_while_idle, name="serial-drain", daemon=True)
+        self._drainer.start()
 
     def close(self) -> None:
-        self._log.close()
+        os.write(self._wake_w, b"x")
+        self._drainer.join(timeout=DRAIN_JOIN_TIMEOUT)
+        with self._lock:
+            os.close(self._wake_r)
+            os.close(self._wake_w)
+            self._log.close()
+
+    def _drain_while_idle(self) -> None:
+        """The drain thread: reads whenever the guest has sent something, until EOF or close."""
+        while True:
+            ready, _, _ = select.select([self.sock, self._wake_r], [], [])
+            if self._wake_r in ready:
+                return
+            with self._lock:
+                if self._log.closed or not self._read_available():
+                    return
+
+    def _read_available(self) -> bool:
+        """Reads what the guest has sent so far into the log and pexpect's buffer without
+        consuming it; False once QEMU has closed the console."""
+        try:
+            self.child.expect(pexpect.TIMEOUT, timeout=0)
+            return True
+        except (pexpect.EOF, OSError):
+            return False  # QEMU closed the console; what it sent is in the log
 
     def drain(self) -> None:
         """Reads what the guest has sent so far into the log (and pexpect's buffer) without
         consuming it."""
-        try:
-            self.child.expect(pexpect.TIMEOUT, timeout=0)
-        except (pexpect.EOF, OSError):
-            pass  # QEMU closed the console; what it sent is in the log
+        with self._lock:
+            self._read_available()
 
     def run_for(self, seconds: float, what: str) -> None:
         """Keeps reading the console for `seconds` (so a talkative guest never blocks on a
         full socket); GuestError if QEMU closes it first."""
-        try:
-            self.child.expect(pexpect.TIMEOUT, timeout=seconds)
-        except (pexpect.EOF, OSError):
-            raise self._closed(what) from None
-        # pexpect's buffer keeps growing otherwise; what was read is in the log
-        self.child.buffer = b""
+        with self._lock:
+            try:
+                self.child.expect(pexpect.TIMEOUT, timeout=seconds)
+            except (pexpect.EOF, OSError):
+                raise self._closed(what) from None
+            # pexpect's buffer keeps growing otherwise; what was read is in the log
+            self.child.buffer = b""
 
     def tail(self, n: int = TAIL_BYTES) -> str:
         """The last `n` bytes the guest printed, including what is still unread."""
-        self.drain()
-        return self._log_tail(n)
+        with self._lock:
+            self._read_available()
+            return self._log_tail(n)
 
     def _timeout(self, what: str, timeout: float) -> LabTimeout:
         tail = self.tail().strip() or "(the guest printed nothing)"
@@ -73,13 +112,14 @@ class SerialConsole:
         """Waits for a regex on serial; returns the match. EOF or a reset socket (QEMU gone)
         raise GuestError."""
         pat = pattern.encode() if isinstance(pattern, str) else pattern
-        try:
-            self.child.expect(pat, timeout=timeout)
-        except pexpect.TIMEOUT:
-            raise self._timeout(what, timeout) from None
-        except (pexpect.EOF, OSError):
-            raise self._closed(f"waiting for {what}") from None
-        return self.child.match
+        with self._lock:
+            try:
+                self.child.expect(pat, timeout=timeout)
+            except pexpect.TIMEOUT:
+                raise self._timeout(what, timeout) from None
+            except (pexpect.EOF, OSError):
+                raise self._closed(f"waiting for {what}") from None
+            return self.child.match
 
     def wait_ready(self, timeout: float) -> str:
         """Waits for the kernel's ready line; returns it."""
@@ -88,8 +128,9 @@ class SerialConsole:
 
     def ready_again(self) -> bool:
         """Whether the output already received after the ready line holds a second one."""
-        self.drain()
-        return READY_MARKER.encode() in (self.child.buffer or b"")
+        with self._lock:
+            self._read_available()
+            return READY_MARKER.encode() in (self.child.buffer or b"")
 
     def wait_prompt(self, timeout: float) -> None:
         self.expect(re.escape(PROMPT).encode(), timeout, f"the shell prompt {PROMPT!r}")
@@ -97,15 +138,17 @@ class SerialConsole:
     def send_line(self, line: str) -> None:
         if "\n" in line or "\r" in line:
             raise ValueError("one command per line")
-        try:
-            self.child.send(line.encode() + b"\r")
-        except OSError:
-            raise self._closed(f"sending {line!r}") from None
+        with self._lock:
+            try:
+                self.child.send(line.encode() + b"\r")
+            except OSError:
+                raise self._closed(f"sending {line!r}") from None
 
     def command(self, line: str, timeout: float = 5.0) -> str:
         """Runs one shell command (prompt already seen); returns its output without the echo
         and the next prompt."""
-        self.send_line(line)
-        self.expect(re.escape(line.encode()) + rb"\r?\n", timeout, f"the echo of {line!r}")
-        self.expect(re.escape(PROMPT).encode(), timeout, f"the prompt after {line!r}")
-        return self.child.before.decode(errors="replace").replace("\r\n", "\n").strip("\n")
+        with self._lock:
+            self.send_line(line)
+            self.expect(re.escape(line.encode()) + rb"\r?\n", timeout, f"the echo of {line!r}")
+            self.expect(re.escape(PROMPT).encode(), timeout, f"the prompt after {line!r}")
+            return self.child.before.decode(errors="replace").replace("\r\n", "\n").strip("\n")
