@@ -1,5 +1,8 @@
 # x86-64 kernel test lab. `just --list` shows the recipes.
 
+# Recipe arguments reach the commands as arguments ("$@"), never pasted into shell text.
+set positional-arguments
+
 # install everything (idempotent), then boot and inspect the kernel
 setup:
     @bash lab/setup.sh
@@ -10,55 +13,55 @@ build:
 
 # the guest's serial console on this terminal (Ctrl-A X quits); prints how to attach gdb
 boot profile="tcg":
-    @lab boot --profile {{profile}}
+    @lab boot --profile "$1"
 
 # boot, stop at ready, decode and check IDT, GDT and TSS (pass --json for machines)
 inspect *args:
-    @lab inspect {{args}}
+    @lab inspect "$@"
 
 # raise exceptions and check each frame: just fire all --style both
 fire +args:
-    @lab fire {{args}}
+    @lab fire "$@"
 
 # fatal paths, each in a fresh VM: just probe all
 probe +args:
-    @lab probe {{args}}
+    @lab probe "$@"
 
 # timer rates and pitfalls: just timer --rate 250
 timer *args:
-    @lab timer {{args}}
+    @lab timer "$@"
 
 # tasks, saved switch frames, traced switches, switch rates
 tasks *args:
-    @lab tasks {{args}}
+    @lab tasks "$@"
 
 # syscall entry (swapgs, stack switch, frame), interrupts and faults in ring 3
 ring3 *args:
-    @lab ring3 {{args}}
+    @lab ring3 "$@"
 
 # the per-CPU area through GS_BASE
 pcpu *args:
-    @lab pcpu {{args}}
+    @lab pcpu "$@"
 
 # decode the frame at a handler: just frame --at isr_pf --shell "user run kread"
 frame *args:
-    @lab frame {{args}}
+    @lab frame "$@"
 
 # tutorial-style statements, each proven or refuted on the CPU
 claims *args:
-    @lab claims {{args}}
+    @lab claims "$@"
 
 # gdb with the lab's commands, stopped at lab_ready (or --at SYMBOL)
 debug *args:
-    @lab debug {{args}}
+    @lab debug "$@"
 
 # attach gdb with the lab's commands to a running `just boot`
 attach socket:
-    @lab attach {{socket}}
+    @lab attach "$1"
 
 # walk the page tables: just translate lab_ready 0x40002000
 translate +args:
-    @lab translate {{args}}
+    @lab translate "$@"
 
 # the exception catalog
 scenarios:
@@ -71,24 +74,24 @@ profiles:
 # the whole test suite: unit (no QEMU) and integration (real QEMU + gdb + kernel), one worker
 # per core (pytest-xdist; each worker its own VMs); `just test -n 0` runs it in one process
 test *args:
-    @python3 -m pytest tests -n auto {{args}}
+    @python3 -m pytest tests -n auto "$@"
 
 # decoders, parsers and checks only; no QEMU
 test-unit *args:
-    @python3 -m pytest tests -m "not integration" {{args}}
+    @python3 -m pytest tests -m "not integration" "$@"
 
 # tests that boot the real kernel
 test-integration *args:
-    @python3 -m pytest tests -m integration -n auto {{args}}
+    @python3 -m pytest tests -m integration -n auto "$@"
 
 # 200 consecutive scenarios + every probe, and TCG/KVM agreement (not in `just test`)
 soak *args:
-    @python3 -m lab.scripts.soak {{args}}
+    @python3 -m lab.scripts.soak "$@"
 
 # boot-to-ready floor vs `lab inspect`, medians of several runs (see README "Speed")
 bench runs="7":
-    @python3 -m lab.scripts.bench --runs {{runs}}
+    @python3 -m lab.scripts.bench --runs "$1"
 
 # Debian's own Linux kernel (apt-get download, cached), inspected at its panic for want of a root disk
 inspect-linux *args:
-    @lab inspect --kernel "$(python3 -m lab.host.distro)" --append "console=ttyS0 nokaslr" --when "Kernel panic" --ready-timeout 60 {{args}}
+    @lab inspect --kernel "$(python3 -m lab.host.distro)" --append "console=ttyS0 nokaslr" --when "Kernel panic" --ready-timeout 60 "$@"

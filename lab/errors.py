@@ -76,3 +76,8 @@ class GdbError(LabError):
 
 class GuestError(LabError):
     """The guest did something the lab did not expect (wrong marker, bad reply)."""
+
+
+class LogWriteError(LabError):
+    """A log could not be written (a full disk, a read-only file system): the run stops, since
+    what it saw could not be kept."""

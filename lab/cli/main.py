@@ -3,17 +3,18 @@
 
 Exit status: 0 all checks pass; 1 a check failed; 2 bad input (one line, no traceback);
 3 the lab itself failed (the message names the command, its status and the logs);
-130 interrupted.
+130 interrupted; 143 terminated.
+
+The signal handlers are installed before anything else is imported, so a SIGTERM or Ctrl-C
+that lands while the lab starts is the same one line and status as one that lands later. (One
+that lands while CPython itself starts, before any of the lab's code runs, gets CPython's own
+handling: SIGTERM's default action, or for SIGINT a KeyboardInterrupt in its start-up.)
 """
 
 from __future__ import annotations
 
 import signal
 import sys
-
-from lab.cli.commands import COMMANDS
-from lab.cli.options import parser
-from lab.errors import LabError
 
 
 class Terminated(BaseException):
@@ -24,40 +25,71 @@ def _on_sigterm(signum, frame):
     raise Terminated()
 
 
-def main(argv: list[str] | None = None) -> int:
-    import faulthandler
-
+def _install_signal_handlers() -> None:
     signal.signal(signal.SIGTERM, _on_sigterm)
     # Ctrl-C must unwind through the `finally` blocks that reap QEMU and gdb even when SIGINT
     # was ignored by whatever started the lab (pytest-xdist's workers ignore it, and so do
     # their children unless told otherwise).
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    # `kill -USR1` a lab that seems stuck: every thread's Python stack goes to stderr.
-    faulthandler.register(signal.SIGUSR1, all_threads=True)
-    args = parser(COMMANDS).parse_args(argv)
-    if args.verbose:
-        import logging
 
-        logging.basicConfig(level=logging.INFO, format="lab: %(message)s", stream=sys.stderr)
-    early_gdb = hasattr(args, "fresh")  # the commands that start a Session
-    if early_gdb:
-        from lab.machine import gdb
-    try:
-        if early_gdb:
-            gdb.prestart()  # starts while the command's modules import
-        return args.func(args)
-    except LabError as exc:
+
+#: How each way of being stopped ends: (message, exit status).
+STOPPED = {KeyboardInterrupt: ("lab: interrupted", 130), Terminated: ("lab: terminated", 143)}
+
+
+def _stopped_by(exc: BaseException) -> tuple[str, int] | None:
+    """The signal behind `exc`: itself, or one it was raised while handling (a clean-up that
+    failed as Ctrl-C or SIGTERM unwound, e.g. `-break-delete` on a target still running), so a
+    failing clean-up never replaces the termination status."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        for kind, outcome in STOPPED.items():
+            if isinstance(exc, kind):
+                return outcome
+        exc = exc.__context__
+    return None
+
+
+def _report(exc: BaseException) -> int:
+    stopped = _stopped_by(exc)
+    if stopped is not None:
+        print(stopped[0], file=sys.stderr)
+        return stopped[1]
+    from lab.errors import LabError
+
+    if isinstance(exc, LabError):
         print(f"lab: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print("lab: interrupted", file=sys.stderr)
-        return 130
-    except Terminated:
-        print("lab: terminated", file=sys.stderr)
-        return 143
+    raise exc
+
+
+def main(argv: list[str] | None = None) -> int:
+    early_gdb = None
+    try:
+        _install_signal_handlers()  # inside the try: a signal right after it is reported too
+        import faulthandler
+
+        from lab.cli.commands import COMMANDS
+        from lab.cli.options import parser
+
+        # `kill -USR1` a lab that seems stuck: every thread's Python stack goes to stderr.
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
+        args = parser(COMMANDS).parse_args(argv)
+        if args.verbose:
+            import logging
+
+            logging.basicConfig(level=logging.INFO, format="lab: %(message)s", stream=sys.stderr)
+        if hasattr(args, "fresh"):  # the commands that start a Session
+            from lab.machine import gdb as early_gdb
+
+            early_gdb.prestart()  # starts while the command's modules import
+        return args.func(args)
+    except (Exception, KeyboardInterrupt, Terminated) as exc:
+        return _report(exc)
     finally:
-        if early_gdb:
-            gdb.discard_early()
+        if early_gdb is not None:
+            early_gdb.discard_early()
 
 
 if __name__ == "__main__":

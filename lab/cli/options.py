@@ -21,14 +21,20 @@ class LabParser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
+#: The longest wait any option may ask for (11.6 days): past this, clocks and select() overflow.
+MAX_SECONDS = 1_000_000
+
+
 def seconds(text: str) -> float:
-    """A bound on a wait: a positive, finite number of seconds."""
+    """A bound on a wait: a positive, finite number of seconds, at most MAX_SECONDS."""
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
     if not (math.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(f"needs a positive, finite number of seconds, not {text!r}")
+    if value > MAX_SECONDS:
+        raise argparse.ArgumentTypeError(f"at most {MAX_SECONDS} seconds, not {text!r}")
     return value
 
 

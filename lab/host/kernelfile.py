@@ -28,8 +28,11 @@ def identify(path: Path) -> str:
         raise UserError(f"kernel not found: {path}")
     if not path.is_file():
         raise UserError(f"kernel is not a file: {path}")
-    with open(path, "rb") as f:
-        head = f.read(0x210)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(0x210)
+    except OSError as exc:
+        raise UserError(f"kernel cannot be read: {path}: {exc.strerror or exc}") from None
     if head[:4] == b"\x7fELF":
         if len(head) < 20:
             raise UserError(f"{path}: truncated ELF header")

@@ -64,12 +64,25 @@ def available(config_dir: Path = CONFIG_DIR) -> list[str]:
 
 
 def load(name: str, config_dir: Path = CONFIG_DIR) -> Profile:
-    path = config_dir / f"{name}.toml"
-    if not path.is_file():
-        names = ", ".join(available(config_dir)) or "(none)"
-        raise UserError(f"unknown profile {name!r}; available profiles: {names}")
+    """The profile called `name` in `config_dir`, or, when `name` is a path (it holds a `/` or
+    ends in `.toml`), the profile in that file, named after the file."""
+    if "/" in name or name.endswith(".toml"):
+        path = Path(name)
+        if not path.is_file():
+            raise UserError(f"profile file not found: {path}")
+        name = path.stem
+    else:
+        path = config_dir / f"{name}.toml"
+        if not path.is_file():
+            names = ", ".join(available(config_dir)) or "(none)"
+            raise UserError(f"unknown profile {name!r}; available profiles: {names}")
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"profile {path}: cannot be read ({exc})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"profile {path}: invalid ({exc})") from None
+    try:
         return Profile(
             name=name,
             description=str(data["description"]),
@@ -81,5 +94,5 @@ def load(name: str, config_dir: Path = CONFIG_DIR) -> Profile:
             args=tuple(str(a) for a in data.get("args", ())),
             boot=check_boot(str(data.get("boot", DEFAULT_BOOT))),
         )
-    except (tomllib.TOMLDecodeError, KeyError, TypeError) as exc:
-        raise UserError(f"profile {path}: invalid ({exc})") from None
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UserError(f"profile {path}: invalid ({type(exc).__name__}: {exc})") from None

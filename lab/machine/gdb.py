@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lab.errors import GdbError, LabError, ProcessDied
-from lab.machine.process import Deadline, reap, spawn
+from lab.machine.process import Deadline, reap, spawn, wait_exit
 from lab.machine.rundir import RunDir
 from lab.host.toolchain import gdb_binary
 
@@ -83,7 +83,7 @@ class Gdb:
     def launch(self) -> None:
         from pygdbmi.IoManager import IoManager
 
-        self._transcript = open(self.transcript_path, "w", encoding="utf-8")
+        self._transcript = self.run.open_log("gdb.log", "w")
         self.proc = take_early() or self._spawn()
         # A tiny quiet period: return as soon as records are read (completion is decided by
         # the token, not by silence). pygdbmi only shortens its wait when this is > 0.
@@ -151,7 +151,11 @@ class Gdb:
         token = self._token
         line = f"{token}{command}"
         self._log(">", line)
-        self._io.write(line, read_response=False, timeout_sec=1.0)
+        try:
+            self._io.write(line, read_response=False, timeout_sec=1.0)
+        except OSError as exc:  # BrokenPipeError: gdb is gone (or never was: LAB_GDB=/bin/true)
+            raise ProcessDied(f"gdb exited before the lab could send it {command!r} ({exc.strerror or exc})",
+                              status=wait_exit(self.proc, 1.0), **self._context(command)) from None
         deadline = Deadline(timeout or self.default_timeout, f"gdb's answer to {command!r}")
         console: list[str] = []
         while True:

@@ -18,11 +18,12 @@ import re
 import select
 import socket
 import threading
+from contextlib import contextmanager
 
 import pexpect
 import pexpect.fdpexpect
 
-from lab.errors import GuestError, LabTimeout
+from lab.errors import GuestError, LabError, LabTimeout
 from lab.machine.rundir import RunDir
 
 from lab.labkernel.contract import PROMPT, READY_MARKER
@@ -36,11 +37,12 @@ class SerialConsole:
         self.sock = sock
         self.run = run
         self.log_path = run.log("serial.log")
-        self._log = open(self.log_path, "ab")
+        self._log = run.open_log("serial.log")
         self.child = pexpect.fdpexpect.fdspawn(sock.fileno(), timeout=5, logfile=None,
                                               encoding=None)
         self.child.logfile_read = self._log
         self._lock = threading.RLock()
+        self._error: LabError | None = None  # a failure in the drain thread, raised by the next call
         self._wake_r, self._wake_w = os.pipe()
         self._drainer = threading.Thread(target=self._drain_while_idle, name="serial-drain", daemon=True)
         self._drainer.start()
@@ -60,8 +62,20 @@ class SerialConsole:
             if self._wake_r in ready:
                 return
             with self._lock:
-                if self._log.closed or not self._read_available():
+                try:
+                    if self._log.closed or not self._read_available():
+                        return
+                except LabError as exc:  # the log could not be written: the next call raises it
+                    self._error = exc
                     return
+
+    @contextmanager
+    def _using(self):
+        """The console for one lab call: the lock, and any failure the drain thread met."""
+        with self._lock:
+            if self._error is not None:
+                raise self._error
+            yield
 
     def _read_available(self) -> bool:
         """Reads what the guest has sent so far into the log and pexpect's buffer without
@@ -75,13 +89,13 @@ class SerialConsole:
     def drain(self) -> None:
         """Reads what the guest has sent so far into the log (and pexpect's buffer) without
         consuming it."""
-        with self._lock:
+        with self._using():
             self._read_available()
 
     def run_for(self, seconds: float, what: str) -> None:
         """Keeps reading the console for `seconds` (so a talkative guest never blocks on a
         full socket); GuestError if QEMU closes it first."""
-        with self._lock:
+        with self._using():
             try:
                 self.child.expect(pexpect.TIMEOUT, timeout=seconds)
             except (pexpect.EOF, OSError):
@@ -91,7 +105,7 @@ class SerialConsole:
 
     def tail(self, n: int = TAIL_BYTES) -> str:
         """The last `n` bytes the guest printed, including what is still unread."""
-        with self._lock:
+        with self._using():
             self._read_available()
             return self._log_tail(n)
 
@@ -112,7 +126,7 @@ class SerialConsole:
         """Waits for a regex on serial; returns the match. EOF or a reset socket (QEMU gone)
         raise GuestError."""
         pat = pattern.encode() if isinstance(pattern, str) else pattern
-        with self._lock:
+        with self._using():
             try:
                 self.child.expect(pat, timeout=timeout)
             except pexpect.TIMEOUT:
@@ -128,7 +142,7 @@ class SerialConsole:
 
     def ready_again(self) -> bool:
         """Whether the output already received after the ready line holds a second one."""
-        with self._lock:
+        with self._using():
             self._read_available()
             return READY_MARKER.encode() in (self.child.buffer or b"")
 
@@ -138,7 +152,7 @@ class SerialConsole:
     def send_line(self, line: str) -> None:
         if "\n" in line or "\r" in line:
             raise ValueError("one command per line")
-        with self._lock:
+        with self._using():
             try:
                 self.child.send(line.encode() + b"\r")
             except OSError:
@@ -147,7 +161,7 @@ class SerialConsole:
     def command(self, line: str, timeout: float = 5.0) -> str:
         """Runs one shell command (prompt already seen); returns its output without the echo
         and the next prompt."""
-        with self._lock:
+        with self._using():
             self.send_line(line)
             self.expect(re.escape(line.encode()) + rb"\r?\n", timeout, f"the echo of {line!r}")
             self.expect(re.escape(PROMPT).encode(), timeout, f"the prompt after {line!r}")

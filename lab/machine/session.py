@@ -128,9 +128,10 @@ class Session:
         self.qemu.launch(while_starting=self._load_symbols)
         if saved is not None:
             # What the guest printed before the state was saved, then what it prints now.
-            self.run.log("serial.log").write_text(
-                f"{saved.boot_serial}\n[lab: restored from the saved ready state {saved.stream}; "
-                f"the output above is the boot that saved it]\n")
+            with self.run.open_log("serial.log", "w") as f:
+                f.write(
+                    f"{saved.boot_serial}\n[lab: restored from the saved ready state {saved.stream}; "
+                    f"the output above is the boot that saved it]\n")
         self.serial = SerialConsole(self.qemu.serial, self.run)
         log.info("started qemu pid %d, gdb pid %d; run dir %s; logs %s",
                  self.qemu.proc.pid, self.gdb.proc.pid, self.run.path, self.run.logs)

@@ -173,6 +173,8 @@ class Symbols:
     def require_address(self, text: str) -> int:
         """`address_of`, or one line (a UserError) saying why `text` names no address."""
         address = self.address_of(text)
+        if address is not None and not 0 <= address < 1 << 64:
+            raise UserError(f"{text!r} is not a 64-bit address")
         if address is None:
             where = f" of {self.path}" if len(self) and self.path else \
                 (" of the kernel" if len(self) else " (no symbols: pass --symbols)")

@@ -1,0 +1,138 @@
+"""Every bad input is one line with the right status: 2 for what the user gave, 3 for what the
+lab could not do; never a traceback, never status 1 (which means "a check failed"). A signal
+is 130 or 143 whenever it lands, and a clean-up that fails as it unwinds does not replace it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sysconfig
+from pathlib import Path
+
+import pytest
+
+from labtest import lab_cli, wait_gone
+
+LAB = str(Path(sysconfig.get_path("scripts")) / "lab")
+
+
+def one_error_line(stderr: str) -> str:
+    """The `lab: error:` line; anything after it may only be the error's own context lines
+    (command, exit status, logs)."""
+    assert "Traceback" not in stderr, stderr
+    lines = [l for l in stderr.splitlines() if l.strip()]
+    errors = [l for l in lines if l.startswith(("lab: error:", "lab ")) and "error:" in l]
+    assert len(errors) == 1, stderr
+    rest = lines[lines.index(errors[0]) + 1:]
+    assert all(l.startswith(("command:", "exit status:", "logs:")) for l in rest), stderr
+    return errors[0]
+
+
+@pytest.mark.parametrize("args, status, needle", [
+    (("inspect", "--kernel", "/proc/self/mem"), 2, "kernel cannot be read: /proc/self/mem"),
+    (("inspect", "--after", "1e12"), 2, "--after: at most 1000000 seconds"),
+    (("inspect", "--after", "inf"), 2, "--after: needs a positive, finite number"),
+    (("inspect", "--ready-timeout", "nan"), 2, "--ready-timeout: needs a positive, finite number"),
+    (("inspect", "--ready-timeout", "-5"), 2, "--ready-timeout: needs a positive, finite number"),
+    (("translate", "0x10000000000000000"), 2, "'0x10000000000000000' is not a 64-bit address"),
+    (("fire", "int", "--vector", "300"), 2, "--vector: vector 300 is outside 0-255"),
+    (("inspect", "--log-dir", "/proc/no-such-dir"), 2, "--log-dir /proc/no-such-dir: cannot write there"),
+])
+def test_bad_input_is_one_line(kernel, args, status, needle):
+    r = lab_cli(*args, *(() if "--kernel" in args else ("--kernel", str(kernel))))
+    assert r.returncode == status, r.stderr
+    assert needle in one_error_line(r.stderr)
+
+
+def test_a_profile_file_that_is_not_utf8(tmp_path, kernel):
+    bad = tmp_path / "bad.toml"
+    bad.write_bytes(b'description = "\xff\xfe"\n')
+    r = lab_cli("inspect", "--kernel", str(kernel), "--profile", str(bad))
+    assert r.returncode == 2, r.stderr
+    assert f"profile {bad}: cannot be read" in one_error_line(r.stderr)
+
+
+@pytest.mark.parametrize("gdb", ["/bin/true", "/bin/false"])
+def test_a_gdb_that_exits_at_once(kernel, gdb):
+    r = lab_cli("inspect", "--kernel", str(kernel), env={"LAB_GDB": gdb})
+    assert r.returncode == 3, r.stderr
+    assert "gdb exited before the lab could send it" in one_error_line(r.stderr)
+
+
+def test_a_temp_dir_too_deep_for_a_socket_path(kernel, tmp_path):
+    deep = tmp_path / ("d" * 120)
+    deep.mkdir()
+    r = lab_cli("inspect", "--kernel", str(kernel), env={"TMPDIR": str(deep)})
+    assert r.returncode == 0, r.stderr
+
+
+def test_a_full_disk_under_the_logs(kernel, tmp_path):
+    # /dev/full answers every write with ENOSPC, as a full disk does.
+    (tmp_path / "serial.log").symlink_to("/dev/full")
+    r = lab_cli("inspect", "--kernel", str(kernel), "--fresh", "--log-dir", str(tmp_path))
+    assert r.returncode == 3, r.stderr
+    assert f"cannot write the log {tmp_path}/serial.log: No space left on device" in one_error_line(r.stderr)
+
+
+def _python_running(pid: int) -> bool:
+    """Whether `pid` has exec'd the interpreter (its startup and the lab's imports follow)."""
+    try:
+        return "python" in os.readlink(f"/proc/{pid}/exe")
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("sig, status, word, moment", [
+    (signal.SIGTERM, 143, "terminated", "at-spawn"), (signal.SIGTERM, 143, "terminated", "python-started"),
+    # SIGINT only at spawn: once CPython runs, its own start-up turns SIGINT into a
+    # KeyboardInterrupt before any of the lab's code can run (see lab/cli/main.py).
+    (signal.SIGINT, 130, "interrupted", "at-spawn")])
+def test_a_signal_while_the_lab_starts(kernel, sig, status, word, moment):
+    proc = subprocess.Popen([LAB, "inspect", "--kernel", str(kernel)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        if moment == "python-started":
+            # Bounded spin on a condition (no sleep): exec is done within milliseconds.
+            for _ in range(1_000_000):
+                if _python_running(proc.pid):
+                    break
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert "Traceback" not in err, err
+    # Killed by the default action before the lab's handlers were in place (-sig: no output
+    # at all), or stopped by them: one line and the lab's status.
+    assert proc.returncode in (-sig, status), err
+    if proc.returncode == status:
+        assert err.strip().splitlines()[-1] == f"lab: {word}", err
+    else:
+        assert err == "", err
+
+
+def test_sigterm_mid_fire_ends_143_even_if_cleanup_fails(kernel):
+    """SIGTERM while a fire runs: its `finally` deletes breakpoints on a target that is still
+    running (gdb: `-break-delete ... target is running`); the status stays 143."""
+    proc = subprocess.Popen([LAB, "-v", "fire", "all", "--kernel", str(kernel)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        fires = 0
+        for line in proc.stderr:  # the -v progress lines: "lab: fire <scenario> <style>"
+            if line.startswith("lab: fire "):
+                fires += 1
+                if fires == 3:
+                    proc.send_signal(signal.SIGTERM)
+                    break
+        err = proc.stderr.read()
+        proc.wait(timeout=30)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert fires == 3
+    assert "Traceback" not in err, err
+    assert proc.returncode == 143, err
+    assert err.strip().splitlines()[-1] == "lab: terminated", err
