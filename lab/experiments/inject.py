@@ -34,6 +34,10 @@ UNMAPPED_CANDIDATES = (0x0, 0x1000, 0x7FFF_FFFF_F000, 0xFFFF_8000_0000_0000, 0x0
 WATCHED = (GP, PF, DF)  # #GP, #PF, #DF: where a wrong delivery would most likely go
 
 
+class NoGate(GuestError):
+    """The kernel has no present gate for the vector: there is nothing to fire at."""
+
+
 @dataclass
 class InjectObservation:
     name: str
@@ -76,7 +80,8 @@ def inject(session, injection: Injection, timeout: float = 5.0) -> InjectObserva
     cpu = parse_info_registers(gdb.monitor("info registers"))
     gate = read_gate(gdb.read_memory, cpu.idtr.base, injection.vector)
     if not gate.present:
-        raise GuestError(f"vector {injection.vector} ({mnemonic(injection.vector)}) has no present gate")
+        raise NoGate(f"vector {injection.vector} ({mnemonic(injection.vector)}) has no present gate "
+                     f"in this kernel's IDT")
     ist_top = None
     if gate.ist:
         tss = TSS.decode(gdb.read_memory(cpu.tr.base, TSS.size))

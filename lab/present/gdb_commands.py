@@ -187,7 +187,7 @@ class LabStack(LabCommand):
             # A call may be a function's last instruction (a call to a noreturn function):
             # name the return address by the byte before it, as debuggers do.
             caller = sym.resolve(ret - 1)
-            where = f"{caller.symbol.name}+{caller.offset + 1:#x}" if caller else ""
+            where = f"{caller.symbol.display}+{caller.offset + 1:#x}" if caller else ""
             table.add_row("", f"{rbp + QWORD:#x}", "return address", f"{ret:#x}", where)
             if saved <= rbp:
                 break  # the chain must grow toward older (higher) frames

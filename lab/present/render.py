@@ -23,7 +23,7 @@ def idt_table(rows: list[dict], title: str = "IDT") -> Table:
     for col in ("vec", "name", "handler", "symbol", "sel", "type", "DPL", "P", "IST"):
         t.add_column(col, justify="right" if col in ("vec", "DPL", "P", "IST") else "left")
     for r in rows:
-        t.add_row(str(r["vector"]), r["mnemonic"], _hex(r["handler"], 16), r["symbol"],
+        t.add_row(str(r["vector"]), r["mnemonic"], _hex(r["handler"], 16), escape(r["symbol"]),
                   _hex(r["selector"], 4), r["type"], str(r["dpl"]), str(int(r["present"])),
                   str(r["ist"]) if r["ist"] else "-")
     return t
@@ -34,8 +34,12 @@ def gdt_table(rows: list[dict], title: str = "GDT") -> Table:
     for col in ("sel", "kind", "base", "limit", "DPL", "flags", "symbol", "raw"):
         t.add_column(col)
     for r in rows:
-        t.add_row(_hex(r["selector"], 4), r["kind"], _hex(r["base"]), _hex(r["limit"]),
-                  str(r["dpl"]), r["flags"], r.get("symbol", ""), r["raw"])
+        sel = _hex(r["selector"], 4)
+        if r.get("count", 1) > 1:  # a folded run of null descriptors
+            sel = f"{sel}-{_hex(r['last_selector'], 4)}"
+        kind = r["kind"] if r.get("count", 1) == 1 else f"null x{r['count']}"
+        t.add_row(sel, kind, _hex(r["base"]), _hex(r["limit"]),
+                  str(r["dpl"]), r["flags"], escape(r.get("symbol", "")), r["raw"])
     return t
 
 
@@ -44,7 +48,7 @@ def tss_table(rows: list[dict], title: str = "TSS") -> Table:
     for col in ("field", "value", "points into"):
         t.add_column(col)
     for r in rows:
-        t.add_row(r["field"], _hex(r["value"]), r["points_into"])
+        t.add_row(r["field"], _hex(r["value"]), escape(r["points_into"]))
     return t
 
 
@@ -75,7 +79,7 @@ def print_report(report, console: Console) -> None:
                   + f"   ({report.timings.get('total', 0):.3f} s)")
 
 
-OUTCOME_STYLE = {"PASS": "bold green", "FAIL": "bold red", "DEVIATION": "bold yellow"}
+OUTCOME_STYLE = {"PASS": "bold green", "FAIL": "bold red", "DEVIATION": "bold yellow", "SKIP": "dim"}
 
 
 def print_fire(result, symbols, console: Console) -> None:
@@ -84,7 +88,7 @@ def print_fire(result, symbols, console: Console) -> None:
 
     obs = result.observation
     rows = result.stack_rows(symbols)
-    stack = Table(title=f"stack at {obs.gate['symbol']} entry", title_justify="left")
+    stack = Table(title=f"stack at {escape(obs.gate['symbol'])} entry", title_justify="left")
     for col in ("address", "value", "slot", ""):
         stack.add_column(col)
     for r in rows:
@@ -94,7 +98,7 @@ def print_fire(result, symbols, console: Console) -> None:
     parts.append(checks_table(result.checks, title="checks"))
     if result.note:
         parts.append(f"[yellow]documented deviation:[/] {result.note}")
-    title = (f"{result.scenario.name} ({result.scenario.summary}) · vector {obs.vector} · "
+    title = (f"{result.scenario.name} ({escape(result.scenario.summary)}) · vector {obs.vector} · "
              f"{obs.style} · [{OUTCOME_STYLE[result.outcome]}]{result.outcome}[/] · "
              f"{result.seconds * 1000:.0f} ms")
     console.print(Panel(Group(*parts), title=title, title_align="left"))
@@ -109,26 +113,30 @@ def print_fire_summary(results, console: Console) -> None:
         t.add_row(r.scenario.name, str(r.observation.vector), r.observation.style,
                   f"[{OUTCOME_STYLE[r.outcome]}]{r.outcome}[/]", failed, f"{r.seconds * 1000:.0f}")
     console.print(t)
-    counts = {k: sum(1 for r in results if r.outcome == k) for k in OUTCOME_STYLE}
+    counts = {k: sum(1 for r in results if r.outcome == k) for k in ("PASS", "FAIL", "DEVIATION")}
     console.print(" ".join(f"[{OUTCOME_STYLE[k]}]{n} {k}[/]" for k, n in counts.items()))
 
 
 def print_injections(results, console: Console, stop_line: str) -> None:
-    t = Table(title=f"lab fire --agnostic: {stop_line}", title_justify="left")
+    t = Table(title=f"lab fire --agnostic: {escape(stop_line)}", title_justify="left")
     for col in ("injection", "vector", "gate", "outcome", "failed checks", "ms"):
         t.add_column(col)
     for r in results:
         o = r.observation
+        vector = f"{r.injection.vector} {mnemonic(r.injection.vector)}"
+        if o is None:
+            t.add_row(r.injection.name, vector, "-", f"[{OUTCOME_STYLE['SKIP']}]SKIP[/]", escape(r.skipped), "")
+            continue
         gate = o.gate["type"] + (f", IST{o.gate['ist']}" if o.gate["ist"] else "")
         failed = ", ".join(c.id for c in r.checks if c.verdict is Verdict.FAIL)
-        t.add_row(r.injection.name, f"{r.injection.vector} {mnemonic(r.injection.vector)}", gate,
+        t.add_row(r.injection.name, vector, gate,
                   f"[{OUTCOME_STYLE[r.outcome]}]{r.outcome}[/]", failed, f"{o.seconds * 1000:.0f}")
     console.print(t)
     for r in results:
-        if r.outcome == "FAIL" or len(results) == 1:
-            console.print(checks_table(r.checks, title=f"{r.injection.name}: {r.injection.description}"))
-    counts = {k: sum(1 for r in results if r.outcome == k) for k in ("PASS", "FAIL")}
-    console.print(" ".join(f"[{OUTCOME_STYLE[k]}]{n} {k}[/]" for k, n in counts.items()))
+        if r.outcome == "FAIL" or (len(results) == 1 and r.observation is not None):
+            console.print(checks_table(r.checks, title=f"{r.injection.name}: {escape(r.injection.description)}"))
+    counts = {k: sum(1 for r in results if r.outcome == k) for k in ("PASS", "FAIL", "SKIP")}
+    console.print(" ".join(f"[{OUTCOME_STYLE[k]}]{n} {k}[/]" for k, n in counts.items() if n or k != "SKIP"))
 
 
 def print_probes(results, console: Console) -> None:
@@ -143,7 +151,7 @@ def print_probes(results, console: Console) -> None:
     console.print(t)
     for p, obs, checks, v in results:
         if len(results) == 1 or v is Verdict.FAIL:
-            console.print(checks_table(checks, title=f"{p.name}: {p.summary}"))
+            console.print(checks_table(checks, title=f"{p.name}: {escape(p.summary)}"))
             if obs.last_state:
                 console.print("[dim]CPU state at the last delivered exception (QEMU -d int):[/]")
                 console.print(escape("\n".join(obs.last_state)))
@@ -179,7 +187,7 @@ def print_tasks(obs, console: Console) -> None:
 
 def frame_table(f: dict) -> Table:
     """The frame at a handler's first instruction (lab.frame.decode_at_stop)."""
-    t = Table(title=f"{f['mnemonic']} frame at {f['symbol']} (vector {f['vectors'][0]}), RSP {f['rsp']:#x}",
+    t = Table(title=f"{f['mnemonic']} frame at {escape(f['symbol'])} (vector {f['vectors'][0]}), RSP {f['rsp']:#x}",
               title_justify="left")
     for col in ("address", "slot", "value", "note"):
         t.add_column(col)

@@ -15,10 +15,16 @@ def idt_rows(v: View, *, all_gates: bool = False) -> list[dict]:
         rows.append({
             "vector": g.vector, "mnemonic": g.mnemonic, "handler": g.offset,
             "symbol": v.symbols.describe(g.offset) if g.present else "",
+            "symbol_mangled": v.symbols.describe_mangled(g.offset) if g.present else "",
             "selector": g.selector, "type": g.type_name, "dpl": g.dpl,
             "present": g.present, "ist": g.ist,
         })
     return rows
+
+
+#: A run of at least this many null descriptors is folded into one row (one JSON object with
+#: `count`): a GDT whose limit spans thousands of empty slots stays readable.
+NULL_RUN_FOLD = 3
 
 
 def gdt_rows(v: View) -> list[dict]:
@@ -29,8 +35,32 @@ def gdt_rows(v: View) -> list[dict]:
                "flags": d.flags_str, "raw": d.raw[::-1].hex()}
         if d.kind.startswith("tss"):
             row["symbol"] = v.symbols.describe(d.base)
+            row["symbol_mangled"] = v.symbols.describe_mangled(d.base)
         rows.append(row)
-    return rows
+    return _fold_null_runs(rows)
+
+
+def _fold_null_runs(rows: list[dict]) -> list[dict]:
+    """Consecutive null descriptors (after the mandatory first one), NULL_RUN_FOLD or more,
+    as one row with `count` and `last_selector`."""
+    out: list[dict] = []
+    for row in rows:
+        prev = out[-1] if out else None
+        if (row["kind"] == "null" and prev is not None and prev["kind"] == "null" and prev["selector"]
+                and row["selector"] == prev.get("last_selector", prev["selector"]) + 8):
+            prev["count"] = prev.get("count", 1) + 1
+            prev["last_selector"] = row["selector"]
+            continue
+        out.append(dict(row))
+    result = []
+    for row in out:  # runs shorter than NULL_RUN_FOLD are shown slot by slot, as before
+        n = row.get("count", 1)
+        if 1 < n < NULL_RUN_FOLD:
+            first = {k: v for k, v in row.items() if k not in ("count", "last_selector")}
+            result += [{**first, "selector": first["selector"] + 8 * i} for i in range(n)]
+        else:
+            result.append(row)
+    return result
 
 
 def tss_rows(v: View) -> list[dict]:
@@ -41,6 +71,6 @@ def tss_rows(v: View) -> list[dict]:
     for row in rows:
         ptr = row["value"]
         stack = v.symbols.stack_ending_at(ptr) if ptr else None
-        row["points_into"] = f"top of {stack.name}" if stack else (v.symbols.describe(ptr) if ptr else "")
+        row["points_into"] = f"top of {stack.display}" if stack else (v.symbols.describe(ptr) if ptr else "")
     rows.append({"field": "iomap_base", "value": v.tss.iomap_base, "points_into": ""})
     return rows

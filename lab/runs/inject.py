@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from lab.checks.base import Verdict
 from lab.checks.inject import run
-from lab.experiments.inject import InjectObservation, inject
+from lab.experiments.inject import InjectObservation, NoGate, inject
 from lab.machine.session import Stop
 from lab.runs.vm import VmSpec
 from lab.scenarios.injections import Injection
@@ -16,24 +16,35 @@ from lab.target.cpu import parse_info_registers, require_long_mode
 @dataclass
 class InjectResult:
     injection: Injection
-    observation: InjectObservation
+    observation: InjectObservation | None  # None: skipped, `skipped` says why
     checks: list
+    skipped: str | None = None
 
     @property
     def outcome(self) -> str:
+        if self.skipped is not None:
+            return "SKIP"
         return "FAIL" if any(c.verdict is Verdict.FAIL for c in self.checks) else "PASS"
 
     def to_json(self) -> dict:
-        return {"injection": self.injection.name, "vector": self.injection.vector,
-                "description": self.injection.description, "outcome": self.outcome,
-                "observation": self.observation.to_json(), "checks": [c.to_json() for c in self.checks]}
+        out = {"injection": self.injection.name, "vector": self.injection.vector,
+               "description": self.injection.description, "outcome": self.outcome,
+               "observation": self.observation.to_json() if self.observation else None,
+               "checks": [c.to_json() for c in self.checks]}
+        if self.skipped is not None:
+            out["skipped"] = self.skipped
+        return out
 
 
 def inject_all(session, injections: list[Injection], timeout: float = 5.0) -> list[InjectResult]:
     """Each injection in turn in the same stopped guest; each restores it for the next."""
     out = []
     for inj in injections:
-        obs = inject(session, inj, timeout)
+        try:
+            obs = inject(session, inj, timeout)
+        except NoGate as exc:  # nothing to fire at: this scenario is skipped, the others run
+            out.append(InjectResult(inj, None, [], skipped=exc.message))
+            continue
         out.append(InjectResult(inj, obs, run(obs, inj)))
     return out
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 import bisect
 import struct
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
+
+import pydemumble
 
 from lab.errors import UserError
 
@@ -50,9 +53,23 @@ def is_elf(path: Path) -> bool:
         return f.read(4) == b"\x7fELF"
 
 
+#: How mangled names begin: C++ (Itanium, and Rust's legacy scheme, which reuses it) and
+#: Rust's v0 scheme.
+MANGLED_PREFIXES = ("_Z", "__Z", "_R")
+
+
+@lru_cache(maxsize=None)
+def demangle(name: str) -> str:
+    """`name` demangled (Rust legacy and v0, C++; pydemumble wraps LLVM's demanglers, and drops
+    Rust's legacy hash suffix), or `name` itself when it is not a mangled name."""
+    if not name.startswith(MANGLED_PREFIXES):
+        return name
+    return pydemumble.demangle(name) or name  # "" when it cannot parse the name
+
+
 @dataclass(frozen=True)
 class Symbol:
-    name: str
+    name: str  # as in the symbol table (mangled)
     address: int
     size: int
     kind: str  # "func", "object", "other"
@@ -62,6 +79,11 @@ class Symbol:
     def end(self) -> int:
         return self.address + self.size
 
+    @property
+    def display(self) -> str:
+        """The name a person reads: demangled."""
+        return demangle(self.name)
+
 
 @dataclass(frozen=True)
 class Location:
@@ -69,7 +91,15 @@ class Location:
     offset: int
 
     def __str__(self) -> str:
-        return self.symbol.name if self.offset == 0 else f"{self.symbol.name}+{self.offset:#x}"
+        return self._with_offset(self.symbol.display)
+
+    @property
+    def mangled(self) -> str:
+        """As `str()`, with the symbol table's own (mangled) name."""
+        return self._with_offset(self.symbol.name)
+
+    def _with_offset(self, name: str) -> str:
+        return name if self.offset == 0 else f"{name}+{self.offset:#x}"
 
 
 class Symbols:
@@ -81,6 +111,7 @@ class Symbols:
         self._by_addr = sorted((s for s in symbols if s.address), key=lambda s: (s.address, -s.size))
         self._addrs = [s.address for s in self._by_addr]
         self._by_name = {s.name: s for s in symbols}
+        self._by_display: dict[str, list[Symbol]] | None = None  # built on the first miss
         self._sections = section_data or {}
 
     @classmethod
@@ -185,7 +216,21 @@ class Symbols:
         return len(self._by_name)
 
     def lookup(self, name: str) -> Symbol | None:
-        return self._by_name.get(name)
+        """The symbol called `name` in the table, or whose demangled name is `name`
+        (`kernel::init`); UserError when several symbols demangle to `name`."""
+        found = self._by_name.get(name)
+        if found is not None or "::" not in name:
+            return found
+        if self._by_display is None:
+            self._by_display = {}
+            for sym in self._by_name.values():
+                if sym.name.startswith(MANGLED_PREFIXES):
+                    self._by_display.setdefault(sym.display, []).append(sym)
+        matches = {s.address: s for s in self._by_display.get(name, ())}
+        if len(matches) > 1:
+            raise UserError(f"{name!r} names {len(matches)} symbols: " +
+                            ", ".join(f"{s.name} ({a:#x})" for a, s in sorted(matches.items())[:4]))
+        return next(iter(matches.values()), None)
 
     def resolve(self, address: int) -> Location | None:
         """The symbol containing `address` (sized symbols), or starting exactly at it."""
@@ -197,8 +242,14 @@ class Symbols:
         return None
 
     def describe(self, address: int) -> str:
+        """`symbol+offset` for `address`, demangled; "" when no symbol holds it."""
         loc = self.resolve(address)
         return str(loc) if loc else ""
+
+    def describe_mangled(self, address: int) -> str:
+        """As `describe`, with the symbol table's own name."""
+        loc = self.resolve(address)
+        return loc.mangled if loc else ""
 
     def stack_ending_at(self, address: int, section: str | None = None) -> Symbol | None:
         """A data object whose end is `address` (the top of a stack), optionally restricted to

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from lab.machine.session import Session
 from labtest import lab_cli
 
 LINUX_ARGS = ("--append", "console=ttyS0 nokaslr", "--ready-timeout", "60")
@@ -182,3 +183,22 @@ def test_fire_without_agnostic_refuses_another_kernel(debian_kernel):
     r = lab_cli("fire", "ud", "--kernel", str(debian_kernel))
     assert r.returncode == 2 and r.stderr.count("\n") == 1
     assert "a Linux bzImage; `lab fire` needs the 64-bit x86-64 lab kernel; `lab fire --agnostic`" in r.stderr
+
+
+def test_agnostic_firing_skips_a_vector_without_a_gate_and_runs_the_others(kernel, tcg, log_dir):
+    """A kernel with no present gate for a vector: that injection is SKIP with the reason; every
+    other injection still runs (the run is not aborted)."""
+    from lab.runs.inject import inject_all
+    from lab.scenarios.injections import INJECTIONS
+    from lab.target.cpu import parse_info_registers
+    from lab.x86.idt import GATE
+    from lab.x86.vectors import DE
+
+    with Session(kernel, tcg, log_dir=log_dir, restore=False) as s:
+        s.boot_to_ready()
+        idtr = parse_info_registers(s.gdb.monitor("info registers")).idtr
+        s.gdb.write_memory(idtr.base + DE * GATE.size, bytes(GATE.size))  # #DE: no gate
+        results = {r.injection.name: r for r in inject_all(s, list(INJECTIONS))}
+    assert results["de"].outcome == "SKIP" and "no present gate" in results["de"].skipped
+    assert all(r.outcome == "PASS" for n, r in results.items() if n != "de"), \
+        {n: [c.id for c in r.checks if c.verdict.value == "FAIL"] for n, r in results.items()}

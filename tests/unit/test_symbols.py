@@ -4,7 +4,8 @@ import struct
 
 import pytest
 
-from lab.target.symbols import ELF_SYM, Symbol, _unpack_symbols
+from lab.errors import UserError
+from lab.target.symbols import ELF_SYM, Symbol, Symbols, _unpack_symbols, demangle
 
 STRTAB = b"\0lab_ready\0TASKS\0marker\0local_label\0"
 SECTIONS = ["", ".text", ".data", ".bss"]
@@ -58,3 +59,32 @@ def test_the_class_decides_the_field_order():
     """An Elf64 table read as Elf32 gives other symbols: the layouts are not interchangeable."""
     table = entry(64, True, NAME["lab_ready"], GLOBAL | FUNC, 1, 0x1063D0, 1)
     assert _unpack_symbols(table, STRTAB, SECTIONS, 32, True) != [CASES[0][1]]
+
+
+@pytest.mark.parametrize("raw, shown", [
+    ("_RNvNtCs45ALa1WmfXV_9labkernel4fire4fire", "labkernel::fire::fire"),  # Rust v0
+    ("_ZN9labkernel4task8schedule17h0123456789abcdefE", "labkernel::task::schedule"),  # Rust legacy
+    ("_ZN3foo3barEv", "foo::bar()"),  # C++
+    ("isr_gp", "isr_gp"),  # not mangled: as it is
+    ("_Rnot-a-name", "_Rnot-a-name"),  # looks mangled, is not: as it is
+])
+def test_names_are_shown_demangled(raw, shown):
+    assert demangle(raw) == shown
+    assert Symbol(raw, 0x1000, 16, "func").display == shown
+
+
+def test_a_demangled_path_finds_its_symbol_and_both_forms_are_described():
+    table = Symbols([Symbol("_RNvNtCs45ALa1WmfXV_9labkernel4fire4fire", 0x1000, 0x40, "func"),
+                     Symbol("isr_gp", 0x2000, 8, "func")])
+    assert table.lookup("labkernel::fire::fire").address == 0x1000
+    assert table.address_of("labkernel::fire::fire") == 0x1000
+    assert table.describe(0x1004) == "labkernel::fire::fire+0x4"
+    assert table.describe_mangled(0x1004) == "_RNvNtCs45ALa1WmfXV_9labkernel4fire4fire+0x4"
+    assert table.lookup("labkernel::fire::nothing") is None
+
+
+def test_a_demangled_path_of_two_symbols_is_ambiguous():
+    table = Symbols([Symbol("_ZN3lab4init17h0000000000000001E", 0x1000, 8, "func"),
+                     Symbol("_ZN3lab4init17h0000000000000002E", 0x2000, 8, "func")])
+    with pytest.raises(UserError, match="'lab::init' names 2 symbols"):
+        table.lookup("lab::init")
