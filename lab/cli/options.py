@@ -68,10 +68,18 @@ def vm_options(sp, *, restore: bool = True) -> None:
                         help="boot the kernel; by default a VM stopping at lab_ready is restored "
                              "from the saved ready state of this kernel, profile and command line "
                              "(made by one boot on first use; lab/machine/snapshot.py)")
-    sp.add_argument("--kernel", metavar="PATH", help="kernel to boot: an ELF (Multiboot) or a Linux bzImage (default: build the lab kernel)")
+    sp.add_argument("--kernel", metavar="PATH", help="kernel to boot: an ELF (Multiboot) or a Linux bzImage "
+                    "(default: lab.toml's, else build the lab kernel)")
     sp.add_argument("--release", action="store_true", help="build the release profile")
-    sp.add_argument("--profile", default=DEFAULT_PROFILE, help="QEMU profile from qemu-configs/ (default: %(default)s)")
+    sp.add_argument("--profile", metavar="NAME|FILE",
+                    help=f"QEMU profile: a name from qemu-configs/ or a TOML file (default: {DEFAULT_PROFILE})")
     sp.add_argument("--boot", choices=BOOT_PATHS, help="how QEMU loads the kernel (default: the profile's, multiboot)")
+    sp.add_argument("--memory", metavar="SIZE", help="guest memory, e.g. 512M or 2G (default: the profile's)")
+    sp.add_argument("--initrd", metavar="PATH", help="an initial ramdisk for a Linux-style kernel (-initrd)")
+    sp.add_argument("--qemu-arg", action="append", metavar="ARG", dest="qemu_args",
+                    help="one more QEMU argument (repeatable: --qemu-arg=-smp --qemu-arg=2)")
+    sp.add_argument("--config", metavar="FILE",
+                    help="the lab.toml to use (default: the nearest lab.toml from here upwards)")
 
 
 def foreign_options(sp, *, stops: bool = True) -> None:
@@ -97,9 +105,13 @@ def log_dir_option(sp, help: str = "keep serial/QEMU/gdb logs in DIR") -> None:
     sp.add_argument("--log-dir", metavar="DIR", help=help)
 
 
+#: --ready-timeout when neither the command line nor lab.toml gives one.
+DEFAULT_READY_TIMEOUT = 10.0
+
+
 def ready_timeout_option(sp, help: str = "bound on the wait for the kernel's ready marker") -> None:
-    sp.add_argument("--ready-timeout", type=seconds, default=10.0, metavar="S",
-                    help=f"{help} (default: %(default)s)")
+    sp.add_argument("--ready-timeout", type=seconds, metavar="S",
+                    help=f"{help} (default: lab.toml's, else {DEFAULT_READY_TIMEOUT:g})")
 
 
 def timeout_option(sp, flag: str, default: float, help: str) -> None:

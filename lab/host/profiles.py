@@ -17,6 +17,7 @@ is per run (sockets, logs, the kernel). Keys:
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -26,6 +27,8 @@ from lab.errors import UserError
 from lab.host.toolchain import CONFIG_DIR
 
 DEFAULT_PROFILE = "tcg"
+#: QEMU's -m: a number with an optional unit.
+MEMORY = re.compile(r"[1-9][0-9]*[KMGT]?")
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,22 @@ class Profile:
     def with_boot(self, boot: str | None) -> "Profile":
         """This profile with its boot path replaced (None keeps the profile's own)."""
         return self if boot is None else replace(self, boot=check_boot(boot))
+
+    def customized(self, *, memory: str | None = None, initrd: Path | None = None,
+                   qemu_args: tuple[str, ...] = ()) -> "Profile":
+        """This profile with the user's additions: its memory size replaced, an initrd (for
+        Linux-style kernels) and extra QEMU arguments appended. Every one of them is part of
+        the command line, so of the saved ready state's key too."""
+        if memory is not None and not MEMORY.fullmatch(memory):
+            raise UserError(f"--memory {memory!r}: a size such as 512M or 2G")
+        extra = list(qemu_args)
+        if initrd is not None:
+            if not initrd.is_file():
+                raise UserError(f"initrd not found: {initrd}")
+            extra = ["-initrd", str(initrd.resolve()), *extra]
+        if memory is None and not extra:
+            return self
+        return replace(self, memory=memory or self.memory, args=(*self.args, *extra))
 
     @property
     def is_tcg(self) -> bool:

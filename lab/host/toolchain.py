@@ -8,9 +8,21 @@ from pathlib import Path
 
 from lab.errors import ToolMissing
 
-REPO_ROOT = Path(__file__).resolve().parents[2]  # lab/host/toolchain.py -> the checkout
+#: The directory holding the `lab` package: the checkout in a checkout (or an editable
+#: install), site-packages in an installed one. gdb's Python imports the lab from here.
+REPO_ROOT = Path(__file__).resolve().parents[2]  # lab/host/toolchain.py -> lab/ -> here
+#: The lab kernel's sources: only in a checkout (building the lab kernel needs one).
 KERNEL_DIR = REPO_ROOT / "kernel"
-CONFIG_DIR = REPO_ROOT / "qemu-configs"
+
+
+def _config_dir() -> Path:
+    """The QEMU profiles: qemu-configs/ in a checkout, else the copy installed with the
+    package (lab.qemu_configs, pyproject.toml)."""
+    checkout = REPO_ROOT / "qemu-configs"
+    return checkout if checkout.is_dir() else Path(__file__).resolve().parents[1] / "qemu_configs"
+
+
+CONFIG_DIR = _config_dir()
 SETUP_HINT = "run the set-up command from README.md: bash lab/setup.sh"
 
 # Debian's rustc-web/cargo-web: rustup's toolchain on PATH has no rust-src (REFERENCE.md).

@@ -19,11 +19,11 @@ def kvm_usable() -> tuple[bool, str]:
     return True, ""
 
 
-def lab_cli(*args: str, env: dict | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
-    """Runs the `lab` console script as a user would."""
+def lab_cli(*args: str, env: dict | None = None, timeout: float = 60, cwd=None) -> subprocess.CompletedProcess:
+    """Runs the `lab` console script as a user would (in `cwd`, where lab.toml is looked for)."""
     exe = shutil.which("lab") or sys.executable
     argv = [exe, *args] if exe != sys.executable else [exe, "-m", "lab", *args]
-    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, cwd=cwd,
                           env={**os.environ, **(env or {})})
 
 

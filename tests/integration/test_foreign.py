@@ -202,3 +202,28 @@ def test_agnostic_firing_skips_a_vector_without_a_gate_and_runs_the_others(kerne
     assert results["de"].outcome == "SKIP" and "no present gate" in results["de"].skipped
     assert all(r.outcome == "PASS" for n, r in results.items() if n != "de"), \
         {n: [c.id for c in r.checks if c.verdict.value == "FAIL"] for n, r in results.items()}
+
+
+def test_a_repos_lab_toml_names_the_kernel_and_the_stop(kernel, tmp_path):
+    """A kernel developer's repo: lab.toml says what to boot and where to stop; `lab inspect`
+    from a subdirectory uses it, and a flag overrides it."""
+    (tmp_path / "lab.toml").write_text(f'[kernel]\npath = "{kernel}"\n[stop]\nat = "lab_ready"\n'
+                                       f'[vm]\nready_timeout = 20\n')
+    sub = tmp_path / "src"
+    sub.mkdir()
+    r = lab_cli("inspect", "--json", cwd=sub)
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert report["kernel"] == str(kernel) and "stopped at lab_ready" in report["ready"]
+    # The flag wins; a demangled Rust path is a stop too. (Before the IDT is loaded the tables
+    # are the boot ones, so checks may fail: exit 0 or 1, never a lab error.)
+    r = lab_cli("inspect", "--json", "--at", "labkernel::arch::x86_64::idt::init", cwd=sub)
+    assert r.returncode in (0, 1), r.stderr
+    assert "stopped at labkernel::arch::x86_64::idt::init" in json.loads(r.stdout)["ready"]
+
+
+def test_a_bad_lab_toml_is_one_line(tmp_path):
+    (tmp_path / "lab.toml").write_text('[kernel]\npth = "k.elf"\n')
+    r = lab_cli("inspect", cwd=tmp_path)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.count("\n") == 1 and "unknown key kernel.pth" in r.stderr, r.stderr

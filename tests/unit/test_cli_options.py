@@ -33,7 +33,8 @@ def test_every_command_has_a_function():
 @pytest.mark.parametrize("command", sorted(SUB))
 def test_shared_options_are_on_every_command_that_takes_them(command):
     f = flags(command)
-    assert ({"--kernel", "--profile", "--boot", "--release"} <= f) == (command in VM)
+    assert ({"--kernel", "--profile", "--boot", "--release", "--memory", "--initrd", "--qemu-arg",
+             "--config"} <= f) == (command in VM)
     assert ("--fresh" in f) == (command in RESTORING)
     assert ("--json" in f) == (command in JSON)
     assert ("--ready-timeout" in f) == (command in READY_TIMEOUT)
@@ -73,7 +74,8 @@ def test_a_bad_value_is_one_line_and_exit_2(argv, needle, capsys):
     (["inspect", "--ready-timeout", "2.5"], "ready_timeout", 2.5),
     (["fire", "int", "--vector", "0x80"], "vector", 0x80),
     (["timer", "--rate", "100", "--rate", "250"], "rate", [100, 250]),
-    (["inspect"], "ready_timeout", 10.0),
+    (["inspect"], "ready_timeout", None),  # lab.toml's, else 10 s (lab/cli/commands.py)
+    (["inspect", "--qemu-arg=-smp", "--qemu-arg", "2"], "qemu_args", ["-smp", "2"]),
     (["inspect"], "fresh", False),
     (["inspect", "--fresh"], "fresh", True),
 ])

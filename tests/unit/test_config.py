@@ -1,0 +1,95 @@
+"""lab.toml (lab/host/config.py), without QEMU: found upwards, paths relative to it, and every
+unknown key or wrong value one line naming the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lab.errors import BuildError, UserError
+from lab.host import config
+
+
+def write(directory: Path, text: str) -> Path:
+    path = directory / config.FILE_NAME
+    path.write_text(text)
+    return path
+
+
+def test_a_full_file(tmp_path):
+    cfg = config.load(write(tmp_path, """
+[kernel]
+path = "build/k.elf"
+build = "make -C kernel"
+symbols = "build/System.map"
+append = "console=ttyS0"
+[vm]
+profile = "mine.toml"
+memory = "512M"
+qemu_args = ["-smp", "2"]
+ready_timeout = 30
+[stop]
+at = "kernel::init"
+[waivers]
+"tss.stacks-mapped" = "mapped on first use"
+"""))
+    assert cfg.kernel == tmp_path / "build" / "k.elf"
+    assert cfg.build == ("make", "-C", "kernel")
+    assert cfg.symbols == tmp_path / "build" / "System.map"
+    assert cfg.profile == str(tmp_path / "mine.toml")
+    assert (cfg.append, cfg.memory, cfg.qemu_args, cfg.ready_timeout) == ("console=ttyS0", "512M", ("-smp", "2"), 30.0)
+    assert cfg.at == "kernel::init" and cfg.after is None
+    assert cfg.waivers == {"tss.stacks-mapped": "mapped on first use"}
+
+
+def test_found_from_a_subdirectory(tmp_path):
+    path = write(tmp_path, '[vm]\nprofile = "tcg"\n')
+    sub = tmp_path / "a" / "b"
+    sub.mkdir(parents=True)
+    assert config.find(sub) == path
+    assert config.find(tmp_path.parent) != path  # never below the start
+
+
+def test_no_file_is_an_empty_configuration():
+    cfg = config.load(None)
+    assert cfg.kernel is None and cfg.waivers == {} and cfg.qemu_args == ()
+
+
+@pytest.mark.parametrize("text, needle", [
+    ('[kernel]\npth = "k.elf"\n', "unknown key kernel.pth; [kernel] takes path,"),
+    ('[kernal]\npath = "k.elf"\n', "unknown section [kernal]"),
+    ('[kernel]\npath = 3\n', "kernel.path must be a string, not 3"),
+    ('[vm]\nready_timeout = -1\n', "vm.ready_timeout must be a positive number, not -1"),
+    ('[vm]\nready_timeout = nan\n', "vm.ready_timeout must be a positive number"),
+    ('[vm]\nqemu_args = "-smp 2"\n', "vm.qemu_args must be a list of strings"),
+    ('[kernel]\nbuild = []\n', "kernel.build must be a string or a list of strings"),
+    ('[stop]\nat = "x"\nwhen = "y"\n', "[stop] takes one of at, after, when, not at and when"),
+    ('[waivers]\n"idt.df-ist" = ""\n', "waivers.idt.df-ist: the reason, a non-empty string"),
+    ('kernel = "k.elf"\n', "kernel must be a table"),
+    ('[kernel\n', "not valid TOML"),
+])
+def test_a_bad_key_or_value_is_one_line_naming_it(tmp_path, text, needle):
+    with pytest.raises(UserError) as exc:
+        config.load(write(tmp_path, text))
+    assert needle in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_not_utf8(tmp_path):
+    path = tmp_path / config.FILE_NAME
+    path.write_bytes(b'[kernel]\npath = "\xff"\n')
+    with pytest.raises(UserError, match="not UTF-8"):
+        config.load(path)
+
+
+def test_the_build_command_runs_in_the_files_directory(tmp_path):
+    cfg = config.load(write(tmp_path, '[kernel]\npath = "k.elf"\nbuild = ["sh", "-c", "echo built > k.elf"]\n'))
+    cfg.build_kernel()
+    assert (tmp_path / "k.elf").read_text() == "built\n"
+
+
+def test_a_failing_build_is_a_build_error_with_its_output(tmp_path):
+    cfg = config.load(write(tmp_path, '[kernel]\nbuild = ["sh", "-c", "echo no compiler >&2; exit 7"]\n'))
+    with pytest.raises(BuildError) as exc:
+        cfg.build_kernel()
+    assert exc.value.status == 7 and "no compiler" in exc.value.message
