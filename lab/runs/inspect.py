@@ -29,6 +29,40 @@ class InspectReport:
     def failed(self) -> list[Check]:
         return [c for c in self.checks if c.verdict is Verdict.FAIL]
 
+    # -- typed views, for the Python API (lab/api) --------------------------------------------
+    @property
+    def idt(self) -> list:
+        """The IDT's gates (lab/x86/idt.py Gate), indexed by vector."""
+        return self.view.idt
+
+    @property
+    def gdt(self) -> list:
+        """The GDT's descriptors (lab/x86/gdt.py Descriptor), in slot order."""
+        return self.view.gdt
+
+    @property
+    def tss(self):
+        """The TSS that TR selects (lab/x86/tss.py Tss: rsp, ist, iomap_base), or None."""
+        return self.view.tss
+
+    @property
+    def registers(self):
+        """The CPU's `info registers` (lab/target/cpu.py CpuInfo: gdtr, idtr, tr, values)."""
+        return self.view.state.cpu
+
+    def check(self, check_id: str) -> Check:
+        """The check called `check_id`; KeyError naming the ids there are."""
+        for c in self.checks:
+            if c.id == check_id:
+                return c
+        raise KeyError(f"no check {check_id!r}; checks: {', '.join(c.id for c in self.checks)}")
+
+    def summary(self) -> str:
+        """One line per check that did not pass, with its first piece of evidence."""
+        lines = [f"{c.verdict.value} {c.id}: {c.evidence[0] if c.evidence else c.title}"
+                 for c in self.checks if c.verdict is not Verdict.PASS]
+        return "\n".join(lines) or f"all {len(self.checks)} checks pass"
+
     def to_json(self) -> dict:
         cpu = self.view.state.cpu
         return {

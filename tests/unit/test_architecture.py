@@ -13,7 +13,7 @@ LAB = Path(__file__).resolve().parents[2] / "lab"
 
 #: lab/'s layers, lowest first: a module may import its own layer and the ones before it.
 LAYERS = ("errors", "x86", "host", "target", "labkernel", "machine", "scenarios", "experiments",
-          "checks", "present", "runs", "cli", "scripts")
+          "checks", "present", "runs", "api", "cli", "scripts")
 TOP_LEVEL = {"__init__", "__main__", "errors"}
 MAX_LINES = 400
 
@@ -148,3 +148,13 @@ def test_the_cli_only_parses_dispatches_and_prints():
         dicts = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
                  and n.func.attr == "dump" and n.args and isinstance(n.args[0], (ast.Dict, ast.List, ast.ListComp))]
         assert not dicts, f"{path.name} builds JSON by hand"
+
+
+def test_pyproject_lists_every_package():
+    import tomllib
+
+    pyproject = tomllib.loads((LAB.parent / "pyproject.toml").read_text())
+    listed = set(pyproject["tool"]["setuptools"]["packages"])
+    on_disk = {module_name(p) for p in LAB.rglob("__init__.py")}
+    assert listed == on_disk | {"lab.qemu_configs"}
+    assert pyproject["tool"]["setuptools"]["package-dir"] == {"lab.qemu_configs": "qemu-configs"}
