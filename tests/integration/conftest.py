@@ -87,6 +87,14 @@ def tcg():
     return profiles.load("tcg")
 
 
+@pytest.fixture(scope="session")
+def debian_kernel() -> Path:
+    """The vmlinuz of Debian's current linux-image-amd64, from Debian's archive (apt), cached."""
+    from lab.host.distro import debian_kernel
+
+    return debian_kernel()
+
+
 @pytest.fixture
 def session(kernel, tcg, log_dir):
     with Session(kernel, tcg, log_dir=log_dir) as s:

@@ -9,7 +9,6 @@ import pytest
 from lab.api import boot
 from lab.x86.vectors import DF, PF
 
-pytestmark = pytest.mark.integration
 
 
 def test_the_session_inspection_is_typed_and_passes(lab_inspection):

@@ -17,14 +17,6 @@ from labtest import lab_cli
 LINUX_ARGS = ("--append", "console=ttyS0 nokaslr", "--ready-timeout", "60")
 
 
-@pytest.fixture(scope="session")
-def debian_kernel() -> Path:
-    """The vmlinuz of Debian's current linux-image-amd64, from Debian's archive (apt), cached."""
-    from lab.host.distro import debian_kernel
-
-    return debian_kernel()
-
-
 def _inspect_json(*args: str, status: int = 0) -> dict:
     r = lab_cli("inspect", *args, "--json", timeout=120)
     assert r.returncode == status, r.stderr + r.stdout[-2000:]
