@@ -17,8 +17,8 @@ def pytest_collection_modifyitems(config, items):
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "exclusive: measures time; runs while no other test runs "
-                            "(parallel workers wait), so a busy CPU cannot skew it")
+    config.addinivalue_line("markers", "exclusive: runs while no other test runs (parallel workers "
+                            "wait): it loads every core on purpose, or it measures time")
 
 
 

@@ -1,24 +1,59 @@
 """`lab timer`: tick rates against the configured rate, and the pitfalls, on the live kernel.
 
-Rates are measured two ways in one exchange:
-- guest clock: the kernel's `measure <ms>` counts ticks over a TSC-timed window (the TSC is
-  calibrated against PIT channel 2);
-- host clock: the tick counts in the `ticks` lines just before and after that window, divided
-  by the host time between those two replies (perf_counter).
+On TCG the VM runs under QEMU's icount (`ICOUNT_ARGS`): the vCPU's time is its instruction
+count, 2**shift ns an instruction, and the TSC, the PIT and the APIC timer all run on that
+virtual time. Without it they follow host time, while the vCPU runs only when the host lets
+it: under load ticks arrive late and, once more than a period late, coalesce (the 8259's and
+the APIC's IRR latch one edge each), and true rates read 20-45% low. Under icount a busy host
+slows the run, not the guest's clocks. `sleep=off`: an idle vCPU's clock jumps to the next
+timer deadline (QEMU: "a deterministic execution time, isolated from host latencies")
+instead of following host time; with sleep=on an idle stretch lasts as long as the host
+takes, so a one-shot falling due while the shell waits for its next line would be as late.
+
+Each rate is one `measure <ms>` window: the kernel counts ticks while it spins for `ms` of
+TSC time by its own calibration (the TSC against PIT channel 2), and reports the raw TSC
+cycles that took. The checks judge the count twice:
+- by the guest TSC: the cycles at the kernel's calibrated rate;
+- by a reference the kernel did not calibrate: under icount QEMU's TSC counts virtual
+  nanoseconds (its cpu_get_ticks() returns the icount clock), so the cycles at exactly
+  `ICOUNT_TSC_HZ`; without icount (KVM), the host time between the `ticks` replies around
+  the window, bracketed by the two serial round trips.
 The IF checks stop at the timer handler the live IDT names and read RFLAGS there.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from lab.errors import GuestError
+from lab.host.profiles import Profile
 from lab.labkernel.contract import TIMER_VECTOR
 from lab.machine.session import Session
 from lab.target import shell
 from lab.target.cpu import parse_info_registers
 from lab.x86.idt import read_gate
+
+#: 2**7 = 128 ns of virtual time an instruction (7.8 MIPS): a 1000 Hz tick is ~7800
+#: instructions, and the guest's 500 ms windows take less host time than without icount.
+ICOUNT_SHIFT = 7
+ICOUNT_ARGS = ("-icount", f"shift={ICOUNT_SHIFT},sleep=off")
+#: Under icount, RDTSC reads QEMU's virtual clock in nanoseconds.
+ICOUNT_TSC_HZ = 1_000_000_000
+
+
+def uses_icount(profile: Profile) -> bool:
+    return "-icount" in profile.args
+
+
+def profile_for(profile: Profile) -> Profile:
+    """The profile `lab timer` runs: a TCG profile gains `ICOUNT_ARGS` (unless it has its own
+    -icount); KVM has no icount and is returned as it is. The saved ready state is keyed on
+    the whole command line, so the icount VM has its own."""
+    if not profile.is_tcg or uses_icount(profile):
+        return profile
+    return replace(profile, args=(*profile.args, *ICOUNT_ARGS))
+
 
 @dataclass
 class RateSample:
@@ -28,17 +63,23 @@ class RateSample:
     window_ms: int
     ticks: int  # in the guest's window
     tsc_cycles: int
-    tsc_hz: int
-    host_ticks: int  # between the two `ticks` replies
-    host_seconds: float
+    tsc_hz: int  # the guest's calibration
+    reply_ticks: int  # between the two `ticks` replies around the window
+    host_seconds_min: float  # host time from the first reply to sending the second command
+    host_seconds_max: float  # host time from sending the first command to the second reply
 
     @property
     def guest_rate(self) -> float:
         return self.ticks / (self.tsc_cycles / self.tsc_hz)
 
+    def reference_rate(self, tsc_hz: int) -> float:
+        """The window's rate by a TSC known to run at `tsc_hz`."""
+        return self.ticks / (self.tsc_cycles / tsc_hz)
+
     @property
-    def host_rate(self) -> float:
-        return self.host_ticks / self.host_seconds
+    def host_rates(self) -> tuple[float, float]:
+        """The lowest and the highest rate the host-time bracket allows."""
+        return self.reply_ticks / self.host_seconds_max, self.reply_ticks / self.host_seconds_min
 
 
 @dataclass
@@ -58,6 +99,10 @@ class GateSample:
 @dataclass
 class TimerObservation:
     profile: str
+    #: What the rates are judged against besides the guest TSC: "virtual" (icount: the TSC's
+    #: cycles at exactly `tsc_reference_hz`) or "host" (perf_counter around the window).
+    reference: str = "host"
+    tsc_reference_hz: int | None = None
     rates: list[RateSample] = field(default_factory=list)
     oneshot: OneShotSample | None = None
     apic_hz: dict[str, int] = field(default_factory=dict)  # {"by_pit": .., "by_tsc": ..}
@@ -67,7 +112,9 @@ class TimerObservation:
     def to_json(self) -> dict:
         d = asdict(self)
         for r, raw in zip(self.rates, d["rates"]):
-            raw["guest_rate"], raw["host_rate"] = r.guest_rate, r.host_rate
+            raw["guest_rate"], raw["host_rates"] = r.guest_rate, r.host_rates
+            if self.tsc_reference_hz:
+                raw["reference_rate"] = r.reference_rate(self.tsc_reference_hz)
         return d
 
 
@@ -82,18 +129,22 @@ class TimerLab:
     def _ticks(self) -> int:
         return int(shell.fields(self.cmd("ticks"), "ticks")["count"])
 
+    def _ticks_timed(self) -> tuple[int, float, float]:
+        """A `ticks` reply's count, with the host time before sending it and after its reply."""
+        sent = time.perf_counter()
+        count = self._ticks()
+        return count, sent, time.perf_counter()
+
     def rate(self, hz: int, window_ms: int = 500, source: str = "pit") -> RateSample:
         self.cmd("timer pitfall none")
         start = f"timer pit {hz}" if source == "pit" else f"timer apic periodic {hz}"
         configured = int(shell.fields(self.cmd(start), start.rsplit(" ", 1)[0])["rate"])
-        before = self._ticks()
-        t0 = time.perf_counter()
+        before, sent0, got0 = self._ticks_timed()
         m = shell.fields(self.cmd(f"measure {window_ms}"), "measure")
-        after = self._ticks()
-        t1 = time.perf_counter()
+        after, sent1, got1 = self._ticks_timed()
         self.cmd("timer stop")
         return RateSample(source, hz, configured, window_ms, int(m["ticks"]), int(m["tsc_cycles"]),
-                          int(m["tsc_hz"]), after - before, t1 - t0)
+                          int(m["tsc_hz"]), after - before, sent1 - got0, got1 - sent0)
 
     def apic_calibration(self) -> dict[str, int]:
         f = shell.fields(self.cmd("timer apic calibrate"), "timer apic calibrate")
@@ -120,6 +171,17 @@ class TimerLab:
         self.cmd("timer pitfall none")
         return ticks
 
+    def _mask_irq0(self) -> None:
+        """Masks IRQ0 in the master 8259 (IMR, port 0x21) from QEMU's monitor, the CPU stopped.
+        On a trap gate IF stays 1 through the timer handler, so a tick that falls due before
+        the handler's EOI is taken at the EOI, inside the handler, which holds the kernel's PIC
+        lock: the nested handler spins on that lock forever. Under icount sleep=off that
+        happened every time the next shell line arrived (QEMU advances an idle guest's clock
+        to the next deadline as its main loop takes the input). `timer stop`, which the lab
+        sends next, masks IRQ0 itself."""
+        imr = int(self.s.qemu.hmp("i /b 0x21").rsplit("=", 1)[1], 16)
+        self.s.qemu.hmp(f"o /b 0x21 {imr | 1:#x}")
+
     def gate(self, pitfall: str, hz: int = 100) -> GateSample:
         """Stops at the timer handler's first instruction and reads RFLAGS there."""
         gdb = self.s.gdb
@@ -137,6 +199,8 @@ class TimerLab:
         gdb.wait_stopped(10, "the timer handler")
         rflags = gdb.registers()["eflags"]
         gdb.delete_breakpoint(bp)
+        if pitfall == "trap-gate":
+            self._mask_irq0()
         gdb.cont()
         self.serial.wait_prompt(10)
         self.cmd("timer stop")
@@ -149,7 +213,9 @@ def observe(session: Session, rates=(100, 250), window_ms: int = 500,
     session.gdb.cont()
     session.serial.wait_prompt(10)
     lab = TimerLab(session)
-    obs = TimerObservation(session.profile.name)
+    icount = uses_icount(session.profile)
+    obs = TimerObservation(session.profile.name, "virtual" if icount else "host",
+                           ICOUNT_TSC_HZ if icount else None)
     for source in ("pit", "apic"):
         for hz in rates:
             obs.rates.append(lab.rate(hz, window_ms, source))
