@@ -177,8 +177,8 @@ class TimerLab:
         the handler's EOI is taken at the EOI, inside the handler, which holds the kernel's PIC
         lock: the nested handler spins on that lock forever. Under icount sleep=off that
         happened every time the next shell line arrived (QEMU advances an idle guest's clock
-        to the next deadline as its main loop takes the input). `timer stop`, which the lab
-        sends next, masks IRQ0 itself."""
+        to the next deadline as its main loop takes the input); without icount, in 3 runs of
+        20 on a busy host. `timer stop`, which the lab sends next, masks IRQ0 itself."""
         imr = int(self.s.qemu.hmp("i /b 0x21").rsplit("=", 1)[1], 16)
         self.s.qemu.hmp(f"o /b 0x21 {imr | 1:#x}")
 
