@@ -272,16 +272,17 @@ class StateStore:
         bound = self.lock_timeout if self.lock_timeout is not None else timeout
         return exclusive(path, bound, f"the saved ready state {key[:16]}..., which another run is making")
 
-    def temp(self, key: str, kind: str = "state") -> Path:
-        """A new empty file for `key`'s stream (or metadata), created exclusively (never
-        through a link) under a random name that names its owner."""
+    def _temp(self, key: str, kind: str) -> tuple[int, Path]:
+        """A new empty file for `key`'s stream (or metadata), created exclusively (O_EXCL,
+        never through a link, mode 0600) under a random name that names its owner."""
         self.prepare()
         fd, name = tempfile.mkstemp(prefix=f"{key}.{kind}.{owner_tag()}.", suffix=".tmp", dir=self.root)
-        os.close(fd)
-        return Path(name)
+        return fd, Path(name)
 
     def temp_stream(self, key: str) -> Path:
-        return self.temp(key, "state")
+        fd, path = self._temp(key, "state")
+        os.close(fd)
+        return path
 
     def publish(self, key: str, stream_tmp: Path, meta: dict) -> SavedState:
         """Moves a written stream into place, then its metadata (which `find` reads first).
@@ -292,9 +293,9 @@ class StateStore:
             st = os.fstat(f.fileno())
             sha = hashlib.file_digest(f, "sha256").hexdigest()
         meta = {**meta, "format": FORMAT, "key": key, "stream_size": st.st_size, "stream_sha256": sha}
-        tmp = self.temp(key, "json")
+        fd, tmp = self._temp(key, "json")
         try:
-            with open(tmp, "w") as f:
+            with os.fdopen(fd, "w") as f:
                 f.write(json.dumps(meta, indent=1))
             os.replace(stream_tmp, stream)
             os.replace(tmp, meta_path)

@@ -74,3 +74,12 @@ def test_a_lock_file_link_is_not_followed(tmp_path):
         with exclusive(tmp_path / "k.lock", 1):
             pass
     assert target.read_text() == "keep me"
+
+
+def test_the_kernel_names_the_holder_when_the_file_does_not(tmp_path):
+    lock = tmp_path / "k.lock"
+    with exclusive(lock):
+        os.truncate(lock, 0)  # taken, its pid not yet written
+        with pytest.raises(LabTimeout, match=rf"held by pid {os.getpid()}: "):
+            with exclusive(lock, 0.05):
+                pass
