@@ -182,8 +182,8 @@ class Session:
         self.run.remove_sockets()  # the new QEMU's sockets take the same names
         remade = self._saved_state(failed=saved)
         if remade is None:
-            self.run.log("serial.log").write_text(
-                f"[lab: the saved ready state {saved.stream} failed to load; this VM booted]\n")
+            with self.run.open_log("serial.log", "w") as f:
+                f.write(f"[lab: the saved ready state {saved.stream} failed to load; this VM booted]\n")
         self._launch_qemu(remade)
         if remade is not None:
             try:
