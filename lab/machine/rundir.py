@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 
 from lab.errors import LabError, LogWriteError, UserError
+from lab.host.locks import owner_gone, owner_tag
 
 #: sockaddr_un.sun_path holds 108 bytes with the terminating NUL.
 SUN_PATH_MAX = 107
@@ -16,6 +20,13 @@ LONGEST_SOCKET = "serial.sock"
 MIN_FREE_BYTES = 1 << 20
 #: Where the socket directory goes when the system temp dir's path is too long for one.
 SHORT_BASES = ("/tmp", "/dev/shm")
+#: `lab-PID-XXXXXXXX` (mkdtemp's suffix): the lab's own run directories.
+NAME = re.compile(r"lab-(\d+)-[a-z0-9_]{8}")
+#: The owner's tag, `PID-STARTTIME` (lab/host/locks.py): present while the owner runs, removed
+#: when a failed run's logs are kept on purpose.
+OWNER_FILE = ".lab-owner"
+
+_swept: set[str] = set()  # temp dirs swept by this process
 
 
 def _socket_dir() -> Path:
@@ -23,7 +34,7 @@ def _socket_dir() -> Path:
     dir, or under a short base when that path is too long (a deep TMPDIR)."""
     for base in (None, *SHORT_BASES):
         try:
-            path = Path(tempfile.mkdtemp(prefix="lab-", dir=base))
+            path = Path(tempfile.mkdtemp(prefix=f"lab-{os.getpid()}-", dir=base))
         except OSError:
             continue
         if len(str(path / LONGEST_SOCKET).encode()) <= SUN_PATH_MAX:
@@ -36,7 +47,10 @@ def _socket_dir() -> Path:
 class RunDir:
     """Sockets live in a fresh 0700 directory under the system temp dir (short paths: a unix
     socket path is limited to 107 bytes). Logs go to `log_dir` when given (kept), otherwise
-    beside the sockets, kept only when the run failed or `keep` is set."""
+    beside the sockets, kept only when the run failed or `keep` is set.
+
+    A run killed by SIGKILL cannot remove its directory: the next RunDir of any process sweeps
+    those whose owner has ended (`sweep`)."""
 
     def __init__(self, log_dir: Path | None = None, keep: bool = False) -> None:
         if log_dir is not None:
@@ -50,7 +64,10 @@ class RunDir:
             free = shutil.disk_usage(log_dir).free
             if free < MIN_FREE_BYTES:
                 raise UserError(f"--log-dir {log_dir}: only {free} bytes free (a run needs {MIN_FREE_BYTES})")
+        for base in (None, *SHORT_BASES):
+            sweep(base)
         self.path = _socket_dir()  # mkdtemp creates it with mode 0700
+        (self.path / OWNER_FILE).write_text(owner_tag() + "\n")
         self.logs = Path(log_dir) if log_dir is not None else self.path
         self.keep = keep or log_dir is not None
 
@@ -65,14 +82,57 @@ class RunDir:
     def open_log(self, name: str, mode: str = "ab") -> "LogFile":
         return LogFile(self.log(name), mode)
 
-    def close(self, failed: bool) -> None:
-        """Removes the sockets; removes the logs too unless they must be kept."""
+    def remove_sockets(self) -> None:
         for sock in self.path.glob("*.sock"):
             sock.unlink(missing_ok=True)
+
+    def close(self, failed: bool) -> None:
+        """Removes the sockets; removes the logs too unless they must be kept."""
+        self.remove_sockets()
         if self.logs != self.path:
             shutil.rmtree(self.path, ignore_errors=True)
         elif not (failed or self.keep):
             shutil.rmtree(self.path, ignore_errors=True)
+        else:
+            (self.path / OWNER_FILE).unlink(missing_ok=True)  # kept: no later sweep takes it
+
+
+def sweep(root: str | None = None) -> list[Path]:
+    """Removes the run directories under `root` (the system temp dir) left by lab processes
+    that have ended without closing them (SIGKILL): only directories named as RunDir names them,
+    owned by this user, whose owner file names the same pid as their name, and whose process
+    has ended. Kept logs (no owner file) and everything else are left alone. Once per process
+    and directory."""
+    root = root or tempfile.gettempdir()
+    if root in _swept:
+        return []
+    _swept.add(root)
+    removed = []
+    try:
+        entries = list(os.scandir(root))
+    except OSError:
+        return removed
+    uid = os.geteuid()
+    for entry in entries:
+        m = NAME.fullmatch(entry.name)
+        if m is None:
+            continue
+        try:
+            st = entry.stat(follow_symlinks=False)
+            if not stat.S_ISDIR(st.st_mode) or st.st_uid != uid:
+                continue
+            fd = os.open(os.path.join(entry.path, OWNER_FILE), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            try:
+                tag = os.read(fd, 64).decode().strip()
+            finally:
+                os.close(fd)
+        except (OSError, UnicodeDecodeError):
+            continue
+        pid, _, start = tag.partition("-")
+        if pid == m.group(1) and start.isdigit() and owner_gone(int(pid), start):
+            shutil.rmtree(entry.path, ignore_errors=True)
+            removed.append(Path(entry.path))
+    return removed
 
 
 class LogFile:

@@ -98,6 +98,8 @@ class Session:
         self.restore = restore
         self.states = states
         self.restored: "SavedState | None" = None  # the state this session was restored from
+        self._store: "StateStore | None" = None
+        self._made: "SavedState | None" = None  # the state this session made, if it made one
 
     def __enter__(self) -> "Session":
         try:
@@ -122,6 +124,17 @@ class Session:
         # gdb starts while QEMU comes up; both are owned here from the first instant.
         self.gdb = Gdb(self.run)
         self.gdb.launch()
+        self._launch_qemu(saved)
+        if saved is not None:
+            try:
+                self._restore(saved)
+            except LabError as exc:
+                self._restore_failed(saved, exc)
+        # gdb does not load the ELF: every breakpoint and read is by address, and symbols
+        # come from pyelftools. Loading the kernel's DWARF into gdb only cost start-up time.
+        self.gdb.connect(self.qemu.gdb_socket)
+
+    def _launch_qemu(self, saved: "SavedState | None") -> None:
         self.qemu = QemuMachine(self.profile, self.run, kernel=self.kernel, paused=True,
                                 debug_log=self.debug_log, append=self.append, image=self.image,
                                 incoming=saved is not None)
@@ -135,53 +148,140 @@ class Session:
         self.serial = SerialConsole(self.qemu.serial, self.run)
         log.info("started qemu pid %d, gdb pid %d; run dir %s; logs %s",
                  self.qemu.proc.pid, self.gdb.proc.pid, self.run.path, self.run.logs)
-        if saved is not None:
-            self.qemu.load_state(saved.stream)
-            self.restored = saved
-        # gdb does not load the ELF: every breakpoint and read is by address, and symbols
-        # come from pyelftools. Loading the kernel's DWARF into gdb only cost start-up time.
-        self.gdb.connect(self.qemu.gdb_socket)
 
-    def _saved_state(self) -> "SavedState | None":
+    def _restore(self, saved: "SavedState") -> None:
+        """Loads `saved` into the QEMU launched for it (incoming), if that QEMU is the version
+        that saved it; BadState or the migration's LabError otherwise."""
+        from lab.machine.snapshot import BadState, qemu_version
+
+        version = qemu_version(self.qemu)
+        if saved.qemu_version != version:
+            raise BadState(f"saved by QEMU {saved.qemu_version}; this is QEMU {version}")
+        try:
+            self.qemu.load_state(saved.stream)
+        except OSError as exc:  # removed since it was checked (by a run it failed for)
+            raise BadState(f"cannot be opened ({exc.strerror})") from None
+        self.restored = saved
+
+    def _restore_failed(self, saved: "SavedState", exc: LabError) -> None:
+        """A state that failed to load leaves its QEMU unusable: that QEMU is ended, the state
+        discarded and made again (by the normal path), and a new QEMU restores it; or boots, if
+        no state can be written. One warning line says so. A state made by this very run that
+        fails is discarded too, and the failure raised: making it again would not help."""
+        from lab.machine.snapshot import summary, warn
+
+        if saved is self._made:
+            self._store.discard(saved.key, only=saved)
+            raise exc
+        warn(f"the saved ready state {saved.stream} failed to load ({summary(exc)}); discarded it, "
+             f"booting to make it again")
+        self.serial.close()
+        self.serial = None
+        self.qemu.shutdown()
+        self.qemu = None
+        self.run.remove_sockets()  # the new QEMU's sockets take the same names
+        remade = self._saved_state(failed=saved)
+        if remade is None:
+            with self.run.open_log("serial.log", "w") as f:
+                f.write(f"[lab: the saved ready state {saved.stream} failed to load; this VM booted]\n")
+        self._launch_qemu(remade)
+        if remade is not None:
+            try:
+                self._restore(remade)
+            except LabError:
+                self._store.discard(remade.key, only=remade)
+                raise
+
+    def _saved_state(self, failed: "SavedState | None" = None) -> "SavedState | None":
         """The saved ready state for this kernel, profile and command line, made now (by one
         booted VM, under a lock parallel runs share) if there is none; None for a kernel
-        that cannot have one (no `lab_ready`, or a disk image)."""
+        that cannot have one (no `lab_ready`, or a disk image), or when no state can be
+        written (a warning says why). A state that is there but unusable is discarded under
+        the lock, with a warning, then made again; so is `failed`, one that failed to load."""
+        from contextlib import ExitStack
+
         from lab.host.bootpath import BIOS, bios_image
         from lab.machine.qemu import base_argv
-        from lab.machine.snapshot import StateStore, state_key
+        from lab.machine.snapshot import (LOCK_SLACK, BadState, StateDirUnusable, StateStore,
+                                          state_key, warn)
 
         if self.image is not None or self.kind != ELF64:
             return None
         files = [self.kernel] + ([bios_image(self.kernel)] if self.profile.boot == BIOS else [])
         key = state_key(base_argv(self.profile, self.kernel, self.append), files)
-        store = self.states or StateStore()
-        saved = store.find(key)  # a state exists only for a kernel with lab_ready
-        if saved is None:
-            # Symbols are needed now, not overlapped with QEMU's start: this run boots anyway.
-            self._load_symbols()
-            if self.symbols.lookup(READY_SYMBOL) is None:
+        store = self._store = self.states or StateStore()
+        try:
+            store.prepare()
+        except StateDirUnusable as exc:
+            warn(f"{exc.message}; booting without a saved ready state")
+            return None
+        if failed is None:
+            try:
+                saved = store.find(key)  # a state exists only for a kernel with lab_ready
+            except BadState:
+                saved = None  # checked again under the lock, then discarded
+            if saved is not None:
+                return saved
+        # Symbols are needed now, not overlapped with QEMU's start: this run boots anyway.
+        self._load_symbols()
+        if self.symbols.lookup(READY_SYMBOL) is None:
+            return None
+        with ExitStack() as locked:
+            try:
+                locked.enter_context(store.lock(key, self.ready_timeout + LOCK_SLACK))
+            except LabTimeout as exc:
+                raise LabTimeout(f"{exc.message}; end that process, or pass --fresh to boot "
+                                 f"without saved states") from None
+            except OSError as exc:
+                warn(f"cannot lock a saved ready state in {store.root} ({exc.strerror}); booting "
+                     f"without one")
                 return None
-            with store.lock(key):
-                saved = store.find(key) or self._save_state(store, key)
+            try:
+                saved = store.find(key)
+            except BadState as bad:
+                warn(f"saved ready state {bad.message}; discarded it, making it again")
+                store.discard(key)
+                saved = None
+            if saved is not None and failed is not None and saved.stream_id == failed.stream_id:
+                store.discard(key, only=failed)  # not replaced meanwhile by another run
+                saved = None
+            if saved is None:
+                saved = self._made = self._save_state(store, key)
         return saved
 
-    def _save_state(self, store, key: str) -> "SavedState":
-        from lab.machine.snapshot import park_at_ready
+    def _save_state(self, store, key: str) -> "SavedState | None":
+        """Boots a VM to lab_ready, parks it and saves it as the state `key`; None, with a
+        warning, if the store cannot take it (a full disk, a read-only directory)."""
+        from lab.machine.snapshot import free_space, park_at_ready, qemu_version, summary, warn
 
-        tmp = store.temp_stream(key)
+        def unwritable(why: str) -> None:
+            warn(f"cannot write the saved ready state in {store.root} ({why}); booting without it")
+
+        try:
+            tmp = store.temp_stream(key)
+        except OSError as exc:
+            return unwritable(exc.strerror or str(exc))
         try:
             with Session(self.kernel, self.profile, ready_timeout=self.ready_timeout,
                          append=self.append, symbols=self.symbols_path, restore=False) as s:
                 ready_line = s.boot_to_ready()
                 ready = s.symbols.lookup(READY_SYMBOL).address
                 park_at_ready(s.gdb, s.qemu, ready)
-                s.qemu.save_state(tmp)
+                version = qemu_version(s.qemu)
+                try:
+                    s.qemu.save_state(tmp)
+                except LabError as exc:  # QEMU does not always say why its write failed
+                    return unwritable(f"{summary(exc)}; {free_space(store.root)}")
                 serial = s.serial.tail(1 << 20).rstrip()
+            try:
+                saved = store.publish(key, tmp, {"ready_line": ready_line, "ready_address": ready,
+                                                 "serial": serial, "kernel": str(self.kernel),
+                                                 "profile": self.profile.name, "boot": self.profile.boot,
+                                                 "append": self.append, "qemu_version": version})
+            except OSError as exc:
+                return unwritable(exc.strerror or str(exc))
             log.info("saved the ready state %s", key)
-            return store.publish(key, tmp, {"ready_line": ready_line, "ready_address": ready,
-                                            "serial": serial, "kernel": str(self.kernel),
-                                            "profile": self.profile.name, "boot": self.profile.boot,
-                                            "append": self.append})
+            return saved
         finally:
             tmp.unlink(missing_ok=True)
 
@@ -234,8 +334,10 @@ class Session:
         assert self.gdb and self.restored
         rip = self.gdb.registers(("rip",))["rip"]
         if rip != self.restored.ready_address:
+            self._store.discard(self.restored.key, only=self.restored)  # the next run makes it again
             raise GuestError(f"restored from {self.restored.stream}, the CPU is at {rip:#x}, not at "
-                             f"lab_ready ({self.restored.ready_address:#x})", logs=self.logs)
+                             f"lab_ready ({self.restored.ready_address:#x}); the state is discarded",
+                             logs=self.logs)
         self.ready_line = self.restored.ready_line
         log.info("guest restored at lab_ready: %s", self.ready_line)
         return self.ready_line
