@@ -34,6 +34,8 @@ BINARY = "labkernel"
 BOOTIMAGE_VERSION = "0.10.4"
 LLVM_BIN = Path("/usr/lib/llvm-22/bin")
 LLVM_TOOLS = ("llvm-objdump", "llvm-objcopy", "llvm-ar", "llvm-size")
+#: A build of the lab kernel from scratch takes about a minute here; another lab waits this long.
+BUILD_LOCK_TIMEOUT = 900.0
 TOOLS_DIR = KERNEL_DIR / "target" / "llvm-tools-sysroot"
 HOST = "x86_64-unknown-linux-gnu"
 
@@ -57,7 +59,8 @@ def build_kernel(*, release: bool = False, quiet: bool = False, boot: str = "mul
     require_rust()
     # One build at a time across processes (parallel test workers, two terminals): the second
     # waits, then finds everything fresh and writes nothing, so no VM boots a half-written file.
-    with exclusive(KERNEL_DIR / "target" / ".lab-build.lock"):
+    with exclusive(KERNEL_DIR / "target" / ".lab-build.lock", timeout=BUILD_LOCK_TIMEOUT,
+                   what="the lock of another build of the lab kernel"):
         return _build_locked(release=release, quiet=quiet, boot=boot, force=force)
 
 

@@ -58,7 +58,10 @@ class SerialConsole:
     def _drain_while_idle(self) -> None:
         """The drain thread: reads whenever the guest has sent something, until EOF or close."""
         while True:
-            ready, _, _ = select.select([self.sock, self._wake_r], [], [])
+            try:
+                ready, _, _ = select.select([self.sock, self._wake_r], [], [])
+            except (OSError, ValueError):
+                return  # the socket was closed (QEMU ended, the session is closing): nothing to drain
             if self._wake_r in ready:
                 return
             with self._lock:
