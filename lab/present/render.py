@@ -11,7 +11,10 @@ from lab.checks.base import Check, Verdict
 from lab.present.rows import gdt_rows, idt_rows, tss_rows
 from lab.x86.vectors import mnemonic
 
-VERDICT_STYLE = {Verdict.PASS: "bold green", Verdict.FAIL: "bold red", Verdict.SKIP: "yellow"}
+VERDICT_STYLE = {Verdict.PASS: "bold green", Verdict.FAIL: "bold red", Verdict.WARN: "bold yellow",
+                 Verdict.INFO: "blue", Verdict.SKIP: "dim", Verdict.WAIVED: "magenta"}
+#: Always counted in a summary line, even at zero; the other verdicts only when present.
+ALWAYS_COUNTED = (Verdict.PASS, Verdict.FAIL)
 
 
 def _hex(v: int, width: int = 0) -> str:
@@ -62,6 +65,13 @@ def checks_table(checks: list[Check], title: str = "Checks") -> Table:
     return t
 
 
+def verdict_line(checks: list[Check]) -> str:
+    """"12 PASS 0 FAIL 1 WARN 2 INFO": PASS and FAIL always, the others when there are any."""
+    counts = {vd: sum(1 for c in checks if c.verdict is vd) for vd in Verdict}
+    return " ".join(f"[{VERDICT_STYLE[vd]}]{n} {vd.value}[/]" for vd, n in counts.items()
+                    if n or vd in ALWAYS_COUNTED)
+
+
 def print_report(report, console: Console) -> None:
     v = report.view
     cpu = v.state.cpu
@@ -74,9 +84,10 @@ def print_report(report, console: Console) -> None:
     console.print(gdt_table(gdt_rows(v)))
     console.print(tss_table(tss_rows(v)))
     console.print(checks_table(report.checks))
-    counts = {vd: sum(1 for c in report.checks if c.verdict is vd) for vd in Verdict}
-    console.print(" ".join(f"[{VERDICT_STYLE[vd]}]{n} {vd.value}[/]" for vd, n in counts.items())
-                  + f"   ({report.timings.get('total', 0):.3f} s)")
+    for id, reason in getattr(report, "unused_waivers", {}).items():
+        console.print(f"[yellow]unused waiver[/] {escape(id)}: no FAIL or WARN to waive "
+                      f"({escape(reason)})")
+    console.print(verdict_line(report.checks) + f"   ({report.timings.get('total', 0):.3f} s)")
 
 
 OUTCOME_STYLE = {"PASS": "bold green", "FAIL": "bold red", "DEVIATION": "bold yellow", "SKIP": "dim"}

@@ -6,9 +6,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lab.checks.base import Check, Verdict
+from lab.checks.base import Check, Verdict, summary as verdict_counts
 from lab.checks.view import View, decode
 from lab.checks.inspect import run_all
+from lab.checks.waivers import apply_waivers
 from lab.present.rows import gdt_rows, idt_rows, tss_rows
 from lab.machine.session import Session, Stop
 from lab.runs.vm import VmSpec
@@ -24,9 +25,12 @@ class InspectReport:
     view: View
     checks: list[Check]
     timings: dict[str, float] = field(default_factory=dict)
+    #: waivers that matched no FAIL or WARN ({check id: reason}): the caller reports them
+    unused_waivers: dict[str, str] = field(default_factory=dict)
 
     @property
     def failed(self) -> list[Check]:
+        """The FAILs (WARN, INFO, SKIP and WAIVED never fail a run)."""
         return [c for c in self.checks if c.verdict is Verdict.FAIL]
 
     # -- typed views, for the Python API (lab/api) --------------------------------------------
@@ -76,11 +80,13 @@ class InspectReport:
                 "cr0": cpu.values.get("CR0"), "cr3": cpu.values.get("CR3"),
                 "cr4": cpu.values.get("CR4"), "efer": cpu.values.get("EFER"),
             },
+            "sev": self.view.state.sev,
             "idt": idt_rows(self.view),
             "gdt": gdt_rows(self.view),
             "tss": tss_rows(self.view),
             "checks": [c.to_json() for c in self.checks],
-            "summary": {v.value: sum(1 for c in self.checks if c.verdict is v) for v in Verdict},
+            "summary": verdict_counts(self.checks),
+            "unused_waivers": self.unused_waivers,
             "timings": self.timings,
         }
 
@@ -88,10 +94,12 @@ class InspectReport:
 def inspect(kernel: Path | None, profile: Profile, *, log_dir: Path | None = None,
             ready_timeout: float = 10.0, stop: Stop = Stop(), append: str | None = None,
             image: Path | None = None, symbols: Path | None = None,
-            restore: bool = True) -> InspectReport:
+            restore: bool = True, waivers: dict[str, str] | None = None) -> InspectReport:
     """Boots, stops (at the lab kernel's ready point, or `stop`), reads and checks the tables.
     Any x86-64 kernel: symbols are optional, and only the generic tier needs none. `restore`
-    as Session's (a stop other than the ready point always boots)."""
+    as Session's (a stop other than the ready point always boots). `waivers` ({check id:
+    reason}, lab.toml's) turn expected FAILs and WARNs into WAIVED; the report names the
+    unused ones."""
     t0 = time.monotonic()
     with Session(kernel, profile, log_dir=log_dir, ready_timeout=ready_timeout, append=append,
                  image=image, symbols=symbols, restore=restore if stop.is_ready else False) as s:
@@ -102,15 +110,15 @@ def inspect(kernel: Path | None, profile: Profile, *, log_dir: Path | None = Non
         require_long_mode(state.cpu, ready)
         t_read = time.monotonic()
     view = decode(state, s.symbols)
-    checks = run_all(view)
+    checks, unused = apply_waivers(run_all(view), waivers or {})
     t_done = time.monotonic()
     timings = {"restored": s.restored is not None, "start": t_started - t0, "boot_to_ready": t_ready - t_started,
                "read": t_read - t_ready, "teardown_decode_check": t_done - t_read,
                "total": t_done - t0}
-    return InspectReport(kernel or image, profile.name, ready, view, checks, timings)
+    return InspectReport(kernel or image, profile.name, ready, view, checks, timings, unused)
 
 
-def run_inspect(vm: VmSpec, stop: Stop = Stop()) -> InspectReport:
+def run_inspect(vm: VmSpec, stop: Stop = Stop(), waivers: dict[str, str] | None = None) -> InspectReport:
     return inspect(vm.kernel, vm.profile, log_dir=vm.log_dir, ready_timeout=vm.ready_timeout,
                    stop=stop, append=vm.append, image=vm.image, symbols=vm.symbols,
-                   restore=vm.restore)
+                   restore=vm.restore, waivers=waivers)
