@@ -1,19 +1,62 @@
-"""Invariants that hold for any correct x86-64 long-mode kernel (SDM vol. 3A ch. 3, 6, 8)."""
+"""Invariants that hold for any correct x86-64 long-mode kernel (SDM vol. 3A ch. 3, 5, 6, 8).
+
+Severities (README, "The checks"): FAIL only where the CPU will misbehave when that path is
+taken; WARN for what is legal but risky or unusual, with the reason; INFO for what is noted.
+"""
 
 from __future__ import annotations
 
-from lab.checks.base import Check, Checks, Verdict, verdict
+from lab.checks.base import Check, Checks, Verdict
 from lab.checks.view import View
+from lab.target.cpu import first_push
 from lab.x86.addr import is_canonical
 from lab.x86.idt import GATE, GATE_TYPE_INTERRUPT, GATE_TYPE_TRAP
 from lab.x86.tss import TSS
-from lab.x86.vectors import DF, FIRST_USER_VECTOR, mnemonic
+from lab.x86.vectors import DF, FIRST_USER_VECTOR, VC, mnemonic
 
 TIER = "generic"
 C = Checks(TIER)
 STACK_ALIGN = 16  # SDM §6.14.2: the CPU aligns RSP to 16 bytes before pushing the frame
+EFER_NXE = 1 << 11  # IA32_EFER.NXE (SDM vol. 3A §2.2.1): XD honoured; reserved when clear
+CR4_SMEP = 1 << 20  # CR4.SMEP (SDM vol. 3A §2.5): no supervisor fetch from user pages
 
 
+def _ranges(vectors: list[int]) -> str:
+    """"vector 6 (#UD)" or "vectors 32-47, 50"."""
+    vs = sorted(set(vectors))
+    if len(vs) == 1:
+        return f"vector {vs[0]} ({mnemonic(vs[0])})"
+    runs, start = [], vs[0]
+    for a, b in zip(vs, vs[1:] + [None]):
+        if b != a + 1:
+            runs.append(f"{start}" if start == a else f"{start}-{a}")
+            start = b
+    return "vectors " + ", ".join(runs)
+
+
+def _by_handler(gates) -> dict[int, list[int]]:
+    out: dict[int, list[int]] = {}
+    for g in gates:
+        out.setdefault(g.offset, []).append(g.vector)
+    return out
+
+
+def _handlers_line(found: list[tuple[int, list[int]]], what: str) -> str:
+    """One line for the handlers in `found` [(offset, vectors)] that share `what` (a phrase
+    that follows "is"/"are")."""
+    offsets = sorted(o for o, _ in found)
+    vectors = [n for _, vs in found for n in vs]
+    where = (f"handler {offsets[0]:#x} is" if len(offsets) == 1 else
+             f"{len(offsets)} handlers at {offsets[0]:#x}-{offsets[-1]:#x} are")
+    return f"{_ranges(vectors)}: {where} {what}"
+
+
+def _grouped(found: list[tuple[int, list[int], str]], tail: str) -> list[str]:
+    """[(offset, vectors, problem)] -> one line per problem, each ending with `tail`."""
+    by: dict[str, list[tuple[int, list[int]]]] = {}
+    for offset, vectors, problem in found:
+        by.setdefault(problem, []).append((offset, vectors))
+    return [_handlers_line(items, problem + tail) for problem, items in by.items()]
 
 
 def idt_limit(v: View) -> Check:
@@ -25,24 +68,73 @@ def idt_limit(v: View) -> Check:
         problems.append(f"IDTR limit {idtr.limit:#x} does not cover vectors 0-31 "
                         f"(needs >= {FIRST_USER_VECTOR * GATE.size - 1:#x})")
     return C.problems("idt.limit", "IDTR covers the 32 exception vectors in whole gates", problems,
-                  f"IDTR base {idtr.base:#x} limit {idtr.limit:#x}: {idtr.size // GATE.size} gates")
+                      f"IDTR base {idtr.base:#x} limit {idtr.limit:#x}: {idtr.size // GATE.size} gates")
 
 
 def gate_offsets_canonical(v: View) -> Check:
     problems = [f"vector {g.vector} ({g.mnemonic}): offset {g.offset:#x} is not canonical"
                 for g in v.present_gates if not is_canonical(g.offset)]
     return C.problems("idt.offset-canonical", "every present gate's handler offset is canonical",
-                  problems, f"{len(v.present_gates)} present gates, all canonical")
+                      problems, f"{len(v.present_gates)} present gates, all canonical")
+
+
+def _fetch_problem(v: View, t) -> str | None:
+    """Why the CPU cannot fetch a handler's first instruction at CPL 0, or None if it can."""
+    efer, cr4 = v.state.cpu.values.get("EFER", 0), v.state.cpu.values.get("CR4", 0)
+    if t is None:
+        return "not walked"
+    if t.physical is None:
+        return f"not mapped ({t.fault})"
+    if not t.executable:
+        return ("in a no-execute page (XD set)" if efer & EFER_NXE else
+                "under an entry with XD set while EFER.NXE=0, a reserved bit")
+    if cr4 & CR4_SMEP and t.user:
+        return "in a user page while CR4.SMEP=1 (no supervisor fetch from user pages)"
+    return None
 
 
 def gate_handlers_resolve(v: View) -> Check:
+    """A handler outside every symbol is not wrong by itself: kernels build IRQ stubs and
+    trampolines at run time. What the CPU needs is code it can fetch there."""
     title = "every present gate's handler resolves to a kernel symbol"
     if not len(v.symbols):
-        return C.make("idt.handler-symbol", title, Verdict.SKIP, ("no symbols for this kernel",))
-    problems = [f"vector {g.vector} ({g.mnemonic}): {g.offset:#x} is inside no symbol"
-                for g in v.present_gates if v.symbols.resolve(g.offset) is None]
-    return C.problems("idt.handler-symbol", title, problems,
-                  f"{len(v.present_gates)} handlers, all inside kernel symbols")
+        return C.skip("idt.handler-symbol", title, "no symbols for this kernel")
+    stub = v.symbol_table_stub()
+    if stub:
+        return C.skip("idt.handler-symbol", title, stub)
+    outside = [g for g in v.present_gates if v.symbols.resolve(g.offset) is None and is_canonical(g.offset)]
+    walks = v.state.handler_walks
+    fail, warn, info = [], [], []
+    if walks is None and outside:
+        warn.append(_handlers_line(list(_by_handler(outside).items()),
+                                   "inside no symbol, and the page tables were not read, so whether "
+                                   "code is there is unknown"))
+    elif outside:
+        found = [(o, vs, _fetch_problem(v, walks.get(o))) for o, vs in _by_handler(outside).items()]
+        fail = _grouped([(o, vs, "inside no symbol and " + p) for o, vs, p in found if p],
+                        ": no code is there (idt.handler-mapped)")
+        runtime = [(o, vs) for o, vs, p in found if not p]
+        if runtime:
+            info.append(_handlers_line(runtime, "inside no symbol, in mapped executable memory: code made "
+                                                "at run time (IRQ stubs, trampolines)"))
+    named = len(v.present_gates) - len(outside)
+    return C.findings("idt.handler-symbol", title, f"{len(v.present_gates)} handlers, all inside kernel symbols",
+                      fail=fail, warn=warn, info=info, context=f"{named} handler(s) inside kernel symbols")
+
+
+def gate_handlers_mapped(v: View) -> Check:
+    """Delivery ends with a fetch from the handler: a handler the CPU cannot fetch at CPL 0
+    faults (#PF) during delivery, which escalates to #DF, and a #DF handler to a shutdown."""
+    title = "every present gate's handler is mapped and executable at CPL 0, walked from CR3"
+    walks = v.state.handler_walks
+    if walks is None or (v.present_gates and not walks):
+        return C.skip("idt.handler-mapped", title, "the page tables were not read")
+    gates = [g for g in v.present_gates if is_canonical(g.offset)]  # idt.offset-canonical: the rest
+    found = [(o, vs, _fetch_problem(v, walks.get(o))) for o, vs in _by_handler(gates).items()]
+    fail = _grouped([x for x in found if x[2]], ": delivery faults (#PF) fetching the first instruction")
+    pages = {walks[o].physical & ~0xFFF for o, _, p in found if not p}
+    return C.findings("idt.handler-mapped", title,
+                      f"{len(gates)} handlers in {len(pages)} page(s), all mapped executable", fail=fail)
 
 
 def gate_types(v: View) -> Check:
@@ -54,7 +146,7 @@ def gate_types(v: View) -> Check:
         if not g.reserved_bits_zero:
             problems.append(f"vector {g.vector}: reserved bits set in {g.raw.hex(' ')}")
     return C.problems("idt.gate-type", "present gates are 64-bit interrupt/trap gates with reserved bits clear",
-                  problems, f"{len(v.present_gates)} gates well-formed")
+                      problems, f"{len(v.present_gates)} gates well-formed")
 
 
 def gate_selectors(v: View) -> Check:
@@ -68,7 +160,7 @@ def gate_selectors(v: View) -> Check:
             problems.append(f"{where}: names {d.kind} P={d.present} L={d.l} D={d.db} DPL={d.dpl}, "
                             f"not a present 64-bit ring-0 code segment")
     return C.problems("idt.selector", "gate selectors name a present 64-bit ring-0 code descriptor (L=1, D=0)",
-                  problems, f"{len({g.selector for g in v.present_gates})} distinct selector(s), all kernel code64")
+                      problems, f"{len({g.selector for g in v.present_gates})} distinct selector(s), all kernel code64")
 
 
 def gdt_null(v: View) -> Check:
@@ -78,12 +170,24 @@ def gdt_null(v: View) -> Check:
     return C.problems("gdt.null", "GDT entry 0 is the null descriptor", problems, "entry 0 is null")
 
 
+def _tss_needed(v: View) -> list[str]:
+    """What makes the CPU read the TSS: an IST gate, or code outside ring 0 (RSP0)."""
+    return ([f"IST{n} ({_ranges(v.ist_users(n))})" for n in v.used_ist_slots()]
+            + v.outer_rings())
+
+
 def tr_descriptor(v: View) -> Check:
+    title = "TR selects a present, busy 64-bit TSS covering 104 bytes"
     tr = v.state.cpu.tr
     d = v.tr_descriptor
     problems = []
     if tr.selector == 0:
-        problems.append("TR is the null selector: no TSS loaded")
+        needs = _tss_needed(v)
+        if not needs:
+            return C.info("tss.tr-descriptor", title, (
+                "TR is null: no TSS loaded, and nothing needs one: no gate uses an IST, and "
+                + v.ring0_only(),))
+        problems.append("TR is the null selector: no TSS loaded, but " + "; ".join(needs) + " need one")
     elif d is None:
         problems.append(f"TR selector {tr.selector:#06x} names no GDT entry")
     else:
@@ -95,97 +199,132 @@ def tr_descriptor(v: View) -> Check:
             problems.append(f"TSS limit {d.limit:#x} does not cover the {TSS.size}-byte TSS (needs >= {TSS.size - 1:#x})")
         if d.base != tr.base:
             problems.append(f"descriptor base {d.base:#x} differs from TR's cached base {tr.base:#x}")
-    return C.problems("tss.tr-descriptor", "TR selects a present, busy 64-bit TSS covering 104 bytes",
-                  problems, f"TR {tr.selector:#06x}: base {tr.base:#x} limit {tr.limit:#x} busy TSS64")
+    return C.problems("tss.tr-descriptor", title, problems,
+                      f"TR {tr.selector:#06x}: base {tr.base:#x} limit {tr.limit:#x} busy TSS64")
 
 
-def _used_stacks(v: View) -> list[tuple[str, int]]:
-    """RSP0 and each IST slot a present gate uses, as (name, pointer)."""
+def _stacks(v: View) -> list[tuple[str, int, bool]]:
+    """RSP0 and each IST slot a present gate uses, as (name, pointer, used): RSP0 is used only
+    when code can run outside ring 0 (View.outer_rings)."""
     assert v.tss is not None
-    out = [("RSP0", v.tss.rsp[0])]
-    out += [(f"IST{n}", v.tss.ist_slot(n)) for n in v.used_ist_slots()]
+    out = [("RSP0", v.tss.rsp[0], v.rsp0_used)]
+    out += [(f"IST{n}", v.tss.ist_slot(n), True) for n in v.used_ist_slots()]
     return out
 
 
-def _no_tss(id: str, title: str) -> Check:
-    return C.make(id, title, Verdict.FAIL, ("no readable TSS (TR null or TSS unreadable)",))
+def _who(v: View, name: str) -> str:
+    users = v.ist_users(int(name[3:])) if name.startswith("IST") else []
+    return f"{name} (vector {', '.join(f'{n} {mnemonic(n)}' for n in users)})" if users else name
+
+
+def _no_tss(v: View, id: str, title: str) -> Check:
+    if v.state.cpu.tr.selector == 0 and not _tss_needed(v):
+        return C.skip(id, title, "no TSS loaded, and nothing needs one (tss.tr-descriptor)")
+    return C.fail(id, title, ("no readable TSS (TR null or TSS unreadable)",))
 
 
 def stack_pointers(v: View) -> Check:
+    """A used stack pointer of 0 or non-canonical breaks delivery; a misaligned one does not,
+    since the CPU aligns RSP down to 16 before it pushes (SDM §6.14.2)."""
     title = "RSP0 and every IST slot in use are non-zero, canonical and 16-byte aligned"
     if v.tss is None:
-        return _no_tss("tss.stack-alignment", title)
-    problems = []
-    for name, ptr in _used_stacks(v):
+        return _no_tss(v, "tss.stack-alignment", title)
+    fail, warn, info = [], [], []
+    for name, ptr, used in _stacks(v):
         if ptr == 0:
-            problems.append(f"{name} is 0")
+            line, sev = (f"{name} is 0: the CPU would push the frame at {first_push(0):#x}, the top of "
+                         f"the address space"), fail
         elif not is_canonical(ptr):
-            problems.append(f"{name} {ptr:#x} is not canonical")
+            line, sev = f"{name} {ptr:#x} is not canonical: delivery faults when the CPU loads it", fail
         elif ptr % STACK_ALIGN:
-            problems.append(f"{name} {ptr:#x} is not {STACK_ALIGN}-byte aligned (off by {ptr % STACK_ALIGN})")
-    return C.problems("tss.stack-alignment", title, problems,
-                  ", ".join(f"{n}={p:#x}" for n, p in _used_stacks(v)))
+            off = ptr % STACK_ALIGN
+            line, sev = (f"{name} {ptr:#x} is {off} bytes off {STACK_ALIGN}: the CPU aligns RSP down to "
+                         f"{ptr - off:#x} before it pushes (SDM §6.14.2), so the frame starts {off} bytes "
+                         f"lower than the pointer says; harmless to the CPU, but code that finds the frame "
+                         f"from the TSS value is {off} bytes off"), warn
+        else:
+            continue
+        if not used:
+            line, sev = f"{line}; but {v.ring0_only()}", info
+        sev.append(line)
+    return C.findings("tss.stack-alignment", title, ", ".join(f"{n}={p:#x}" for n, p, _ in _stacks(v)),
+                      fail=fail, warn=warn, info=info)
 
 
 def stacks_mapped(v: View) -> Check:
-    """The CPU pushes the first frame slot just below RSP0 or the IST pointer; if that page is
-    not mapped writable, delivery faults and, for #DF, the CPU shuts down (SDM §6.14.5)."""
+    """The CPU pushes the first frame slot just below RSP0 or the IST pointer (aligned down to
+    16); if that page is not mapped writable, delivery faults and, for #DF, the CPU shuts down
+    (SDM §6.14.5)."""
     title = "RSP0 and every IST slot in use are mapped writable, walked from CR3"
     if v.tss is None:
-        return _no_tss("tss.stacks-mapped", title)
+        return _no_tss(v, "tss.stacks-mapped", title)
     walks = v.state.stack_walks
     if walks is None:
-        return C.make("tss.stacks-mapped", title, Verdict.SKIP, ("the page tables were not read",))
-    problems, seen = [], []
-    for name, ptr in _used_stacks(v):
+        return C.skip("tss.stacks-mapped", title, "the page tables were not read")
+    fail, warn, info, seen = [], [], [], []
+    for name, ptr, used in _stacks(v):
         if ptr == 0 or not is_canonical(ptr):
             continue  # tss.stack-alignment reports these
         t = walks.get(ptr)
-        users = [g.vector for g in v.present_gates if name == f"IST{g.ist}"]
-        who = f"{name} (vector {', '.join(f'{n} {mnemonic(n)}' for n in users)})" if users else name
+        who = _who(v, name)
         if t is None:
-            problems.append(f"{who} {ptr:#x}: no page walk")
-        elif t.physical is None:
-            problems.append(f"{who} {ptr:#x}: {t.va:#x} is not mapped ({t.fault})")
-        elif not t.writable:
-            problems.append(f"{who} {ptr:#x}: {t.va:#x} is mapped read-only")
-        else:
+            fail.append(f"{who} {ptr:#x}: no page walk")
+            continue
+        if t.physical is not None and t.writable:
             seen.append(f"{name} -> {t.physical & ~0xFFF:#x}")
-    return C.problems("tss.stacks-mapped", title, problems, "top pages mapped writable: " + ", ".join(seen))
+            continue
+        line = (f"{who} {ptr:#x}: {t.va:#x} is not mapped ({t.fault})" if t.physical is None
+                else f"{who} {ptr:#x}: {t.va:#x} is mapped read-only")
+        why_not_vc = v.sev_es_inactive()
+        if not used:
+            info.append(f"{line}; but {v.ring0_only()}")
+        elif name.startswith("IST") and set(v.ist_users(int(name[3:]))) == {VC} and why_not_vc:
+            warn.append(f"{line}: only an SEV-ES guest raises #VC, and {why_not_vc} (Linux maps its #VC "
+                        f"stacks only in SEV-ES guests)")
+        else:
+            fail.append(line)
+    return C.findings("tss.stacks-mapped", title, "top pages mapped writable: " + ", ".join(seen),
+                      fail=fail, warn=warn, info=info,
+                      context=("top pages mapped writable: " + ", ".join(seen)) if seen else "")
 
 
 def double_fault_ist(v: View) -> Check:
     title = "#DF runs on an IST stack distinct from RSP0's"
-    if v.tss is None:
-        return _no_tss("idt.df-ist", title)
     gate = v.idt[DF] if len(v.idt) > DF else None
     if gate is None or not gate.present:
-        return C.make("idt.df-ist", title, Verdict.FAIL, ("vector 8 (#DF) has no present gate",))
+        where = "is beyond the IDT limit" if gate is None else "is not present"
+        return C.fail("idt.df-ist", title, (
+            f"vector 8 (#DF) gate {where}: delivering a #DF then faults (#GP or #NP), and a fault "
+            f"while delivering #DF shuts the CPU down (triple fault, SDM §6.15)",))
     if gate.ist == 0:
-        return C.make("idt.df-ist", title, Verdict.FAIL,
-                     ("vector 8 (#DF) gate has IST=0: a #DF from a kernel stack overflow would be "
-                      "delivered on the overflowed stack and triple-fault",))
+        return C.warn("idt.df-ist", title, (
+            "vector 8 (#DF) gate has IST=0: #DF runs on whatever stack was in use, so a #DF caused by "
+            "a kernel stack overflow would be delivered on the overflowed stack and triple-fault; "
+            "safe only if the kernel's stacks cannot overflow",))
+    if v.tss is None:
+        return _no_tss(v, "idt.df-ist", title)
     ptr, rsp0 = v.tss.ist_slot(gate.ist), v.tss.rsp[0]
     problems = []
     if ptr == 0:
         problems.append(f"#DF uses IST{gate.ist}, which is 0")
-    elif ptr == rsp0:
-        problems.append(f"IST{gate.ist} {ptr:#x} equals RSP0")
-    else:
+    elif v.rsp0_used and ptr == rsp0:
+        problems.append(f"IST{gate.ist} {ptr:#x} equals RSP0: a #DF in a handler entered from an outer "
+                        f"ring overwrites that handler's frame")
+    elif v.rsp0_used:
         a, b = v.symbols.stack_ending_at(ptr, None), v.symbols.stack_ending_at(rsp0, None)
         if a is not None and a == b:
             problems.append(f"IST{gate.ist} and RSP0 are both in {a.name}")
     where = v.symbols.describe(ptr - 1) if ptr else ""
     return C.problems("idt.df-ist", title, problems,
-                  f"#DF gate IST{gate.ist} -> {ptr:#x}" + (f" (top of {where.split('+')[0]})" if where else "")
-                  + f", RSP0 {rsp0:#x}")
+                      f"#DF gate IST{gate.ist} -> {ptr:#x}" + (f" (top of {where.split('+')[0]})" if where else "")
+                      + (f", RSP0 {rsp0:#x}" if v.rsp0_used else ", RSP0 unused"))
 
 
 def stacks_distinct(v: View) -> Check:
     title = "RSP0 and the IST stacks in use are pairwise distinct"
     if v.tss is None:
-        return _no_tss("tss.stacks-distinct", title)
-    used = _used_stacks(v)
+        return _no_tss(v, "tss.stacks-distinct", title)
+    used = [(n, p) for n, p, u in _stacks(v) if u]
     problems = []
     for i, (na, pa) in enumerate(used):
         for nb, pb in used[i + 1:]:
@@ -195,11 +334,13 @@ def stacks_distinct(v: View) -> Check:
                 sa, sb = v.symbols.stack_ending_at(pa, None), v.symbols.stack_ending_at(pb, None)
                 if sa is not None and sb is not None and sa.address < sb.end and sb.address < sa.end:
                     problems.append(f"{na} ({sa.name}) and {nb} ({sb.name}) overlap")
-    return C.problems("tss.stacks-distinct", title, problems, f"{len(used)} distinct stacks")
+    return C.problems("tss.stacks-distinct", title, problems,
+                      f"{len(used)} distinct stacks" + ("" if v.rsp0_used else " (RSP0 unused)"))
 
 
-CHECKS = (idt_limit, gate_offsets_canonical, gate_handlers_resolve, gate_types, gate_selectors,
-          gdt_null, tr_descriptor, stack_pointers, stacks_mapped, double_fault_ist, stacks_distinct)
+CHECKS = (idt_limit, gate_offsets_canonical, gate_handlers_resolve, gate_handlers_mapped, gate_types,
+          gate_selectors, gdt_null, tr_descriptor, stack_pointers, stacks_mapped, double_fault_ist,
+          stacks_distinct)
 
 
 def run(v: View) -> list[Check]:

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 
 from lab.errors import GuestError, UserError
 from lab.target.memory import phys_reader
+from lab.x86.addr import is_canonical
+from lab.x86.idt import GATE, decode_idt
 from lab.x86.paging import walk
 from lab.x86.tss import TSS
 
@@ -100,12 +102,22 @@ class TargetState:
     idt: bytes
     gdt: bytes
     tss: bytes  # TR.limit + 1 bytes at TR.base (empty if TR is null)
-    #: {stack pointer: the page walk, from CR3, of the qword just below it (the first slot the
-    #: CPU pushes to)} for RSP0 and every non-zero IST slot; None when not read.
+    #: {stack pointer: the page walk, from CR3, of the first qword the CPU pushes to (the
+    #: pointer aligned down to 16, minus 8)} for RSP0 and every non-zero IST slot; None when
+    #: not read.
     stack_walks: dict | None = None
+    #: {handler address: its page walk from CR3} for every present gate's canonical handler
+    #: offset; None when not read.
+    handler_walks: dict | None = None
+    #: QEMU's own word on SEV for this VM: the first line of HMP `info sev` ("SEV is not
+    #: enabled" on TCG and on KVM without SEV); None when not read.
+    sev: str | None = None
 
 
 MAX_TABLE_BYTES = 64 * 1024
+#: SDM §6.14.2: in 64-bit mode the CPU aligns the new RSP down to 16 bytes before it pushes.
+STACK_ALIGN = 16
+U64 = (1 << 64) - 1
 
 
 def read_state(gdb) -> TargetState:
@@ -118,18 +130,54 @@ def read_state(gdb) -> TargetState:
     gdt = gdb.read_memory(cpu.gdtr.base, cpu.gdtr.size)
     tr = cpu.tr
     tss = gdb.read_memory(tr.base, min(tr.limit + 1, MAX_TABLE_BYTES)) if tr.selector else b""
-    return TargetState(cpu, idt, gdt, tss, walk_stack_tops(cpu, tss, gdb.monitor))
+    read = cached(phys_reader(gdb.monitor))  # the stacks and handlers share the upper levels
+    return TargetState(cpu, idt, gdt, tss, walk_stack_tops(cpu, tss, gdb.monitor, read=read),
+                       walk_handlers(cpu, idt, read), info_sev(gdb.monitor))
 
 
-def walk_stack_tops(cpu: CpuInfo, tss: bytes, monitor) -> dict:
-    """Walks CR3's page tables (physical reads through QEMU's `xp`) for the qword below RSP0
-    and below each non-zero IST slot of `tss`."""
+def cached(read_phys):
+    """`read_phys` remembering what it read: one stopped CPU's page tables do not change."""
+    seen: dict[tuple[int, int], bytes] = {}
+
+    def read(address: int, length: int) -> bytes:
+        key = (address, length)
+        if key not in seen:
+            seen[key] = read_phys(address, length)
+        return seen[key]
+    return read
+
+
+def first_push(pointer: int) -> int:
+    """The address of the first qword the CPU writes when it switches to the stack whose
+    top is `pointer`: the pointer aligned down to 16, minus 8 (SDM §6.14.2)."""
+    return ((pointer & ~(STACK_ALIGN - 1)) - 8) & U64
+
+
+def walk_stack_tops(cpu: CpuInfo, tss: bytes, monitor, read=None) -> dict:
+    """Walks CR3's page tables (physical reads through QEMU's `xp`, or `read`) for the first
+    qword the CPU pushes below RSP0 and below each non-zero IST slot of `tss`."""
     if len(tss) < TSS.size or "CR3" not in cpu.values:
         return {}
     fields = TSS.decode(tss[:TSS.size])
     pointers = {fields["rsp0"]} | {fields[f"ist{n}"] for n in range(1, 8)}
-    read = phys_reader(monitor)
-    return {p: walk(cpu.values["CR3"], p - 8, read) for p in sorted(pointers) if p}
+    read = read or phys_reader(monitor)
+    return {p: walk(cpu.values["CR3"], first_push(p), read) for p in sorted(pointers) if p}
+
+
+def walk_handlers(cpu: CpuInfo, idt: bytes, read) -> dict:
+    """Walks CR3's page tables for the first byte of every present gate's handler (canonical
+    offsets only: the others cannot be walked)."""
+    if "CR3" not in cpu.values:
+        return {}
+    gates = decode_idt(idt[: len(idt) // GATE.size * GATE.size])
+    offsets = sorted({g.offset for g in gates if g.present and is_canonical(g.offset)})
+    return {o: walk(cpu.values["CR3"], o, read) for o in offsets}
+
+
+def info_sev(monitor) -> str:
+    """The first line of QEMU's HMP `info sev`."""
+    lines = monitor("info sev").strip().splitlines()
+    return lines[0].strip() if lines else ""
 
 
 def read_tss_rsp0(read_memory, monitor) -> int:

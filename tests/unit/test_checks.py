@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import struct
+from pathlib import Path
 
 import pytest
 
@@ -16,8 +17,10 @@ from lab.labkernel import contract
 from lab.checks.base import Verdict
 from lab.checks.view import decode
 from lab.checks.inspect import run_all
+from lab.target.memory import phys_reader
 from lab.target.symbols import Symbol, Symbols
-from lab.target.cpu import CpuInfo, SegmentRegister, TableRegister, TargetState, walk_stack_tops
+from lab.target.cpu import (CpuInfo, SegmentRegister, TableRegister, TargetState, cached, walk_handlers,
+                            walk_stack_tops)
 from lab.x86.gdt import SYSTEM_TYPE_TSS_AVAILABLE, SYSTEM_TYPE_TSS_BUSY, encode_system
 from lab.x86.idt import encode_gate
 from lab.x86.tss import encode_tss
@@ -43,15 +46,20 @@ def handler(v: int) -> int:
 
 #: Page tables for the first 2 MiB, 4 KiB pages (physical memory as {address: qword}).
 PML4_AT, PDPT_AT, PD_AT, PT_AT = 0x1000, 0x2000, 0x3000, 0x4000
-P, RW = 1, 2
+P, RW, US, XD = 1, 2, 4, 1 << 63
+EFER_LMA_LME_NXE = 0xD00
+NOT_A_STACK = 0x150000  # mapped, in no symbol: for handlers made at run time, stacks elsewhere
+UNMAPPED = 0x160000
 
 
-def page_tables(unmapped=(), read_only=()) -> dict[int, int]:
-    mem = {PML4_AT: PDPT_AT | P | RW, PDPT_AT: PD_AT | P | RW, PD_AT: PT_AT | P | RW}
+def page_tables(unmapped=(UNMAPPED,), read_only=(), nx=(), user=()) -> dict[int, int]:
+    """The upper levels allow everything (P RW US, no XD): the PT entry decides."""
+    mem = {PML4_AT: PDPT_AT | P | RW | US, PDPT_AT: PD_AT | P | RW | US, PD_AT: PT_AT | P | RW | US}
     for i in range(512):
         page = i * 4096
         if page not in unmapped:
-            mem[PT_AT + 8 * i] = page | P | (0 if page in read_only else RW)
+            mem[PT_AT + 8 * i] = (page | P | (0 if page in read_only else RW) | (XD if page in nx else 0)
+                                  | (US if page in user else 0))
     return mem
 
 
@@ -65,7 +73,11 @@ def xp_monitor(mem: dict[int, int]):
 
 
 def make(*, gates=None, gdt=None, tss=None, idtr_limit=None, tr_selector=0x28, decl=None,
-         symbols_extra=(), pages=None) -> tuple[TargetState, Symbols]:
+         symbols_extra=(), pages=None, values=None, segments=None, sev="SEV is not enabled",
+         lab_kernel=True, walk=True, symbols=None) -> tuple[TargetState, Symbols]:
+    """A CPU state and its symbols: correct tables unless told otherwise. `lab_kernel=False`
+    leaves out the lab kernel's declarations (another kernel: only the generic tier runs);
+    `walk=False`: the page tables were not read; `symbols` replaces the symbol table."""
     vectors = range(33)
     if gates is None:
         gates = {v: dict(offset=handler(v), selector=KERNEL_CS, ist=ISTS.get(v, 0),
@@ -88,15 +100,22 @@ def make(*, gates=None, gdt=None, tss=None, idtr_limit=None, tr_selector=0x28, d
              Symbol(contract.IDT_DECL_SYMBOL, 0x107000, 1024, "object", ".rodata"),
              *symbols_extra]
     sections = {".rodata": (0x107000, decl), ".data": (GDT_ADDR, declared_gdt)}
+    if not lab_kernel:
+        syms = [x for x in syms if x.name != contract.IDT_DECL_SYMBOL]
+        sections = {}
     cpu = CpuInfo(gdtr=TableRegister(GDT_ADDR, len(gdt) - 1),
                   idtr=TableRegister(IDT_ADDR, idtr_limit if idtr_limit is not None else len(idt) - 1),
                   segments={"CS": SegmentRegister(KERNEL_CS, 0, 0xFFFFFFFF, 0xAF9B00),
-                            "TR": SegmentRegister(tr_selector, TSS_ADDR if tr_selector else 0, 0x67, 0x8900)},
-                  values={"CR3": PML4_AT})
+                            "TR": SegmentRegister(tr_selector, TSS_ADDR if tr_selector else 0, 0x67, 0x8900),
+                            "LDT": SegmentRegister(0, 0, 0xFFFF, 0x8200), **(segments or {})},
+                  values={"CR3": PML4_AT, "EFER": EFER_LMA_LME_NXE, "CR4": 0x6A0, **(values or {})})
     idt = idt[: cpu.idtr.limit + 1]
     tss = tss if tr_selector else b""
-    walks = walk_stack_tops(cpu, tss, xp_monitor(page_tables() if pages is None else pages))
-    return TargetState(cpu, idt, gdt, tss, walks), Symbols(syms, section_data=sections)
+    monitor = xp_monitor(page_tables() if pages is None else pages)
+    stack_walks = walk_stack_tops(cpu, tss, monitor) if walk else None
+    handler_walks = walk_handlers(cpu, idt, cached(phys_reader(monitor))) if walk else None
+    table = symbols if symbols is not None else Symbols(syms, section_data=sections)
+    return TargetState(cpu, idt, gdt, tss, stack_walks, handler_walks, sev), table
 
 
 def verdicts(state_and_symbols) -> dict[str, Verdict]:
@@ -110,6 +129,10 @@ def gates_with(vector: int, **changes):
     return gates
 
 
+def checks_of(state_and_symbols) -> dict:
+    return {c.id: c for c in run_all(decode(*state_and_symbols))}
+
+
 def gdt_with(index: int, raw: bytes) -> bytes:
     entries = [struct.pack("<Q", d) for d in (0, KCODE, KDATA, UDATA, UCODE)]
     tss_desc = encode_system(type=SYSTEM_TYPE_TSS_BUSY, base=TSS_ADDR, limit=0x67)
@@ -117,8 +140,10 @@ def gdt_with(index: int, raw: bytes) -> bytes:
     return table[: index * 8] + raw + table[index * 8 + len(raw):]
 
 
+#: A GDT with no code outside ring 0: the user descriptors are null.
+RING0_GDT = gdt_with(3, bytes(16))
 ALL_CHECKS = {
-    "idt.limit", "idt.offset-canonical", "idt.handler-symbol", "idt.gate-type", "idt.selector",
+    "idt.limit", "idt.offset-canonical", "idt.handler-symbol", "idt.handler-mapped", "idt.gate-type", "idt.selector",
     "gdt.null", "tss.tr-descriptor", "tss.stack-alignment", "tss.stacks-mapped", "idt.df-ist", "tss.stacks-distinct",
     "idt.declared", "idt.handler-entry", "tss.stack-top", "tss.base-symbol", "gdt.declared",
 }
@@ -136,12 +161,38 @@ def _tss(**kw):
     return encode_tss(**base)
 
 
+def _gates(**vectors):
+    """The default gates with some changed: `v29=dict(ist=3)`; `v8=None` removes a gate."""
+    gates = gates_with(0)
+    for key, change in vectors.items():
+        vector = int(key[1:])
+        if change is None:
+            gates.pop(vector)
+        else:
+            gates[vector] = {**gates.get(vector, dict(offset=handler(0), selector=KERNEL_CS)), **change}
+    return gates
+
+
+VC_TOP = 0x17F000  # an IST stack top whose page (0x17E000) is left unmapped
+VC_GATES = _gates(v29=dict(ist=3))
+VC_TSS = _tss(ist=(top("DOUBLE_FAULT_STACK"), top("NMI_STACK"), VC_TOP, 0, 0, 0, 0, 0)[:7])
+VC_PAGES = page_tables(unmapped={VC_TOP - 4096})
+STUBS = {f"v{v}": dict(offset=NOT_A_STACK + 16 * (v - 32)) for v in range(32, 48)}
+SEV_ON = "handle: 1"  # QEMU's `info sev` of a VM with SEV: whether ES is on is not shown
+
 WRONG = [
     # (case id, make() arguments, check that must FAIL)
     ("idtr-too-short", dict(idtr_limit=16 * 16 - 1), "idt.limit"),
     ("idtr-not-whole-gates", dict(idtr_limit=0x107), "idt.limit"),
     ("non-canonical-offset", dict(gates=gates_with(13, offset=0x0000_8000_0000_1000)), "idt.offset-canonical"),
-    ("handler-outside-symbols", dict(gates=gates_with(6, offset=0x50_0000)), "idt.handler-symbol"),
+    ("handler-outside-symbols-unmapped", dict(gates=gates_with(6, offset=0x50_0000)), "idt.handler-symbol"),
+    ("handler-outside-symbols-nx", dict(gates=gates_with(6, offset=NOT_A_STACK), pages=page_tables(nx={NOT_A_STACK})),
+     "idt.handler-symbol"),
+    ("handler-unmapped", dict(gates=gates_with(6, offset=UNMAPPED)), "idt.handler-mapped"),
+    ("handlers-in-nx-page", dict(pages=page_tables(nx={HANDLER_BASE})), "idt.handler-mapped"),
+    ("handler-xd-without-nxe", dict(pages=page_tables(nx={HANDLER_BASE}), values={"EFER": 0x500}), "idt.handler-mapped"),
+    ("handlers-in-user-page-smep", dict(pages=page_tables(user={HANDLER_BASE}), values={"CR4": 0x6A0 | 1 << 20}),
+     "idt.handler-mapped"),
     ("call-gate-type", dict(gates=gates_with(14, type=0xC)), "idt.gate-type"),
     ("selector-is-data", dict(gates=gates_with(13, selector=0x10)), "idt.selector"),
     ("selector-beyond-gdt", dict(gates=gates_with(13, selector=0x40)), "idt.selector"),
@@ -151,11 +202,25 @@ WRONG = [
     ("tss-available-not-busy", dict(gdt=gdt_with(5, encode_system(type=SYSTEM_TYPE_TSS_AVAILABLE, base=TSS_ADDR, limit=0x67))), "tss.tr-descriptor"),
     ("tss-limit-short", dict(gdt=gdt_with(5, encode_system(type=SYSTEM_TYPE_TSS_BUSY, base=TSS_ADDR, limit=0x50))), "tss.tr-descriptor"),
     ("tr-null", dict(tr_selector=0), "tss.tr-descriptor"),
-    ("rsp0-misaligned", dict(tss=_tss(rsp=(top("RSP0_STACK") - 8, 0, 0))), "tss.stack-alignment"),
+    ("tr-null-ring0-only-but-ist", dict(tr_selector=0, gdt=RING0_GDT, lab_kernel=False), "tss.tr-descriptor"),
     ("used-ist-zero", dict(tss=_tss(ist=(top("DOUBLE_FAULT_STACK"), 0, 0, 0, 0, 0, 0))), "tss.stack-alignment"),
+    ("rsp0-zero-with-user-code", dict(tss=_tss(rsp=(0, 0, 0))), "tss.stack-alignment"),
+    ("rsp0-zero-syscall-enabled", dict(tss=_tss(rsp=(0, 0, 0)), gdt=RING0_GDT, values={"EFER": 0xD01}, lab_kernel=False),
+     "tss.stack-alignment"),
+    ("rsp0-zero-ldt-loaded", dict(tss=_tss(rsp=(0, 0, 0)), gdt=RING0_GDT, lab_kernel=False,
+                                  segments={"LDT": SegmentRegister(0x30, 0x1000, 0xFF, 0x8200)}), "tss.stack-alignment"),
+    ("ist-non-canonical", dict(tss=_tss(ist=(0x0000_8000_0000_0000, top("NMI_STACK"), 0, 0, 0, 0, 0))), "tss.stack-alignment"),
     ("df-stack-top-unmapped", dict(pages=page_tables(unmapped={top("DOUBLE_FAULT_STACK") - 4096})), "tss.stacks-mapped"),
+    ("nmi-stack-top-unmapped", dict(pages=page_tables(unmapped={top("NMI_STACK") - 4096})), "tss.stacks-mapped"),
     ("rsp0-top-read-only", dict(pages=page_tables(read_only={top("RSP0_STACK") - 4096})), "tss.stacks-mapped"),
-    ("df-without-ist", dict(gates=gates_with(8, ist=0)), "idt.df-ist"),
+    ("vc-stack-unmapped-with-sev", dict(gates=VC_GATES, tss=VC_TSS, pages=VC_PAGES, sev=SEV_ON, lab_kernel=False),
+     "tss.stacks-mapped"),
+    ("vc-stack-unmapped-sev-unread", dict(gates=VC_GATES, tss=VC_TSS, pages=VC_PAGES, sev=None, lab_kernel=False),
+     "tss.stacks-mapped"),
+    ("vc-stack-unmapped-shared-with-nmi", dict(gates=_gates(v29=dict(ist=3), v2=dict(ist=3)), tss=VC_TSS,
+                                                pages=VC_PAGES, lab_kernel=False), "tss.stacks-mapped"),
+    ("df-not-present", dict(gates=_gates(v8=dict(present=False))), "idt.df-ist"),
+    ("df-beyond-idt-limit", dict(idtr_limit=8 * 16 - 1), "idt.df-ist"),
     ("df-ist-equals-rsp0", dict(tss=_tss(ist=(top("RSP0_STACK"), top("NMI_STACK"), 0, 0, 0, 0, 0))), "idt.df-ist"),
     ("two-ists-same-stack", dict(tss=_tss(ist=(top("DOUBLE_FAULT_STACK"), top("DOUBLE_FAULT_STACK"), 0, 0, 0, 0, 0))), "tss.stacks-distinct"),
     ("bp-interrupt-gate-declared-trap", dict(gates=gates_with(3, type=0xE)), "idt.declared"),
@@ -165,6 +230,97 @@ WRONG = [
     ("tss-base-off-by-8", dict(gdt=gdt_with(5, encode_system(type=SYSTEM_TYPE_TSS_BUSY, base=TSS_ADDR + 8, limit=0x67))), "tss.base-symbol"),
     ("user-code-dpl0", dict(gdt=gdt_with(4, struct.pack("<Q", 0x00AF9B000000FFFF))), "gdt.declared"),
 ]
+
+
+def _stub_map(tmp: Path) -> Symbols:
+    """Debian's /boot/System.map-*: one line."""
+    path = tmp / "System.map-6.1.0-57-amd64"
+    path.write_text("ffffffffffffffff B The real System.map is in the linux-image-<version>-dbg package\n")
+    return Symbols.from_system_map(path)
+
+
+#: Patterns of healthy kernels: (case id, make() arguments, check, its verdict, words of its
+#: evidence). Each is another kernel's (lab_kernel=False), and no check of it FAILs.
+GRADED = [
+    ("rsp0-zero-ring0-only", dict(tss=_tss(rsp=(0, 0, 0)), gdt=RING0_GDT), "tss.stack-alignment", Verdict.INFO,
+     ("RSP0 is 0", "0xfffffffffffffff8", "never loads RSP0", "no present code descriptor with DPL > 0")),
+    ("rsp0-unmapped-ring0-only", dict(tss=_tss(rsp=(UNMAPPED + 4096, 0, 0)), gdt=RING0_GDT), "tss.stacks-mapped",
+     Verdict.INFO, ("RSP0", "is not mapped", "never loads RSP0")),
+    ("df-on-ist0", dict(gates=_gates(v8=dict(ist=0))), "idt.df-ist", Verdict.WARN,
+     ("IST=0", "stack overflow", "triple-fault")),
+    ("vc-stack-unmapped-no-sev", dict(gates=VC_GATES, tss=VC_TSS, pages=VC_PAGES), "tss.stacks-mapped", Verdict.WARN,
+     ("IST3 (vector 29 #VC)", "is not mapped", "only an SEV-ES guest raises #VC", "SEV is not enabled")),
+    ("vc-stack-unavailable-in-this-qemu", dict(gates=VC_GATES, tss=VC_TSS, pages=VC_PAGES,
+                                               sev="SEV is not available in this QEMU"),
+     "tss.stacks-mapped", Verdict.WARN, ("SEV is not available",)),
+    ("runtime-stubs", dict(gates=_gates(**STUBS)), "idt.handler-symbol", Verdict.INFO,
+     ("vectors 32-47", "16 handlers at 0x150000-0x1500f0", "inside no symbol", "mapped executable", "run time")),
+    ("runtime-stubs-mapped", dict(gates=_gates(**STUBS)), "idt.handler-mapped", Verdict.PASS, ("all mapped executable",)),
+    ("outside-symbols-unwalked", dict(gates=_gates(**STUBS), walk=False), "idt.handler-symbol", Verdict.WARN,
+     ("page tables were not read",)),
+    ("handlers-unwalked", dict(walk=False), "idt.handler-mapped", Verdict.SKIP, ("not read",)),
+    ("rsp0-8-off-16", dict(tss=_tss(rsp=(top("RSP0_STACK") - 8, 0, 0))), "tss.stack-alignment", Verdict.WARN,
+     ("RSP0", "8 bytes off 16", "aligns RSP down", "SDM §6.14.2")),
+    ("ist-8-off-16", dict(tss=_tss(ist=(top("DOUBLE_FAULT_STACK") - 8, top("NMI_STACK"), 0, 0, 0, 0, 0))),
+     "tss.stack-alignment", Verdict.WARN, ("IST1", "8 bytes off 16", f"{top('DOUBLE_FAULT_STACK') - 16:#x}")),
+    ("tr-null-nothing-needs-it", dict(tr_selector=0, gdt=RING0_GDT, gates=_gates(v8=dict(ist=0), v2=dict(ist=0))),
+     "tss.tr-descriptor", Verdict.INFO, ("TR is null", "nothing needs one")),
+    ("tr-null-tss-checks-skip", dict(tr_selector=0, gdt=RING0_GDT, gates=_gates(v8=dict(ist=0), v2=dict(ist=0))),
+     "tss.stacks-mapped", Verdict.SKIP, ("nothing needs one",)),
+]
+
+
+@pytest.mark.parametrize("case, kwargs, check, expected, words", GRADED, ids=[g[0] for g in GRADED])
+def test_healthy_kernel_patterns_are_graded_not_failed(case, kwargs, check, expected, words):
+    checks = checks_of(make(lab_kernel=False, **kwargs))
+    c = checks[check]
+    assert c.verdict is expected, (case, c.verdict, c.evidence)
+    text = " ".join(c.evidence)
+    assert all(w in text for w in words), (case, c.evidence)
+    assert not [x.id for x in checks.values() if x.verdict is Verdict.FAIL], \
+        [(x.id, x.evidence) for x in checks.values() if x.verdict is Verdict.FAIL]
+
+
+def test_a_system_map_stub_is_one_line_not_a_failure_per_handler(tmp_path):
+    checks = checks_of(make(lab_kernel=False, symbols=_stub_map(tmp_path)))
+    c = checks["idt.handler-symbol"]
+    assert c.verdict is Verdict.SKIP
+    [line] = c.evidence
+    assert "System.map" in line and "holds 1 symbol: not a real symbol table" in line, line
+    assert not [x.id for x in checks.values() if x.verdict is Verdict.FAIL]
+
+
+def test_a_real_system_map_still_judges_handlers(tmp_path):
+    """Enough symbols: a handler outside them is judged as with an ELF's table."""
+    path = tmp_path / "System.map"
+    path.write_text("".join(f"{handler(v):016x} T isr_{v}\n" for v in range(33)) + f"{handler(33):016x} T _etext\n")
+    checks = checks_of(make(lab_kernel=False, symbols=Symbols.from_system_map(path), gates=gates_with(6, offset=0x50_0000)))
+    assert checks["idt.handler-symbol"].verdict is Verdict.FAIL
+
+
+def test_mixed_findings_say_which_is_which():
+    """RSP0 0 in a kernel with user code (FAIL) beside an IST 8 bytes off (WARN): one check,
+    the worst verdict, each line naming its own severity."""
+    tss = _tss(rsp=(0, 0, 0), ist=(top("DOUBLE_FAULT_STACK") - 8, top("NMI_STACK"), 0, 0, 0, 0, 0))
+    c = checks_of(make(tss=tss))["tss.stack-alignment"]
+    assert c.verdict is Verdict.FAIL
+    assert c.evidence[0].startswith("FAIL: RSP0 is 0") and c.evidence[1].startswith("WARN: IST1"), c.evidence
+
+
+def test_outer_rings_name_what_reaches_ring3():
+    state, symbols = make(values={"EFER": 0xD01}, segments={"CS": SegmentRegister(0x23, 0, 0xFFFFFFFF, 0xAFFB00)})
+    reasons = decode(state, symbols).outer_rings()
+    assert any("0x0020" in r and "DPL 3" in r for r in reasons), reasons
+    assert any("EFER.SCE" in r for r in reasons) and any("CPL 3" in r for r in reasons), reasons
+    state, symbols = make(gdt=RING0_GDT)
+    assert decode(state, symbols).outer_rings() == []
+
+
+def test_stacks_are_walked_where_the_cpu_first_pushes():
+    """8 bytes off 16: the CPU aligns down first, so the first push is 16 below the pointer."""
+    ptr = top("DOUBLE_FAULT_STACK") - 8
+    state, _ = make(tss=_tss(ist=(ptr, top("NMI_STACK"), 0, 0, 0, 0, 0)))
+    assert state.stack_walks[ptr].va == ptr - 16
 
 
 @pytest.mark.parametrize("case, kwargs, check", WRONG, ids=[w[0] for w in WRONG])
