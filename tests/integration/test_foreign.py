@@ -29,21 +29,26 @@ def _verdicts(report: dict) -> dict[str, str]:
 
 def test_debian_linux_generic_checks_and_its_unmapped_vc_stack(debian_kernel):
     """Linux 6.1 keeps its IDT, GDT and TSS in the cpu_entry_area and runs #DF, NMI, #DB and
-    #MC on IST stacks: those invariants hold. One does not: the #VC gate (vector 29, AMD
-    SEV-ES) names IST5, whose stack Linux maps only in an SEV-ES guest (cea_map_stacks), so
-    here the walk from CR3 finds no page below it. Harmless, since only SEV-ES hardware raises
-    #VC, and exactly what the lab should show."""
+    #MC on IST stacks: those invariants hold. The #VC gate (vector 29, AMD SEV-ES) names IST5,
+    whose stack Linux maps only in an SEV-ES guest (cea_map_stacks), so the walk from CR3 finds
+    no page below it: a WARN, not a FAIL, since QEMU says this VM has no SEV, and only an
+    SEV-ES guest raises #VC. A healthy kernel: exit 0."""
     r = lab_cli("inspect", "--kernel", str(debian_kernel), *LINUX_ARGS, "--when", "Kernel panic",
                 "--json", timeout=120)
-    assert r.returncode == 1, r.stderr  # a check failed
+    assert r.returncode == 0, r.stderr + r.stdout[-3000:]
     report = json.loads(r.stdout)
     checks = {c["id"]: c for c in report["checks"]}
     verdicts = {i: c["verdict"] for i, c in checks.items()}
     assert verdicts.pop("idt.handler-symbol") == "SKIP"  # no symbols
-    assert verdicts.pop("tss.stacks-mapped") == "FAIL"
+    assert verdicts.pop("tss.stacks-mapped") == "WARN"
+    assert verdicts.pop("idt.handler-mapped") == "PASS"  # 256 handlers walked from CR3
     assert verdicts and all(x == "PASS" for x in verdicts.values()), verdicts
-    [problem] = checks["tss.stacks-mapped"]["evidence"]
+    problem, fine = checks["tss.stacks-mapped"]["evidence"]
     assert problem.startswith("IST5 (vector 29 #VC)") and "is not mapped" in problem, problem
+    assert "only an SEV-ES guest raises #VC" in problem and "SEV is not enabled" in problem, problem
+    assert fine.startswith("top pages mapped writable: RSP0 -> "), fine
+    assert report["sev"] == "SEV is not enabled"
+    assert report["summary"]["FAIL"] == 0 and report["summary"]["WARN"] == 1
     assert not any(c["tier"] == "lab-kernel" for c in report["checks"])
 
 

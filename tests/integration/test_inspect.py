@@ -55,13 +55,19 @@ def test_shell_info_agrees_with_elf_and_live_registers(session):
 
 
 def test_tampered_live_tss_fails_the_checks(session):
-    """The checks judge the live guest: corrupt RSP0 in guest memory and they must FAIL."""
+    """The checks judge the live guest: move RSP0 8 bytes down in guest memory and it is no
+    longer the top of its stack (a FAIL of the lab kernel's contract) and 8 bytes off 16 (a
+    WARN: the CPU aligns it down); make it non-canonical and the generic check FAILs."""
     rsp0 = session.symbols.lookup("TSS").address + TSS.offset("rsp0")
     value = int.from_bytes(session.gdb.read_memory(rsp0, 8), "little")
     session.gdb.write_memory(rsp0, (value - 8).to_bytes(8, "little"))
     checks = {c.id: c for c in run_all(decode(read_state(session.gdb), session.symbols))}
-    assert checks["tss.stack-alignment"].verdict is Verdict.FAIL
+    assert checks["tss.stack-alignment"].verdict is Verdict.WARN
     assert checks["tss.stack-top"].verdict is Verdict.FAIL
+    session.gdb.write_memory(rsp0, (0x0000_8000_0000_0000 | value).to_bytes(8, "little"))
+    checks = {c.id: c for c in run_all(decode(read_state(session.gdb), session.symbols))}
+    assert checks["tss.stack-alignment"].verdict is Verdict.FAIL
+    assert "is not canonical" in checks["tss.stack-alignment"].evidence[0]
 
 
 def test_without_symbols_the_generic_tier_still_runs(session):

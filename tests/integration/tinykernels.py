@@ -1,0 +1,257 @@
+"""Tiny 64-bit kernels assembled by the tests themselves (GNU as + ld, nothing downloaded).
+
+`tiny_kernel(directory, name, spec)` writes a Multiboot 1 ELF (32-bit, which QEMU's loader
+takes) whose 32-bit entry builds 4-level page tables, sets CR4.PAE, EFER.LME and NXE, turns on
+paging and far-jumps into 64-bit code. That code loads the kernel's own GDT, fills its TSS
+descriptor and IDT gates as `TinySpec` says, does `lidt` and `ltr`, and halts at the global
+symbol `tiny_ready`, where `lab inspect --kernel tiny.elf --at tiny_ready` stops.
+
+The memory map: the ELF is linked at 1 MiB; the first 2 MiB are mapped with 4 KiB pages (so
+single pages can be left unmapped or made no-execute, the `unmapped` and `nx` page addresses
+below 2 MiB), the rest of the first GiB with 2 MiB pages, all writable and executable by
+default. Everything is identity-mapped, so every address fits in 32 bits.
+
+The default `TinySpec` is a healthy kernel with no ring-3 code: a #DF gate on IST1, NMI on
+IST2, RSP0 at the top of its own stack, every stack in the ELF and named by a symbol.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+STOP = "tiny_ready"
+KERNEL_CS, KERNEL_DS, USER_DS, USER_CS, TSS_SEL = 0x08, 0x10, 0x18, 0x20, 0x28
+LINK_ADDRESS = 0x100000
+# Addresses outside the ELF (it ends well below 0x180000), inside the 4 KiB-page region.
+UNMAPPED_PAGE, NX_PAGE, VC_STACK_PAGE = 0x1E0000, 0x1E1000, 0x1F0000
+RUNTIME_STUBS = 0x200000  # in a 2 MiB page; the kernel writes its stubs there at run time
+STUB_BYTES = 0x90FDEBF4  # hlt; jmp .-1 (to the hlt); nop
+INTERRUPT, TRAP = 0xE, 0xF
+DF, NMI, VC = 8, 2, 29
+
+
+@dataclass(frozen=True)
+class Gate:
+    handler: str | int = "tiny_isr"  # a symbol or an address
+    ist: int = 0
+    dpl: int = 0
+    type: int = INTERRUPT
+    present: bool = True
+    selector: int = KERNEL_CS
+
+
+def _default_gates() -> dict[int, Gate]:
+    gates = {v: Gate() for v in range(32)}
+    gates[DF] = Gate(ist=1)
+    gates[NMI] = Gate(ist=2)
+    return gates
+
+
+@dataclass(frozen=True)
+class TinySpec:
+    #: vector -> gate; vectors not named get no gate (all-zero, not present).
+    gates: dict[int, Gate] = field(default_factory=_default_gates)
+    #: TSS.RSP0 and IST1..7: a symbol expression ("rsp0_stack_top - 8") or a 64-bit number.
+    rsp0: str | int = "rsp0_stack_top"
+    ist: tuple[str | int, ...] = ("df_stack_top", "nmi_stack_top", 0, 0, 0, 0, 0)
+    user_segments: bool = False  # DPL-3 data and 64-bit code descriptors at 0x18 and 0x20
+    syscall: bool = False  # EFER.SCE
+    unmapped: tuple[int, ...] = ()  # 4 KiB pages below 2 MiB left out of the page tables
+    nx: tuple[int, ...] = ()  # 4 KiB pages below 2 MiB mapped with XD set
+    runtime_stubs: tuple[int, ...] = ()  # vectors whose gate points at a stub written at run time
+
+    def with_gates(self, **changes: Gate | None) -> "TinySpec":
+        """This spec with gates replaced (`v8=Gate(...)`) or removed (`v8=None`)."""
+        gates = dict(self.gates)
+        for key, gate in changes.items():
+            vector = int(key[1:])
+            if gate is None:
+                gates.pop(vector, None)
+            else:
+                gates[vector] = gate
+        return dataclasses.replace(self, gates=gates)
+
+
+def _qword(value: str | int) -> str:
+    """A 64-bit field as two .long: a symbol expression (below 4 GiB) or a number."""
+    if isinstance(value, int):
+        return f".long {value & 0xFFFFFFFF:#x}, {value >> 32:#x}"
+    return f".long {value}, 0"
+
+
+def _page_table(spec: TinySpec) -> str:
+    lines = []
+    for i in range(512):
+        page = i << 12
+        if page in spec.unmapped:
+            lines.append(".long 0, 0")
+        else:
+            lines.append(f".long {page | 3:#x}, {0x80000000 if page in spec.nx else 0:#x}")
+    return "\n        ".join(lines)
+
+
+def _ists(spec: TinySpec) -> str:
+    assert len(spec.ist) == 7
+    return "\n        ".join(_qword(x) for x in spec.ist)
+
+
+def _gates(spec: TinySpec) -> str:
+    lines = []
+    for vector, g in sorted(spec.gates.items()):
+        handler = RUNTIME_STUBS + 16 * vector if vector in spec.runtime_stubs else g.handler
+        attr = (0x80 if g.present else 0) | (g.dpl << 5) | g.type
+        lines.append(f"gate {vector}, {handler}, {g.ist}, {attr:#x}, {g.selector:#x}")
+    return "\n        ".join(lines)
+
+
+def source(spec: TinySpec) -> str:
+    user = ("0x0000ffff, 0x00cff200", "0x0000ffff, 0x00affa00") if spec.user_segments else ("0, 0", "0, 0")
+    efer = 0x100 | 0x800 | (1 if spec.syscall else 0)  # LME, NXE, SCE
+    return f"""
+        .macro gate vec, handler, ist, attr, sel
+        mov $\\handler, %eax
+        mov $(idt + 16 * \\vec), %edi
+        mov %ax, (%rdi)
+        movw $\\sel, 2(%rdi)
+        movb $\\ist, 4(%rdi)
+        movb $\\attr, 5(%rdi)
+        shr $16, %eax
+        mov %ax, 6(%rdi)
+        movl $0, 8(%rdi)
+        movl $0, 12(%rdi)
+        .endm
+
+        .section .text
+        .code32
+        .align 4
+        .long 0x1BADB002, 0, -0x1BADB002
+        .globl _start
+        .type _start, @function
+_start: cli
+        mov $boot_stack_top, %esp
+        mov %cr4, %eax
+        or $0x20, %eax                  # PAE
+        mov %eax, %cr4
+        mov $pml4, %eax
+        mov %eax, %cr3
+        mov $0xC0000080, %ecx           # IA32_EFER
+        rdmsr
+        or ${efer:#x}, %eax
+        wrmsr
+        mov %cr0, %eax
+        or $0x80000001, %eax            # PG, PE
+        mov %eax, %cr0
+        lgdt gdtr
+        ljmp ${KERNEL_CS:#x}, $long_mode
+        .size _start, . - _start
+
+        .code64
+        .type long_mode, @function
+long_mode:
+        mov ${KERNEL_DS:#x}, %ax
+        mov %ax, %ds
+        mov %ax, %es
+        mov %ax, %ss
+        mov %ax, %fs
+        mov %ax, %gs
+        mov $boot_stack_top, %esp
+        mov $tss, %eax                  # the TSS descriptor's base (register-indirect:
+        mov $gdt_tss, %edi              # an ELF32 object has no 64-bit absolute relocation)
+        mov %ax, 2(%rdi)
+        shr $16, %eax
+        mov %al, 4(%rdi)
+        mov %ah, 7(%rdi)
+        mov ${RUNTIME_STUBS:#x}, %edi   # stubs built at run time, outside every symbol
+        mov $256, %ecx
+1:      movl ${STUB_BYTES:#x}, (%rdi)
+        add $16, %rdi
+        loop 1b
+        {_gates(spec)}
+        mov $idtr, %edi
+        lidt (%rdi)
+        mov ${TSS_SEL:#x}, %ax
+        ltr %ax
+        .globl {STOP}
+        .type {STOP}, @function
+{STOP}:
+        hlt
+        jmp {STOP}
+        .size {STOP}, . - {STOP}
+        .size long_mode, . - long_mode
+
+        .globl tiny_isr
+        .type tiny_isr, @function
+tiny_isr:
+        hlt
+        jmp tiny_isr
+        .size tiny_isr, . - tiny_isr
+
+        .section .data
+        .align 16
+        .type gdt, @object
+gdt:    .long 0, 0
+        .long 0x0000ffff, 0x00af9a00    # 0x08 kernel code, 64-bit
+        .long 0x0000ffff, 0x00cf9200    # 0x10 kernel data
+        .long {user[0]}                 # 0x18 user data (DPL 3) or null
+        .long {user[1]}                 # 0x20 user code, 64-bit (DPL 3) or null
+gdt_tss:
+        .long 0x00000067, 0x00008900    # 0x28 TSS, available; base filled at run time
+        .long 0, 0
+        .size gdt, . - gdt
+gdtr:   .word gdt_tss + 16 - gdt - 1
+        .long gdt
+idtr:   .word 256 * 16 - 1
+        .long idt, 0
+
+        .align 16
+        .globl tss
+        .type tss, @object
+tss:    .long 0
+        {_qword(spec.rsp0)}
+        .long 0, 0, 0, 0, 0, 0
+        {_ists(spec)}
+        .long 0, 0
+        .word 0, 104
+        .size tss, . - tss
+
+        .align 16
+        .type idt, @object
+idt:    .fill 256 * 16, 1, 0
+        .size idt, . - idt
+
+        .align 4096
+pml4:   .long pdpt + 3, 0
+        .fill 511, 8, 0
+pdpt:   .long pd + 3, 0
+        .fill 511, 8, 0
+pd:     .long pt + 3, 0
+        .set .Lpage, 1
+        .rept 511
+        .long (.Lpage << 21) | 0x83, 0
+        .set .Lpage, .Lpage + 1
+        .endr
+pt:     {_page_table(spec)}
+
+        .section .bss
+        .align 4096
+        .irp name, boot_stack, rsp0_stack, df_stack, nmi_stack, spare_stack
+        .globl \\name
+        .type \\name, @object
+        .size \\name, 4096
+\\name: .skip 4096
+\\name\\()_top:
+        .endr
+"""
+
+
+def tiny_kernel(directory: Path, name: str, spec: TinySpec = TinySpec()) -> Path:
+    """Assembles and links `spec` into `directory/name.elf`."""
+    src, obj, elf = (directory / f"{name}{ext}" for ext in (".S", ".o", ".elf"))
+    src.write_text(source(spec))
+    subprocess.run(["as", "--32", "-o", obj, src], check=True, capture_output=True, text=True)
+    subprocess.run(["ld", "-m", "elf_i386", "-z", "noseparate-code", f"-Ttext={LINK_ADDRESS:#x}", "-e", "_start", "-o", elf, obj],
+                   check=True, capture_output=True, text=True)
+    return elf
