@@ -117,9 +117,12 @@ def gate_handlers_resolve(v: View) -> Check:
         if runtime:
             info.append(_handlers_line(runtime, "inside no symbol, in mapped executable memory: code made "
                                                 "at run time (IRQ stubs, trampolines)"))
-    named = len(v.present_gates) - len(outside)
-    return C.findings("idt.handler-symbol", title, f"{len(v.present_gates)} handlers, all inside kernel symbols",
-                      fail=fail, warn=warn, info=info, context=f"{named} handler(s) inside kernel symbols")
+    named = sum(1 for g in v.present_gates if v.symbols.resolve(g.offset) is not None)
+    odd = len(v.present_gates) - named - len(outside)
+    ok = f"{named} handlers, all inside kernel symbols" + (
+        f" ({odd} non-canonical: idt.offset-canonical)" if odd else "")
+    return C.findings("idt.handler-symbol", title, ok, fail=fail, warn=warn, info=info,
+                      context=f"{named} handler(s) inside kernel symbols")
 
 
 def gate_handlers_mapped(v: View) -> Check:
