@@ -8,6 +8,7 @@ from pathlib import Path
 
 from lab.checks.inspect import run_all
 from lab.checks.view import decode
+from lab.checks.waivers import apply_waivers
 from lab.host import config as lab_config
 from lab.host import profiles
 from lab.machine.session import Session, Stop
@@ -73,14 +74,16 @@ class VM:
         return self.session
 
     # -- reading the stopped CPU ------------------------------------------------------------
-    def inspect(self) -> InspectReport:
-        """The IDT, GDT, TSS and registers now, decoded, and every check `lab inspect` runs."""
+    def inspect(self, waivers: dict[str, str] | None = None) -> InspectReport:
+        """The IDT, GDT, TSS and registers now, decoded, and every check `lab inspect` runs;
+        `waivers` ({check id: reason}, default lab.toml's) turn expected findings WAIVED."""
         s = self._live()
         t0 = time.monotonic()
         state = read_state(s.gdb)
         view = decode(state, s.symbols)
+        checks, unused = apply_waivers(run_all(view), self.waivers if waivers is None else waivers)
         report = InspectReport(self.spec.kernel or self.spec.image, self.spec.profile.name,
-                               self.stopped_at or "", view, run_all(view))
+                               self.stopped_at or "", view, checks, unused_waivers=unused)
         report.timings["read_decode_check"] = time.monotonic() - t0
         return report
 

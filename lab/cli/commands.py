@@ -103,7 +103,7 @@ def cmd_inspect(args) -> int:
     from lab.runs.inspect import run_inspect
 
     stop = _stop(args)  # checked before anything boots
-    return _emit(args, run_inspect(_vm(args), stop), show.inspect)
+    return _emit(args, run_inspect(_vm(args), stop, waivers=_config(args).waivers), show.inspect)
 
 
 def cmd_fire(args) -> int:

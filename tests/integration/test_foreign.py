@@ -224,3 +224,18 @@ def test_a_bad_lab_toml_is_one_line(tmp_path):
     r = lab_cli("inspect", cwd=tmp_path)
     assert r.returncode == 2, r.stderr
     assert r.stderr.count("\n") == 1 and "unknown key kernel.pth" in r.stderr, r.stderr
+
+
+def test_lab_toml_waivers_are_applied_and_an_unused_one_is_reported(debian_kernel, tmp_path):
+    (tmp_path / "lab.toml").write_text(
+        f'[kernel]\npath = "{debian_kernel}"\nappend = "console=ttyS0 nokaslr"\n'
+        '[vm]\nready_timeout = 90\n[stop]\nwhen = "Kernel panic"\n'
+        '[waivers]\n"tss.stacks-mapped" = "the #VC stack exists only in SEV-ES guests"\n'
+        '"idt.df-ist" = "a waiver nothing needs"\n')
+    r = lab_cli("inspect", "--json", cwd=tmp_path, timeout=180)
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    waived = {c["id"]: c for c in report["checks"] if c["verdict"] == "WAIVED"}
+    assert set(waived) == {"tss.stacks-mapped"}
+    assert any("the #VC stack exists only in SEV-ES guests" in e for e in waived["tss.stacks-mapped"]["evidence"])
+    assert report["unused_waivers"] == {"idt.df-ist": "a waiver nothing needs"}
