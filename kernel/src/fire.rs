@@ -17,7 +17,8 @@
 use core::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
 use crate::arch::x86_64::handlers::InterruptFrame;
-use crate::arch::x86_64::{fpu, idt, paging};
+use crate::arch::x86_64::idt::{self, Style};
+use crate::arch::x86_64::{fpu, paging};
 use crate::serial_println;
 
 /// RFLAGS.TF (SDM vol. 1 §3.4.3.3).
@@ -25,29 +26,6 @@ const RFLAGS_TF: u64 = 1 << 8;
 use crate::arch::x86_64::idt::vector::{NOT_PRESENT_GATE, ZERO_GATE};
 /// The default vector of the `int` scenario.
 pub const SOFT_INT_VECTOR: u8 = 0x80;
-
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-#[repr(u64)]
-pub enum Style {
-    X86Interrupt,
-    Stub,
-}
-
-impl Style {
-    pub fn parse(s: &str) -> Option<Style> {
-        match s {
-            "x86-interrupt" => Some(Style::X86Interrupt),
-            "stub" => Some(Style::Stub),
-            _ => None,
-        }
-    }
-    pub const fn name(self) -> &'static str {
-        match self {
-            Style::X86Interrupt => "x86-interrupt",
-            Style::Stub => "stub",
-        }
-    }
-}
 
 /// Harness label addresses, emitted by `LAB_FIRE_END` (order fixed by the assembly).
 #[repr(C)]

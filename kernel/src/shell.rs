@@ -4,11 +4,12 @@
 //! `just boot` sees what they type; the lab matches on the prompt and on each command's own
 //! machine-readable output line.
 
-use crate::arch::x86_64::{gdt, idt, stacks, tss};
+use crate::arch::x86_64::idt::{self, Style};
+use crate::arch::x86_64::{gdt, stacks, tss};
 use crate::boot::BootPath;
 use crate::drivers::{debug_exit, serial::SERIAL};
 use crate::{fatal, task, timer, user};
-use crate::fire::{self, Style};
+use crate::fire;
 use crate::{VERSION, serial_print, serial_println};
 
 pub const PROMPT: &str = "lab> ";

@@ -64,7 +64,7 @@ pub fn fatal(vector: u8, frame: &InterruptFrame, error_code: Option<u64>) -> ! {
 /// reference), so a write through its address changes what `iretq` restores: the fix-ups rely
 /// on that, through a raw pointer and volatile accesses.
 fn dispatch(vector: u8, frame: *mut InterruptFrame, error_code: Option<u64>) {
-    if !crate::fire::on_exception(vector, frame, error_code, crate::fire::Style::X86Interrupt)
+    if !crate::fire::on_exception(vector, frame, error_code, super::idt::Style::X86Interrupt)
         && !crate::user::on_user_fault(vector, frame, error_code)
     {
         // SAFETY: `frame` points at the CPU-pushed frame.
@@ -131,7 +131,7 @@ exception_handlers! {
 #[unsafe(no_mangle)]
 pub extern "x86-interrupt" fn isr_bp(frame: InterruptFrame) {
     let frame_ptr = &raw const frame as *mut InterruptFrame;
-    if !crate::fire::on_exception(vector::BREAKPOINT, frame_ptr, None, crate::fire::Style::X86Interrupt) {
+    if !crate::fire::on_exception(vector::BREAKPOINT, frame_ptr, None, super::idt::Style::X86Interrupt) {
         report(vector::BREAKPOINT, &frame, None);
     }
 }

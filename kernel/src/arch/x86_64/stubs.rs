@@ -167,7 +167,7 @@ pub fn stub_for(vector: u8) -> Option<u64> {
 pub extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
     let vector = frame.vector as u8;
     let error = super::vectors_with_error_code(vector).then_some(frame.error_code);
-    if !crate::fire::on_exception(vector, &raw mut frame.iret, error, crate::fire::Style::Stub)
+    if !crate::fire::on_exception(vector, &raw mut frame.iret, error, super::idt::Style::Stub)
         && !crate::user::on_user_fault(vector, &raw const frame.iret, error)
     {
         super::handlers::fatal(vector, &frame.iret, error);
