@@ -17,6 +17,7 @@
 use core::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
 use crate::arch::x86_64::handlers::InterruptFrame;
+use crate::arch::x86_64::hooks;
 use crate::arch::x86_64::idt::{self, Style};
 use crate::arch::x86_64::{fpu, paging};
 use crate::serial_println;
@@ -415,9 +416,16 @@ fn in_harness(s: &Scenario, rip: u64) -> bool {
         })
 }
 
-/// Called by both handler styles. If a scenario is running and the exception came from its
-/// harness, records it, applies the fix-up for the vector that actually arrived, and returns
-/// true (the handler then `iretq`s). Otherwise returns false: the exception is unexpected.
+/// Registers `on_exception` as an exception hook (arch `hooks`). Call once at boot, before
+/// interrupts are enabled.
+pub fn init() {
+    hooks::register_exception_hook(on_exception);
+}
+
+/// The exception hook, called by every exception handler of both styles. If a scenario is
+/// running and the exception came from its harness, records it, applies the fix-up for the
+/// vector that actually arrived, and returns true (the handler then `iretq`s). Otherwise
+/// returns false: the exception is unexpected.
 pub fn on_exception(vector: u8, frame: *mut InterruptFrame, error: Option<u64>, style: Style) -> bool {
     lab_on_exception(vector as u64, frame, error.unwrap_or(NO_ERROR_CODE), style as u64)
 }
