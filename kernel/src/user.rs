@@ -202,8 +202,8 @@ pub fn init() {
     hooks::register_fault_hook(on_user_fault);
 }
 
-/// The fault hook, called by every handler but #BP's for an exception no scenario claimed: a
-/// fault at CPL 3 kills the task. Returns false otherwise.
+/// The fault hook, called by every exception handler but `isr_bp` and `isr_df` for an
+/// exception no scenario claimed: a fault at CPL 3 kills the task. Returns false otherwise.
 pub fn on_user_fault(vector: u8, frame: *mut InterruptFrame, error: Option<u64>, _style: Style) -> bool {
     // SAFETY: the CPU-pushed frame.
     let cs = unsafe { (&raw const (*frame).cs).read_volatile() };

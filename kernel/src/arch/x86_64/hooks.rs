@@ -7,8 +7,8 @@
 //!
 //! | hook | called by | when no hook claims it / none is registered |
 //! | --- | --- | --- |
-//! | exception (chain) | every exception handler of both styles, #BP included | the fault chain |
-//! | fault (chain) | the same handlers, after the exception chain, except #BP | report and halt (`handlers::fatal`); an unclaimed #BP is reported and returns |
+//! | exception (chain) | every exception handler of both styles (`isr_bp` included; `isr_df` has its own hook, the stub for 8 has not) | the fault chain; `isr_bp`: report and return (a trap) |
+//! | fault (chain) | the same handlers, after the exception chain, except `isr_bp` | report and halt (`handlers::fatal`) |
 //! | double fault | `isr_df` | report and halt |
 //! | PIT tick, APIC tick | `isr_timer`, `isr_apic_timer` | acknowledged (EOI) and otherwise ignored |
 //!
@@ -80,14 +80,15 @@ static DOUBLE_FAULT: Once<DoubleFaultHook> = Once::new();
 static PIT_TICK: Once<TickHook> = Once::new();
 static APIC_TICK: Once<TickHook> = Once::new();
 
-/// An exception the kernel expected (a scenario's fix-up): every exception handler, both
-/// styles, #BP included, asks this chain first.
+/// An exception the kernel expected (a scenario's fix-up): every exception handler of both
+/// styles (`isr_bp` included, not `isr_df`) asks this chain first.
 pub fn register_exception_hook(hook: ExceptionHook) {
     EXCEPTION.register(hook);
 }
 
 /// The last word before an unclaimed exception is fatal (e.g. a fault in ring 3 ends the task
-/// instead): every exception handler but #BP's asks this chain after the exception chain.
+/// instead): every exception handler but `isr_bp` and `isr_df` asks this chain after the
+/// exception chain.
 pub fn register_fault_hook(hook: ExceptionHook) {
     FAULT.register(hook);
 }
