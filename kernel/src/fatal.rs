@@ -10,6 +10,7 @@ use core::sync::atomic::{AtomicU8, Ordering};
 
 use crate::arch::x86_64::gdt::sel;
 use crate::arch::x86_64::handlers::InterruptFrame;
+use crate::arch::x86_64::hooks;
 use crate::arch::x86_64::idt::{self, vector};
 use crate::arch::x86_64::{paging, stacks, tss};
 use crate::serial_println;
@@ -52,7 +53,14 @@ fn current_rsp() -> u64 {
     rsp
 }
 
-/// Called by the #DF handler with the CPU-pushed frame. Returns normally only to recover.
+/// Registers `on_double_fault` as the double-fault hook (arch `hooks`). Call once at boot,
+/// before interrupts are enabled.
+pub fn init() {
+    hooks::register_double_fault_hook(on_double_fault);
+}
+
+/// The double-fault hook, called by the #DF handler with the CPU-pushed frame. Returns
+/// normally only to recover.
 pub fn on_double_fault(frame: *mut InterruptFrame, error_code: u64) {
     // SAFETY: `frame` points at the frame the CPU pushed on the IST1 stack.
     let f = unsafe { frame.read_volatile() };

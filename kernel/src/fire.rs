@@ -17,7 +17,9 @@
 use core::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
 use crate::arch::x86_64::handlers::InterruptFrame;
-use crate::arch::x86_64::{fpu, idt, paging};
+use crate::arch::x86_64::hooks;
+use crate::arch::x86_64::idt::{self, Style};
+use crate::arch::x86_64::{fpu, paging};
 use crate::serial_println;
 
 /// RFLAGS.TF (SDM vol. 1 §3.4.3.3).
@@ -25,29 +27,6 @@ const RFLAGS_TF: u64 = 1 << 8;
 use crate::arch::x86_64::idt::vector::{NOT_PRESENT_GATE, ZERO_GATE};
 /// The default vector of the `int` scenario.
 pub const SOFT_INT_VECTOR: u8 = 0x80;
-
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-#[repr(u64)]
-pub enum Style {
-    X86Interrupt,
-    Stub,
-}
-
-impl Style {
-    pub fn parse(s: &str) -> Option<Style> {
-        match s {
-            "x86-interrupt" => Some(Style::X86Interrupt),
-            "stub" => Some(Style::Stub),
-            _ => None,
-        }
-    }
-    pub const fn name(self) -> &'static str {
-        match self {
-            Style::X86Interrupt => "x86-interrupt",
-            Style::Stub => "stub",
-        }
-    }
-}
 
 /// Harness label addresses, emitted by `LAB_FIRE_END` (order fixed by the assembly).
 #[repr(C)]
@@ -437,9 +416,16 @@ fn in_harness(s: &Scenario, rip: u64) -> bool {
         })
 }
 
-/// Called by both handler styles. If a scenario is running and the exception came from its
-/// harness, records it, applies the fix-up for the vector that actually arrived, and returns
-/// true (the handler then `iretq`s). Otherwise returns false: the exception is unexpected.
+/// Registers `on_exception` as an exception hook (arch `hooks`). Call once at boot, before
+/// interrupts are enabled.
+pub fn init() {
+    hooks::register_exception_hook(on_exception);
+}
+
+/// The exception hook, called by every exception handler of both styles. If a scenario is
+/// running and the exception came from its harness, records it, applies the fix-up for the
+/// vector that actually arrived, and returns true (the handler then `iretq`s). Otherwise
+/// returns false: the exception is unexpected.
 pub fn on_exception(vector: u8, frame: *mut InterruptFrame, error: Option<u64>, style: Style) -> bool {
     lab_on_exception(vector as u64, frame, error.unwrap_or(NO_ERROR_CODE), style as u64)
 }

@@ -40,6 +40,12 @@ pub fn kernel_main(boot: boot::BootPath, boot_info: u64, cmdline: &str) -> ! {
     drivers::serial::init();
     serial_println!();
     serial_println!("labkernel {VERSION} boot={} boot_info={boot_info:#x} cmdline={cmdline:?}", boot.name());
+    // Features hook into the arch layer's handlers (arch/x86_64/hooks.rs) before any vector
+    // can reach a handler: interrupts are off and the IDT is not loaded yet.
+    fire::init();
+    user::init();
+    fatal::init();
+    timer::init();
     cpu::init();
     drivers::pic::init();
     drivers::lapic::init();

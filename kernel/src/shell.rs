@@ -4,23 +4,42 @@
 //! `just boot` sees what they type; the lab matches on the prompt and on each command's own
 //! machine-readable output line.
 
-use crate::arch::x86_64::{gdt, idt, stacks, tss};
+use crate::arch::x86_64::idt::{self, Style};
+use crate::arch::x86_64::{gdt, stacks, tss};
 use crate::boot::BootPath;
 use crate::drivers::{debug_exit, serial::SERIAL};
 use crate::{fatal, task, timer, user};
-use crate::fire::{self, Style};
+use crate::fire;
 use crate::{VERSION, serial_print, serial_println};
 
 pub const PROMPT: &str = "lab> ";
 const LINE_MAX: usize = 128;
 
+/// One shell command. `usage` is the one copy of its syntax: `help` prints it, and so does
+/// every error about how the command was typed (`usage_error`, `unknown`).
 struct Command {
     name: &'static str,
     usage: &'static str,
     help: &'static str,
-    run: fn(&mut core::str::SplitWhitespace, BootPath),
+    run: fn(&Command, &mut Args, BootPath),
 }
 
+type Args<'a> = core::str::SplitWhitespace<'a>;
+
+impl Command {
+    /// `error: usage: <usage>`.
+    fn usage_error(&self) {
+        serial_println!("error: usage: {}", self.usage);
+    }
+
+    /// `error: unknown <what> '<word>'; usage: <usage>`, for a word that is not one of the
+    /// choices the usage lists.
+    fn unknown(&self, what: &str, word: &str) {
+        serial_println!("error: unknown {what} '{word}'; usage: {}", self.usage);
+    }
+}
+
+/// The usage table: `help` lists it, errors quote it.
 const COMMANDS: &[Command] = &[
     Command { name: "help", usage: "help", help: "list commands", run: cmd_help },
     Command {
@@ -32,7 +51,7 @@ const COMMANDS: &[Command] = &[
     Command {
         name: "fire",
         usage: "fire <scenario> [x86-interrupt|stub] [vector]",
-        help: "raise an exception from its harness; the handler fixes it up and returns",
+        help: "raise an exception from its harness (see 'scenarios'); the handler fixes it up and returns",
         run: cmd_fire,
     },
     Command {
@@ -67,20 +86,21 @@ const COMMANDS: &[Command] = &[
     },
     Command {
         name: "timer",
-        usage: "timer pit <hz> | apic periodic <hz> | apic oneshot <us> | apic calibrate | stop | pitfall <p>",
-        help: "PIT on IRQ0 (vector 32) or local APIC timer (vector 48); pitfalls: none no-eoi trap-gate masked",
+        usage: "timer pit <19-100000 hz> | apic periodic <1-100000 hz> | apic oneshot <1-10000000 us> \
+                | apic calibrate | stop | pitfall <none|no-eoi|trap-gate|masked>",
+        help: "PIT on IRQ0 (vector 32) or local APIC timer (vector 48); a pitfall applies at the next start",
         run: cmd_timer,
     },
     Command {
         name: "ticks",
         usage: "ticks",
         help: "one line: tick count, TSC, TSC Hz, configured rate, pitfall",
-        run: |_, _| timer::report_ticks(),
+        run: |_, _, _| timer::report_ticks(),
     },
     Command {
         name: "measure",
-        usage: "measure <ms>",
-        help: "count ticks over <ms> of TSC time, interrupts on (1-10000 ms)",
+        usage: "measure <1-10000 ms>",
+        help: "count ticks over that many ms of TSC time, interrupts on",
         run: cmd_measure,
     },
     Command {
@@ -89,12 +109,12 @@ const COMMANDS: &[Command] = &[
         help: "start a worker task (a process gets its own page tables)",
         run: cmd_spawn,
     },
-    Command { name: "tasks", usage: "tasks", help: "one line per task", run: |_, _| task::list() },
+    Command { name: "tasks", usage: "tasks", help: "one line per task", run: |_, _, _| task::list() },
     Command {
         name: "yield",
         usage: "yield",
         help: "let every other runnable task run once (cooperative switch)",
-        run: |_, _| {
+        run: |_, _, _| {
             task::schedule();
             serial_println!("yield switches={}", task::SWITCHES.load(core::sync::atomic::Ordering::SeqCst));
         },
@@ -102,13 +122,13 @@ const COMMANDS: &[Command] = &[
     Command {
         name: "sched",
         usage: "sched preempt <on|off>",
-        help: "timer-driven preemption (needs 'timer pit <hz>')",
+        help: "timer-driven preemption (needs a running timer, see 'timer')",
         run: cmd_sched,
     },
     Command {
         name: "switches",
-        usage: "switches <ms>",
-        help: "yield in a loop for <ms> of TSC time; report context switches",
+        usage: "switches <1-10000 ms>",
+        help: "yield in a loop for that many ms of TSC time; report context switches",
         run: cmd_switches,
     },
     Command {
@@ -117,25 +137,25 @@ const COMMANDS: &[Command] = &[
         help: "run a ring-3 program in its own address space and report how it ended",
         run: cmd_user,
     },
-    Command { name: "kill", usage: "kill", help: "end every task but the shell", run: |_, _| {
+    Command { name: "kill", usage: "kill", help: "end every task but the shell", run: |_, _, _| {
         task::kill_all();
         serial_println!("killed");
     } },
     Command {
         name: "exit",
         usage: "exit <code>",
-        help: "leave QEMU through isa-debug-exit (QEMU exits with code*2+1)",
+        help: "leave QEMU through isa-debug-exit: QEMU exits with code*2+1 (code: decimal or 0x-hex u32)",
         run: cmd_exit,
     },
 ];
 
-fn cmd_help(_: &mut core::str::SplitWhitespace, _: BootPath) {
+fn cmd_help(_: &Command, _: &mut Args, _: BootPath) {
     for c in COMMANDS {
         serial_println!("  {:<14} {}", c.usage, c.help);
     }
 }
 
-fn cmd_info(_: &mut core::str::SplitWhitespace, boot: BootPath) {
+fn cmd_info(_: &Command, _: &mut Args, boot: BootPath) {
     serial_println!(
         "info version={VERSION} boot={} gdt={:#x} gdt_limit={:#x} idt={:#x} idt_limit={:#x} tss={:#x} \
          rsp0={:#x} ist1={:#x} ready={:#x}",
@@ -151,27 +171,27 @@ fn cmd_info(_: &mut core::str::SplitWhitespace, boot: BootPath) {
     );
 }
 
-fn cmd_scenarios(_: &mut core::str::SplitWhitespace, _: BootPath) {
+fn cmd_scenarios(_: &Command, _: &mut Args, _: BootPath) {
     for s in fire::SCENARIOS {
         serial_println!("  {:<16} {:>3}  {}", s.name, s.vector, s.help);
     }
 }
 
-fn parse_style(word: Option<&str>) -> Result<Style, ()> {
+fn parse_style(cmd: &Command, word: Option<&str>) -> Result<Style, ()> {
     match word {
         None => Ok(Style::X86Interrupt),
-        Some(w) => Style::parse(w).ok_or_else(|| serial_println!("error: unknown style '{w}' (x86-interrupt, stub)")),
+        Some(w) => Style::parse(w).ok_or_else(|| cmd.unknown("style", w)),
     }
 }
 
-fn cmd_fire(args: &mut core::str::SplitWhitespace, _: BootPath) {
+fn cmd_fire(cmd: &Command, args: &mut Args, _: BootPath) {
     let Some(name) = args.next() else {
-        return serial_println!("error: usage: fire <scenario> [x86-interrupt|stub] [vector]  (see 'scenarios')");
+        return cmd.usage_error();
     };
     let Some(scenario) = fire::find(name) else {
         return serial_println!("error: unknown scenario '{name}' (see 'scenarios')");
     };
-    let Ok(style) = parse_style(args.next()) else { return };
+    let Ok(style) = parse_style(cmd, args.next()) else { return };
     let vector = match args.next().map(parse_u32) {
         None => scenario.vector,
         Some(Some(v)) if scenario.name == "int" && v <= 255 => v as u8,
@@ -186,33 +206,33 @@ fn cmd_fire(args: &mut core::str::SplitWhitespace, _: BootPath) {
     fire::fire(scenario, style, vector);
 }
 
-fn cmd_style(args: &mut core::str::SplitWhitespace, _: BootPath) {
+fn cmd_style(cmd: &Command, args: &mut Args, _: BootPath) {
     let vector = args.next().and_then(parse_u32).filter(|v| *v <= 255);
     match (vector, args.next().map(Style::parse)) {
         (Some(v), Some(Some(style))) => {
             idt::set_style(v as u8, style);
             serial_println!("style vector={v} {}", style.name());
         }
-        _ => serial_println!("error: usage: style <vector> <x86-interrupt|stub>"),
+        _ => cmd.usage_error(),
     }
 }
 
-fn cmd_overflow(args: &mut core::str::SplitWhitespace, _: BootPath) {
+fn cmd_overflow(cmd: &Command, args: &mut Args, _: BootPath) {
     match args.next() {
         None | Some("halt") => fatal::overflow(fatal::AfterDoubleFault::Halt),
         Some("recover") => fatal::overflow(fatal::AfterDoubleFault::Recover),
-        Some(other) => serial_println!("error: unknown mode '{other}' (halt, recover)"),
+        Some(other) => cmd.unknown("mode", other),
     }
 }
 
-fn cmd_probe(args: &mut core::str::SplitWhitespace, _: BootPath) {
+fn cmd_probe(_: &Command, args: &mut Args, _: BootPath) {
     let name = args.next().unwrap_or("");
     if !fatal::probe(name) {
         serial_println!("error: unknown probe '{name}' (see 'probes')");
     }
 }
 
-fn cmd_probes(_: &mut core::str::SplitWhitespace, _: BootPath) {
+fn cmd_probes(_: &Command, _: &mut Args, _: BootPath) {
     for p in fatal::PROBES {
         serial_println!("  {:<18} {}", p.name, p.help);
     }
@@ -228,7 +248,7 @@ pub extern "C" fn lab_shell_restart() -> ! {
     run(*BOOT.get().expect("the shell ran before"))
 }
 
-fn cmd_timer(args: &mut core::str::SplitWhitespace, _: BootPath) {
+fn cmd_timer(cmd: &Command, args: &mut Args, _: BootPath) {
     match (args.next(), args.next()) {
         (Some("pit"), Some(hz)) => match parse_u32(hz).filter(|h| (19..=100_000).contains(h)) {
             Some(hz) => {
@@ -252,7 +272,7 @@ fn cmd_timer(args: &mut core::str::SplitWhitespace, _: BootPath) {
                     let (by_pit, by_tsc) = crate::drivers::lapic::calibrate();
                     serial_println!("timer apic calibrate hz_by_pit={by_pit} hz_by_tsc={by_tsc}");
                 }
-                _ => serial_println!("error: usage: timer apic periodic <1-100000 hz> | oneshot <1-10000000 us> | calibrate"),
+                _ => cmd.usage_error(),
             }
         }
         (Some("stop"), None) => {
@@ -264,28 +284,28 @@ fn cmd_timer(args: &mut core::str::SplitWhitespace, _: BootPath) {
                 timer::set_pitfall(p);
                 serial_println!("timer pitfall={}", p.name());
             }
-            None => serial_println!("error: unknown pitfall '{p}' (none, no-eoi, trap-gate, masked)"),
+            None => cmd.unknown("pitfall", p),
         },
-        _ => serial_println!("error: usage: timer pit <hz> | stop | pitfall <name>"),
+        _ => cmd.usage_error(),
     }
 }
 
-fn cmd_measure(args: &mut core::str::SplitWhitespace, _: BootPath) {
+fn cmd_measure(cmd: &Command, args: &mut Args, _: BootPath) {
     match args.next().and_then(parse_u32).filter(|ms| (1..=10_000).contains(ms)) {
         Some(ms) => {
             let (ticks, cycles, switches) = timer::measure(ms as u64);
             serial_println!("measure ms={ms} ticks={ticks} tsc_cycles={cycles} tsc_hz={} switches={switches}", timer::tsc_hz());
         }
-        None => serial_println!("error: usage: measure <ms>  (1-10000)"),
+        None => cmd.usage_error(),
     }
 }
 
-fn cmd_spawn(args: &mut core::str::SplitWhitespace, _: BootPath) {
+fn cmd_spawn(cmd: &Command, args: &mut Args, _: BootPath) {
     let (kind, name) = (args.next(), args.next().unwrap_or("worker"));
     let slot = match kind {
         Some("thread") => task::spawn_thread(name),
         Some("process") => task::spawn_process(name),
-        _ => return serial_println!("error: usage: spawn <thread|process> <name>"),
+        _ => return cmd.usage_error(),
     };
     match slot {
         Some(id) => serial_println!("spawned id={id} kind={} name={name}", kind.unwrap()),
@@ -293,7 +313,7 @@ fn cmd_spawn(args: &mut core::str::SplitWhitespace, _: BootPath) {
     }
 }
 
-fn cmd_user(args: &mut core::str::SplitWhitespace, _: BootPath) {
+fn cmd_user(cmd: &Command, args: &mut Args, _: BootPath) {
     match (args.next(), args.next()) {
         (Some("list"), None) => {
             for p in user::PROGRAMS {
@@ -304,33 +324,33 @@ fn cmd_user(args: &mut core::str::SplitWhitespace, _: BootPath) {
             Some(p) => user::run(p),
             None => serial_println!("error: unknown program '{name}' (see 'user list')"),
         },
-        _ => serial_println!("error: usage: user run <program> | user list"),
+        _ => cmd.usage_error(),
     }
 }
 
-fn cmd_sched(args: &mut core::str::SplitWhitespace, _: BootPath) {
+fn cmd_sched(cmd: &Command, args: &mut Args, _: BootPath) {
     match (args.next(), args.next()) {
         (Some("preempt"), Some("on")) => task::set_preempt(true),
         (Some("preempt"), Some("off")) => task::set_preempt(false),
-        _ => return serial_println!("error: usage: sched preempt <on|off>"),
+        _ => return cmd.usage_error(),
     }
     serial_println!("sched ok");
 }
 
-fn cmd_switches(args: &mut core::str::SplitWhitespace, _: BootPath) {
+fn cmd_switches(cmd: &Command, args: &mut Args, _: BootPath) {
     match args.next().and_then(parse_u32).filter(|ms| (1..=10_000).contains(ms)) {
         Some(ms) => {
             let (n, cycles) = task::switch_rate(ms as u64);
             serial_println!("switches ms={ms} count={n} tsc_cycles={cycles} tsc_hz={}", timer::tsc_hz());
         }
-        None => serial_println!("error: usage: switches <ms>  (1-10000)"),
+        None => cmd.usage_error(),
     }
 }
 
-fn cmd_exit(args: &mut core::str::SplitWhitespace, _: BootPath) {
+fn cmd_exit(cmd: &Command, args: &mut Args, _: BootPath) {
     match args.next().map(parse_u32) {
         Some(Some(code)) => debug_exit::exit(code),
-        _ => serial_println!("error: usage: exit <code>  (code: decimal or 0x-hex u32)"),
+        _ => cmd.usage_error(),
     }
 }
 
@@ -345,7 +365,7 @@ fn execute(line: &str, boot: BootPath) {
     let mut words = line.split_whitespace();
     let Some(name) = words.next() else { return };
     match COMMANDS.iter().find(|c| c.name == name) {
-        Some(c) => (c.run)(&mut words, boot),
+        Some(c) => (c.run)(c, &mut words, boot),
         None => serial_println!("error: unknown command '{name}' (try 'help')"),
     }
 }

@@ -10,7 +10,7 @@
 
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 
-use crate::arch::x86_64::handlers::TICKS;
+use crate::arch::x86_64::hooks;
 use crate::arch::x86_64::idt::{self, gate_type, vector};
 use crate::drivers::{lapic, pic, pit};
 use crate::serial_println;
@@ -44,6 +44,8 @@ impl Pitfall {
     }
 }
 
+/// Timer interrupts handled, PIT and APIC together.
+pub static TICKS: AtomicU64 = AtomicU64::new(0);
 static PITFALL: AtomicU8 = AtomicU8::new(Pitfall::None as u8);
 static TSC_HZ: AtomicU64 = AtomicU64::new(0);
 static RATE: AtomicU64 = AtomicU64::new(0);
@@ -147,7 +149,15 @@ pub fn stop() {
     RATE.store(0, Ordering::SeqCst);
 }
 
-/// The IRQ0 handler's body: count, and acknowledge unless the pitfall says not to.
+/// Registers the tick hooks (arch `hooks`): `on_tick` for the PIT's vector, `on_apic_tick`
+/// for the local APIC timer's. Call once at boot, before interrupts are enabled.
+pub fn init() {
+    hooks::register_pit_tick_hook(on_tick);
+    hooks::register_apic_tick_hook(on_apic_tick);
+}
+
+/// The IRQ0 handler's body (the PIT tick hook): count, and acknowledge unless the pitfall
+/// says not to.
 pub fn on_tick(from_user: bool) {
     TICKS.fetch_add(1, Ordering::Relaxed);
     if pitfall() != Pitfall::NoEoi {
@@ -157,7 +167,7 @@ pub fn on_tick(from_user: bool) {
     crate::task::on_timer_tick(from_user);
 }
 
-/// The local APIC timer's handler: count, record the first tick's TSC (one-shot delay), EOI.
+/// The local APIC timer's handler body (the APIC tick hook): count, record the first tick's TSC (one-shot delay), EOI.
 pub fn on_apic_tick(from_user: bool) {
     TICKS.fetch_add(1, Ordering::Relaxed);
     let _ = FIRST_TICK_TSC.compare_exchange(0, rdtsc(), Ordering::SeqCst, Ordering::SeqCst);

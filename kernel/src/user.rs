@@ -10,6 +10,8 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use crate::arch::x86_64::gdt::sel;
 use crate::arch::x86_64::handlers::InterruptFrame;
+use crate::arch::x86_64::hooks;
+use crate::arch::x86_64::idt::Style;
 use crate::arch::x86_64::paging;
 use crate::serial_println;
 
@@ -194,8 +196,15 @@ pub fn sys_exit(code: u64) -> i64 {
     crate::task::exit_current()
 }
 
-/// Called by every handler: a fault at CPL 3 kills the task. Returns false otherwise.
-pub fn on_user_fault(vector: u8, frame: *const InterruptFrame, error: Option<u64>) -> bool {
+/// Registers `on_user_fault` as a fault hook (arch `hooks`). Call once at boot, before
+/// interrupts are enabled.
+pub fn init() {
+    hooks::register_fault_hook(on_user_fault);
+}
+
+/// The fault hook, called by every exception handler but `isr_bp` and `isr_df` for an
+/// exception no scenario claimed: a fault at CPL 3 kills the task. Returns false otherwise.
+pub fn on_user_fault(vector: u8, frame: *mut InterruptFrame, error: Option<u64>, _style: Style) -> bool {
     // SAFETY: the CPU-pushed frame.
     let cs = unsafe { (&raw const (*frame).cs).read_volatile() };
     if cs & 3 != 3 {

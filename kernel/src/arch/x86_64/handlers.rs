@@ -1,13 +1,14 @@
 //! Interrupt and exception handlers (compiler `extern "x86-interrupt"` style).
 //!
 //! Every handler has an unmangled symbol (`isr_<mnemonic>` for 0-31) so the lab's IDT dump
-//! resolves gates to readable names.
+//! resolves gates to readable names. What an exception, the #DF or a timer tick means to the
+//! kernel is decided by the hooks features register (`hooks.rs`).
 
 use core::mem::size_of;
-use core::sync::atomic::AtomicU64;
 
-use super::idt::{ENTRIES, vector};
-use crate::drivers::pic;
+use super::hooks;
+use super::idt::{ENTRIES, Style, vector};
+use crate::drivers::{lapic, pic};
 
 /// What the CPU pushes on every interrupt in 64-bit mode, lowest address first (SDM vol. 3A
 /// §6.14.2, Figure 6-9): SS and RSP are pushed whether or not the privilege level changes. The
@@ -30,8 +31,6 @@ pub const MNEMONICS: [&str; 32] = [
     "#GP", "#PF", "RSVD15", "#MF", "#AC", "#MC", "#XM", "#VE", "#CP", "RSVD22", "RSVD23", "RSVD24",
     "RSVD25", "RSVD26", "RSVD27", "#HV", "#VC", "#SX", "RSVD31",
 ];
-
-pub static TICKS: AtomicU64 = AtomicU64::new(0);
 
 fn report(vector: u8, frame: &InterruptFrame, error_code: Option<u64>) {
     let name = MNEMONICS.get(vector as usize).copied().unwrap_or("IRQ");
@@ -58,18 +57,24 @@ pub fn fatal(vector: u8, frame: &InterruptFrame, error_code: Option<u64>) -> ! {
     crate::halt_forever()
 }
 
-/// Compiler-ABI handlers: a running scenario may fix the frame up, anything else is fatal.
+/// The exception path of both handler styles: the exception hooks (a running scenario's
+/// fix-up), then the fault hooks (a ring-3 fault ends its task); unclaimed, it is fatal.
+pub(super) fn exception(vector: u8, frame: *mut InterruptFrame, error_code: Option<u64>, style: Style) {
+    if !hooks::exception_claimed(vector, frame, error_code, style)
+        && !hooks::fault_claimed(vector, frame, error_code, style)
+    {
+        // SAFETY: `frame` points at the CPU-pushed frame.
+        fatal(vector, unsafe { &*frame }, error_code);
+    }
+}
+
+/// Compiler-ABI handlers.
 ///
 /// In the x86-interrupt ABI the frame argument lives where the CPU pushed it (it is passed by
 /// reference), so a write through its address changes what `iretq` restores: the fix-ups rely
 /// on that, through a raw pointer and volatile accesses.
 fn dispatch(vector: u8, frame: *mut InterruptFrame, error_code: Option<u64>) {
-    if !crate::fire::on_exception(vector, frame, error_code, crate::fire::Style::X86Interrupt)
-        && !crate::user::on_user_fault(vector, frame, error_code)
-    {
-        // SAFETY: `frame` points at the CPU-pushed frame.
-        fatal(vector, unsafe { &*frame }, error_code);
-    }
+    exception(vector, frame, error_code, Style::X86Interrupt)
 }
 
 macro_rules! exception_handlers {
@@ -131,7 +136,7 @@ exception_handlers! {
 #[unsafe(no_mangle)]
 pub extern "x86-interrupt" fn isr_bp(frame: InterruptFrame) {
     let frame_ptr = &raw const frame as *mut InterruptFrame;
-    if !crate::fire::on_exception(vector::BREAKPOINT, frame_ptr, None, crate::fire::Style::X86Interrupt) {
+    if !hooks::exception_claimed(vector::BREAKPOINT, frame_ptr, None, Style::X86Interrupt) {
         report(vector::BREAKPOINT, &frame, None);
     }
 }
@@ -142,21 +147,32 @@ pub extern "x86-interrupt" fn isr_soft_int(frame: InterruptFrame) {
     dispatch(vector::SOFT_INT, &raw const frame as *mut InterruptFrame, None)
 }
 
-/// #DF is an abort with error code 0 (SDM §6.15, "Interrupt 8"): report, then halt, or (the
-/// control experiment) restart the shell on a fresh stack.
+/// #DF is an abort with error code 0 (SDM §6.15, "Interrupt 8"): the double-fault hook
+/// reports, then halts, or (the control experiment) restarts the shell on a fresh stack.
 #[unsafe(no_mangle)]
 pub extern "x86-interrupt" fn isr_df(frame: InterruptFrame, error_code: u64) {
-    crate::fatal::on_double_fault(&raw const frame as *mut InterruptFrame, error_code)
+    match hooks::double_fault_hook() {
+        Some(hook) => hook(&raw const frame as *mut InterruptFrame, error_code),
+        None => fatal(vector::DOUBLE_FAULT, &frame, Some(error_code)),
+    }
 }
 
+/// The PIT's IRQ0: the PIT tick hook counts and acknowledges.
 #[unsafe(no_mangle)]
 pub extern "x86-interrupt" fn isr_timer(frame: InterruptFrame) {
-    crate::timer::on_tick(frame.cs & 3 == 3);
+    match hooks::pit_tick_hook() {
+        Some(hook) => hook(frame.cs & 3 == 3),
+        None => pic::end_of_interrupt(vector::TIMER),
+    }
 }
 
+/// The local APIC timer: the APIC tick hook counts and acknowledges.
 #[unsafe(no_mangle)]
 pub extern "x86-interrupt" fn isr_apic_timer(frame: InterruptFrame) {
-    crate::timer::on_apic_tick(frame.cs & 3 == 3);
+    match hooks::apic_tick_hook() {
+        Some(hook) => hook(frame.cs & 3 == 3),
+        None => lapic::end_of_interrupt(),
+    }
 }
 
 /// COM1 receive: wakes the shell from `hlt`; the shell reads the byte itself.

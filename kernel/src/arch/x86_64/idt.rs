@@ -215,16 +215,43 @@ pub fn base() -> u64 {
     &raw const IDT as u64
 }
 
+/// The two handler styles a gate can point at: the compiler's `extern "x86-interrupt"`
+/// functions (`handlers.rs`) or the hand-written entry stubs that build a `TrapFrame`
+/// (`stubs.rs`). The discriminants are the `style` argument of the exception hooks' C-ABI
+/// side (`lab_on_exception`: 0 x86-interrupt, 1 stub).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(u64)]
+pub enum Style {
+    X86Interrupt,
+    Stub,
+}
+
+impl Style {
+    pub fn parse(s: &str) -> Option<Style> {
+        match s {
+            "x86-interrupt" => Some(Style::X86Interrupt),
+            "stub" => Some(Style::Stub),
+            _ => None,
+        }
+    }
+    pub const fn name(self) -> &'static str {
+        match self {
+            Style::X86Interrupt => "x86-interrupt",
+            Style::Stub => "stub",
+        }
+    }
+}
+
 /// Points `vector`'s gate at the handler of `style`, keeping its declared attributes.
 /// Vectors without a stub keep their compiler-ABI handler.
-pub fn set_style(vector: u8, style: crate::fire::Style) {
+pub fn set_style(vector: u8, style: Style) {
     let d = LAB_IDT_DECL[vector as usize];
     if d.present == 0 {
         return;
     }
     let handler = match style {
-        crate::fire::Style::Stub => super::stubs::stub_for(vector),
-        crate::fire::Style::X86Interrupt => h::handler_table()[vector as usize],
+        Style::Stub => super::stubs::stub_for(vector),
+        Style::X86Interrupt => h::handler_table()[vector as usize],
     };
     if let Some(addr) = handler {
         let gate = Gate::new(addr, sel::KERNEL_CODE, d);

@@ -3,6 +3,7 @@
 pub mod fpu;
 pub mod gdt;
 pub mod handlers;
+pub mod hooks;
 pub mod idt;
 pub mod paging;
 pub mod stacks;

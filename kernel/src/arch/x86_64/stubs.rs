@@ -11,6 +11,7 @@
 use core::mem::{offset_of, size_of};
 
 use super::handlers::InterruptFrame;
+use super::idt::Style;
 
 /// The trap frame, lowest address first. Declared once; `lab/x86/frames.py` mirrors it and the
 /// asserts below pin every offset the assembly relies on.
@@ -52,7 +53,7 @@ pub const SOFT_INT_SLOT: usize = 32;
 
 /// The assembly that pushes the fifteen general-purpose registers in `TrapFrame` order (RAX
 /// first, so R15 ends at the lowest address). The one copy of that order: `lab_trap_common`
-/// and the syscall entry (`crate::syscall`) both build a `TrapFrame` with it.
+/// and the syscall entry (outside `arch`) both build a `TrapFrame` with it.
 macro_rules! push_trap_gprs {
     () => {
         "push rax; push rbx; push rcx; push rdx; push rsi; push rdi; push rbp; push r8; push r9;
@@ -162,14 +163,11 @@ pub fn stub_for(vector: u8) -> Option<u64> {
     }
 }
 
-/// Called by `lab_trap_common` with the frame on the stack; may edit it before `iretq`.
+/// Called by `lab_trap_common` with the frame on the stack; the hooks may edit it before
+/// `iretq` (the same exception path as the compiler-ABI handlers, `handlers::exception`).
 #[unsafe(no_mangle)]
 pub extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
     let vector = frame.vector as u8;
     let error = super::vectors_with_error_code(vector).then_some(frame.error_code);
-    if !crate::fire::on_exception(vector, &raw mut frame.iret, error, crate::fire::Style::Stub)
-        && !crate::user::on_user_fault(vector, &raw const frame.iret, error)
-    {
-        super::handlers::fatal(vector, &frame.iret, error);
-    }
+    super::handlers::exception(vector, &raw mut frame.iret, error, Style::Stub);
 }
