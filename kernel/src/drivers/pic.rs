@@ -10,6 +10,13 @@ use crate::arch::x86_64::idt::vector;
 static PICS: Mutex<ChainedPics> =
     Mutex::new(unsafe { ChainedPics::new(vector::PIC1_OFFSET, vector::PIC2_OFFSET) });
 
+/// Runs `f` with the PIC lock held and interrupts off. A handler entered through a trap gate
+/// (the `trap-gate` timer pitfall) runs with IF=1: a tick that arrived while it held the lock
+/// for its EOI would nest, and the nested handler would spin on the lock forever.
+fn with_pics<R>(f: impl FnOnce(&mut ChainedPics) -> R) -> R {
+    x86_64::instructions::interrupts::without_interrupts(|| f(&mut PICS.lock()))
+}
+
 const PIC1_COMMAND: u16 = 0x20;
 const PIC2_COMMAND: u16 = 0xA0;
 /// OCW3: read the in-service register on the next read of the command port.
@@ -20,42 +27,38 @@ const EOI: u8 = 0x20;
 const IRQ_COM1: u8 = 4;
 
 pub fn init() {
-    let mut pics = PICS.lock();
     // SAFETY: the vectors above have handlers; interrupts are off while remapping.
-    unsafe {
+    with_pics(|pics| unsafe {
         pics.initialize();
         pics.write_masks(!(1u8 << IRQ_COM1), 0xFF);
-    }
+    })
 }
 
 /// Masks IRQ line `irq` (0-7 on the master).
 pub fn mask(irq: u8) {
-    let mut pics = PICS.lock();
     // SAFETY: changes the master's mask register only.
-    unsafe {
+    with_pics(|pics| unsafe {
         let [m, s] = pics.read_masks();
         pics.write_masks(m | (1 << irq), s);
-    }
+    })
 }
 
 pub fn unmask(irq: u8) {
-    let mut pics = PICS.lock();
     // SAFETY: the vector for `irq` has a handler.
-    unsafe {
+    with_pics(|pics| unsafe {
         let [m, s] = pics.read_masks();
         pics.write_masks(m & !(1 << irq), s);
-    }
+    })
 }
 
 /// Whether IRQ `irq` (master) is in service (delivered, not yet acknowledged by EOI).
 pub fn in_service(irq: u8) -> bool {
-    let _guard = PICS.lock();
-    crate::drivers::pic::isr(PIC1_COMMAND) & (1 << irq) != 0
+    with_pics(|_| isr(PIC1_COMMAND) & (1 << irq) != 0)
 }
 
 pub fn end_of_interrupt(vector: u8) {
     // SAFETY: called from the handler of `vector`.
-    unsafe { PICS.lock().notify_end_of_interrupt(vector) };
+    with_pics(|pics| unsafe { pics.notify_end_of_interrupt(vector) })
 }
 
 fn isr(command_port: u16) -> u8 {
