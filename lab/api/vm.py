@@ -11,7 +11,7 @@ from lab.checks.view import decode
 from lab.checks.waivers import apply_waivers
 from lab.host import config as lab_config
 from lab.host import profiles
-from lab.machine.session import Session, Stop
+from lab.machine.session import Session, Stop, worth_keeping
 from lab.runs.inject import InjectResult, inject_all
 from lab.runs.inspect import InspectReport
 from lab.runs.vm import VmSpec, kernel_for
@@ -51,7 +51,7 @@ class VM:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        self.close(failed=exc_type is not None)
+        self.close(failed=exc is not None and worth_keeping(exc))
 
     def start(self) -> None:
         session = self.spec.session(restore=self.spec.restore and self.stop.is_ready)
@@ -59,8 +59,8 @@ class VM:
         try:
             self.stopped_at = self.session.boot_to(self.stop)
             require_long_mode(parse_info_registers(self.session.gdb.monitor("info registers")), self.stopped_at)
-        except BaseException:
-            self.close(failed=True)
+        except BaseException as exc:
+            self.close(failed=worth_keeping(exc))
             raise
 
     def close(self, failed: bool = False) -> None:

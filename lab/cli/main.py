@@ -76,9 +76,16 @@ def main(argv: list[str] | None = None) -> int:
         # `kill -USR1` a lab that seems stuck: every thread's Python stack goes to stderr.
         faulthandler.register(signal.SIGUSR1, all_threads=True)
         args = parser(COMMANDS).parse_args(argv)
-        if args.verbose:
-            import logging
+        import logging
 
+        # qemu.qmp runs its own asyncio tasks: an interrupted QMP command leaves a task whose
+        # KeyboardInterrupt asyncio would print at exit ("Task exception was never retrieved")
+        # after the lab's one line. QMP failures reach the lab as exceptions (machine/qemu.py).
+        # qemu.qmp logs its own connection's ups and downs (with tracebacks when a signal breaks
+        # its state machine mid-disconnect); the lab reports what matters itself.
+        for name in ("asyncio", "qemu.qmp"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
+        if args.verbose:
             logging.basicConfig(level=logging.INFO, format="lab: %(message)s", stream=sys.stderr)
         if hasattr(args, "fresh"):  # the commands that start a Session
             from lab.machine import gdb as early_gdb

@@ -24,6 +24,13 @@ if TYPE_CHECKING:
 log = logging.getLogger("lab")
 
 
+def worth_keeping(exc: BaseException) -> bool:
+    """Whether a run that ended with `exc` keeps its logs: a failure of the lab or the guest
+    does; a user error (one line says it all) and an interruption (Ctrl-C, SIGTERM: the user's
+    wish, BaseExceptions) do not."""
+    return isinstance(exc, Exception) and not isinstance(exc, UserError)
+
+
 @dataclass(frozen=True)
 class Stop:
     """When the lab stops the CPU to read its state. At most one is set; none means the lab
@@ -104,15 +111,16 @@ class Session:
     def __enter__(self) -> "Session":
         try:
             self.start()
-        except BaseException:
-            self.close(failed=True)
+        except BaseException as exc:
+            self.close(failed=worth_keeping(exc))
             raise
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
         # Logs are kept for failures of the lab or the guest; a user error (bad address, unknown
-        # symbol) is reported in one line and needs none.
-        self.close(failed=exc_type is not None and not issubclass(exc_type, UserError))
+        # symbol) is reported in one line and needs none, and an interruption (Ctrl-C, SIGTERM:
+        # BaseExceptions) is the user's wish, not a failure to look into.
+        self.close(failed=exc is not None and worth_keeping(exc))
 
     @property
     def logs(self) -> Path | None:
