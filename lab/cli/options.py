@@ -8,7 +8,7 @@ import math
 import sys
 from pathlib import Path
 
-from lab.host.bootpath import BOOT_PATHS
+from lab.host.bootpath import ALL_BOOT_PATHS, BOOT_PATHS, UEFI
 from lab.host.profiles import DEFAULT_PROFILE
 from lab.x86.vectors import MAX_VECTOR
 
@@ -68,12 +68,16 @@ def vm_options(sp, *, restore: bool = True) -> None:
                         help="boot the kernel; by default a VM stopping at lab_ready is restored "
                              "from the saved ready state of this kernel, profile and command line "
                              "(made by one boot on first use; lab/machine/snapshot.py)")
-    sp.add_argument("--kernel", metavar="PATH", help="kernel to boot: an ELF (Multiboot) or a Linux bzImage "
-                    "(default: lab.toml's, else build the lab kernel)")
+    sp.add_argument("--kernel", metavar="PATH", help="kernel to boot: an ELF (Multiboot), a Linux bzImage, or "
+                    "an EFI executable with --uefi (default: lab.toml's, else build the lab kernel)")
     sp.add_argument("--release", action="store_true", help="build the release profile")
     sp.add_argument("--profile", metavar="NAME|FILE",
                     help=f"QEMU profile: a name from qemu-configs/ or a TOML file (default: {DEFAULT_PROFILE})")
-    sp.add_argument("--boot", choices=BOOT_PATHS, help="how QEMU loads the kernel (default: the profile's, multiboot)")
+    boot = sp.add_mutually_exclusive_group()
+    boot.add_argument("--boot", choices=ALL_BOOT_PATHS, help="how QEMU loads the kernel (default: the profile's, multiboot)")
+    boot.add_argument("--uefi", dest="boot", action="store_const", const=UEFI,
+                      help="boot through UEFI firmware (OVMF): the EFI executable --kernel names, on a "
+                           "FAT image the lab makes, or the UEFI disk --image names (= --boot uefi)")
     sp.add_argument("--memory", metavar="SIZE", help="guest memory, e.g. 512M or 2G (default: the profile's)")
     sp.add_argument("--initrd", metavar="PATH", help="an initial ramdisk for a Linux-style kernel (-initrd)")
     sp.add_argument("--qemu-arg", action="append", metavar="ARG", dest="qemu_args",
@@ -85,10 +89,10 @@ def vm_options(sp, *, restore: bool = True) -> None:
 def foreign_options(sp, *, stops: bool = True) -> None:
     """Kernels the lab did not build: what to boot, with which symbols, and when to stop."""
     g = sp.add_argument_group("other kernels")
-    g.add_argument("--image", metavar="PATH", help="boot this raw disk image through the BIOS "
-                   "(--kernel, if given, only supplies symbols)")
+    g.add_argument("--image", metavar="PATH", help="boot this raw disk image through the BIOS, or "
+                   "UEFI with --uefi (--kernel, if given, only supplies symbols)")
     g.add_argument("--append", metavar="CMDLINE", help="kernel command line (-append; fw_cfg "
-                   "opt/lab/cmdline for disk images)")
+                   "opt/lab/cmdline for disk images; a startup.nsh for an EFI executable)")
     g.add_argument("--symbols", metavar="PATH", help="symbols from this ELF or System.map")
     if stops:
         stop = g.add_mutually_exclusive_group()

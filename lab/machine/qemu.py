@@ -11,11 +11,11 @@ from __future__ import annotations
 import asyncio
 import socket
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
-from lab.host.bootpath import media_args
+from lab.host.bootpath import check_media, media_args, memory_for
 from lab.errors import LabError, LabTimeout, ProcessDied
 from lab.machine.process import Deadline, reap, spawn, wait_exit, wait_readable
 from lab.machine.rundir import RunDir
@@ -27,14 +27,18 @@ QMP_COMMAND_TIMEOUT = 5.0  # every QMP command is bounded (qemu.qmp waits foreve
 
 
 def base_argv(profile: Profile, kernel: Path | None, append: str | None = None,
-              image: Path | None = None) -> list[str]:
+              image: Path | None = None, private_dir: Path | None = None) -> list[str]:
     """The command line every lab QEMU shares: the profile, no default devices or display,
     no reboot (a triple fault ends the VM), isa-debug-exit, the kernel loaded by the profile's
-    boot path with command line `append`. Callers add their control channels."""
+    boot path with command line `append`. Callers add their control channels. The uefi path
+    needs `private_dir`, the run's 0700 directory: its copy of the firmware's variables goes
+    there."""
+    check_media(profile.boot, kernel, append, image, machine=profile.machine)
+    profile = replace(profile, memory=memory_for(profile.boot, profile.memory))
     return [qemu_binary(), *profile.qemu_args(),
             "-nodefaults", "-no-user-config", "-display", "none", "-vga", "none", "-no-reboot",
             "-device", f"isa-debug-exit,iobase={DEBUG_EXIT_IOBASE:#x},iosize=0x04",
-            *media_args(profile.boot, kernel, append, image)]
+            *media_args(profile.boot, kernel, append, image, private_dir)]
 
 
 @dataclass(frozen=True)
@@ -83,10 +87,18 @@ class QemuMachine:
         self._serial_listener: socket.socket | None = None
         self._stderr = None
         self._exit: ExitStatus | None = None
+        self._argv: list[str] | None = None
 
     # -- command line -------------------------------------------------------------------
     def argv(self) -> list[str]:
-        argv = base_argv(self.profile, self.kernel, self.append, self.image) + [
+        """QEMU's command line, made once: making it copies the UEFI variable store into the
+        run's directory, which must not happen again while QEMU runs."""
+        if self._argv is None:
+            self._argv = self._make_argv()
+        return list(self._argv)
+
+    def _make_argv(self) -> list[str]:
+        argv = base_argv(self.profile, self.kernel, self.append, self.image, self.run.path) + [
             "-chardev", f"socket,id=qmp,path={self.qmp_socket}",
             "-mon", "chardev=qmp,mode=control",
             "-chardev", f"socket,id=serial0,path={self.serial_socket}",

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lab.errors import GuestError, LabError, LabTimeout, UserError
+from lab.host.bootpath import UEFI, check_media, serial_handshake
 from lab.host.kernelfile import ELF64, require_disk, require_kernel
 from lab.machine.gdb import Gdb
 from lab.machine.qemu import QemuMachine
@@ -87,6 +88,11 @@ class Session:
         from lab.host.toolchain import gdb_binary, qemu_binary
         qemu_binary()
         gdb_binary()
+        # The firmware, and an EFI executable's FAT image (made here), for the same reason.
+        check_media(profile.boot, kernel, append, image, machine=profile.machine)
+        #: What the firmware asks on serial before it starts the kernel (the UEFI shell's
+        #: countdown), answered once after the guest first runs; None when it asks nothing.
+        self._handshake = serial_handshake(profile.boot, kernel, append, image)
         self.kernel = kernel
         self.profile = profile
         self.ready_timeout = ready_timeout
@@ -213,7 +219,7 @@ class Session:
         from lab.machine.snapshot import (LOCK_SLACK, BadState, StateDirUnusable, StateStore,
                                           state_key, warn)
 
-        if self.image is not None or self.kind != ELF64:
+        if self.image is not None or self.kind != ELF64 or self.profile.boot == UEFI:
             return None
         files = [self.kernel] + ([bios_image(self.kernel)] if self.profile.boot == BIOS else [])
         key = state_key(base_argv(self.profile, self.kernel, self.append), files)
@@ -293,11 +299,23 @@ class Session:
         finally:
             tmp.unlink(missing_ok=True)
 
+    def _cont(self) -> None:
+        """Lets the guest run; the first time, answers what the firmware asks on serial (the
+        UEFI shell's countdown before startup.nsh), bounded by the ready timeout."""
+        assert self.gdb and self.serial
+        self.gdb.cont()
+        if self._handshake is not None:
+            pattern, reply = self._handshake
+            self._handshake = None
+            self.serial.expect(pattern, self.ready_timeout,
+                               f"the firmware's prompt {pattern.decode(errors='replace')!r}")
+            self.serial.send_line(reply)
+
     def _run_to(self, address: int, name: str) -> None:
         """Continues to a hardware breakpoint at `address` and returns stopped there."""
         assert self.gdb and self.serial
         bp = self.gdb.hbreak(f"*{address:#x}")
-        self.gdb.cont()
+        self._cont()
         try:
             stop = self.gdb.wait_stopped(self.ready_timeout, f"the kernel to reach {name}")
         except LabTimeout as exc:
@@ -324,7 +342,7 @@ class Session:
         if ready is not None:
             self._run_to(ready.address, READY_SYMBOL)
         else:
-            self.gdb.cont()
+            self._cont()
         self.ready_line = self.serial.wait_ready(self.ready_timeout)
         if ready is None:
             # Stop the CPU: every caller reads state next, and once it is stopped everything
@@ -361,12 +379,12 @@ class Session:
             self._run_to(address, stop.at)
             self.ready_line = f"stopped at {stop.at} ({address:#x}) by a hardware breakpoint"
         elif stop.when is not None:
-            self.gdb.cont()
+            self._cont()
             m = self.serial.expect(stop.when.encode(), self.ready_timeout, f"the serial pattern {stop.when!r}")
             self.gdb.interrupt()
             self.ready_line = f"stopped on serial match {m.group(0).decode(errors='replace').strip()!r}"
         elif stop.after is not None:
-            self.gdb.cont()
+            self._cont()
             self.serial.run_for(stop.after, f"the guest ran for {stop.after:g} s")
             self.gdb.interrupt()
             self.ready_line = f"stopped after {stop.after:g} s"

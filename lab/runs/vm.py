@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from lab.errors import UserError
+from lab.host.bootpath import UEFI
 from lab.host.build import build_kernel
 from lab.host.profiles import Profile
 from lab.labkernel.contract import require_lab_kernel
@@ -22,7 +24,7 @@ class VmSpec:
     log_dir: Path | None = None
     restore: bool = True  # False: always boot (the CLI's --fresh)
     append: str | None = None  # kernel command line
-    image: Path | None = None  # a raw disk image booted through the BIOS
+    image: Path | None = None  # a raw disk image booted through the firmware (BIOS or UEFI)
     symbols: Path | None = None  # an ELF or a System.map
 
     def session(self, **overrides) -> Session:
@@ -47,4 +49,7 @@ def kernel_for(kernel: Path | None, *, image: Path | None = None, command: str =
         if needs_lab_kernel:
             require_lab_kernel(kernel, command)
         return kernel
+    if boot == UEFI:
+        raise UserError("--uefi boots an EFI executable (--kernel) or a UEFI disk image (--image); "
+                        "the lab kernel boots by Multiboot or from its BIOS disk (--boot)")
     return build_kernel(release=release, quiet=True, boot=boot)
