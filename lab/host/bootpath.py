@@ -70,8 +70,9 @@ def check_media(boot: str, kernel: Path | None, append: str | None = None,
 
     check_boot(boot)
     if boot == UEFI:
-        if machine in NO_PFLASH_MACHINES:
-            raise UserError(f"the {machine} machine has no flash for UEFI firmware; boot UEFI on "
+        machine_type = (machine or "").split(",")[0]
+        if machine_type in NO_PFLASH_MACHINES:
+            raise UserError(f"the {machine_type} machine has no flash for UEFI firmware; boot UEFI on "
                             f"pc or q35 (--profile tcg or tcg-q35)")
         from lab.host import ovmf
 

@@ -16,6 +16,7 @@ import sysconfig
 from pathlib import Path
 
 from lab.errors import UserError
+from lab.host.bootpath import check_media
 from lab.host.kernelfile import identify, require_disk, require_kernel
 from lab.host.profiles import Profile
 from lab.host.toolchain import REPO_ROOT, gdb_binary
@@ -44,9 +45,10 @@ def gdb_prelude(kernel: Path | None) -> list[str]:
 def boot_interactive(kernel: Path, profile: Profile) -> int:
     require_kernel(kernel)
     profile.check_usable()
+    check_media(profile.boot, kernel, machine=profile.machine)  # before the run's directory exists
     run = RunDir()
     gdb_sock = run.socket("gdb")
-    argv = base_argv(profile, kernel) + ["-serial", "mon:stdio",
+    argv = base_argv(profile, kernel, private_dir=run.path) + ["-serial", "mon:stdio",
                                          "-gdb", f"unix:{gdb_sock},server=on,wait=off"]
     print(f"lab: booting {kernel} ({profile.name}); Ctrl-A X quits, Ctrl-A C toggles the QEMU monitor\n"
           f"lab: attach gdb from another terminal with:\n"
