@@ -45,8 +45,8 @@ def test_bios_without_image_is_a_user_error(kernel):
 
 
 def test_unknown_boot_path(kernel):
-    with pytest.raises(UserError, match="unknown boot path 'uefi'"):
-        media_args("uefi", kernel)
+    with pytest.raises(UserError, match="unknown boot path 'pxe'; choose one of: multiboot, bios, uefi"):
+        media_args("pxe", kernel)
 
 
 def _profile_dir(tmp_path, extra=""):
