@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
-from lab.host.bootpath import check_media, media_args, memory_for
+from lab.host.bootpath import check_media, media_args, memory_for, serial_handshake
 from lab.errors import LabError, LabTimeout, ProcessDied
 from lab.machine.process import Deadline, reap, spawn, wait_exit, wait_readable
 from lab.machine.rundir import RunDir
@@ -96,6 +96,13 @@ class QemuMachine:
         if self._argv is None:
             self._argv = self._make_argv()
         return list(self._argv)
+
+    @property
+    def firmware_prompt(self) -> tuple[bytes, str] | None:
+        """What the firmware will ask on serial before it starts the kernel, as (regex, the
+        line that answers it), or None (lab/host/bootpath.py: serial_handshake)."""
+        return None if self.incoming else serial_handshake(self.profile.boot, self.kernel,
+                                                           self.append, self.image)
 
     def _make_argv(self) -> list[str]:
         argv = base_argv(self.profile, self.kernel, self.append, self.image, self.run.path) + [

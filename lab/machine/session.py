@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lab.errors import GuestError, LabError, LabTimeout, UserError
-from lab.host.bootpath import UEFI, check_media, serial_handshake
 from lab.host.kernelfile import ELF64, require_disk, require_kernel
+from lab.machine.firmware import answer_firmware
 from lab.machine.gdb import Gdb
 from lab.machine.qemu import QemuMachine
 from lab.machine.rundir import RunDir
@@ -88,11 +88,6 @@ class Session:
         from lab.host.toolchain import gdb_binary, qemu_binary
         qemu_binary()
         gdb_binary()
-        # The firmware, and an EFI executable's FAT image (made here), for the same reason.
-        check_media(profile.boot, kernel, append, image, machine=profile.machine)
-        #: What the firmware asks on serial before it starts the kernel (the UEFI shell's
-        #: countdown), answered once after the guest first runs; None when it asks nothing.
-        self._handshake = serial_handshake(profile.boot, kernel, append, image)
         self.kernel = kernel
         self.profile = profile
         self.ready_timeout = ready_timeout
@@ -147,6 +142,7 @@ class Session:
         # gdb does not load the ELF: every breakpoint and read is by address, and symbols
         # come from pyelftools. Loading the kernel's DWARF into gdb only cost start-up time.
         self.gdb.connect(self.qemu.gdb_socket)
+        answer_firmware(self.gdb, self.serial, self.qemu.firmware_prompt, self.ready_timeout)
 
     def _launch_qemu(self, saved: "SavedState | None") -> None:
         self.qemu = QemuMachine(self.profile, self.run, kernel=self.kernel, paused=True,
@@ -214,7 +210,7 @@ class Session:
         the lock, with a warning, then made again; so is `failed`, one that failed to load."""
         from contextlib import ExitStack
 
-        from lab.host.bootpath import BIOS, bios_image
+        from lab.host.bootpath import BIOS, UEFI, bios_image
         from lab.machine.qemu import base_argv
         from lab.machine.snapshot import (LOCK_SLACK, BadState, StateDirUnusable, StateStore,
                                           state_key, warn)
@@ -299,23 +295,11 @@ class Session:
         finally:
             tmp.unlink(missing_ok=True)
 
-    def _cont(self) -> None:
-        """Lets the guest run; the first time, answers what the firmware asks on serial (the
-        UEFI shell's countdown before startup.nsh), bounded by the ready timeout."""
-        assert self.gdb and self.serial
-        self.gdb.cont()
-        if self._handshake is not None:
-            pattern, reply = self._handshake
-            self._handshake = None
-            self.serial.expect(pattern, self.ready_timeout,
-                               f"the firmware's prompt {pattern.decode(errors='replace')!r}")
-            self.serial.send_line(reply)
-
     def _run_to(self, address: int, name: str) -> None:
         """Continues to a hardware breakpoint at `address` and returns stopped there."""
         assert self.gdb and self.serial
         bp = self.gdb.hbreak(f"*{address:#x}")
-        self._cont()
+        self.gdb.cont()
         try:
             stop = self.gdb.wait_stopped(self.ready_timeout, f"the kernel to reach {name}")
         except LabTimeout as exc:
@@ -342,7 +326,7 @@ class Session:
         if ready is not None:
             self._run_to(ready.address, READY_SYMBOL)
         else:
-            self._cont()
+            self.gdb.cont()
         self.ready_line = self.serial.wait_ready(self.ready_timeout)
         if ready is None:
             # Stop the CPU: every caller reads state next, and once it is stopped everything
@@ -379,12 +363,12 @@ class Session:
             self._run_to(address, stop.at)
             self.ready_line = f"stopped at {stop.at} ({address:#x}) by a hardware breakpoint"
         elif stop.when is not None:
-            self._cont()
+            self.gdb.cont()
             m = self.serial.expect(stop.when.encode(), self.ready_timeout, f"the serial pattern {stop.when!r}")
             self.gdb.interrupt()
             self.ready_line = f"stopped on serial match {m.group(0).decode(errors='replace').strip()!r}"
         elif stop.after is not None:
-            self._cont()
+            self.gdb.cont()
             self.serial.run_for(stop.after, f"the guest ran for {stop.after:g} s")
             self.gdb.interrupt()
             self.ready_line = f"stopped after {stop.after:g} s"

@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from lab.errors import UserError
-from lab.host.bootpath import UEFI
+from lab.host.bootpath import UEFI, check_media
 from lab.host.build import build_kernel
 from lab.host.profiles import Profile
 from lab.labkernel.contract import require_lab_kernel
@@ -26,6 +26,11 @@ class VmSpec:
     append: str | None = None  # kernel command line
     image: Path | None = None  # a raw disk image booted through the firmware (BIOS or UEFI)
     symbols: Path | None = None  # an ELF or a System.map
+
+    def __post_init__(self) -> None:
+        # What QEMU would refuse to boot (UEFI firmware, an EFI executable's FAT image, made
+        # here), refused in one line before any run directory or process exists.
+        check_media(self.profile.boot, self.kernel, self.append, self.image, machine=self.profile.machine)
 
     def session(self, **overrides) -> Session:
         """A Session of this VM; `overrides` replace any of Session's options."""
