@@ -9,7 +9,7 @@ and which findings it expects. Found from the current directory upwards (or name
     append = "console=ttyS0"      # the kernel command line
     initrd = "build/initrd.img"
     image = "build/disk.img"      # a raw disk booted through the BIOS instead
-    boot = "multiboot"            # multiboot | bios
+    boot = "multiboot"            # multiboot | bios | uefi
 
     [vm]
     profile = "tcg"               # a profile's name, or a TOML file

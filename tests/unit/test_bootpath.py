@@ -129,3 +129,22 @@ def test_kernel_inputs_cover_sources_manifests_and_the_compiler():
     assert {"src/main.rs", "src/boot/bios.rs", "Cargo.toml", "Cargo.lock", "linker.ld", "build.rs",
             ".cargo/config.toml"} <= names
     assert RUSTC in kernel_inputs()
+
+
+def test_a_profile_customized_by_the_user(tmp_path):
+    """--memory, --initrd and --qemu-arg (or lab.toml's) change the profile's command line, and
+    so the saved ready state's key; a bad size or a missing initrd is one line."""
+    from lab.errors import UserError
+
+    base = profiles.load("tcg")
+    initrd = tmp_path / "initrd.img"
+    initrd.write_bytes(b"\0")
+    p = base.customized(memory="512M", initrd=initrd, qemu_args=("-smp", "2"))
+    args = p.qemu_args()
+    assert args[args.index("-m") + 1] == "512M"
+    assert args[-4:] == ["-initrd", str(initrd.resolve()), "-smp", "2"]
+    assert base.customized() is base
+    with pytest.raises(UserError, match="--memory '12 potatoes'"):
+        base.customized(memory="12 potatoes")
+    with pytest.raises(UserError, match="initrd not found"):
+        base.customized(initrd=tmp_path / "missing")
