@@ -58,6 +58,19 @@ def wait_exit(proc: subprocess.Popen, timeout: float | None) -> int | None:
     return proc.returncode
 
 
+def pid_gone(pid: int, timeout: float) -> bool:
+    """Whether process `pid` (any process, not only a child) ends within `timeout`: its pidfd
+    becomes readable."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        return bool(select.select([fd], [], [], timeout)[0])
+    finally:
+        os.close(fd)
+
+
 def reap(proc: subprocess.Popen, soft_timeout: float = 1.0) -> int:
     """Waits for `proc`, then SIGTERM, then SIGKILL; always returns its exit status."""
     status = wait_exit(proc, soft_timeout)

@@ -20,7 +20,6 @@ import json
 import os
 import random
 import re
-import select
 import shutil
 import signal
 import subprocess
@@ -29,6 +28,7 @@ import uuid
 from pathlib import Path
 
 from lab.host.build import build_kernel
+from lab.machine.process import pid_gone
 
 COMMANDS = ((["fire", "all"], 30), (["probe", "all"], 6), (["inspect", "--fresh"], 2))
 EXPECTED = {signal.SIGTERM: 143, signal.SIGINT: 130, signal.SIGKILL: -9}
@@ -44,17 +44,6 @@ def marked(marker: str) -> list[int]:
         except OSError:
             continue
     return out
-
-
-def gone(pid: int, timeout: float) -> bool:
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return True
-    try:
-        return bool(select.select([fd], [], [], timeout)[0])
-    finally:
-        os.close(fd)
 
 
 def trial(lab: str, kernel: Path, rng: random.Random) -> dict:
@@ -80,7 +69,7 @@ def trial(lab: str, kernel: Path, rng: random.Random) -> dict:
     err.append(proc.stderr.read())
     status = proc.wait(timeout=60)
     text = "".join(err)
-    orphans = [pid for pid in marked(f"{name}={value}") if not gone(pid, 10)]
+    orphans = [pid for pid in marked(f"{name}={value}") if not pid_gone(pid, 10)]
     for pid in orphans:
         os.kill(pid, signal.SIGKILL)
     kept = set(re.findall(r"logs: (\S+)", text))

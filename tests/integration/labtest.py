@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-import select
 import shutil
 import subprocess
 import sys
 
 from lab.host import profiles
+from lab.machine.process import pid_gone
 
 
 def kvm_usable() -> tuple[bool, str]:
@@ -29,14 +29,7 @@ def lab_cli(*args: str, env: dict | None = None, timeout: float = 60, cwd=None) 
 
 def wait_gone(pid: int, timeout: float) -> bool:
     """Whether process `pid` ends within `timeout` (its pidfd becomes readable)."""
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return True
-    try:
-        return bool(select.select([fd], [], [], timeout)[0])
-    finally:
-        os.close(fd)
+    return pid_gone(pid, timeout)
 
 
 #: Processes of VMs deliberately shared across a module's tests; the orphan guard skips them.
