@@ -6,15 +6,12 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from lab.checks.inspect import run_all
-from lab.checks.view import decode
-from lab.checks.waivers import apply_waivers
 from lab.host import config as lab_config
-from lab.host import profiles
+from lab.host.config import LabConfig
 from lab.machine.session import Session, Stop, worth_keeping
 from lab.runs.inject import InjectResult, inject_all
-from lab.runs.inspect import InspectReport
-from lab.runs.vm import VmSpec, kernel_for
+from lab.runs.inspect import InspectReport, checked_report
+from lab.runs.vm import VmSpec, spec_from, stop_from
 from lab.scenarios.injections import selected
 from lab.target.cpu import parse_info_registers, read_state, require_long_mode
 
@@ -31,20 +28,10 @@ class VM:
         self.waivers: dict[str, str] = {}  # lab.toml's expected findings (from_config)
 
     @classmethod
-    def from_config(cls, path: Path | None = None, **overrides) -> "VM":
+    def from_config(cls, path: Path | None = None, **options) -> "VM":
         """The VM a lab.toml describes (`path`, else the nearest from the current directory);
-        `overrides` as `boot`'s keywords."""
-        cfg = lab_config.load(path or lab_config.find())
-        if overrides.get("kernel") is None and cfg.kernel is not None:
-            cfg.build_kernel()
-        options = {"kernel": cfg.kernel, "profile": cfg.profile, "append": cfg.append,
-                   "symbols": cfg.symbols, "image": cfg.image, "initrd": cfg.initrd,
-                   "memory": cfg.memory, "qemu_args": cfg.qemu_args, "at": cfg.at,
-                   "after": cfg.after, "when": cfg.when, "ready_timeout": cfg.ready_timeout}
-        options.update({k: v for k, v in overrides.items() if v is not None})
-        vm = boot(**{k: v for k, v in options.items() if v is not None})
-        vm.waivers = dict(cfg.waivers)
-        return vm
+        `options`, as `boot`'s keywords, override it."""
+        return boot(**options, config=lab_config.load(path or lab_config.find()))
 
     def __enter__(self) -> "VM":
         self.start()
@@ -79,11 +66,9 @@ class VM:
         `waivers` ({check id: reason}, default lab.toml's) turn expected findings WAIVED."""
         s = self._live()
         t0 = time.monotonic()
-        state = read_state(s.gdb)
-        view = decode(state, s.symbols)
-        checks, unused = apply_waivers(run_all(view), self.waivers if waivers is None else waivers)
-        report = InspectReport(self.spec.kernel or self.spec.image, self.spec.profile.name,
-                               self.stopped_at or "", view, checks, unused_waivers=unused)
+        report = checked_report(read_state(s.gdb), s.symbols, self.spec.kernel or self.spec.image,
+                                self.spec.profile.name, self.stopped_at or "",
+                                self.waivers if waivers is None else waivers)
         report.timings["read_decode_check"] = time.monotonic() - t0
         return report
 
@@ -121,14 +106,18 @@ def boot(kernel: str | Path | None = None, *, profile: str | None = None, append
          initrd: str | Path | None = None, memory: str | None = None, qemu_args=(),
          at: str | None = None, after: float | None = None, when: str | None = None,
          ready_timeout: float | None = None, log_dir: str | Path | None = None,
-         restore: bool = True, boot_path: str | None = None) -> VM:
+         restore: bool = True, boot_path: str | None = None,
+         config: LabConfig | None = None) -> VM:
     """A VM of `kernel` (an ELF, a bzImage; None: the lab's own kernel, built), stopped at
     `at` (a symbol or an address), `after` seconds, `when` the console matches a regex, or,
-    for the lab's kernel, at its ready point. Use it in a `with` block."""
+    for the lab's kernel, at its ready point. Every keyword left out falls back to `config`
+    (a lab.toml, lab.host.config.load) when given. Use it in a `with` block."""
+    cfg = config or LabConfig()
     path = lambda p: None if p is None else Path(p)
-    prof = profiles.load(profile or profiles.DEFAULT_PROFILE).with_boot(boot_path).customized(
-        memory=memory, initrd=path(initrd), qemu_args=tuple(qemu_args))
-    k = kernel_for(path(kernel), image=path(image), boot=prof.boot)
-    spec = VmSpec(k, prof, ready_timeout=ready_timeout or 10.0, log_dir=path(log_dir), restore=restore,
-                  append=append, image=path(image), symbols=path(symbols))
-    return VM(spec, Stop(at=at, after=after, when=when))
+    spec = spec_from(cfg, kernel=path(kernel), profile=profile, boot=boot_path, memory=memory,
+                     initrd=path(initrd), qemu_args=tuple(qemu_args), append=append, image=path(image),
+                     symbols=path(symbols), ready_timeout=ready_timeout, log_dir=path(log_dir),
+                     restore=restore)
+    vm = VM(spec, stop_from(cfg, at=at, after=after, when=when))
+    vm.waivers = dict(cfg.waivers)
+    return vm

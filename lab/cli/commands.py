@@ -29,53 +29,25 @@ def _config(args):
     return args._config
 
 
-def _pick(flag, configured, default=None):
-    """A command-line value, else lab.toml's, else the default."""
-    return flag if flag is not None else configured if configured is not None else default
+def _vm(args):
+    """The VM the options name (lab/runs/vm.py spec_from: each flag, else lab.toml's)."""
+    from lab.runs.vm import spec_from
 
-
-def _profile(args):
-    """The --profile (or lab.toml's, or the default), with the boot path, memory, initrd and
-    extra QEMU arguments of the command line and lab.toml applied."""
-    from lab.host import profiles
-
-    cfg = _config(args)
-    profile = profiles.load(_pick(args.profile, cfg.profile, profiles.DEFAULT_PROFILE))
-    return profile.with_boot(_pick(getattr(args, "boot", None), cfg.boot)).customized(
-        memory=_pick(args.memory, cfg.memory), initrd=_pick(_path(args.initrd), cfg.initrd),
-        qemu_args=(*cfg.qemu_args, *(args.qemu_args or ())))
-
-
-def _vm(args, profile=None):
-    """The VM the options name (lab/runs/vm.py), the kernel built or checked first."""
-    from lab.cli.options import DEFAULT_READY_TIMEOUT
-    from lab.runs.vm import VmSpec, kernel_for
-
-    cfg = _config(args)
-    profile = profile or _profile(args)
-    image = _pick(_path(getattr(args, "image", None)), cfg.image)
-    kernel = _path(args.kernel)
-    if kernel is None and cfg.kernel is not None:
-        cfg.build_kernel()
-        kernel = cfg.kernel
-    kernel = kernel_for(kernel, image=image, command=args.command,
-                        needs_lab_kernel=args.command in LAB_KERNEL_COMMANDS and not getattr(args, "agnostic", False),
-                        release=args.release, boot=profile.boot)
-    return VmSpec(kernel, profile,
-                  ready_timeout=_pick(getattr(args, "ready_timeout", None), cfg.ready_timeout, DEFAULT_READY_TIMEOUT),
-                  log_dir=_path(getattr(args, "log_dir", None)), restore=not getattr(args, "fresh", True),
-                  append=_pick(getattr(args, "append", None), cfg.append), image=image,
-                  symbols=_pick(_path(getattr(args, "symbols", None)), cfg.symbols))
+    return spec_from(_config(args), kernel=_path(args.kernel), profile=args.profile,
+                     boot=getattr(args, "boot", None), memory=args.memory, initrd=_path(args.initrd),
+                     qemu_args=tuple(args.qemu_args or ()), append=getattr(args, "append", None),
+                     image=_path(getattr(args, "image", None)), symbols=_path(getattr(args, "symbols", None)),
+                     ready_timeout=getattr(args, "ready_timeout", None), log_dir=_path(getattr(args, "log_dir", None)),
+                     restore=not getattr(args, "fresh", True), command=args.command,
+                     needs_lab_kernel=args.command in LAB_KERNEL_COMMANDS and not getattr(args, "agnostic", False),
+                     release=args.release)
 
 
 def _stop(args):
     """The command line's stop condition, else lab.toml's, else the ready point."""
-    from lab.machine.session import Stop
+    from lab.runs.vm import stop_from
 
-    if args.at is None and args.after is None and args.when is None:
-        cfg = _config(args)
-        return Stop(at=cfg.at, after=cfg.after, when=cfg.when)
-    return Stop(at=args.at, after=args.after, when=args.when)
+    return stop_from(_config(args), at=args.at, after=args.after, when=args.when)
 
 
 def _emit(args, result, show, *, piped_width: int | None = None) -> int:
@@ -206,7 +178,7 @@ def cmd_debug(args) -> int:
     from lab.runs.interactive import debug
 
     vm = _vm(args)
-    return debug(vm.kernel, vm.profile, _pick(args.at, _config(args).at), _gdb_args(args), append=vm.append, image=vm.image,
+    return debug(vm.kernel, vm.profile, args.at if args.at is not None else _config(args).at, _gdb_args(args), append=vm.append, image=vm.image,
                  symbols=vm.symbols)
 
 

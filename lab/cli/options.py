@@ -10,6 +10,7 @@ from pathlib import Path
 
 from lab.host.bootpath import ALL_BOOT_PATHS, BOOT_PATHS, UEFI
 from lab.host.profiles import DEFAULT_PROFILE
+from lab.host.config import DEFAULT_READY_TIMEOUT
 from lab.x86.vectors import MAX_VECTOR
 
 
@@ -107,10 +108,6 @@ def json_option(sp, help: str = "print the result as JSON") -> None:
 
 def log_dir_option(sp, help: str = "keep serial/QEMU/gdb logs in DIR") -> None:
     sp.add_argument("--log-dir", metavar="DIR", help=help)
-
-
-#: --ready-timeout when neither the command line nor lab.toml gives one.
-DEFAULT_READY_TIMEOUT = 10.0
 
 
 def ready_timeout_option(sp, help: str = "bound on the wait for the kernel's ready marker") -> None:

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import math
 import shlex
-import subprocess
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +39,8 @@ from pathlib import Path
 from lab.errors import BuildError, UserError
 
 FILE_NAME = "lab.toml"
+#: The bound on reaching the stop when neither the caller nor lab.toml gives one.
+DEFAULT_READY_TIMEOUT = 10.0
 
 _STR, _NUM, _STRS, _CMD = "a string", "a positive number", "a list of strings", "a string or a list of strings"
 #: section -> key -> what the value must be.
@@ -82,6 +83,8 @@ class LabConfig:
         """Runs [kernel] build in lab.toml's directory; BuildError with its output if it fails."""
         if not self.build:
             return
+        import subprocess  # only a lab.toml with a build command needs it
+
         try:
             done = subprocess.run(list(self.build), cwd=self.directory, capture_output=True, text=True)
         except OSError as exc:

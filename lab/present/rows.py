@@ -41,26 +41,25 @@ def gdt_rows(v: View) -> list[dict]:
 
 
 def _fold_null_runs(rows: list[dict]) -> list[dict]:
-    """Consecutive null descriptors (after the mandatory first one), NULL_RUN_FOLD or more,
-    as one row with `count` and `last_selector`."""
+    """Consecutive null descriptors after the mandatory first one, NULL_RUN_FOLD or more of
+    them, as one row with `count` and `last_selector`; shorter runs stay slot by slot."""
     out: list[dict] = []
-    for row in rows:
-        prev = out[-1] if out else None
-        if (row["kind"] == "null" and prev is not None and prev["kind"] == "null" and prev["selector"]
-                and row["selector"] == prev.get("last_selector", prev["selector"]) + 8):
-            prev["count"] = prev.get("count", 1) + 1
-            prev["last_selector"] = row["selector"]
-            continue
-        out.append(dict(row))
-    result = []
-    for row in out:  # runs shorter than NULL_RUN_FOLD are shown slot by slot, as before
-        n = row.get("count", 1)
-        if 1 < n < NULL_RUN_FOLD:
-            first = {k: v for k, v in row.items() if k not in ("count", "last_selector")}
-            result += [{**first, "selector": first["selector"] + 8 * i} for i in range(n)]
+    run: list[dict] = []
+
+    def flush() -> None:
+        if len(run) >= NULL_RUN_FOLD:
+            out.append({**run[0], "count": len(run), "last_selector": run[-1]["selector"]})
         else:
-            result.append(row)
-    return result
+            out.extend(run)
+        run.clear()
+
+    for row in rows:
+        foldable = row["kind"] == "null" and row["selector"] != 0
+        if not (foldable and run and row["selector"] == run[-1]["selector"] + 8):
+            flush()
+        (run if foldable else out).append(row)
+    flush()
+    return out
 
 
 def tss_rows(v: View) -> list[dict]:

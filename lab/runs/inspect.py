@@ -91,6 +91,16 @@ class InspectReport:
         }
 
 
+def checked_report(state, symbols, kernel: Path | None, profile: str, ready_line: str,
+                   waivers: dict[str, str] | None = None) -> InspectReport:
+    """The tables read from a stopped CPU (`state`, lab/target/cpu.py read_state), decoded,
+    checked, and `waivers` ({check id: reason}) applied: what `lab inspect` and the API's
+    VM.inspect report."""
+    view = decode(state, symbols)
+    checks, unused = apply_waivers(run_all(view), waivers or {})
+    return InspectReport(kernel, profile, ready_line, view, checks, unused_waivers=unused)
+
+
 def inspect(kernel: Path | None, profile: Profile, *, log_dir: Path | None = None,
             ready_timeout: float = 10.0, stop: Stop = Stop(), append: str | None = None,
             image: Path | None = None, symbols: Path | None = None,
@@ -109,13 +119,12 @@ def inspect(kernel: Path | None, profile: Profile, *, log_dir: Path | None = Non
         state = read_state(s.gdb)
         require_long_mode(state.cpu, ready)
         t_read = time.monotonic()
-    view = decode(state, s.symbols)
-    checks, unused = apply_waivers(run_all(view), waivers or {})
+    report = checked_report(state, s.symbols, kernel or image, profile.name, ready, waivers)
     t_done = time.monotonic()
-    timings = {"restored": s.restored is not None, "start": t_started - t0, "boot_to_ready": t_ready - t_started,
-               "read": t_read - t_ready, "teardown_decode_check": t_done - t_read,
-               "total": t_done - t0}
-    return InspectReport(kernel or image, profile.name, ready, view, checks, timings, unused)
+    report.timings = {"restored": s.restored is not None, "start": t_started - t0,
+                      "boot_to_ready": t_ready - t_started, "read": t_read - t_ready,
+                      "teardown_decode_check": t_done - t_read, "total": t_done - t0}
+    return report
 
 
 def run_inspect(vm: VmSpec, stop: Stop = Stop(), waivers: dict[str, str] | None = None) -> InspectReport:

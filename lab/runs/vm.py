@@ -11,9 +11,11 @@ from pathlib import Path
 from lab.errors import UserError
 from lab.host.bootpath import UEFI, check_media
 from lab.host.build import build_kernel
+from lab.host import profiles
+from lab.host.config import DEFAULT_READY_TIMEOUT, LabConfig
 from lab.host.profiles import Profile
 from lab.labkernel.contract import require_lab_kernel
-from lab.machine.session import Session
+from lab.machine.session import Session, Stop
 
 
 @dataclass(frozen=True)
@@ -58,3 +60,41 @@ def kernel_for(kernel: Path | None, *, image: Path | None = None, command: str =
         raise UserError("--uefi boots an EFI executable (--kernel) or a UEFI disk image (--image); "
                         "the lab kernel boots by Multiboot or from its BIOS disk (--boot)")
     return build_kernel(release=release, quiet=True, boot=boot)
+
+
+def _pick(given, configured, default=None):
+    """A value the caller gave, else lab.toml's, else the default."""
+    return given if given is not None else configured if configured is not None else default
+
+
+def stop_from(cfg: LabConfig, *, at: str | None = None, after: float | None = None,
+              when: str | None = None) -> Stop:
+    """The stop the caller names, else lab.toml's, else the ready point."""
+    if at is None and after is None and when is None:
+        return Stop(at=cfg.at, after=cfg.after, when=cfg.when)
+    return Stop(at=at, after=after, when=when)
+
+
+def spec_from(cfg: LabConfig, *, kernel: Path | None = None, profile: str | None = None,
+              boot: str | None = None, memory: str | None = None, initrd: Path | None = None,
+              qemu_args=(), append: str | None = None, image: Path | None = None,
+              symbols: Path | None = None, ready_timeout: float | None = None,
+              log_dir: Path | None = None, restore: bool = True, command: str = "",
+              needs_lab_kernel: bool = False, release: bool = False) -> VmSpec:
+    """The VM the caller's options name (the CLI's flags, lab.api.boot's keywords), each one
+    falling back to lab.toml's (`cfg`), then to the default; lab.toml's QEMU arguments come
+    before the caller's. The kernel is built (lab.toml's build command, or the lab kernel) or
+    checked first."""
+    prof = profiles.load(_pick(profile, cfg.profile, profiles.DEFAULT_PROFILE))
+    prof = prof.with_boot(_pick(boot, cfg.boot)).customized(
+        memory=_pick(memory, cfg.memory), initrd=_pick(initrd, cfg.initrd),
+        qemu_args=(*cfg.qemu_args, *qemu_args))
+    image = _pick(image, cfg.image)
+    if kernel is None and cfg.kernel is not None:
+        cfg.build_kernel()
+        kernel = cfg.kernel
+    kernel = kernel_for(kernel, image=image, command=command, needs_lab_kernel=needs_lab_kernel,
+                        release=release, boot=prof.boot)
+    return VmSpec(kernel, prof, ready_timeout=_pick(ready_timeout, cfg.ready_timeout, DEFAULT_READY_TIMEOUT),
+                  log_dir=log_dir, restore=restore, append=_pick(append, cfg.append), image=image,
+                  symbols=_pick(symbols, cfg.symbols))
