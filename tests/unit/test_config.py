@@ -93,3 +93,24 @@ def test_a_failing_build_is_a_build_error_with_its_output(tmp_path):
     with pytest.raises(BuildError) as exc:
         cfg.build_kernel()
     assert exc.value.status == 7 and "no compiler" in exc.value.message
+
+
+def test_the_caller_wins_and_lab_toml_fills_the_rest(tmp_path):
+    """One builder (lab/runs/vm.py) for the CLI and lab.api: every value left out comes from
+    lab.toml, lab.toml's QEMU arguments before the caller's; the boot key is one of them."""
+    from lab.host.bootpath import bios_image
+    from lab.runs.vm import spec_from, stop_from
+
+    kernel = tmp_path / "k.elf"
+    kernel.write_bytes(b"\x7fELF\x02" + bytes(13) + b"\x3e" + bytes(64))  # ELF64 header stub, x86-64
+    bios_image(kernel).write_bytes(b"\0" * 512)
+    cfg = config.load(write(tmp_path, '[kernel]\npath = "k.elf"\nboot = "bios"\nappend = "quiet"\n'
+                                      '[vm]\nmemory = "256M"\nqemu_args = ["-smp", "2"]\nready_timeout = 30\n'
+                                      '[stop]\nat = "kmain"\n'))
+    spec = spec_from(cfg, qemu_args=("-no-hpet",))
+    assert (spec.kernel, spec.profile.boot, spec.append, spec.ready_timeout) == (kernel, "bios", "quiet", 30.0)
+    assert spec.profile.memory == "256M" and spec.profile.args[-3:] == ("-smp", "2", "-no-hpet")
+    spec = spec_from(cfg, append="loud", ready_timeout=5.0, boot="multiboot")
+    assert (spec.profile.boot, spec.append, spec.ready_timeout) == ("multiboot", "loud", 5.0)
+    assert stop_from(cfg).at == "kmain" and stop_from(cfg, when="x").at is None
+    assert spec_from(config.LabConfig(), kernel=kernel).ready_timeout == config.DEFAULT_READY_TIMEOUT
