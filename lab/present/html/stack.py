@@ -1,0 +1,113 @@
+"""The stack at a handler's entry, to scale, from one `lab fire` result's JSON
+(lab/runs/fire.py FireResult.to_json): one qword is one row, higher addresses at the top.
+
+From the top: where the CPU's frame starts (the interrupted RSP, or the IST slot's value when
+the gate switches stacks, SDM vol. 3A §6.14.5), the gap the CPU's 16-byte alignment leaves
+(§6.14.2), the words the CPU pushed (SS, RSP, RFLAGS, CS, RIP, and the error code for the
+vectors that have one), then for the stub style the rest of the TrapFrame the stub pushed
+(kernel/src/arch/x86_64/stubs.rs, lab/x86/frames.py TRAP_FRAME). Every slot carries its
+address and value as data attributes (`data-address`, `data-value`, `data-slot`), so a test
+reads the picture's numbers back."""
+
+from __future__ import annotations
+
+from lab.present.html.svg import COLORS, group, hexa, legend, line, path, rect, svg, text
+from lab.x86.frames import QWORD, TRAP_FRAME
+
+ROW = 22  # px per qword
+ADDR_X, SLOT_X, SLOT_W = 10, 170, 300
+WIDTH = 820
+#: Gaps larger than this (bytes) are drawn broken, not to scale: a stack switch, not alignment.
+MAX_DRAWN_GAP = 8 * QWORD
+
+
+def _slot(y: float, address: int, value: int, name: str, kind: str, note: str = "") -> str:
+    hover = f"{name} at {address:#x} = {value:#018x}" + (f" ({note})" if note else "")
+    return group([
+        rect(SLOT_X, y, SLOT_W, ROW, COLORS[kind], hover=hover),
+        text(ADDR_X, y + ROW - 7, f"{address:#x}", size=12),
+        text(SLOT_X + 8, y + ROW - 7, name, size=12, weight="bold"),
+        text(SLOT_X + SLOT_W - 8, y + ROW - 7, f"{value:#x}", size=12, anchor="end"),
+        text(SLOT_X + SLOT_W + 10, y + ROW - 7, note[:48], size=11, fill="#444") if note else "",
+    ], class_=f"slot {kind}", data_address=f"{address:#x}", data_value=f"{value:#x}", data_slot=name)
+
+
+def stub_slots(trap: dict, entry_rsp: int) -> list[tuple[int, int, str]]:
+    """(address, value, field) of the TrapFrame words below the CPU's frame: what the stub
+    pushed (its error-code slot too, when the CPU pushed none), highest address first."""
+    base = trap["address"]
+    out = []
+    for f in TRAP_FRAME.fields:
+        address = base + f.offset
+        if address < entry_rsp:
+            out.append((address, trap[f.name], f.name))
+    return sorted(out, reverse=True)
+
+
+def frame_origin(obs: dict, cpu_top: int) -> tuple[int, str]:
+    """Where the CPU started pushing from and why: the IST slot's value, else the interrupted
+    RSP (the same stack)."""
+    gate = obs["gate"]
+    if gate.get("ist") and obs.get("ist_top") is not None:
+        return obs["ist_top"], f"IST{gate['ist']}: RSP := TSS.IST{gate['ist']}"
+    return obs["before"]["rsp"], "interrupted RSP (no stack switch)"
+
+
+def stack_picture(result: dict) -> str:
+    """The SVG for one fire result; a one-line note when the handler was never entered."""
+    obs = result["observation"]
+    rows = result.get("stack") or []
+    if obs.get("entry") is None or not rows:
+        delivered = (obs.get("delivered") or {}).get("vector", "nothing")
+        return f'<p class="note">no entry into {obs["gate"]["symbol"]} (delivered: {delivered})</p>'
+    entry_rsp = obs["entry"]["rsp"]
+    cpu_top = rows[-1]["address"] + QWORD  # just above SS
+    origin, why = frame_origin(obs, cpu_top)
+    aligned = origin & ~0xF
+    gap = origin - cpu_top
+    switched = bool(obs["gate"].get("ist"))
+    parts: list[str] = []
+    y = 40
+    parts.append(text(ADDR_X, 18, f"{result['scenario']} · vector {result['vector']} · {result['style']}"
+                      f" · handler {obs['gate']['symbol']} · {result['outcome']}", size=13, weight="bold"))
+    # The top: the stack the frame was pushed on, and where it came from.
+    parts.append(line(SLOT_X - 20, y, SLOT_X + SLOT_W + 20, y, stroke="#d62728", width=2))
+    parts.append(text(SLOT_X + SLOT_W + 24, y + 4, f"{why} = {origin:#x}", size=11, fill="#d62728",
+                      class_="origin", data_address=f"{origin:#x}"))
+    if switched:
+        old = obs["before"]["rsp"]
+        parts.append(group([
+            rect(SLOT_X + SLOT_W + 24, y + 14, 270, ROW, COLORS["old"],
+                 hover=f"the interrupted stack: RSP was {old:#x}; the CPU pushed it as the frame's RSP"),
+            text(SLOT_X + SLOT_W + 32, y + 14 + ROW - 7, f"interrupted RSP = {old:#x}", size=11),
+        ], class_="interrupted", data_address=f"{old:#x}"))
+    drawn_gap = min(gap, MAX_DRAWN_GAP) if gap > 0 else 0
+    if gap > 0:
+        h = ROW * drawn_gap / QWORD
+        note = f"{gap} bytes: aligned down to 16 ({aligned:#x})" if gap < 16 else f"{gap} bytes (not to scale)"
+        parts.append(group([rect(SLOT_X, y, SLOT_W, h, COLORS["gap"], hover=note, stroke_dasharray="4 3"),
+                            text(SLOT_X + 8, y + h / 2 + 4, f"alignment gap: {note}", size=11, fill="#555")],
+                           class_="gap", data_bytes=gap))
+        y += h
+    elif gap == 0:
+        parts.append(text(SLOT_X + SLOT_W + 24, y + 18, "no gap: already 16-byte aligned", size=11, fill="#555"))
+    # The CPU's words, SS first (highest address).
+    for r in reversed(rows):
+        parts.append(_slot(y, r["address"], r["value"], r["slot"], "cpu", r.get("note", "")))
+        y += ROW
+    right = SLOT_X + SLOT_W
+    parts.append(path(f"M{right + 56},{y} L{right + 4},{y}", stroke="#1f77b4", width=2))
+    parts.append(text(right + 60, y + 4, f"RSP at the handler's entry = {entry_rsp:#x}", size=11,
+                      fill="#1f77b4", class_="entry-rsp", data_address=f"{entry_rsp:#x}"))
+    trap = obs.get("trap_frame")
+    if trap:
+        for address, value, name in stub_slots(trap, entry_rsp):
+            parts.append(_slot(y, address, value, name, "stub"))
+            y += ROW
+        parts.append(text(SLOT_X, y + 14, f"TrapFrame at {trap['address']:#x} ({TRAP_FRAME.size} bytes): "
+                          "the stub pushed the rows in green", size=11, fill="#555"))
+        y += 20
+    y += 14
+    parts += legend(ADDR_X, y + 8, [(COLORS["gap"], "alignment gap"), (COLORS["cpu"], "pushed by the CPU"),
+                                     (COLORS["stub"], "pushed by the stub"), (COLORS["old"], "interrupted stack")])
+    return svg(WIDTH, y + 20, parts, label=f"stack at {obs['gate']['symbol']} entry", class_="stack")
