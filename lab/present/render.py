@@ -8,6 +8,7 @@ from rich.table import Table
 
 from lab.checks.base import Check, Verdict
 
+from lab.present.compact import group_gates
 from lab.present.rows import gdt_rows, idt_rows, tss_rows
 from lab.x86.vectors import mnemonic
 
@@ -22,11 +23,17 @@ def _hex(v: int, width: int = 0) -> str:
 
 
 def idt_table(rows: list[dict], title: str = "IDT") -> Table:
+    """rows: lab.present.rows idt_rows, perhaps grouped (compact.group_gates)."""
     t = Table(title=title, title_justify="left")
     for col in ("vec", "name", "handler", "symbol", "sel", "type", "DPL", "P", "IST"):
-        t.add_column(col, justify="right" if col in ("vec", "DPL", "P", "IST") else "left")
+        t.add_column(col, justify="right" if col in ("vec", "DPL", "P", "IST") else "left",
+                     overflow="fold")
     for r in rows:
-        t.add_row(str(r["vector"]), r["mnemonic"], _hex(r["handler"], 16), escape(r["symbol"]),
+        vec, name, handler = str(r["vector"]), r["mnemonic"], _hex(r["handler"])
+        if r.get("count", 1) > 1:
+            vec, name = f"{r['vector']}-{r['last_vector']}", f"x{r['count']}"
+            handler = f"{_hex(r['handler'])}-{_hex(r['last_handler'])}"
+        t.add_row(vec, name, handler, escape(r["symbol"]),
                   _hex(r["selector"], 4), r["type"], str(r["dpl"]), str(int(r["present"])),
                   str(r["ist"]) if r["ist"] else "-")
     return t
@@ -72,7 +79,9 @@ def verdict_line(checks: list[Check]) -> str:
                     if n or vd in ALWAYS_COUNTED)
 
 
-def print_report(report, console: Console) -> None:
+def print_report(report, console: Console, *, vectors: set[int] | None = None) -> None:
+    """The tables and checks of `lab inspect`: every present gate with identical neighbours
+    grouped, or exactly the `vectors` asked for (absent ones included)."""
     v = report.view
     cpu = v.state.cpu
     console.print(f"[bold]{report.kernel}[/] profile={report.profile}  {report.ready_line}")
@@ -80,7 +89,13 @@ def print_report(report, console: Console) -> None:
                   f"GDTR base={cpu.gdtr.base:#x} limit={cpu.gdtr.limit:#x}   "
                   f"TR={cpu.tr.selector:#06x} base={cpu.tr.base:#x} limit={cpu.tr.limit:#x}")
     absent = sum(1 for g in v.idt if not g.present)
-    console.print(idt_table(idt_rows(v), title=f"IDT ({len(v.idt) - absent} present, {absent} not present)"))
+    title = f"IDT ({len(v.idt) - absent} present, {absent} not present)"
+    if vectors is None:
+        rows = group_gates(idt_rows(v))
+    else:
+        rows = [r for r in idt_rows(v, all_gates=True) if r["vector"] in vectors]
+        title += f", {len(rows)} selected"
+    console.print(idt_table(rows, title=title))
     console.print(gdt_table(gdt_rows(v)))
     console.print(tss_table(tss_rows(v)))
     console.print(checks_table(report.checks))
@@ -113,19 +128,6 @@ def print_fire(result, symbols, console: Console) -> None:
              f"{obs.style} · [{OUTCOME_STYLE[result.outcome]}]{result.outcome}[/] · "
              f"{result.seconds * 1000:.0f} ms")
     console.print(Panel(Group(*parts), title=title, title_align="left"))
-
-
-def print_fire_summary(results, console: Console) -> None:
-    t = Table(title="lab fire: summary", title_justify="left")
-    for col in ("scenario", "vector", "style", "outcome", "failed checks", "ms"):
-        t.add_column(col)
-    for r in results:
-        failed = ", ".join(c.id for c in r.checks if c.verdict is Verdict.FAIL)
-        t.add_row(r.scenario.name, str(r.observation.vector), r.observation.style,
-                  f"[{OUTCOME_STYLE[r.outcome]}]{r.outcome}[/]", failed, f"{r.seconds * 1000:.0f}")
-    console.print(t)
-    counts = {k: sum(1 for r in results if r.outcome == k) for k in ("PASS", "FAIL", "DEVIATION")}
-    console.print(" ".join(f"[{OUTCOME_STYLE[k]}]{n} {k}[/]" for k, n in counts.items()))
 
 
 def print_injections(results, console: Console, stop_line: str) -> None:

@@ -18,19 +18,33 @@ from lab.scenarios.exceptions import CATALOG, STYLES
 PROBES = ("double-fault", "control", "df-no-ist", "df-not-present", "idt-limit0")
 
 
-def collect(vm: VmSpec) -> Evidence:
-    """Runs the experiments the claims need, each in its own VM."""
+def collect(vm: VmSpec, progress=None) -> Evidence:
+    """Runs the experiments the claims need, each in its own VM (logs, if kept, in
+    LOG_DIR/<experiment>). `progress(step, done, total)`, if given, is called as each starts."""
     ev = Evidence()
+    steps = ("fire", "probe", "tasks", "ring3", "timer")
+    step = progress or (lambda name, done, total: None)
+
+    def logs(name):
+        return vm.with_logs(vm.log_dir / name if vm.log_dir else None)
+
+    step("fire", 0, len(steps))
     plan = runnable([(s, st) for s in CATALOG for st in STYLES], vm.profile)
-    ev.fires, _ = fire(vm.kernel, vm.profile, plan, ready_timeout=vm.ready_timeout, restore=vm.restore)
-    for r in run_probes(vm, [probes.get(n) for n in PROBES], announce=False).results:
+    ev.fires, _ = fire(vm.kernel, vm.profile, plan, ready_timeout=vm.ready_timeout, restore=vm.restore,
+                       log_dir=logs("fire").log_dir)
+    step("probe", 1, len(steps))
+    for r in run_probes(logs("probe"), [probes.get(n) for n in PROBES], announce=False).results:
         ev.probes[r.probe.name] = (r.observation, r.checks)
-    tasks = experiments.tasks(vm)
+    step("tasks", 2, len(steps))
+    tasks = experiments.tasks(logs("tasks"))
     ev.tasks = (tasks.observation, tasks.checks)
-    ring3 = experiments.ring3(vm)
+    step("ring3", 3, len(steps))
+    ring3 = experiments.ring3(logs("ring3"))
     ev.ring3 = (ring3.observation, ring3.checks, ring3.extra["outcomes"])
-    timer = experiments.timer(vm, rates=(100,), window_ms=200)
+    step("timer", 4, len(steps))
+    timer = experiments.timer(logs("timer"), rates=(100,), window_ms=200)
     ev.timer = (timer.observation, timer.checks)
+    step("decide", 5, len(steps))
     return ev
 
 
@@ -48,5 +62,5 @@ class ClaimsResult:
         return self.claims
 
 
-def run_claims(vm: VmSpec) -> ClaimsResult:
-    return ClaimsResult(vm.profile.name, evaluate(collect(vm)))
+def run_claims(vm: VmSpec, progress=None) -> ClaimsResult:
+    return ClaimsResult(vm.profile.name, evaluate(collect(vm, progress)))

@@ -45,7 +45,8 @@ class ProbesResult:
 
 def probe(vm: VmSpec, p: Probe, *, timeout: float = 10.0) -> ProbeResult:
     """One probe in a fresh VM, then its checks."""
-    obs = run_probe(vm.kernel, vm.profile, p, log_dir=vm.log_dir, timeout=timeout, restore=vm.restore)
+    obs = run_probe(vm.kernel, vm.profile, p, log_dir=vm.log_dir, timeout=timeout, restore=vm.restore,
+                    ready_timeout=vm.ready_timeout)
     return ProbeResult(p, obs, probe_checks(obs, p))
 
 

@@ -174,3 +174,10 @@ def render(runs: list[tuple[str, object]], title: str = "lab report") -> str:
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
             f'<meta name="viewport" content="width=device-width, initial-scale=1"><style>{CSS}</style></head>'
             f'<body><h1>{escape(title)}</h1>{body}</body></html>\n')
+
+
+def write(path, runs: list[tuple[str, object]], title: str = "lab report") -> None:
+    """Writes the report of `runs` to `path` (a pathlib.Path), whole or not at all."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(render(runs, title), encoding="utf-8")
+    tmp.replace(path)
