@@ -42,7 +42,7 @@ def idt_table(rows: list[dict], title: str = "IDT") -> Table:
 def gdt_table(rows: list[dict], title: str = "GDT") -> Table:
     t = Table(title=title, title_justify="left")
     for col in ("sel", "kind", "base", "limit", "DPL", "flags", "symbol", "raw"):
-        t.add_column(col)
+        t.add_column(col, overflow="fold")
     for r in rows:
         sel = _hex(r["selector"], 4)
         if r.get("count", 1) > 1:  # a folded run of null descriptors
@@ -56,7 +56,7 @@ def gdt_table(rows: list[dict], title: str = "GDT") -> Table:
 def tss_table(rows: list[dict], title: str = "TSS") -> Table:
     t = Table(title=title, title_justify="left")
     for col in ("field", "value", "points into"):
-        t.add_column(col)
+        t.add_column(col, overflow="fold")
     for r in rows:
         t.add_row(r["field"], _hex(r["value"]), escape(r["points_into"]))
     return t
@@ -116,7 +116,7 @@ def print_fire(result, symbols, console: Console) -> None:
     rows = result.stack_rows(symbols)
     stack = Table(title=f"stack at {escape(obs.gate['symbol'])} entry", title_justify="left")
     for col in ("address", "value", "slot", ""):
-        stack.add_column(col)
+        stack.add_column(col, overflow="fold")
     for r in rows:
         stack.add_row(_hex(r["address"]), f"{r['value']:#018x}", r["slot"], escape(r["note"]))
     parts = [stack] if rows else [f"[yellow]no entry into {obs.gate['symbol']} "
@@ -133,7 +133,7 @@ def print_fire(result, symbols, console: Console) -> None:
 def print_injections(results, console: Console, stop_line: str) -> None:
     t = Table(title=f"lab fire --agnostic: {escape(stop_line)}", title_justify="left")
     for col in ("injection", "vector", "gate", "outcome", "failed checks", "ms"):
-        t.add_column(col)
+        t.add_column(col, overflow="fold")
     for r in results:
         o = r.observation
         vector = f"{r.injection.vector} {mnemonic(r.injection.vector)}"
@@ -175,7 +175,7 @@ def print_translation(t, console: Console) -> None:
              else f"{t.va:#x}: no translation: {t.fault}")
     table = Table(title=f"{title}   CR3={t.cr3:#x}", title_justify="left")
     for col in ("level", "index", "entry at (phys)", "entry", "flags"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold")
     for st in t.steps:
         table.add_row(st.level, str(st.index), _hex(st.entry_address), f"{st.entry:#018x}", st.flags)
     console.print(table)
@@ -203,7 +203,7 @@ def frame_table(f: dict) -> Table:
     t = Table(title=f"{f['mnemonic']} frame at {escape(f['symbol'])} (vector {f['vectors'][0]}), RSP {f['rsp']:#x}",
               title_justify="left")
     for col in ("address", "slot", "value", "note"):
-        t.add_column(col)
+        t.add_column(col, overflow="fold")
     for r in f["slots"]:
         t.add_row(f"{r['address']:#x}", r["slot"], f"{r['value']:#018x}", escape(r["note"]))
     return t
@@ -214,7 +214,7 @@ def pcpu_table(address: int, fields: dict, gs_base: int) -> Table:
 
     t = Table(title=f"PERCPU at {address:#x} (GS_BASE now {gs_base:#x})", title_justify="left")
     for col in ("offset", "field", "value"):
-        t.add_column(col)
+        t.add_column(col, overflow="fold")
     for f in PERCPU.fields:
         t.add_row(f"{f.offset:#04x}", f.name, f"{fields[f.name]:#x}")
     return t
