@@ -17,8 +17,8 @@ def vector_list(text: str) -> set[int]:
     for part in text.split(","):
         part = part.strip()
         try:
-            lo, _, hi = part.partition("-")
-            a, b = int(lo, 0), int(hi, 0) if hi else int(lo, 0)
+            lo, dash, hi = part.partition("-")
+            a, b = int(lo, 0), int(hi, 0) if dash else int(lo, 0)
         except ValueError:
             raise ValueError(f"--vectors: {part!r} is not a vector or a range like 32-47") from None
         if not (0 <= a <= b <= MAX_VECTOR):

@@ -42,8 +42,9 @@ def idt_map(rows: list[dict]) -> str:
                 text(x + 3, y + 12, f"{v:02x}", size=9, fill="#222")]
         if r["ist"]:
             cell.append(text(x + CELL - 4, y + CELL - 5, f"IST{r['ist']}", size=9, anchor="end", weight="bold"))
-        if v < 32 or r["mnemonic"]:
-            cell.append(text(x + 3, y + 25, (r["mnemonic"] or "")[:6], size=9))
+        label = r["mnemonic"] if v < 32 else (r["symbol"] or "").removeprefix("isr_").split("+")[0]
+        if label:
+            cell.append(text(x + 3, y + 25, label[:6], size=9))
         parts.append(group(cell, class_="gate", data_vector=v, data_handler=hexa(r["handler"]),
                            data_symbol=r["symbol"]))
     y = y0 + 16 * CELL + 22
