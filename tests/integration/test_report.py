@@ -172,3 +172,32 @@ def test_lab_report_of_bad_input_is_one_line(tmp_path, content, needle):
     r = lab_cli("report", str(run), "-o", str(tmp_path / "r.html"))
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and needle in r.stderr, r.stderr
     assert not (tmp_path / "r.html").exists()
+
+
+def test_the_pytest_plugin_names_a_failing_tests_report(kernel, tmp_path):
+    """A kernel developer's failing test: its failure output names an HTML report of what its
+    VM produced (the inspection, the fires), and the file is there; a passing test writes none."""
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "lab.toml").write_text(f'[kernel]\npath = "{kernel}"\n')
+    (tmp_path / "test_k.py").write_text(
+        "def test_fails(lab_vm):\n"
+        "    lab_vm.fire('pf')\n"
+        "    assert lab_vm.inspect().check('idt.declared').verdict.value == 'FAIL'\n\n"
+        "def test_passes(lab_inspection):\n"
+        "    assert not lab_inspection.failed\n")
+    reports = tmp_path / "reports"
+    r = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider",  # the installed plugin (pytest11)
+                        "-q", "-n", "0", f"--lab-report-dir={reports}", str(tmp_path / "test_k.py")],
+                       capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                       env={**os.environ, "PYTHONPATH": os.environ.get("PYTHONPATH", "")})
+    assert r.returncode == 1 and "1 failed, 1 passed" in r.stdout, r.stdout[-3000:] + r.stderr[-2000:]
+    (line,) = [l for l in r.stdout.splitlines() if "HTML report of this test's VM:" in l]
+    path = Path(line.split(": ", 1)[1].strip())
+    assert path.parent == reports and path.name == "test_k.py_test_fails.html"
+    assert [p.name for p in reports.iterdir()] == [path.name]
+    html = path.read_text()
+    assert re.findall(r'data-kind="([a-z-]+)"', html) == ["fire-agnostic", "inspect"]
+    assert len(groups(html, "gate")) == 256
