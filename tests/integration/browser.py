@@ -38,6 +38,27 @@ def _paeth(a: int, b: int, c: int) -> int:
     return a if pa <= pb and pa <= pc else b if pb <= pc else c
 
 
+class _Bytes:
+    """Byte-wise addition modulo 256 of whole rows at once, on Python integers (SWAR): the
+    PNG filters Sub and Up without a loop over bytes."""
+
+    def __init__(self, n: int) -> None:
+        self.n, self.mask = n, (1 << 8 * n) - 1
+        self.high = int.from_bytes(b"\x80" * n, "little")
+        self.low = int.from_bytes(b"\x7f" * n, "little")
+
+    def add(self, a: int, b: int) -> int:
+        return ((a & self.low) + (b & self.low)) ^ ((a ^ b) & self.high)
+
+    def prefix(self, x: int, step: int) -> int:
+        """Each byte plus every byte `step`, 2*`step`, ... before it (the Sub filter)."""
+        shift = step
+        while shift < self.n:
+            x = self.add(x, (x << 8 * shift) & self.mask)
+            shift *= 2
+        return x
+
+
 def decode_png(path: Path) -> tuple[int, int, int, list[bytes]]:
     """(width, height, channels, rows of unfiltered bytes) of an 8-bit, non-interlaced
     greyscale/RGB/RGBA PNG (what chromium writes)."""
@@ -57,15 +78,26 @@ def decode_png(path: Path) -> tuple[int, int, int, list[bytes]]:
     channels = {0: 1, 2: 3, 4: 2, 6: 4}[colour]
     raw = zlib.decompress(idat)
     stride = width * channels
+    ops = _Bytes(stride)
     rows, prev = [], bytes(stride)
     for y in range(height):
-        f, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
-        for i in range(stride):
-            a = line[i - channels] if i >= channels else 0
-            b, c = prev[i], prev[i - channels] if i >= channels else 0
-            line[i] = (line[i] + (0, a, b, (a + b) // 2, _paeth(a, b, c))[f]) & 0xFF
-        rows.append(bytes(line))
-        prev = rows[-1]
+        f = raw[y * (stride + 1)]
+        line = raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)]
+        if f == 0:
+            out = bytes(line)
+        elif f in (1, 2):
+            x = int.from_bytes(line, "little")
+            x = ops.prefix(x, channels) if f == 1 else ops.add(x, int.from_bytes(prev, "little"))
+            out = x.to_bytes(stride, "little")
+        else:  # Average, Paeth: each byte needs the one just decoded
+            buf = bytearray(line)
+            for i in range(stride):
+                a = buf[i - channels] if i >= channels else 0
+                b, c = prev[i], prev[i - channels] if i >= channels else 0
+                buf[i] = (buf[i] + ((a + b) >> 1 if f == 3 else _paeth(a, b, c))) & 0xFF
+            out = bytes(buf)
+        rows.append(out)
+        prev = out
     return width, height, channels, rows
 
 
@@ -75,8 +107,8 @@ def pixel_stats(path: Path) -> dict:
     width, height, channels, rows = decode_png(path)
     background = rows[0][:channels]
     differ, colours, total, s, s2 = 0, set(), 0, 0, 0
-    for row in rows[::2]:
-        for x in range(0, width * channels, channels * 2):
+    for row in rows[::4]:  # a sample: every 4th pixel of every 4th row
+        for x in range(0, width * channels, channels * 4):
             px = row[x:x + channels]
             colours.add(px)
             differ += px[:3] != background[:3]
