@@ -6,14 +6,14 @@
 #           (Rust 1.96 with the standard library's sources, for build-std); for the BIOS path,
 #           rust-web-llvm + lld-22 (rust-lld, bootloader 0.9's linker; LLVM 22's objcopy/ar);
 #           for the UEFI path (--uefi), ovmf (the firmware) + mtools (the FAT image for an EFI
-#           executable)
+#           executable); for the HTML report's browser test, chromium; for terminal tests, tmux
 #   PyPI:   this package (editable) with its test extras, which bring pytest and `just`
 #   crates: bootimage, pinned (cargo install); the kernel's dependencies, pinned by
 #           kernel/Cargo.lock (fetched by the first build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-debs=(qemu-system-x86 gdb binutils rustc-web cargo-web rust-web-src rust-web-llvm lld-22 ovmf mtools)
+debs=(qemu-system-x86 gdb binutils rustc-web cargo-web rust-web-src rust-web-llvm lld-22 ovmf mtools chromium tmux)
 missing=()
 for p in "${debs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
