@@ -201,3 +201,18 @@ def test_the_pytest_plugin_names_a_failing_tests_report(kernel, tmp_path):
     html = path.read_text()
     assert re.findall(r'data-kind="([a-z-]+)"', html) == ["fire-agnostic", "inspect"]
     assert len(groups(html, "gate")) == 256
+
+
+def test_a_ring3_fault_is_drawn_from_tss_rsp0(kernel, tmp_path):
+    """A #PF in ring 3: the CPU loaded RSP from TSS.RSP0; the picture starts there, with the
+    user stack's RSP beside it, and the frame's top is RSP0 itself (16-byte aligned)."""
+    frame = run_json("frame", "--at", "isr_pf", "--shell", "user run kread", "--kernel", str(kernel),
+                     html=tmp_path / "frame.html")
+    html = (tmp_path / "frame.html").read_text()
+    switch = frame["stack_switch"]
+    assert switch["field"] == "rsp0" and switch["rsp"] == frame["slots"][-1]["address"] + 8
+    assert re.findall(r'class="origin" data-address="(0x[0-9a-f]+)"', html) == [f"{switch['rsp']:#x}"]
+    saved_rsp = next(s["value"] for s in frame["slots"] if s["slot"] == "RSP")
+    assert [g["data-address"] for g in groups(html, "interrupted")] == [f"{saved_rsp:#x}"]
+    drawn = [(int(g["data-address"], 16), int(g["data-value"], 16)) for g in groups(html, "slot")]
+    assert drawn == [(s["address"], s["value"]) for s in reversed(frame["slots"])]

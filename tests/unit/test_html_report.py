@@ -184,3 +184,23 @@ def gate(v: int, symbol: str = "irq_entries_start", **kw) -> dict:
 ])
 def test_group_gates(rows, expected):
     assert [(r["vector"], r.get("last_vector", r["vector"]), r.get("count", 1)) for r in group_gates(rows)] == expected
+
+
+def frame(cs: int, switch: dict | None) -> dict:
+    """`lab frame`'s JSON (lab/experiments/frame.py): a #PF from ring 3 or ring 0."""
+    rsp = 0x168FD0
+    names = ["error code", "RIP", "CS", "RFLAGS", "RSP", "SS"]
+    values = [5, 0x10000000000, cs, 0x202, 0x10000003000, 0x1B]
+    return {"symbol": "isr_pf", "vectors": [14], "mnemonic": "#PF", "rsp": rsp, "stack_switch": switch,
+            "slots": [{"address": rsp + 8 * i, "slot": n, "value": v, "note": ""} for i, (n, v) in enumerate(zip(names, values))]}
+
+
+def test_a_ring3_frame_starts_at_rsp0_beside_the_interrupted_stack():
+    from lab.present.html.stack import frame_picture
+
+    svg = frame_picture(frame(0x23, {"field": "rsp0", "rsp": 0x169000}))
+    assert "RSP0: RSP := TSS.RSP0 (from ring 3) = 0x169000" in svg
+    assert 'class="interrupted" data-address="0x10000003000"' in svg and "already 16-byte aligned" in svg
+    assert kind_of(frame(0x23, None)) == "frame"
+    same = frame_picture(frame(0x8, None))  # no switch: pushed below the saved RSP
+    assert "interrupted RSP (no stack switch) = 0x10000003000" in same and 'class="interrupted"' not in same

@@ -2,7 +2,7 @@
 fetched), one section per run. A run is the JSON its command prints with --json (its result's
 `to_json()`), recognised by its shape (`kind_of`), or an envelope `{"kind": K, "result": R}`.
 
-Kinds: inspect, fire, fire-agnostic, probe, timer, tasks, translate, claims, matrix; any other
+Kinds: inspect, fire, fire-agnostic, probe, timer, tasks, frame, translate, claims, matrix; any other
 JSON with `checks` is shown as its checks."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import json
 from html import escape
 
 from lab.present.html.charts import fatal_timeline, interval_histogram, matrix, page_walk
-from lab.present.html.stack import stack_picture
+from lab.present.html.stack import frame_picture, stack_picture
 from lab.present.html.tables import gdt_tss_picture, idt_map
 
 CSS = """
@@ -42,6 +42,8 @@ def kind_of(data) -> str:
             return "inspect"
         if "results" in data and "stop" in data:
             return "fire-agnostic"
+        if "slots" in data and "vectors" in data:
+            return "frame"
         obs = data.get("observation") or {}
         if "rates" in obs and "gates" in obs:
             return "timer"
@@ -149,6 +151,7 @@ SECTIONS = {
     "probe": ("lab probe: fatal paths", _probe),
     "timer": ("lab timer: tick intervals", _timer),
     "tasks": ("lab tasks", _tasks),
+    "frame": ("lab frame: the frame at a handler's entry", frame_picture),
     "translate": ("lab translate: page walks", lambda ts: "".join(page_walk(t) for t in ts)),
     "claims": ("lab claims", _claims),
     "matrix": ("matrix", matrix),

@@ -44,13 +44,13 @@ def stub_slots(trap: dict, entry_rsp: int) -> list[tuple[int, int, str]]:
     return sorted(out, reverse=True)
 
 
-def frame_origin(obs: dict, cpu_top: int) -> tuple[int, str]:
-    """Where the CPU started pushing from and why: the IST slot's value, else the interrupted
-    RSP (the same stack)."""
+def frame_origin(obs: dict) -> tuple[int, str, bool]:
+    """Where the CPU started pushing from, why, and whether that is a stack switch: the IST
+    slot's value, else the interrupted RSP (the same stack)."""
     gate = obs["gate"]
     if gate.get("ist") and obs.get("ist_top") is not None:
-        return obs["ist_top"], f"IST{gate['ist']}: RSP := TSS.IST{gate['ist']}"
-    return obs["before"]["rsp"], "interrupted RSP (no stack switch)"
+        return obs["ist_top"], f"IST{gate['ist']}: RSP := TSS.IST{gate['ist']}", True
+    return obs["before"]["rsp"], "interrupted RSP (no stack switch)", False
 
 
 def stack_picture(result: dict) -> str:
@@ -60,27 +60,50 @@ def stack_picture(result: dict) -> str:
     if obs.get("entry") is None or not rows:
         delivered = (obs.get("delivered") or {}).get("vector", "nothing")
         return f'<p class="note">no entry into {obs["gate"]["symbol"]} (delivered: {delivered})</p>'
-    entry_rsp = obs["entry"]["rsp"]
+    origin, why, switched = frame_origin(obs)
+    heading = (f"{result['scenario']} · vector {result['vector']} · {result['style']} · handler "
+               f"{obs['gate']['symbol']} · {result['outcome']}")
+    return draw(heading, rows, obs["entry"]["rsp"], origin, why, obs["before"]["rsp"] if switched else None,
+                obs.get("trap_frame"), label=f"stack at {obs['gate']['symbol']} entry")
+
+
+def frame_picture(frame: dict) -> str:
+    """The SVG for `lab frame`'s JSON (lab/experiments/frame.py decode_at_stop): the frame at
+    a handler's first instruction, from the interrupted stack or the one the TSS names."""
+    rows = frame["slots"]
+    saved_rsp = next(r["value"] for r in rows if r["slot"] == "RSP")
+    switch = frame.get("stack_switch")
+    if switch:
+        name = switch["field"].upper()
+        why = f"{name}: RSP := TSS.{name}" + (" (from ring 3)" if name == "RSP0" else "")
+        origin, old = switch["rsp"], saved_rsp
+    else:
+        why, origin, old = "interrupted RSP (no stack switch)", saved_rsp, None
+    heading = f"{frame['mnemonic']} frame at {frame['symbol']} (vector {frame['vectors'][0]})"
+    return draw(heading, rows, frame["rsp"], origin, why, old, None, label=heading)
+
+
+def draw(heading: str, rows: list[dict], entry_rsp: int, origin: int, why: str, interrupted: int | None,
+         trap: dict | None, *, label: str) -> str:
+    """The picture: `rows` the CPU's words (lowest address first), pushed from `origin`
+    (`why`), the interrupted stack's RSP beside it when the CPU switched stacks, the stub's
+    TrapFrame below."""
     cpu_top = rows[-1]["address"] + QWORD  # just above SS
-    origin, why = frame_origin(obs, cpu_top)
     aligned = origin & ~0xF
     gap = origin - cpu_top
-    switched = bool(obs["gate"].get("ist"))
     parts: list[str] = []
     y = 40
-    parts.append(text(ADDR_X, 18, f"{result['scenario']} · vector {result['vector']} · {result['style']}"
-                      f" · handler {obs['gate']['symbol']} · {result['outcome']}", size=13, weight="bold"))
+    parts.append(text(ADDR_X, 18, heading, size=13, weight="bold"))
     # The top: the stack the frame was pushed on, and where it came from.
     parts.append(line(SLOT_X - 20, y, SLOT_X + SLOT_W + 20, y, stroke="#d62728", width=2))
     parts.append(text(SLOT_X + SLOT_W + 24, y + 4, f"{why} = {origin:#x}", size=11, fill="#d62728",
                       class_="origin", data_address=f"{origin:#x}"))
-    if switched:
-        old = obs["before"]["rsp"]
+    if interrupted is not None:
         parts.append(group([
-            rect(SLOT_X + SLOT_W + 24, y + 14, 270, ROW, COLORS["old"],
-                 hover=f"the interrupted stack: RSP was {old:#x}; the CPU pushed it as the frame's RSP"),
-            text(SLOT_X + SLOT_W + 32, y + 14 + ROW - 7, f"interrupted RSP = {old:#x}", size=11),
-        ], class_="interrupted", data_address=f"{old:#x}"))
+            rect(SLOT_X + SLOT_W + 24, y + 28, 270, ROW, COLORS["old"],
+                 hover=f"the interrupted stack: RSP was {interrupted:#x}; the CPU pushed it as the frame's RSP"),
+            text(SLOT_X + SLOT_W + 32, y + 28 + ROW - 7, f"interrupted RSP = {interrupted:#x}", size=11),
+        ], class_="interrupted", data_address=f"{interrupted:#x}"))
     drawn_gap = min(gap, MAX_DRAWN_GAP) if gap > 0 else 0
     if gap > 0:
         h = ROW * drawn_gap / QWORD
@@ -99,7 +122,6 @@ def stack_picture(result: dict) -> str:
     parts.append(path(f"M{right + 56},{y} L{right + 4},{y}", stroke="#1f77b4", width=2))
     parts.append(text(right + 60, y + 4, f"RSP at the handler's entry = {entry_rsp:#x}", size=11,
                       fill="#1f77b4", class_="entry-rsp", data_address=f"{entry_rsp:#x}"))
-    trap = obs.get("trap_frame")
     if trap:
         for address, value, name in stub_slots(trap, entry_rsp):
             parts.append(_slot(y, address, value, name, "stub"))
@@ -110,4 +132,4 @@ def stack_picture(result: dict) -> str:
     y += 14
     parts += legend(ADDR_X, y + 8, [(COLORS["gap"], "alignment gap"), (COLORS["cpu"], "pushed by the CPU"),
                                      (COLORS["stub"], "pushed by the stub"), (COLORS["old"], "interrupted stack")])
-    return svg(WIDTH, y + 20, parts, label=f"stack at {obs['gate']['symbol']} entry", class_="stack")
+    return svg(WIDTH, y + 20, parts, label=label, class_="stack")
