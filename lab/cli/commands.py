@@ -149,8 +149,14 @@ def cmd_probe(args) -> int:
     from lab.present import show
     from lab.runs.probe import run_probes, selected
 
+    from lab.present.console import progress
+
     chosen = selected(args.probes)
-    return _emit(args, run_probes(_vm(args), chosen, timeout=args.timeout), show.probes)
+    vm = _vm(args)
+    with progress("lab probe", total=len(chosen)) as bar:
+        result = run_probes(vm, chosen, timeout=args.timeout,
+                            progress=lambda name, done, total: bar.step(f"lab probe: {name}", done))
+    return _emit(args, result, show.probes)
 
 
 def cmd_timer(args) -> int:

@@ -87,15 +87,18 @@ def test_a_kernel_with_256_gates_is_grouped(tmp_path):
 
 
 @pytest.mark.parametrize("width", WIDTHS)
-def test_on_a_terminal_every_line_fits_and_claims_show_progress(kernel, width):
+def test_on_a_terminal_every_line_fits_and_long_work_shows_progress(kernel, width):
     with Tmux(width) as term:
-        for name in ("inspect", "fire", "scenarios", "claims"):
+        for name in ("inspect", "fire", "scenarios", "probe", "claims"):
             argv = [sys.executable, "-m", "lab", *({**COMMANDS, **LISTINGS}[name])]
             if name in COMMANDS:
                 argv += ["--kernel", str(kernel)]
             status, lines, raw = term.run(argv, env={"PYTHONPATH": os.environ.get("PYTHONPATH", "")})
             assert status == 0, "\n".join(lines[-30:])
             assert lines and not too_long(lines, width), too_long(lines, width)
+            if name == "probe":  # one step a probe
+                assert "lab probe: double-fault" in raw and "lab probe: df-no-ist" in raw
+                assert not any("lab probe: " in l for l in lines)
             if name == "claims":  # the progress display was drawn on the terminal, then erased
                 assert "lab claims: fire" in raw and "lab claims: timer" in raw
                 assert not any(f"lab claims: {step}" in l for l in lines for step in ("fire", "probe", "timer"))
