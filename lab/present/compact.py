@@ -31,17 +31,32 @@ def _symbol_base(symbol: str) -> str:
     return re.sub(r"\+0x[0-9a-f]+$", "", symbol)
 
 
+#: Handlers without symbols are grouped when they step by one stride at most this long: an
+#: array of entry stubs (Linux's irq_entries_start is 8 bytes a vector).
+MAX_STUB_STRIDE = 64
+
+
+def _continues(prev: dict, r: dict) -> bool:
+    """Whether gate row `r` extends the run that ends with `prev` (a row or a grouped row)."""
+    if not (r["vector"] >= 32 and prev["vector"] >= 32 and r["vector"] == prev.get("last_vector", prev["vector"]) + 1
+            and all(r[k] == prev[k] for k in SAME_GATE)):
+        return False
+    if r["symbol"] or prev["symbol"]:
+        return _symbol_base(r["symbol"]) == _symbol_base(prev["symbol"]) != ""
+    step = r["handler"] - prev.get("last_handler", prev["handler"])
+    return step == prev.get("stride", step) and 0 < step <= MAX_STUB_STRIDE
+
+
 def group_gates(rows: list[dict]) -> list[dict]:
     """Runs of consecutive vectors whose gates agree (SAME_GATE) and whose handlers share a
-    symbol, as one row with `last_vector` and `count`; a run of one stays as it is. The
+    symbol (up to +offset) or, without symbols, step by one stride (an array of stubs), as one
+    row with `last_vector`, `last_handler` and `count`; a run of one stays as it is. The
     exception vectors (0-31) are never grouped: each has its own meaning."""
     out: list[dict] = []
     for r in rows:
         prev = out[-1] if out else None
-        if (prev is not None and r["vector"] >= 32 and prev["vector"] >= 32
-                and r["vector"] == prev.get("last_vector", prev["vector"]) + 1
-                and all(r[k] == prev[k] for k in SAME_GATE)
-                and _symbol_base(r["symbol"]) == _symbol_base(prev["symbol"]) and r["symbol"]):
+        if prev is not None and _continues(prev, r):
+            prev["stride"] = r["handler"] - prev.get("last_handler", prev["handler"])
             prev["last_vector"], prev["count"] = r["vector"], prev.get("count", 1) + 1
             prev["last_handler"] = r["handler"]
             continue

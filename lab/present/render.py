@@ -23,33 +23,40 @@ def _hex(v: int, width: int = 0) -> str:
 
 
 def idt_table(rows: list[dict], title: str = "IDT") -> Table:
-    """rows: lab.present.rows idt_rows, perhaps grouped (compact.group_gates)."""
+    """rows: lab.present.rows idt_rows, perhaps grouped (compact.group_gates). The symbol column
+    only when some handler has one; a group's handlers as the first and the stride."""
     t = Table(title=title, title_justify="left")
-    for col in ("vec", "name", "handler", "symbol", "sel", "type", "DPL", "P", "IST"):
+    symbols = any(r["symbol"] for r in rows)
+    cols = ("vec", "name", "handler") + (("symbol",) if symbols else ()) + ("sel", "type", "DPL", "P", "IST")
+    for col in cols:
         t.add_column(col, justify="right" if col in ("vec", "DPL", "P", "IST") else "left",
                      overflow="fold")
     for r in rows:
         vec, name, handler = str(r["vector"]), r["mnemonic"], _hex(r["handler"])
         if r.get("count", 1) > 1:
             vec, name = f"{r['vector']}-{r['last_vector']}", f"x{r['count']}"
-            handler = f"{_hex(r['handler'])}-{_hex(r['last_handler'])}"
-        t.add_row(vec, name, handler, escape(r["symbol"]),
-                  _hex(r["selector"], 4), r["type"], str(r["dpl"]), str(int(r["present"])),
+            handler += f" +{r['stride']:#x} each" if r.get("stride") else ""
+        elif r["vector"] >= 32:
+            name = ""  # "IRQ/INT <v>" says no more than the vector
+        cells = [vec, name, handler] + ([escape(r["symbol"])] if symbols else [])
+        t.add_row(*cells, _hex(r["selector"], 4), r["type"], str(r["dpl"]), str(int(r["present"])),
                   str(r["ist"]) if r["ist"] else "-")
     return t
 
 
 def gdt_table(rows: list[dict], title: str = "GDT") -> Table:
+    """The symbol column only when some descriptor's base has one."""
     t = Table(title=title, title_justify="left")
-    for col in ("sel", "kind", "base", "limit", "DPL", "flags", "symbol", "raw"):
+    symbols = any(r.get("symbol") for r in rows)
+    for col in ("sel", "kind", "base", "limit", "DPL", "flags") + (("symbol",) if symbols else ()) + ("raw",):
         t.add_column(col, overflow="fold")
     for r in rows:
         sel = _hex(r["selector"], 4)
         if r.get("count", 1) > 1:  # a folded run of null descriptors
             sel = f"{sel}-{_hex(r['last_selector'], 4)}"
         kind = r["kind"] if r.get("count", 1) == 1 else f"null x{r['count']}"
-        t.add_row(sel, kind, _hex(r["base"]), _hex(r["limit"]),
-                  str(r["dpl"]), r["flags"], escape(r.get("symbol", "")), r["raw"])
+        t.add_row(sel, kind, _hex(r["base"]), _hex(r["limit"]), str(r["dpl"]), r["flags"],
+                  *([escape(r.get("symbol", ""))] if symbols else []), r["raw"])
     return t
 
 

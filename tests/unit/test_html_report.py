@@ -181,6 +181,11 @@ def gate(v: int, symbol: str = "irq_entries_start", **kw) -> dict:
     # a differing DPL, IST, a gap in the vectors or another symbol breaks the run
     ([gate(40), gate(41, dpl=3), gate(42), gate(43), gate(45), gate(46, "asm_sysvec_x"), gate(47, ist=1)],
      [(40, 40, 1), (41, 41, 1), (42, 43, 2), (45, 45, 1), (46, 46, 1), (47, 47, 1)]),
+    # no symbols (a stripped kernel): an array of 8-byte stubs is grouped, a stub elsewhere is not
+    ([gate(v, "") for v in range(33, 40)] + [gate(40, "", handler=0x9000)] + [gate(41, "", handler=0x9000 + 100)],
+     [(33, 39, 7), (40, 40, 1), (41, 41, 1)]),
+    # one symbol-less handler beside a named one stays apart
+    ([gate(50, ""), gate(51)], [(50, 50, 1), (51, 51, 1)]),
 ])
 def test_group_gates(rows, expected):
     assert [(r["vector"], r.get("last_vector", r["vector"]), r.get("count", 1)) for r in group_gates(rows)] == expected
