@@ -50,13 +50,18 @@ def idt_map(rows: list[dict]) -> str:
     y = y0 + 16 * CELL + 22
     parts += legend(x0, y, [(COLORS["interrupt"], "interrupt gate"), (COLORS["trap"], "trap gate"),
                             (COLORS["other"], "other type"), (COLORS["absent"], "not present")])
-    parts.append(text(x0, y + 18, "thick outline: DPL 3 (int from ring 3 allowed); ISTn: the gate "
-                      "switches to TSS.ISTn; hover a cell for its handler", size=11, fill="#444"))
-    return svg(x0 + 16 * CELL + 10, y + 28, parts, label="IDT map", class_="idt")
+    parts.append(text(x0, y + 18, "thick outline: DPL 3 (int from ring 3 allowed)", size=11, fill="#444"))
+    parts.append(text(x0, y + 32, "ISTn: the gate switches to TSS.ISTn; hover a cell for its handler",
+                      size=11, fill="#444"))
+    return svg(x0 + 16 * CELL + 10, y + 42, parts, label="IDT map", class_="idt")
 
 
-def _stack_name(points_into: str) -> str:
-    return points_into[len("top of "):] if points_into.startswith("top of ") else points_into
+def _stack_name(row: dict) -> str:
+    """The stack a TSS pointer points into: its symbol, else its top's address."""
+    p = row["points_into"]
+    if p:
+        return p[len("top of "):] if p.startswith("top of ") else p
+    return f"below {row['value']:#x} (no symbol)"
 
 
 def gdt_tss_picture(report: dict) -> str:
@@ -83,8 +88,8 @@ def gdt_tss_picture(report: dict) -> str:
     gdt_bottom = y
     stacks: dict[str, int] = {}
     for r in tss:
-        if r["value"] and r["points_into"]:
-            stacks.setdefault(_stack_name(r["points_into"]), len(stacks))
+        if r["value"]:
+            stacks.setdefault(_stack_name(r), len(stacks))
     y = 26
     for r in tss:
         hover = f"TSS.{r['field']} = {r['value']:#x}" + (f": {r['points_into']}" if r["points_into"] else "")
@@ -92,8 +97,8 @@ def gdt_tss_picture(report: dict) -> str:
                             text(336, y + 16, r["field"], size=11, weight="bold"),
                             text(574, y + 16, hexa(r["value"]), size=11, anchor="end")],
                            class_="tss-field", data_field=r["field"], data_value=hexa(r["value"])))
-        if r["value"] and r["points_into"]:
-            sy = 26 + stacks[_stack_name(r["points_into"])] * (row * 2 + 8) + row
+        if r["value"]:
+            sy = 26 + stacks[_stack_name(r)] * (row * 2 + 8) + row
             parts.append(path(f"M580,{y + row / 2} C640,{y + row / 2} 640,{sy} 700,{sy}", stroke="#3182bd"))
         y += row
     if tss_y is not None:
