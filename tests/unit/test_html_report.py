@@ -209,3 +209,21 @@ def test_a_ring3_frame_starts_at_rsp0_beside_the_interrupted_stack():
     assert kind_of(frame(0x23, None)) == "frame"
     same = frame_picture(frame(0x8, None))  # no switch: pushed below the saved RSP
     assert "interrupted RSP (no stack switch) = 0x10000003000" in same and 'class="interrupted"' not in same
+
+
+def test_every_tss_stack_pointer_is_drawn_to_its_stack():
+    from lab.present.html.tables import gdt_tss_picture
+
+    tss = [{"field": "rsp0", "value": 0x169000, "points_into": "top of RSP0_STACK [0x165000-0x169000)"},
+           {"field": "rsp1", "value": 0, "points_into": ""},
+           {"field": "ist1", "value": 0x159000, "points_into": "top of DOUBLE_FAULT_STACK [0x155000-0x159000)"},
+           {"field": "ist2", "value": 0xFFFFFE000000B000, "points_into": ""},
+           {"field": "iomap_base", "value": 0x68, "points_into": ""}]
+    report = {"registers": {"gdtr": {"base": 0x11C0A0}, "tr": {"selector": 0x28, "base": 0x11C028}},
+              "gdt": [{"selector": 0x28, "kind": "tss-busy", "base": 0x11C028, "limit": 0x67, "dpl": 0,
+                       "flags": "P", "count": 1}], "tss": tss}
+    svg = gdt_tss_picture(report)
+    assert re.findall(r'data-field="(\w+)" data-value="(0x[0-9a-f]+)"', svg) == [
+        ("rsp0", "0x169000"), ("rsp1", "0x0"), ("ist1", "0x159000"), ("ist2", "0xfffffe000000b000")]
+    assert svg.count('class="stack-box"') == 3 and "below 0xfffffe000000b000 (no symbol)" in svg
+    assert svg.count("<path") == 3 + 1 + 1  # a pointer an arrow, TR's arrow, the marker's shape
