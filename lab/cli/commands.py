@@ -34,6 +34,7 @@ def _vm(args):
     from lab.runs.vm import spec_from
 
     return spec_from(_config(args), kernel=_path(args.kernel), profile=args.profile,
+                     qemu=getattr(args, "qemu", None),
                      boot=getattr(args, "boot", None), memory=args.memory, initrd=_path(args.initrd),
                      qemu_args=tuple(args.qemu_args or ()), append=getattr(args, "append", None),
                      image=_path(getattr(args, "image", None)), symbols=_path(getattr(args, "symbols", None)),
@@ -222,8 +223,22 @@ def cmd_profiles(args) -> int:
     return _listing(show.profiles_listing(profiles.load(n) for n in profiles.available()))
 
 
+def cmd_qemus(args) -> int:
+    from lab.host import qemus
+    from lab.present.matrix import qemus_listing
+
+    found = qemus.found()
+    if not found:
+        raise UserError(f"no QEMU found; {qemus._SETUP}")
+    if args.json:
+        json.dump([q.to_json() for q in found], sys.stdout, indent=2)
+        print()
+        return 0
+    return _listing(qemus_listing(found))
+
+
 COMMANDS = {
-    "build": cmd_build, "profiles": cmd_profiles, "inspect": cmd_inspect, "fire": cmd_fire,
+    "build": cmd_build, "profiles": cmd_profiles, "qemus": cmd_qemus, "inspect": cmd_inspect, "fire": cmd_fire,
     "scenarios": cmd_scenarios, "probe": cmd_probe, "probes": cmd_probes, "timer": cmd_timer,
     "tasks": cmd_tasks, "ring3": cmd_ring3, "pcpu": cmd_pcpu, "frame": cmd_frame,
     "claims": cmd_claims, "debug": cmd_debug, "attach": cmd_attach, "translate": cmd_translate,

@@ -74,6 +74,9 @@ def vm_options(sp, *, restore: bool = True) -> None:
     sp.add_argument("--release", action="store_true", help="build the release profile")
     sp.add_argument("--profile", metavar="NAME|FILE",
                     help=f"QEMU profile: a name from qemu-configs/ or a TOML file (default: {DEFAULT_PROFILE})")
+    sp.add_argument("--qemu", metavar="NAME|PATH",
+                    help="which QEMU runs the profile: system (default), a name `lab qemus` lists "
+                         "(10.0), or a path to a qemu-system-x86_64 (default: the profile's, lab.toml's)")
     boot = sp.add_mutually_exclusive_group()
     boot.add_argument("--boot", choices=ALL_BOOT_PATHS, help="how QEMU loads the kernel (default: the profile's, multiboot)")
     boot.add_argument("--uefi", dest="boot", action="store_const", const=UEFI,
@@ -151,6 +154,8 @@ def parser(commands) -> LabParser:
     sp.add_argument("--boot", choices=BOOT_PATHS, default="multiboot",
                     help="bios: also make the BIOS disk image with cargo bootimage (default: %(default)s)")
     add("profiles", "list the QEMU profiles")
+    sp = add("qemus", "list the QEMUs the lab can run, with their versions (lab/setup-qemu.sh adds 10.0)")
+    json_option(sp)
 
     sp = add("inspect", "boot any x86-64 kernel, stop, decode and check IDT, GDT and TSS")
     vm_options(sp)

@@ -56,7 +56,7 @@ class FireObservation:
     accel: str  # tcg | kvm: which recorded deviations apply
     labels: dict
     sentinels: dict[str, int]
-    before: dict[str, int]  # rsp, rflags, cs, ss at the plant point
+    before: dict[str, int]  # rsp, rflags, cs, ss, cr2 at the plant point
     gate: dict  # the live IDT gate for `vector` at fire time
     ist_top: int | None  # the TSS IST slot the gate names, if any
     expected_cr2: int | None
@@ -67,6 +67,7 @@ class FireObservation:
     kernel_report: dict = field(default_factory=dict)
     qemu_log: list[str] = field(default_factory=list)
     timeout: str | None = None  # set when the handler/resume point was not reached in time
+    qemu: str = ""  # the QEMU's version ("10.0.2"): which recorded deviations apply
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -160,7 +161,7 @@ class Firer:
         self._expect_stop(labels.plant, f"the plant point of {scenario.name}")
         gdb.delete_breakpoint(bp)
         gdb.write_registers(sentinels)
-        before = self._regs(("rsp", "rflags", "cs", "ss"))
+        before = self._regs(("rsp", "rflags", "cs", "ss", "cr2"))
         gate = self._gate(vector)
         ist_top = None
         if gate.ist:
@@ -171,7 +172,8 @@ class Firer:
             gate={"offset": gate.offset, "type": gate.type_name, "ist": gate.ist, "dpl": gate.dpl,
                   "present": gate.present, "symbol": self.symbols.describe(gate.offset)},
             ist_top=ist_top,
-            expected_cr2=self.test_pages[scenario.cr2_page] if scenario.cr2_page is not None else None)
+            expected_cr2=self.test_pages[scenario.cr2_page] if scenario.cr2_page is not None else None,
+            qemu=self.s.profile.qemu_build.version_str)
 
         stops = {}
         if gate.present:
