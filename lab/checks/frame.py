@@ -190,9 +190,12 @@ def check_error_code(obs, s) -> Check:
 def check_cr2(obs, s) -> Check:
     """#PF: CR2 holds the faulting linear address. Every other exception leaves CR2 as it was
     (SDM vol. 3A §6.15, Interrupt 14: only a page fault loads CR2)."""
-    if obs.entry is None:
+    # At the gate's handler; else (the vector's gate was not the scenario's) at lab_on_exception,
+    # where every handler reports before it can fault.
+    source = obs.entry or obs.delivered
+    if source is None or source.get("cr2") is None:
         return C.skip("fire.cr2", "CR2", NO_ENTRY)
-    got = obs.entry["cr2"]
+    got = source["cr2"]
     if obs.expected_cr2 is not None:
         return C.result("fire.cr2", "CR2 holds the faulting linear address", got == obs.expected_cr2,
                         [f"CR2 {got:#x}, expected {obs.expected_cr2:#x}"])

@@ -4,8 +4,8 @@ For one scenario (lab/scenarios/exceptions.py), in a booted `Session`:
 
 1. hardware breakpoint at `lab_plant_<n>`; the shell runs `fire <n> <style>`;
 2. at the plant point the lab writes fresh random sentinels into every general-purpose
-   register except RSP and the scenario's operands, and reads RSP/RFLAGS/CS/SS (the state the
-   exception interrupts: the next instructions do not change them);
+   register except RSP and the scenario's operands, and into CR2, and reads RSP/RFLAGS/CS/SS/CR2
+   (the state the exception interrupts: the next instructions do not change them);
 3. breakpoints at the handler the live IDT names for the vector, at `lab_on_exception`
    (every handler of both styles calls it, with RDI = vector, RSI = the CPU frame) and at
    `lab_resume_<n>`; continue (the NMI scenario gets QMP `inject-nmi` now);
@@ -37,6 +37,7 @@ ON_EXCEPTION = "lab_on_exception"
 INT_TABLE = "lab_int_table"
 INT_TABLE_STRIDE = 8
 TEST_PAGES = "LAB_TEST_PAGES"
+CR2_SENTINEL = 0x00C2_0000_0000_0000  # | random page bits: no address any scenario touches
 
 
 @dataclass
@@ -160,7 +161,9 @@ class Firer:
         gdb.cont()
         self._expect_stop(labels.plant, f"the plant point of {scenario.name}")
         gdb.delete_breakpoint(bp)
-        gdb.write_registers(sentinels)
+        # CR2 too: a sentinel of this fire, so a CR2 written by an earlier fire (or by this
+        # one, where only #PF may write it) is told apart (lab/checks/frame.py check_cr2).
+        gdb.write_registers({**sentinels, "cr2": CR2_SENTINEL | rng.getrandbits(32) << 12})
         before = self._regs(("rsp", "rflags", "cs", "ss", "cr2"))
         gate = self._gate(vector)
         ist_top = None

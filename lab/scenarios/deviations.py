@@ -93,7 +93,7 @@ def _idt_code(vector: int) -> int:
     return selector_error_code(index=vector * GATE.size // SEGMENT.size, idt=True)
 
 
-_SYSTEM = "target/i386/tcg/sysemu"  # target/i386/tcg/system from 9.1 on
+_SYSTEM = "target/i386/tcg/sysemu"  # renamed target/i386/tcg/system in later releases
 DEVIATIONS: tuple[Deviation, ...] = (
     Deviation(("np",), "puts vector*16+2 in the error code (the 16-byte gate's byte offset / 8); "
               "the manual's index is the vector: vector*8+2", vector=NP, error_code=_idt_code(NOT_PRESENT_GATE),
