@@ -223,6 +223,31 @@ def cmd_profiles(args) -> int:
     return _listing(show.profiles_listing(profiles.load(n) for n in profiles.available()))
 
 
+def cmd_matrix(args) -> int:
+    from lab.present import matrix as present
+    from lab.runs import matrix
+
+    if args.merge:
+        parts = []
+        for path in args.merge:
+            try:
+                parts.append(json.loads(path.read_text()))
+            except (OSError, ValueError) as exc:
+                raise UserError(f"--merge {path}: cannot be read as JSON ({exc})") from None
+        result = matrix.merge(parts)
+    else:
+        from lab.runs.vm import kernel_for
+
+        kernel = kernel_for(_path(args.kernel), command="matrix", needs_lab_kernel=True, release=args.release,
+                            boot="multiboot")
+        result = matrix.run_matrix(kernel, shard=args.shard, kvm=not args.no_kvm,
+                                   ready_timeout=args.ready_timeout or 10.0, restore=not args.fresh)
+    if args.markdown:
+        sys.stdout.write(present.markdown(result))
+        return 1 if result.failed else 0
+    return _emit(args, result, present.show)
+
+
 def cmd_qemus(args) -> int:
     from lab.host import qemus
     from lab.present.matrix import qemus_listing
@@ -238,7 +263,7 @@ def cmd_qemus(args) -> int:
 
 
 COMMANDS = {
-    "build": cmd_build, "profiles": cmd_profiles, "qemus": cmd_qemus, "inspect": cmd_inspect, "fire": cmd_fire,
+    "build": cmd_build, "profiles": cmd_profiles, "qemus": cmd_qemus, "matrix": cmd_matrix, "inspect": cmd_inspect, "fire": cmd_fire,
     "scenarios": cmd_scenarios, "probe": cmd_probe, "probes": cmd_probes, "timer": cmd_timer,
     "tasks": cmd_tasks, "ring3": cmd_ring3, "pcpu": cmd_pcpu, "frame": cmd_frame,
     "claims": cmd_claims, "debug": cmd_debug, "attach": cmd_attach, "translate": cmd_translate,
