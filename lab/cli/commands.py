@@ -249,17 +249,10 @@ def cmd_matrix(args) -> int:
 
 
 def cmd_qemus(args) -> int:
-    from lab.host import qemus
-    from lab.present.matrix import qemus_listing
+    from lab.present.matrix import show_qemus
+    from lab.runs.matrix import find_qemus
 
-    found = qemus.found()
-    if not found:
-        raise UserError(f"no QEMU found; {qemus._SETUP}")
-    if args.json:
-        json.dump([q.to_json() for q in found], sys.stdout, indent=2)
-        print()
-        return 0
-    return _listing(qemus_listing(found))
+    return _emit(args, find_qemus(), show_qemus)
 
 
 COMMANDS = {

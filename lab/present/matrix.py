@@ -14,6 +14,13 @@ def qemus_listing(qemus) -> list[str]:
     return [f"{r[0]:{widths[0]}}  {r[1]:{widths[1]}}  {r[2]:{widths[2]}}  {r[3]}" for r in rows]
 
 
+def show_qemus(result, console) -> None:
+    if not result.qemus:
+        console.print("no QEMU found; run the set-up: bash lab/setup.sh")
+    for line in qemus_listing(result.qemus):
+        console.print(line, highlight=False, soft_wrap=True)
+
+
 STYLE = {"PASS": "green", "FAIL": "bold red", "DEVIATION": "yellow", "STALE": "bold magenta",
          "SKIP": "dim", "holds": "green", "holds only under a condition": "cyan", "refuted": "red",
          "not measured": "dim"}

@@ -61,6 +61,24 @@ def backends(*, kvm: bool = True) -> tuple[list[Backend], list[dict]]:
     return out, unavailable
 
 
+@dataclass
+class QemusResult:
+    """`lab qemus`: every QEMU found; failed when there is none."""
+
+    qemus: list
+
+    @property
+    def failed(self) -> bool:
+        return not self.qemus
+
+    def to_json(self) -> list:
+        return [q.to_json() for q in self.qemus]
+
+
+def find_qemus() -> QemusResult:
+    return QemusResult(qemus.found())
+
+
 def parse_shard(text: str) -> tuple[int, int]:
     """"K/N" with 1 <= K <= N; ValueError otherwise."""
     try:
