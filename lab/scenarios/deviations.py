@@ -34,6 +34,11 @@ def _v(text: str) -> Version:
     return parse_version_text(text)
 
 
+def _short(v: Version) -> str:
+    """A release as QEMU names it: 8.0, 10.0.6."""
+    return version_text(v[:2]) if v[2] == 0 else version_text(v)
+
+
 @dataclass(frozen=True)
 class Deviation:
     """One measured difference from the manual, with where it lives upstream."""
@@ -66,14 +71,14 @@ class Deviation:
 
     @property
     def fixed_text(self) -> str:
-        return " / ".join(version_text(f) for f in self.fixed_in) if self.fixed_in else "unfixed"
+        return " / ".join(_short(f) for f in self.fixed_in) if self.fixed_in else "unfixed"
 
     @property
     def range_text(self) -> str:
         """"QEMU < 8.0", "QEMU >= 8.0, < 10.0.6 / 10.2", "every QEMU version"."""
-        low = f">= {version_text(self.since)}" if self.since else ""
+        low = f">= {_short(self.since)}" if self.since else ""
         high = f"< {self.fixed_text}" if self.fixed_in else ""
-        return "QEMU " + ", ".join(p for p in (low, high) if p) if low or high else "every QEMU version"
+        return "QEMU " + ", ".join(p for p in (low, high) if p) if low or high else "all QEMU versions (unfixed)"
 
     def note(self, version: str) -> str:
         """The verdict's note: what was seen, on which QEMU, and why."""
