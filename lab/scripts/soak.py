@@ -27,6 +27,27 @@ from lab.scenarios import probes
 from lab.scenarios.exceptions import CATALOG, STYLES
 
 
+def compare(tcg_res, kvm_res) -> tuple[int, list[dict], int]:
+    """(checks agreeing, every divergence, checks not comparable) of the same plan fired on
+    TCG and on KVM. A divergence TCG's recorded deviation for its version explains (TCG
+    DEVIATION, KVM PASS) is listed too, marked `recorded`; none is counted as agreement."""
+    agree, divergences, not_comparable = 0, [], 0
+    for a, b in zip(tcg_res, kvm_res):
+        for ca, cb in zip(a.checks, b.checks):
+            if Verdict.SKIP in (ca.verdict, cb.verdict):
+                not_comparable += 1  # e.g. the QEMU log check: TCG only
+            elif ca.verdict is cb.verdict:
+                agree += 1
+            else:
+                explained = a.outcome == "DEVIATION" and cb.verdict is Verdict.PASS
+                divergences.append({
+                    "scenario": a.scenario.name, "style": a.observation.style, "check": ca.id,
+                    "tcg": ca.verdict.value, "kvm": cb.verdict.value,
+                    "tcg_backend": f"tcg/{a.observation.qemu}", "recorded": explained,
+                    "note": a.note if explained else "not explained by a recorded deviation"})
+    return agree, divergences, not_comparable
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="lab.scripts.soak", description=__doc__)
     ap.add_argument("--count", type=int, default=200, help="fires in one VM (default: %(default)s)")
@@ -68,22 +89,7 @@ def main(argv=None) -> int:
         both = runnable([(s, st) for s in CATALOG for st in STYLES], kvm)
         tcg_res, _ = fire(kernel, tcg, both)
         kvm_res, _ = fire(kernel, kvm, both, ready_timeout=30)
-        agree, divergences, not_comparable = 0, [], 0
-        for a, b in zip(tcg_res, kvm_res):
-            for ca, cb in zip(a.checks, b.checks):
-                if Verdict.SKIP in (ca.verdict, cb.verdict):
-                    not_comparable += 1  # e.g. the QEMU log check: TCG only
-                elif ca.verdict is cb.verdict:
-                    agree += 1
-                else:
-                    # Every divergence is listed; one TCG's recorded deviation explains (its
-                    # outcome DEVIATION, KVM following the manual) is marked so, not hidden.
-                    explained = a.outcome == "DEVIATION" and cb.verdict is Verdict.PASS
-                    divergences.append({
-                        "scenario": a.scenario.name, "style": a.observation.style, "check": ca.id,
-                        "tcg": ca.verdict.value, "kvm": cb.verdict.value,
-                        "tcg_backend": f"tcg/{a.observation.qemu}", "recorded": explained,
-                        "note": a.note if explained else "not explained by a recorded deviation"})
+        agree, divergences, not_comparable = compare(tcg_res, kvm_res)
         summary["kvm"] = {"scenarios": len(both), "checks_agreeing": agree, "divergences": divergences,
                           "unexplained": [d for d in divergences if not d["recorded"]],
                           "checks_not_comparable": not_comparable,

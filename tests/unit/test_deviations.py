@@ -196,3 +196,42 @@ def test_scenario_lists_its_deviations():
     assert get("ss-noncanonical").deviations == deviations.for_scenario("ss-noncanonical")
     assert len(get("ss-noncanonical").deviations) == 2
     assert isinstance(get("np").deviations[0], Deviation)
+
+
+def fire_result(key: str, mutate=None, accel: str | None = None):
+    from lab.runs.fire import FireResult
+
+    data = copy.deepcopy(RECORDED[key])
+    if mutate:
+        mutate(data)
+    if accel:
+        data["accel"] = accel
+    obs = FireObservation(**data)
+    s = get(obs.scenario)
+    checks = run(obs, s)
+    return FireResult(s, obs, checks, *outcome(obs, s, checks), 0.0)
+
+
+def _manual_pf_rsvd(d):
+    d["delivered"]["error_code"] = 0x9
+    d["entry"]["stack"][0] = 0x9
+
+
+def test_soak_lists_a_recorded_deviation_as_a_divergence_not_an_agreement():
+    from lab.scripts.soak import compare
+
+    tcg = fire_result("10.0.2/pf-rsvd/x86-interrupt")
+    kvm = fire_result("10.0.2/pf-rsvd/x86-interrupt", _manual_pf_rsvd, accel="kvm")
+    agree, divergences, _ = compare([tcg], [kvm])
+    assert [(d["check"], d["tcg"], d["kvm"], d["recorded"]) for d in divergences] == [
+        ("fire.error-code", "FAIL", "PASS", True)]
+    assert divergences[0]["tcg_backend"] == "tcg/10.0.2" and "mmu_translate" in divergences[0]["note"]
+
+
+def test_soak_marks_an_unexplained_divergence():
+    from lab.scripts.soak import compare
+
+    tcg = fire_result("10.0.2/de/x86-interrupt", lambda d: d["entry"].update(cr2=d["before"]["cr2"] ^ 0x1000))
+    kvm = fire_result("10.0.2/de/x86-interrupt", accel="kvm")
+    _, divergences, _ = compare([tcg], [kvm])
+    assert [(d["check"], d["recorded"]) for d in divergences] == [("fire.cr2", False)]
