@@ -149,22 +149,29 @@ def measure(backend: Backend, kernel: Path, *, ready_timeout: float = 10.0, rest
             "rows": rows, "errors": errors}
 
 
+class _Stopped(BaseException):
+    """The parent ended this backend (SIGTERM): unwind, reap, report nothing."""
+
+
 def _worker(conn, backend: Backend, kernel: Path, options: dict) -> None:
     """A backend's process: SIGTERM unwinds its sessions (their `finally` reaps QEMU and gdb)."""
     def on_term(signum, frame):
-        raise SystemExit(143)
+        raise _Stopped()
 
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         result = measure(backend, kernel, **options)
+    except (_Stopped, KeyboardInterrupt):
+        conn.close()  # the parent is stopping: it reads nothing more
+        return
     except BaseException as exc:  # reported by the parent, with the backend's name
         result = {"backend": backend.name, "accel": backend.accel, "rows": [], "seconds": 0,
                   "qemu": "", "errors": [{"part": "backend", "message": f"{type(exc).__name__}: {exc}"}]}
     try:
         conn.send(result)
     except OSError:
-        pass  # the parent is gone (interrupted): nothing to report to
+        pass  # the parent is gone: nothing to report to
     conn.close()
 
 
