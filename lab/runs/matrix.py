@@ -16,9 +16,11 @@ listed among the errors.
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 import signal
+import sys
 import time
 from dataclasses import dataclass, field
 from multiprocessing.connection import wait
@@ -160,6 +162,11 @@ def _worker(conn, backend: Backend, kernel: Path, options: dict) -> None:
 
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    level = options.pop("log_level", logging.WARNING)
+    for name in ("asyncio", "qemu.qmp"):  # as the CLI does (lab/cli/main.py)
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    if level <= logging.INFO:  # `lab -v matrix`: each backend's progress, named
+        logging.basicConfig(level=level, format=f"lab [{backend.name}]: %(message)s", stream=sys.stderr)
     try:
         result = measure(backend, kernel, **options)
     except (_Stopped, KeyboardInterrupt):
@@ -179,6 +186,7 @@ def run_parallel(chosen: list[Backend], kernel: Path, *, timeout: float = BACKEN
                  **options) -> list[dict]:
     """Each backend in its own process, all at once; their results in `chosen`'s order."""
     ctx = multiprocessing.get_context("spawn")
+    options["log_level"] = logging.getLogger("lab").getEffectiveLevel()
     procs = []
     try:
         for b in chosen:

@@ -3,13 +3,19 @@ installed), joined by --merge into one table, its Markdown, and its exit status.
 
 from __future__ import annotations
 
+import io
 import json
+import os
+import re
+import shutil
+import signal
 
+import pexpect
 import pytest
 
 from lab.host import qemus
 
-from labtest import lab_cli
+from labtest import lab_cli, wait_gone
 
 pytestmark = pytest.mark.integration
 
@@ -53,3 +59,22 @@ def test_merge_of_one_shard_names_the_missing_one(tmp_path):
     shown = lab_cli("matrix", "--merge", str(path))
     if len(qemus.found()) < 3:
         assert "missing (a shard not merged)" in shown.stdout
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_stopped_matrix_leaves_nothing(sig):
+    """`lab matrix` stopped while every backend fires: its one line and status, and every QEMU
+    and gdb its backends' processes started is gone."""
+    child = pexpect.spawn(shutil.which("lab"), ["-v", "matrix", "--no-kvm", "--json"], encoding="utf-8", timeout=60)
+    child.logfile_read = transcript = io.StringIO()
+    for _ in range(3):
+        child.expect(r"lab \[tcg/[0-9.]+\]: fire \S+ \S+")
+    os.kill(child.pid, sig)
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == {signal.SIGTERM: 143, signal.SIGINT: 130}[sig], transcript.getvalue()[-2000:]
+    started = re.findall(r"started qemu pid (\d+), gdb pid (\d+); run dir (\S+);", transcript.getvalue())
+    assert started
+    for qemu, gdb, run_dir in started:
+        assert wait_gone(int(qemu), 10) and wait_gone(int(gdb), 10), f"{sig.name} left a process"
+        shutil.rmtree(run_dir, ignore_errors=True)
