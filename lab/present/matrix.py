@@ -93,12 +93,14 @@ def show(result, console) -> None:
     rows = table_rows(result)
     for kind in ("fire", "probe", "claim"):
         t = Table(title=f"lab matrix: {KIND_TITLE[kind]}", title_justify="left")
-        t.add_column("", overflow="fold")
+        t.add_column("", no_wrap=True)
         for n in names:
             t.add_column(n, overflow="fold")
         for k, label, cells in rows:
             if k == kind:
-                t.add_row(label, *(Text(_cell(c), style=STYLE.get(c["outcome"], "")) if c else "-" for c in cells))
+                t.add_row(label.replace(" ", "\n"), *(Text(_cell(c).replace(" #", "\n#").replace(" CR2=", "\nCR2=")
+                                        .replace(" no exception", "\nno exception"),
+                                        style=STYLE.get(c["outcome"], "")) if c else "-" for c in cells))
         if t.row_count:
             console.print(t)
     for line in notes(result):

@@ -178,3 +178,16 @@ def test_qemus_listing():
     lines = present.qemus_listing([q])
     assert lines[0].split() == ["NAME", "VERSION", "MIGRATION", "BINARY"]
     assert lines[1].split()[:3] == ["10.0", "10.0.2", "(Debian"] and "file:" in lines[1]
+
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_the_table_fits_the_terminal_and_keeps_values_whole(width):
+    from rich.console import Console
+
+    con = Console(width=width, record=True, force_terminal=False)
+    present.show(MatrixResult([A, B, C], EVERY), con)
+    text = con.export_text()
+    table = text.split("tcg/10.0.2 gp-noncanonical:")[0]  # the tables, not the notes below them
+    assert max(len(line) for line in table.splitlines()) <= width
+    assert "CR2=0x8000000000000000" in table  # on a line of its own in the cell, not folded
+    assert "lab matrix: fatal-path probes" in text and "kvm/7.2.22: " in text
