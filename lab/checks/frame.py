@@ -11,6 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from lab.checks.base import Check, Checks, Verdict, verdict
+# A fire's outcome (PASS, STALE, DEVIATION, FAIL) against its QEMU version's record; re-exported.
+from lab.checks.deviation import (OUTCOME_DEVIATION, OUTCOME_FAIL, OUTCOME_PASS,  # noqa: F401
+                                  OUTCOME_STALE, outcome)
 from lab.scenarios.exceptions import RIP_CR2, RIP_FAULT, RIP_LOOP, RIP_NEXT, ExceptionScenario
 from lab.x86.frames import (ARITHMETIC_FLAGS, INTERRUPT_FRAME, QWORD, RFLAGS, RFLAGS_IF, RFLAGS_RF,
                             TRAP_FRAME_GPRS,
@@ -268,7 +271,3 @@ CHECKS = (check_vector, check_layout, check_alignment, check_rip, check_selector
 
 def run(obs, s: ExceptionScenario) -> list[Check]:
     return [c(obs, s) for c in CHECKS]
-
-
-from lab.checks.deviation import (OUTCOME_DEVIATION, OUTCOME_FAIL, OUTCOME_PASS,  # noqa: E402,F401
-                                  OUTCOME_STALE, outcome)
