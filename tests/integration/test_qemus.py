@@ -100,3 +100,19 @@ def test_qemu_path_names_a_binary():
     q = FOUND[-1]
     r = lab_cli("inspect", "--qemu", str(q.binary), "--json", timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]
+
+
+def test_set_up_keeps_a_complete_prefix():
+    """lab/setup-qemu.sh is idempotent: with QEMU 10.0's prefix complete it changes nothing and
+    says nothing (no apt, no download)."""
+    import subprocess
+
+    from lab.host.toolchain import REPO_ROOT
+
+    stamp = qemus.prefix_root() / "10.0.2" / ".lab-complete"
+    before = stamp.stat().st_mtime_ns if stamp.exists() else None
+    r = subprocess.run(["bash", str(REPO_ROOT / "lab" / "setup-qemu.sh")], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert stamp.is_file() and "10.0" in NAMES + [q.name for q in qemus.private()]
+    if before is not None:
+        assert r.stdout == "" and stamp.stat().st_mtime_ns == before
