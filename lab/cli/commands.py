@@ -34,6 +34,7 @@ def _vm(args):
     from lab.runs.vm import spec_from
 
     return spec_from(_config(args), kernel=_path(args.kernel), profile=args.profile,
+                     qemu=getattr(args, "qemu", None),
                      boot=getattr(args, "boot", None), memory=args.memory, initrd=_path(args.initrd),
                      qemu_args=tuple(args.qemu_args or ()), append=getattr(args, "append", None),
                      image=_path(getattr(args, "image", None)), symbols=_path(getattr(args, "symbols", None)),
@@ -222,8 +223,40 @@ def cmd_profiles(args) -> int:
     return _listing(show.profiles_listing(profiles.load(n) for n in profiles.available()))
 
 
+def cmd_matrix(args) -> int:
+    from lab.present import matrix as present
+    from lab.runs import matrix
+
+    if args.merge:
+        parts = []
+        for path in args.merge:
+            try:
+                parts.append(json.loads(path.read_text()))
+            except (OSError, ValueError) as exc:
+                raise UserError(f"--merge {path}: cannot be read as JSON ({exc})") from None
+        result = matrix.merge(parts)
+    else:
+        from lab.runs.vm import kernel_for
+
+        kernel = kernel_for(_path(args.kernel), command="matrix", needs_lab_kernel=True, release=args.release,
+                            boot="multiboot")
+        result = matrix.run_matrix(kernel, shard=args.shard, kvm=not args.no_kvm,
+                                   ready_timeout=args.ready_timeout or 10.0, restore=not args.fresh)
+    if args.markdown:
+        sys.stdout.write(present.markdown(result))
+        return 1 if result.failed else 0
+    return _emit(args, result, present.show)
+
+
+def cmd_qemus(args) -> int:
+    from lab.present.matrix import show_qemus
+    from lab.runs.matrix import find_qemus
+
+    return _emit(args, find_qemus(), show_qemus)
+
+
 COMMANDS = {
-    "build": cmd_build, "profiles": cmd_profiles, "inspect": cmd_inspect, "fire": cmd_fire,
+    "build": cmd_build, "profiles": cmd_profiles, "qemus": cmd_qemus, "matrix": cmd_matrix, "inspect": cmd_inspect, "fire": cmd_fire,
     "scenarios": cmd_scenarios, "probe": cmd_probe, "probes": cmd_probes, "timer": cmd_timer,
     "tasks": cmd_tasks, "ring3": cmd_ring3, "pcpu": cmd_pcpu, "frame": cmd_frame,
     "claims": cmd_claims, "debug": cmd_debug, "attach": cmd_attach, "translate": cmd_translate,

@@ -74,6 +74,9 @@ def vm_options(sp, *, restore: bool = True) -> None:
     sp.add_argument("--release", action="store_true", help="build the release profile")
     sp.add_argument("--profile", metavar="NAME|FILE",
                     help=f"QEMU profile: a name from qemu-configs/ or a TOML file (default: {DEFAULT_PROFILE})")
+    sp.add_argument("--qemu", metavar="NAME|PATH",
+                    help="which QEMU runs the profile: system (default), a name `lab qemus` lists "
+                         "(10.0), or a path to a qemu-system-x86_64 (default: the profile's, lab.toml's)")
     boot = sp.add_mutually_exclusive_group()
     boot.add_argument("--boot", choices=ALL_BOOT_PATHS, help="how QEMU loads the kernel (default: the profile's, multiboot)")
     boot.add_argument("--uefi", dest="boot", action="store_const", const=UEFI,
@@ -119,6 +122,34 @@ def timeout_option(sp, flag: str, default: float, help: str) -> None:
     sp.add_argument(flag, type=seconds, default=default, metavar="S", help=f"{help} (default: %(default)s)")
 
 
+def shard(text: str) -> tuple[int, int]:
+    """--shard K/N: 1 <= K <= N."""
+    from lab.runs.matrix import parse_shard
+
+    try:
+        return parse_shard(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def matrix_options(sp) -> None:
+    """What `lab matrix` runs (every backend, or one shard of them) or joins (--merge)."""
+    sp.add_argument("--kernel", metavar="PATH", help="the lab kernel to run (default: build it)")
+    sp.add_argument("--release", action="store_true", help="build the release profile")
+    sp.add_argument("--fresh", action="store_true", help="boot every VM (no saved ready states)")
+    part = sp.add_mutually_exclusive_group()
+    part.add_argument("--shard", type=shard, metavar="K/N",
+                      help="run shard K of N: every N-th backend from the K-th (for a CI job matrix)")
+    part.add_argument("--merge", nargs="+", metavar="JSON", type=Path,
+                      help="join shards' `lab matrix --json` files into the one table (runs nothing)")
+    sp.add_argument("--no-kvm", action="store_true", help="leave KVM out even where /dev/kvm is usable")
+    out = sp.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="print the matrix as JSON (what --merge reads)")
+    out.add_argument("--markdown", action="store_true", help="print the exceptions table and the "
+                     "recorded deviations as Markdown (README's deviation table)")
+    ready_timeout_option(sp)
+
+
 def gdb_options(sp) -> None:
     sp.add_argument("-ex", action="append", metavar="COMMAND", help="gdb command to run (repeatable)")
     sp.add_argument("--batch", action="store_true", help="run the -ex commands and exit (gdb -batch)")
@@ -151,6 +182,8 @@ def parser(commands) -> LabParser:
     sp.add_argument("--boot", choices=BOOT_PATHS, default="multiboot",
                     help="bios: also make the BIOS disk image with cargo bootimage (default: %(default)s)")
     add("profiles", "list the QEMU profiles")
+    sp = add("qemus", "list the QEMUs the lab can run, with their versions (lab/setup-qemu.sh adds 10.0)")
+    json_option(sp)
 
     sp = add("inspect", "boot any x86-64 kernel, stop, decode and check IDT, GDT and TSS")
     vm_options(sp)
@@ -201,6 +234,10 @@ def parser(commands) -> LabParser:
     sp.add_argument("--at", required=True, metavar="SYMBOL|ADDRESS", help="where to stop (a handler's entry)")
     sp.add_argument("--shell", required=True, metavar="LINE", help="kernel shell line that gets there, e.g. 'user run kread'")
     timeout_option(sp, "--timeout", 10.0, "bound on the wait for the stop")
+
+    sp = add("matrix", "the catalog, the probes and the claims on every backend (each QEMU with TCG, "
+             "KVM), in parallel: one table of verdicts, deviations with their upstream cause")
+    matrix_options(sp)
 
     sp = add("claims", "tutorial-style statements about x86-64, each decided by measurement")
     vm_options(sp)

@@ -90,7 +90,10 @@ def print_report(report, console: Console) -> None:
     console.print(verdict_line(report.checks) + f"   ({report.timings.get('total', 0):.3f} s)")
 
 
-OUTCOME_STYLE = {"PASS": "bold green", "FAIL": "bold red", "DEVIATION": "bold yellow", "SKIP": "dim"}
+OUTCOME_STYLE = {"PASS": "bold green", "FAIL": "bold red", "DEVIATION": "bold yellow", "STALE": "bold magenta",
+                 "SKIP": "dim"}
+#: How a fire's note is introduced, by its outcome (lab/checks/deviation.py).
+NOTE_LABEL = {"DEVIATION": "recorded deviation", "STALE": "stale record", "FAIL": "not recorded"}
 
 
 def print_fire(result, symbols, console: Console) -> None:
@@ -108,7 +111,7 @@ def print_fire(result, symbols, console: Console) -> None:
                                   f"(delivered: {obs.delivered['vector'] if obs.delivered else 'nothing'})[/]"]
     parts.append(checks_table(result.checks, title="checks"))
     if result.note:
-        parts.append(f"[yellow]documented deviation:[/] {result.note}")
+        parts.append(f"[yellow]{NOTE_LABEL.get(result.outcome, 'note')}:[/] {escape(result.note)}")
     title = (f"{result.scenario.name} ({escape(result.scenario.summary)}) · vector {obs.vector} · "
              f"{obs.style} · [{OUTCOME_STYLE[result.outcome]}]{result.outcome}[/] · "
              f"{result.seconds * 1000:.0f} ms")
@@ -124,7 +127,7 @@ def print_fire_summary(results, console: Console) -> None:
         t.add_row(r.scenario.name, str(r.observation.vector), r.observation.style,
                   f"[{OUTCOME_STYLE[r.outcome]}]{r.outcome}[/]", failed, f"{r.seconds * 1000:.0f}")
     console.print(t)
-    counts = {k: sum(1 for r in results if r.outcome == k) for k in ("PASS", "FAIL", "DEVIATION")}
+    counts = {k: sum(1 for r in results if r.outcome == k) for k in ("PASS", "FAIL", "DEVIATION", "STALE")}
     console.print(" ".join(f"[{OUTCOME_STYLE[k]}]{n} {k}[/]" for k, n in counts.items()))
 
 

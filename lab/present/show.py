@@ -87,7 +87,8 @@ def claims(r, console: Console) -> None:
 
 
 def scenarios_listing(catalog) -> list[str]:
-    return [f"{s.name:16} {s.vector:>3}  {s.summary}" + (f"  [TCG: {s.tcg.note}]" if s.tcg else "")
+    return [f"{s.name:16} {s.vector:>3}  {s.summary}" +
+            "".join(f"  [{d.accel.upper()} {d.range_text}: {d.summary}]" for d in s.deviations)
             for s in catalog]
 
 

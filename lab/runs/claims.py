@@ -49,4 +49,6 @@ class ClaimsResult:
 
 
 def run_claims(vm: VmSpec) -> ClaimsResult:
-    return ClaimsResult(vm.profile.name, evaluate(collect(vm)))
+    prof = vm.profile
+    measured_on = f"{prof.name} ({prof.accel.upper()}, QEMU {prof.qemu_build.version_str})"
+    return ClaimsResult(measured_on, evaluate(collect(vm)))

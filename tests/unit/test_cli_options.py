@@ -19,9 +19,10 @@ def flags(command: str) -> set[str]:
 #: Commands that start a VM of a kernel; those that may restore the saved ready state.
 VM = {"inspect", "fire", "probe", "timer", "tasks", "ring3", "pcpu", "frame", "claims", "debug",
       "translate", "boot"}
-RESTORING = VM - {"debug", "boot"}
-JSON = {"inspect", "fire", "probe", "timer", "tasks", "ring3", "pcpu", "frame", "claims", "translate"}
-READY_TIMEOUT = {"inspect", "fire", "timer", "tasks", "ring3", "pcpu", "frame", "translate"}
+RESTORING = VM - {"debug", "boot"} | {"matrix"}
+JSON = {"inspect", "fire", "probe", "timer", "tasks", "ring3", "pcpu", "frame", "claims", "translate",
+        "matrix", "qemus"}
+READY_TIMEOUT = {"inspect", "fire", "timer", "tasks", "ring3", "pcpu", "frame", "translate", "matrix"}
 FOREIGN = {"inspect", "fire", "debug"}
 STOPS = {"inspect", "fire"}
 
