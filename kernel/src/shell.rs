@@ -137,6 +137,16 @@ const COMMANDS: &[Command] = &[
         help: "run a ring-3 program in its own address space and report how it ended",
         run: cmd_user,
     },
+    Command {
+        name: "trial",
+        usage: "trial <pairs|tlb|eoi|stacks|swapgs|tutorial>",
+        help: "the tutorial texts' experiments (kernel/src/trial): measured lines, then 'trial done'",
+        run: |cmd, args, _| match args.next() {
+            Some(name) if crate::trial::execute(name) => {}
+            Some(name) => cmd.unknown("trial", name),
+            None => cmd.usage_error(),
+        },
+    },
     Command { name: "kill", usage: "kill", help: "end every task but the shell", run: |_, _, _| {
         task::kill_all();
         serial_println!("killed");
