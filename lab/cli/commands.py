@@ -164,7 +164,17 @@ def cmd_claims(args) -> int:
     from lab.present import show
     from lab.runs.claims import run_claims
 
-    return _emit(args, run_claims(_vm(args)), show.claims, piped_width=show.CLAIMS_PIPED_WIDTH)
+    if args.seed is not None:
+        from lab.checks.seedclaims import resolve
+
+        resolve(args.seed)  # a wrong name is one line, before anything boots
+    result = run_claims(_vm(args), seed=args.seed)
+    if args.markdown and not args.json:
+        from lab.present.claims_md import markdown
+
+        print(markdown(result))
+        return 1 if result.failed else 0
+    return _emit(args, result, show.claims, piped_width=show.CLAIMS_PIPED_WIDTH)
 
 
 def _gdb_args(args) -> list[str]:

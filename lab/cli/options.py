@@ -205,6 +205,9 @@ def parser(commands) -> LabParser:
     sp = add("claims", "tutorial-style statements about x86-64, each decided by measurement")
     vm_options(sp)
     json_option(sp)
+    sp.add_argument("--seed", metavar="FILE",
+                    help="only the claims of one tutorial text of shared/seeds/ (its file name or number, e.g. 002)")
+    sp.add_argument("--markdown", action="store_true", help="print one Markdown table per text (the README's)")
 
     sp = add("debug", "boot and open gdb with the lab's commands (lab-idt, lab-frame, lab-fire, ...)")
     vm_options(sp, restore=False)

@@ -58,8 +58,9 @@ class TrialObservation:
 
     @property
     def backend(self) -> str:
-        """E.g. `TCG (QEMU 7.2.15)`: how evidence names where it was measured."""
-        return f"{self.accel.upper()} (QEMU {self.qemu_version})"
+        """E.g. `TCG (QEMU 7.2.22)`: how evidence names where it was measured (the version's
+        number; `qemu_version` keeps the package string)."""
+        return f"{self.accel.upper()} (QEMU {self.qemu_version.split()[0]})"
 
     def to_json(self) -> dict:
         return asdict(self)
