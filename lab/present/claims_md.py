@@ -14,16 +14,29 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
+def condition(evidence: list[str]) -> str | None:
+    """The condition a conditional verdict's evidence names: the backends it holds on (a first
+    line `only on ...`), else what follows `condition: `, else an `only ...` clause, else the
+    last line."""
+    if evidence and evidence[0].startswith("only on "):
+        return evidence[0]
+    for e in evidence:
+        if "condition: " in e:
+            return e.split("condition: ", 1)[1]
+    for e in evidence:
+        for part in e.split("; "):
+            if part.startswith("only"):
+                return part
+    return evidence[-1] if evidence else None
+
+
 def verdict_words(claim: dict) -> str:
     """holds / holds only if <the condition the evidence names> / refuted / not measured."""
     v = claim["verdict"]
     if v != HOLDS_IF:
         return {HOLDS: "holds", REFUTED: "refuted", UNMEASURED: "not measured"}.get(v, v)
-    cond = next((e for e in claim["evidence"] if "only" in e or e.startswith("condition")), None)
-    if cond is None:
-        return "holds only if the evidence's condition holds"
-    cond = cond.split("condition: ", 1)[-1]
-    return f"holds only if: {cond}"
+    cond = condition(claim["evidence"])
+    return f"holds only if: {cond}" if cond else "holds only under a condition"
 
 
 def _table(claims: list[dict], with_section: bool) -> list[str]:

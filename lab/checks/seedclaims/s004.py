@@ -40,7 +40,8 @@ CLAIMS = (
     ("error-code", "The Interrupt Stack Frame: pushing an error code",
      "Only some exceptions, such as page faults, push an error code.", needs("fires")(error_code_vectors)),
     ("error-misaligns", "Behind the Scenes: aligning the stack",
-     "The CPU aligns the stack, but an error code leaves the handler's RSP 8 bytes off that alignment.",
+     "The CPU aligns the stack, and an error code then shifts it by 8: the handler no longer starts with RSP where "
+     "a function's entry has it (8 mod 16).",
      needs("fires")(error_code_breaks_alignment)),
     ("error-pop", "Behind the Scenes: handling the error code",
      "The error code has to be popped before iretq, and only for the vectors that push one.",

@@ -109,9 +109,9 @@ def cr3_flushes_tlb(obs):
     if t["cr3_nonglobal"] == "stale":
         return REFUTED, e
     if t["cr3_global"] == "stale" or t.get("pcid_noflush_nonglobal") == "stale":
-        return HOLDS_IF, e + ["only for non-global translations and without the no-flush bit"]
-    return HOLDS_IF, e + ["this backend flushed global translations too; the SDM (§4.10.4.1) keeps them, "
-                          "so on a CPU it holds only for non-global ones"]
+        return HOLDS_IF, e + ["condition: only for non-global translations and without the no-flush bit"]
+    return HOLDS_IF, e + ["condition: on a CPU only for non-global translations (the SDM, §4.10.4.1, keeps global "
+                          "ones; this backend flushed them too)"]
 
 
 def global_survives_cr3(obs):
