@@ -48,9 +48,10 @@ pub const NONE: u64 = u64::MAX;
 pub static mut TRIAL_RECORD: Record = Record {
     vector: NONE, error: NONE, rip: 0, cs: 0, rflags: 0, rsp: 0, ss: 0, entry_rsp: 0, cr2: 0, gs_base: 0,
 };
-/// Where `trial_record` resumes: the RSP and RIP `trial_try` saved.
+/// Where `trial_record` resumes: the RSP and RIP `trial_try` saved, and SS (a delivery that
+/// switched stacks loaded the null selector into SS; the jump back restores the caller's).
 #[unsafe(no_mangle)]
-static mut TRIAL_JMP: [u64; 2] = [0; 2];
+static mut TRIAL_JMP: [u64; 3] = [0; 3];
 /// RSP just before a trigger's `int` (rings.rs) or the tutorial stub's `call` (tutorial.rs).
 #[unsafe(no_mangle)]
 pub static mut TRIAL_RSP_MARK: u64 = 0;
@@ -133,10 +134,12 @@ trial_try:
     mov [rip + TRIAL_JMP], rsp
     lea rax, [rip + 2f]
     mov [rip + TRIAL_JMP + 8], rax
+    mov [rip + TRIAL_JMP + 16], ss
     call rdi
     xor eax, eax
     jmp 3f
-2:  mov eax, 1
+2:  mov ss, [rip + TRIAL_JMP + 16]
+    mov eax, 1
 3:  add rsp, 8
     pop r15
     pop r14
