@@ -54,7 +54,7 @@ def trials(vm: VmSpec) -> dict:
 def collect(vm: VmSpec, kinds=seedclaims.KINDS) -> Evidence:
     """Runs the experiments `kinds` names (fires, probes, tasks, ring3, timer, trials), each in
     its own VM."""
-    ev = Evidence()
+    ev = Evidence(accel=vm.profile.accel)
     if "fires" in kinds:
         plan = runnable([(s, st) for s in CATALOG for st in STYLES], vm.profile)
         ev.fires, _ = fire(vm.kernel, vm.profile, plan, ready_timeout=vm.ready_timeout, restore=vm.restore)

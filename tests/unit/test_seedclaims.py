@@ -184,3 +184,14 @@ def test_evaluate_a_seed_on_trials_alone():
     changed = copy.deepcopy(ev)
     tut(changed.trials["tcg"], 14)["read_rip"] = tut(changed.trials["tcg"], 14)["slot16"]
     assert {c["id"]: c["verdict"] for c in seedclaims.evaluate(changed, seedclaims.ALL)}["s002-stub-frame"] == HOLDS
+
+
+@pytest.mark.parametrize("accel, trials, first", [
+    ("tcg", ("tcg",), "TCG (QEMU 7.2.22): x"),
+    ("kvm", ("tcg",), "KVM: x"),
+    ("", (), "x"),
+])
+def test_evidence_names_the_backend_of_the_vms_own_experiments(accel, trials, first):
+    judge = backends.needs("fires")(lambda ev: (HOLDS, ["x", "y"]))
+    ev = Evidence(accel=accel, trials={b: observation(b) for b in trials})
+    assert judge(ev) == (HOLDS, [first, "y"]) and judge.needs == {"fires"}

@@ -45,12 +45,24 @@ def on_trials(judge: Callable[[object], Verdict]) -> Callable[[object], Verdict]
     return run
 
 
+def measured_on(ev) -> str:
+    """The backend the VM's own experiments ran on, named as the trials name theirs (the
+    accelerator and the QEMU version; the trials ran with the same QEMU)."""
+    obs = (getattr(ev, "trials", None) or {}).get(getattr(ev, "accel", ""))
+    return obs.backend if obs else (getattr(ev, "accel", "") or "").upper()
+
+
 def needs(*kinds: str):
     """Marks an Evidence judge with the experiments it weighs (fires, probes, tasks, ring3,
-    timer, trials), so `lab claims --seed` runs only those."""
+    timer, trials), so `lab claims --seed` runs only those. Its evidence is prefixed with the
+    backend it was measured on."""
     def mark(judge):
         def run(ev):
-            return judge(ev)
+            verdict, evidence = judge(ev)
+            where = measured_on(ev)
+            if where and evidence:
+                evidence = [f"{where}: {evidence[0]}", *evidence[1:]]
+            return verdict, evidence
         run.__doc__ = judge.__doc__
         run.needs = frozenset(kinds)
         return run
