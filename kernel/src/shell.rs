@@ -50,7 +50,7 @@ const COMMANDS: &[Command] = &[
     },
     Command {
         name: "fire",
-        usage: "fire <scenario> [x86-interrupt|stub] [vector]",
+        usage: "fire <scenario> [x86-interrupt|stub|tutorial] [vector]",
         help: "raise an exception from its harness (see 'scenarios'); the handler fixes it up and returns",
         run: cmd_fire,
     },
@@ -62,7 +62,7 @@ const COMMANDS: &[Command] = &[
     },
     Command {
         name: "style",
-        usage: "style <vector> <x86-interrupt|stub>",
+        usage: "style <vector> <x86-interrupt|stub|tutorial>",
         help: "choose the handler style of one vector",
         run: cmd_style,
     },

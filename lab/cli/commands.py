@@ -81,7 +81,7 @@ def cmd_inspect(args) -> int:
 def cmd_fire(args) -> int:
     from lab.present import show
     from lab.runs.fire import run_fires, selected
-    from lab.scenarios.exceptions import STYLES, check_style
+    from lab.scenarios.exceptions import STYLES, check_style, check_tutorial_plan
 
     if args.agnostic:
         return _fire_agnostic(args)
@@ -90,6 +90,7 @@ def cmd_fire(args) -> int:
                         "kernel's harness: add --agnostic")
     styles = list(STYLES) if args.style == "both" else [check_style(args.style)]
     plan = selected(args.scenarios, styles)
+    check_tutorial_plan(plan)
     if args.vector is not None and any(s.name != "int" for s, _ in plan):
         raise UserError("--vector applies to the 'int' scenario only")
     result = run_fires(_vm(args), plan, vector=args.vector, inject_nmi=not args.no_inject,

@@ -169,7 +169,8 @@ def parser(commands) -> LabParser:
     sp.add_argument("--agnostic", action="store_true",
                     help="kernel-agnostic firing: one instruction written at the stop, in any kernel")
     sp.add_argument("--style", default="x86-interrupt",
-                    help="handler style: x86-interrupt, stub, or both (default: %(default)s)")
+                    help="handler style: x86-interrupt, stub, both, or tutorial (seed 002's stub; error-code "
+                         "vectors only) (default: %(default)s)")
     sp.add_argument("--vector", type=vector, help="vector for the 'int' scenario (default 0x80)")
     json_option(sp)
     sp.add_argument("--panels", dest="verbose_panels", action="store_true",

@@ -101,3 +101,16 @@ def test_claims_of_one_seed_text(kernel):
 def test_unknown_seed_is_one_line():
     r = lab_cli("claims", "--seed", "999")
     assert r.returncode == 2 and "unknown seed text" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_fire_with_the_tutorial_style(kernel):
+    """Seed 002's stub as a handler style: on vectors with an error code the CPU's frame and the
+    return check out like the other styles'; the handler the IDT names is the tutorial stub."""
+    r = lab_cli("fire", "pf-write", "ss", "--kernel", str(kernel), "--style", "tutorial", "--json", timeout=120)
+    assert r.returncode == 0, r.stderr
+    runs = json.loads(r.stdout)
+    assert [x["style"] for x in runs] == ["tutorial", "tutorial"]
+    assert all(x["outcome"] == "PASS" for x in runs), [(x["scenario"], x["outcome"]) for x in runs]
+    assert all(x["observation"]["delivered"]["style"] == "tutorial" for x in runs)
+    bad = lab_cli("fire", "ud", "--kernel", str(kernel), "--style", "tutorial")
+    assert bad.returncode == 2 and "error code" in bad.stderr and "Traceback" not in bad.stderr

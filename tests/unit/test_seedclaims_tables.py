@@ -89,3 +89,19 @@ def test_verdict_words(claim, words):
 
 def test_condition_of_nothing():
     assert condition([]) is None
+
+
+@pytest.mark.parametrize("names, ok", [(["pf-write", "ss", "np"], True), (["ud"], False), (["int"], False),
+                                       (["pf-read", "de"], False)])
+def test_tutorial_style_only_where_an_error_code_is_pushed(names, ok):
+    from lab.errors import UserError
+    from lab.scenarios.exceptions import TUTORIAL_STYLE, check_style, check_tutorial_plan
+
+    assert check_style(TUTORIAL_STYLE) == TUTORIAL_STYLE
+    plan = [(get(n), TUTORIAL_STYLE) for n in names]
+    if ok:
+        check_tutorial_plan(plan)
+    else:
+        with pytest.raises(UserError):
+            check_tutorial_plan(plan)
+    check_tutorial_plan([(get(n), "stub") for n in names])  # the other styles go anywhere

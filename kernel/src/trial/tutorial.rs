@@ -11,6 +11,10 @@
 //! function's entry (System V: RSP+8 is a multiple of 16 there, i.e. RSP at the call is).
 //!
 //! One line each: `trial tutorial vector=… frame_arg=… read_rip=… … call_rsp=… returned=…`.
+//!
+//! The `tutorial` handler style (`arch/x86_64/tutorial_stubs.rs`, `lab fire --style tutorial`)
+//! is the same stub wired to the kernel's exception path; this twin is instrumented instead
+//! (RSP at the call, what the text's function reads) and runs on the trial's private IDT.
 
 use crate::arch::x86_64::gdt::sel;
 use crate::arch::x86_64::idt::Gate;
