@@ -82,7 +82,7 @@ def cmd_inspect(args) -> int:
 def cmd_fire(args) -> int:
     from lab.present import show
     from lab.runs.fire import run_fires, selected
-    from lab.scenarios.exceptions import STYLES, check_style
+    from lab.scenarios.exceptions import STYLES, check_style, check_tutorial_plan
 
     if args.agnostic:
         return _fire_agnostic(args)
@@ -91,6 +91,7 @@ def cmd_fire(args) -> int:
                         "kernel's harness: add --agnostic")
     styles = list(STYLES) if args.style == "both" else [check_style(args.style)]
     plan = selected(args.scenarios, styles)
+    check_tutorial_plan(plan)
     if args.vector is not None and any(s.name != "int" for s, _ in plan):
         raise UserError("--vector applies to the 'int' scenario only")
     result = run_fires(_vm(args), plan, vector=args.vector, inject_nmi=not args.no_inject,
@@ -165,7 +166,17 @@ def cmd_claims(args) -> int:
     from lab.present import show
     from lab.runs.claims import run_claims
 
-    return _emit(args, run_claims(_vm(args)), show.claims, piped_width=show.CLAIMS_PIPED_WIDTH)
+    if args.seed is not None:
+        from lab.checks.seedclaims import resolve
+
+        resolve(args.seed)  # a wrong name is one line, before anything boots
+    result = run_claims(_vm(args), seed=args.seed)
+    if args.markdown and not args.json:
+        from lab.present.claims_md import markdown
+
+        print(markdown(result))
+        return 1 if result.failed else 0
+    return _emit(args, result, show.claims, piped_width=show.CLAIMS_PIPED_WIDTH)
 
 
 def _gdb_args(args) -> list[str]:

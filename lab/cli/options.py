@@ -202,7 +202,8 @@ def parser(commands) -> LabParser:
     sp.add_argument("--agnostic", action="store_true",
                     help="kernel-agnostic firing: one instruction written at the stop, in any kernel")
     sp.add_argument("--style", default="x86-interrupt",
-                    help="handler style: x86-interrupt, stub, or both (default: %(default)s)")
+                    help="handler style: x86-interrupt, stub, both, or tutorial (seed 002's stub; error-code "
+                         "vectors only) (default: %(default)s)")
     sp.add_argument("--vector", type=vector, help="vector for the 'int' scenario (default 0x80)")
     json_option(sp)
     sp.add_argument("--panels", dest="verbose_panels", action="store_true",
@@ -242,6 +243,9 @@ def parser(commands) -> LabParser:
     sp = add("claims", "tutorial-style statements about x86-64, each decided by measurement")
     vm_options(sp)
     json_option(sp)
+    sp.add_argument("--seed", metavar="FILE",
+                    help="only the claims of one tutorial text of shared/seeds/ (its file name or number, e.g. 002)")
+    sp.add_argument("--markdown", action="store_true", help="print one Markdown table per text (the README's)")
 
     sp = add("debug", "boot and open gdb with the lab's commands (lab-idt, lab-frame, lab-fire, ...)")
     vm_options(sp, restore=False)

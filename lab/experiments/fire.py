@@ -38,6 +38,8 @@ INT_TABLE = "lab_int_table"
 INT_TABLE_STRIDE = 8
 TEST_PAGES = "LAB_TEST_PAGES"
 CR2_SENTINEL = 0x00C2_0000_0000_0000  # | random page bits: no address any scenario touches
+#: lab_on_exception's RCX (kernel/CONTRACT.md): the style of the handler that called it.
+HANDLER_STYLES = {0: "x86-interrupt", 1: "stub", 2: "tutorial"}
 
 
 @dataclass
@@ -215,7 +217,7 @@ class Firer:
                     regs = self._regs(("rdi", "rsi", "rdx", "rcx", "cr2"))
                     obs.delivered = {"vector": regs["rdi"] & 0xFF, "frame": regs["rsi"],
                                      "error_code": None if regs["rdx"] == 2**64 - 1 else regs["rdx"],
-                                     "style": "stub" if regs["rcx"] == 1 else "x86-interrupt",
+                                     "style": HANDLER_STYLES.get(regs["rcx"], "x86-interrupt"),
                                      "cr2": regs["cr2"]}
                     if regs["rcx"] == 1:
                         base = regs["rsi"] - TRAP_FRAME.offset("rip")

@@ -24,6 +24,10 @@ NOT_PRESENT_DATA_INDEX = decode_selector(NOT_PRESENT_DS)[0]
 SELECTOR_UNIT = SEGMENT.size  # a selector's index counts 8-byte slots
 
 STYLES = ("x86-interrupt", "stub")
+#: Seed 002's stub as a third style (kernel/src/arch/x86_64/tutorial_stubs.rs): not in STYLES
+#: (`both`, `lab claims`, the soak), and only for vectors that push an error code: on the
+#: others its `add rsp, 8` removes the saved RIP and its return faults (`trial tutorial`).
+TUTORIAL_STYLE = "tutorial"
 
 #: Where the saved RIP must point: the raising instruction, the one after it, the fetch
 #: address (CR2), or anywhere in the wait loop (asynchronous events).
@@ -123,6 +127,17 @@ def get(name: str) -> ExceptionScenario:
 
 
 def check_style(style: str) -> str:
-    if style not in STYLES:
-        raise UserError(f"unknown handler style {style!r}; styles: {', '.join(STYLES)}")
+    if style not in (*STYLES, TUTORIAL_STYLE):
+        raise UserError(f"unknown handler style {style!r}; styles: {', '.join((*STYLES, TUTORIAL_STYLE))}")
     return style
+
+
+def check_tutorial_plan(plan) -> None:
+    """The tutorial style returns only where the CPU pushed an error code; any other vector
+    would lose its frame and halt the kernel, so it is refused in one line."""
+    from lab.x86.vectors import pushes_error_code
+
+    bad = [s.name for s, st in plan if st == TUTORIAL_STYLE and (s.software or not pushes_error_code(s.vector))]
+    if bad:
+        raise UserError(f"the tutorial style returns only from vectors that push an error code; not: "
+                        f"{', '.join(bad)} (lab claims --seed 002 shows what it does there)")
