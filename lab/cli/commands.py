@@ -34,6 +34,7 @@ def _vm(args):
     from lab.runs.vm import spec_from
 
     return spec_from(_config(args), kernel=_path(args.kernel), profile=args.profile,
+                     qemu=getattr(args, "qemu", None),
                      boot=getattr(args, "boot", None), memory=args.memory, initrd=_path(args.initrd),
                      qemu_args=tuple(args.qemu_args or ()), append=getattr(args, "append", None),
                      image=_path(getattr(args, "image", None)), symbols=_path(getattr(args, "symbols", None)),
@@ -117,7 +118,7 @@ def cmd_inspect(args) -> int:
 def cmd_fire(args) -> int:
     from lab.present import show
     from lab.runs.fire import run_fires, selected
-    from lab.scenarios.exceptions import STYLES, check_style
+    from lab.scenarios.exceptions import STYLES, check_style, check_tutorial_plan
 
     if args.agnostic:
         return _fire_agnostic(args)
@@ -126,6 +127,7 @@ def cmd_fire(args) -> int:
                         "kernel's harness: add --agnostic")
     styles = list(STYLES) if args.style == "both" else [check_style(args.style)]
     plan = selected(args.scenarios, styles)
+    check_tutorial_plan(plan)
     if args.vector is not None and any(s.name != "int" for s, _ in plan):
         raise UserError("--vector applies to the 'int' scenario only")
     result = run_fires(_vm(args), plan, vector=args.vector, inject_nmi=not args.no_inject,
@@ -208,8 +210,19 @@ def cmd_claims(args) -> int:
 
     from lab.present.console import progress
 
-    with progress("lab claims", total=5) as bar:
-        result = run_claims(_vm(args), lambda step, done, total: bar.step(f"lab claims: {step}", done))
+    if args.seed is not None:
+        from lab.checks.seedclaims import resolve
+
+        resolve(args.seed)  # a wrong name is one line, before anything boots
+    vm = _vm(args)
+    with progress("lab claims") as bar:
+        result = run_claims(vm, seed=args.seed,
+                            progress=lambda step, done, total: bar.step(f"lab claims: {step} ({done + 1}/{total})"))
+    if args.markdown and not args.json:
+        from lab.present.claims_md import markdown
+
+        print(markdown(result))
+        return 1 if result.failed else 0
     return _emit(args, result, lambda r, c: show.claims(r, c, every=args.all_claims))
 
 
@@ -276,8 +289,40 @@ def cmd_profiles(args) -> int:
                     "QEMU profiles (--profile NAME)")
 
 
+def cmd_matrix(args) -> int:
+    from lab.present import matrix as present
+    from lab.runs import matrix
+
+    if args.merge:
+        parts = []
+        for path in args.merge:
+            try:
+                parts.append(json.loads(path.read_text()))
+            except (OSError, ValueError) as exc:
+                raise UserError(f"--merge {path}: cannot be read as JSON ({exc})") from None
+        result = matrix.merge(parts)
+    else:
+        from lab.runs.vm import kernel_for
+
+        kernel = kernel_for(_path(args.kernel), command="matrix", needs_lab_kernel=True, release=args.release,
+                            boot="multiboot")
+        result = matrix.run_matrix(kernel, shard=args.shard, kvm=not args.no_kvm,
+                                   ready_timeout=args.ready_timeout or 10.0, restore=not args.fresh)
+    if args.markdown:
+        sys.stdout.write(present.markdown(result))
+        return 1 if result.failed else 0
+    return _emit(args, result, present.show)
+
+
+def cmd_qemus(args) -> int:
+    from lab.present.matrix import show_qemus
+    from lab.runs.matrix import find_qemus
+
+    return _emit(args, find_qemus(), show_qemus)
+
+
 COMMANDS = {
-    "build": cmd_build, "profiles": cmd_profiles, "inspect": cmd_inspect, "fire": cmd_fire,
+    "build": cmd_build, "profiles": cmd_profiles, "qemus": cmd_qemus, "matrix": cmd_matrix, "inspect": cmd_inspect, "fire": cmd_fire,
     "scenarios": cmd_scenarios, "probe": cmd_probe, "probes": cmd_probes, "timer": cmd_timer,
     "tasks": cmd_tasks, "ring3": cmd_ring3, "pcpu": cmd_pcpu, "frame": cmd_frame,
     "claims": cmd_claims, "debug": cmd_debug, "attach": cmd_attach, "translate": cmd_translate,

@@ -84,6 +84,9 @@ def vm_options(sp, *, restore: bool = True) -> None:
     sp.add_argument("--release", action="store_true", help="build the release profile")
     sp.add_argument("--profile", metavar="NAME|FILE",
                     help=f"QEMU profile: a name from qemu-configs/ or a TOML file (default: {DEFAULT_PROFILE})")
+    sp.add_argument("--qemu", metavar="NAME|PATH",
+                    help="which QEMU runs the profile: system (default), a name `lab qemus` lists "
+                         "(10.0), or a path to a qemu-system-x86_64 (default: the profile's, lab.toml's)")
     boot = sp.add_mutually_exclusive_group()
     boot.add_argument("--boot", choices=ALL_BOOT_PATHS, help="how QEMU loads the kernel (default: the profile's, multiboot)")
     boot.add_argument("--uefi", dest="boot", action="store_const", const=UEFI,
@@ -147,6 +150,36 @@ def timeout_option(sp, default: float, help: str, *aliases: str) -> None:
                     help=f"{help} (default: %(default)s)")
 
 
+def shard(text: str) -> tuple[int, int]:
+    """--shard K/N: 1 <= K <= N."""
+    from lab.runs.matrix import parse_shard
+
+    try:
+        return parse_shard(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def matrix_options(sp) -> None:
+    """What `lab matrix` runs (every backend, or one shard of them) or joins (--merge)."""
+    sp.add_argument("--kernel", metavar="PATH", help="the lab kernel to run (default: build it)")
+    sp.add_argument("--release", action="store_true", help="build the release profile")
+    sp.add_argument("--fresh", action="store_true", help="boot every VM (no saved ready states)")
+    part = sp.add_mutually_exclusive_group()
+    part.add_argument("--shard", type=shard, metavar="K/N",
+                      help="run shard K of N: every N-th backend from the K-th (for a CI job matrix)")
+    part.add_argument("--merge", nargs="+", metavar="JSON", type=Path,
+                      help="join shards' `lab matrix --json` files into the one table (runs nothing)")
+    sp.add_argument("--no-kvm", action="store_true", help="leave KVM out even where /dev/kvm is usable")
+    out = sp.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="print the matrix as JSON (what --merge reads)")
+    out.add_argument("--markdown", action="store_true", help="print the exceptions table and the "
+                     "recorded deviations as Markdown (README's deviation table)")
+    sp.add_argument("--html", metavar="PATH", help="also write the matrix as a self-contained HTML "
+                    "report (the same as `lab report` of the --json output)")
+    ready_timeout_option(sp)
+
+
 def gdb_options(sp) -> None:
     sp.add_argument("-ex", action="append", metavar="COMMAND", help="gdb command to run (repeatable)")
     sp.add_argument("--batch", action="store_true", help="run the -ex commands and exit (gdb -batch)")
@@ -185,6 +218,8 @@ def parser(commands) -> LabParser:
     sp.add_argument("--boot", choices=BOOT_PATHS, default="multiboot",
                     help="bios: also make the BIOS disk image with cargo bootimage (default: %(default)s)")
     listing("profiles", "list the QEMU profiles")
+    sp = add("qemus", "list the QEMUs the lab can run, with their versions (lab/setup-qemu.sh adds 10.0)")
+    json_option(sp)
 
     sp = add("inspect", "boot any x86-64 kernel, stop, decode and check IDT, GDT and TSS")
     vm_options(sp)
@@ -205,7 +240,8 @@ def parser(commands) -> LabParser:
     sp.add_argument("--agnostic", action="store_true",
                     help="kernel-agnostic firing: one instruction written at the stop, in any kernel")
     sp.add_argument("--style", default="x86-interrupt",
-                    help="handler style: x86-interrupt, stub, or both (default: %(default)s)")
+                    help="handler style: x86-interrupt, stub, both, or tutorial (seed 002's stub; error-code "
+                         "vectors only) (default: %(default)s)")
     sp.add_argument("--vector", type=vector, help="vector for the 'int' scenario (default 0x80)")
     sp.add_argument("--panels", dest="verbose_panels", action="store_true",
                     help="print each scenario's stack and checks panels (default: one line per "
@@ -237,6 +273,10 @@ def parser(commands) -> LabParser:
     sp.add_argument("--shell", required=True, metavar="LINE", help="kernel shell line that gets there, e.g. 'user run kread'")
     timeout_option(sp, 10.0, "bound on the wait for the stop")
 
+    sp = add("matrix", "the catalog, the probes and the claims on every backend (each QEMU with TCG, "
+             "KVM), in parallel: one table of verdicts, deviations with their upstream cause")
+    matrix_options(sp)
+
     sp = add("claims", "tutorial-style statements about x86-64, each decided by measurement")
     vm_options(sp)
     result_options(sp, log_help="keep each experiment's logs in DIR/<experiment>")
@@ -244,6 +284,9 @@ def parser(commands) -> LabParser:
     sp.add_argument("--all", dest="all_claims", action="store_true",
                     help="print every claim with its evidence (default: a summary and the refuted "
                          "or conditional ones)")
+    sp.add_argument("--seed", metavar="FILE",
+                    help="only the claims of one tutorial text of shared/seeds/ (its file name or number, e.g. 002)")
+    sp.add_argument("--markdown", action="store_true", help="print one Markdown table per text (the README's)")
 
     sp = add("report", "write runs' JSON (what --json prints) as one self-contained HTML report")
     sp.add_argument("runs", nargs="+", metavar="RUN.json", help="a JSON file a command printed with --json")

@@ -66,7 +66,8 @@ def group_gates(rows: list[dict]) -> list[dict]:
 
 def scenario_rows(catalog) -> list[dict]:
     return [{"name": s.name, "vector": s.vector, "summary": s.summary,
-             "tcg": s.tcg.note if s.tcg else None} for s in catalog]
+             "deviations": [f"{d.accel.upper()} {d.range_text}: {d.summary}" for d in s.deviations]}
+            for s in catalog]
 
 
 def probe_rows(catalog) -> list[dict]:

@@ -112,7 +112,10 @@ def print_report(report, console: Console, *, vectors: set[int] | None = None) -
     console.print(verdict_line(report.checks) + f"   ({report.timings.get('total', 0):.3f} s)")
 
 
-OUTCOME_STYLE = {"PASS": "bold green", "FAIL": "bold red", "DEVIATION": "bold yellow", "SKIP": "dim"}
+OUTCOME_STYLE = {"PASS": "bold green", "FAIL": "bold red", "DEVIATION": "bold yellow", "STALE": "bold magenta",
+                 "SKIP": "dim"}
+#: How a fire's note is introduced, by its outcome (lab/checks/deviation.py).
+NOTE_LABEL = {"DEVIATION": "recorded deviation", "STALE": "stale record", "FAIL": "not recorded"}
 
 
 def print_fire(result, symbols, console: Console) -> None:
@@ -130,7 +133,7 @@ def print_fire(result, symbols, console: Console) -> None:
                                   f"(delivered: {obs.delivered['vector'] if obs.delivered else 'nothing'})[/]"]
     parts.append(checks_table(result.checks, title="checks"))
     if result.note:
-        parts.append(f"[yellow]documented deviation:[/] {result.note}")
+        parts.append(f"[yellow]{NOTE_LABEL.get(result.outcome, 'note')}:[/] {escape(result.note)}")
     title = (f"{result.scenario.name} ({escape(result.scenario.summary)}) · vector {obs.vector} · "
              f"{obs.style} · [{OUTCOME_STYLE[result.outcome]}]{result.outcome}[/] · "
              f"{result.seconds * 1000:.0f} ms")

@@ -77,7 +77,7 @@ def fires(r, console: Console, *, panels: bool = False) -> None:
             print_fire(x, r.symbols, console)
     for x in results:
         console.print(fire_line(x), no_wrap=True, overflow="ellipsis")
-    counts = {k: sum(1 for x in results if x.outcome == k) for k in ("PASS", "FAIL", "DEVIATION")}
+    counts = {k: sum(1 for x in results if x.outcome == k) for k in ("PASS", "FAIL", "DEVIATION", "STALE")}
     console.print(" ".join(f"[{OUTCOME_STYLE[k]}]{n} {k}[/]" for k, n in counts.items()))
 
 
@@ -106,6 +106,12 @@ def claims(r, console: Console, *, every: bool = False) -> None:
         console.print("[dim](--all prints every claim with its evidence)[/]")
 
 
+def _cell(value, key: str) -> str:
+    if isinstance(value, list):
+        return (" -> " if key == "chain" else "\n").join(value)
+    return "" if value is None else str(value)
+
+
 def listing_table(rows: list[dict], title: str) -> Table:
     """A catalog's rows (compact.py) as a table that folds to the console's width."""
     t = Table(title=title, title_justify="left")
@@ -113,6 +119,5 @@ def listing_table(rows: list[dict], title: str) -> Table:
     for k in keys:
         t.add_column(k, overflow="fold")
     for r in rows:
-        t.add_row(*(escape(" -> ".join(v) if isinstance(v, list) else "" if v is None else str(v)) for v in
-                    (r[k] for k in keys)))
+        t.add_row(*(escape(_cell(r[k], k)) for k in keys))
     return t

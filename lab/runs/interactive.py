@@ -54,7 +54,7 @@ def boot_interactive(kernel: Path, profile: Profile) -> int:
           f"lab: attach gdb from another terminal with:\n"
           f"     gdb -ex 'target remote {gdb_sock}' {kernel}", file=sys.stderr)
     try:
-        with TerminalProcess(argv, name="QEMU") as qemu:  # QEMU needs the terminal
+        with TerminalProcess(argv, env=profile.qemu_build.env(), name="QEMU") as qemu:  # QEMU needs the terminal
             status = ExitStatus(qemu.wait())
     finally:
         run.close(failed=False)

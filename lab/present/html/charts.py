@@ -144,19 +144,19 @@ def matrix(data: dict) -> str:
     """`{"columns": [...], "rows": [...], "cells": [{"row", "column", "verdict", "detail"}]}`."""
     cols, rows = list(data["columns"]), list(data["rows"])
     cells = {(c["row"], c["column"]): c for c in data.get("cells", [])}
-    cw, rh, x0, y0 = 110, 26, 190, 40
+    cw, rh, x0, y0 = 120, 26, 230, 40
     parts = [text(10, 16, data.get("title", "matrix"), size=12, weight="bold")]
     for j, col in enumerate(cols):
         parts.append(text(x0 + j * cw + cw / 2, y0 - 8, str(col)[:16], size=11, anchor="middle", weight="bold"))
     for i, row in enumerate(rows):
         y = y0 + i * rh
-        parts.append(text(x0 - 8, y + 17, str(row)[:26], size=11, anchor="end"))
+        parts.append(text(x0 - 8, y + 17, str(row)[:34], size=11, anchor="end"))
         for j, col in enumerate(cols):
             c = cells.get((row, col))
             verdict = (c or {}).get("verdict", "")
             fill = COLORS.get(verdict.lower(), COLORS["absent"])
             hover = f"{row} / {col}: {verdict or 'not run'}" + (f": {c['detail']}" if c and c.get("detail") else "")
             parts.append(group([rect(x0 + j * cw, y, cw, rh, fill, hover=hover),
-                                text(x0 + j * cw + cw / 2, y + 17, verdict or "-", size=11, anchor="middle")],
+                                text(x0 + j * cw + cw / 2, y + 17, (verdict or "-")[:14], size=11, anchor="middle")],
                                class_="cell", data_row=row, data_column=col, data_verdict=verdict))
     return svg(x0 + len(cols) * cw + 10, y0 + len(rows) * rh + 10, parts, label="matrix", class_="matrix")

@@ -38,6 +38,8 @@ def kind_of(data) -> str:
             return data["kind"]
         if {"columns", "rows", "cells"} <= data.keys():
             return "matrix"
+        if "format" in data and "backends" in data:
+            return "lab-matrix"
         if "idt" in data and "gdt" in data:
             return "inspect"
         if "results" in data and "stop" in data:
@@ -143,6 +145,22 @@ def _claims(claims: list[dict]) -> str:
             f"<table><tr><th>claim</th><th>verdict</th><th>evidence</th></tr>{rows}</table>")
 
 
+def matrix_cells(data: dict) -> dict:
+    """`lab matrix --json` (lab/runs/matrix.py MatrixResult.to_json) in the matrix picture's
+    shape: a column per backend, a row per fire, probe or claim."""
+    columns = [b["backend"] for b in data["backends"]]
+    rows, cells = [], []
+    for b in data["backends"]:
+        for r in b["rows"]:
+            name = f"{r['kind']} {r['id']}"
+            if name not in rows:
+                rows.append(name)
+            cells.append({"row": name, "column": b["backend"], "verdict": r["outcome"],
+                          "detail": "; ".join(x for x in (r.get("note"), r.get("observed")) if x)})
+    return {"title": f"lab matrix: {len(rows)} rows on {len(columns)} backends", "columns": columns,
+            "rows": rows, "cells": cells}
+
+
 SECTIONS = {
     "inspect": ("lab inspect: descriptor tables", _inspect),
     "fire": ("lab fire: the stack at each handler's entry", _fire),
@@ -155,6 +173,7 @@ SECTIONS = {
     "translate": ("lab translate: page walks", lambda ts: "".join(page_walk(t) for t in ts)),
     "claims": ("lab claims", _claims),
     "matrix": ("matrix", matrix),
+    "lab-matrix": ("lab matrix: every backend", lambda d: matrix(matrix_cells(d))),
     "checks": ("checks", lambda d: checks_table(d["checks"])),
 }
 

@@ -12,6 +12,8 @@ COLORS = {
     "interrupt": "#6baed6", "trap": "#fd8d3c", "absent": "#f0f0f0", "other": "#bcbddc",
     "pass": "#74c476", "fail": "#fb6a4a", "warn": "#fdae6b", "info": "#9ecae1", "skip": "#d9d9d9",
     "reset": "#cb181d", "exception": "#fdae6b", "df": "#fb6a4a", "ok": "#74c476",
+    "deviation": "#fdd0a2", "stale": "#dadaeb", "waived": "#d9d9d9", "holds": "#74c476",
+    "refuted": "#fb6a4a", "holds only under a condition": "#fdae6b", "not measured": "#d9d9d9",
 }
 
 
