@@ -33,7 +33,7 @@ COMMANDS = {
     "translate": ["translate", "lab_ready", "0x0"],
     "claims": ["claims"], "claims-all": ["claims", "--all"],
 }
-LISTINGS = {"scenarios": ["scenarios"], "probes": ["probes"], "profiles": ["profiles"]}
+LISTINGS = {"scenarios": ["scenarios"], "probes": ["probes"], "profiles": ["profiles"], "qemus": ["qemus"]}
 
 
 def too_long(lines: list[str], width: int) -> list[str]:
