@@ -51,6 +51,10 @@ frame *args:
 claims *args:
     @lab claims "$@"
 
+# runs' --json output as one HTML report with pictures: just report fire.json -o report.html
+report +args:
+    @lab report "$@"
+
 # gdb with the lab's commands, stopped at lab_ready (or --at SYMBOL)
 debug *args:
     @lab debug "$@"

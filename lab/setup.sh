@@ -7,6 +7,7 @@
 #           rust-web-llvm + lld-22 (rust-lld, bootloader 0.9's linker; LLVM 22's objcopy/ar);
 #           for the UEFI path (--uefi), ovmf (the firmware) + mtools (the FAT image for an EFI
 #           executable)
+#           for the HTML report's browser test, chromium; for terminal tests, tmux
 #   QEMU 10.0 beside the system's 7.2 (bookworm-backports, unpacked into a private prefix, never
 #           installed over it: lab/setup-qemu.sh; `lab qemus` lists both)
 #   PyPI:   this package (editable) with its test extras, which bring pytest and `just`
@@ -15,7 +16,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-debs=(qemu-system-x86 gdb binutils rustc-web cargo-web rust-web-src rust-web-llvm lld-22 ovmf mtools)
+debs=(qemu-system-x86 gdb binutils rustc-web cargo-web rust-web-src rust-web-llvm lld-22 ovmf mtools chromium tmux)
 missing=()
 for p in "${debs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -15,10 +15,20 @@ def qemus_listing(qemus) -> list[str]:
 
 
 def show_qemus(result, console) -> None:
+    """A table that folds to the console's width (the binaries' paths are long)."""
+    from rich.markup import escape
+    from rich.table import Table
+
     if not result.qemus:
         console.print("no QEMU found; run the set-up: bash lab/setup.sh")
-    for line in qemus_listing(result.qemus):
-        console.print(line, highlight=False, soft_wrap=True)
+        return
+    t = Table(title="QEMUs (--qemu NAME)", title_justify="left")
+    for col in ("name", "version", "migration", "binary"):
+        t.add_column(col, overflow="fold")
+    for q in result.qemus:
+        t.add_row(escape(q.name), escape(q.version_str + (f" ({q.package})" if q.package else "")),
+                  "file:" if q.file_migration else "fd:", escape(str(q.binary)))
+    console.print(t)
 
 
 STYLE = {"PASS": "green", "FAIL": "bold red", "DEVIATION": "yellow", "STALE": "bold magenta",

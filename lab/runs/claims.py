@@ -44,6 +44,7 @@ def trial_backends(vm: VmSpec) -> list[VmSpec]:
 def trials(vm: VmSpec) -> dict:
     out = {}
     for spec in trial_backends(vm):
+        spec = spec.with_logs(spec.log_dir / spec.profile.name if spec.log_dir else None)
         with spec.session() as s:
             s.boot_to_ready()
             obs = trial_exp.observe(s)
@@ -51,27 +52,41 @@ def trials(vm: VmSpec) -> dict:
     return out
 
 
-def collect(vm: VmSpec, kinds=seedclaims.KINDS) -> Evidence:
+def collect(vm: VmSpec, kinds=seedclaims.KINDS, progress=None) -> Evidence:
     """Runs the experiments `kinds` names (fires, probes, tasks, ring3, timer, trials), each in
-    its own VM."""
+    its own VM (logs, if kept, in LOG_DIR/<experiment>). `progress(step, done, total)`, if
+    given, is called as each starts."""
     ev = Evidence(accel=vm.profile.accel)
+    steps = [k for k in ("fires", "probes", "tasks", "ring3", "timer", "trials") if k in kinds]
+    step = (lambda name: progress(name, steps.index(name), len(steps))) if progress else (lambda name: None)
+
+    def logs(name):
+        return vm.with_logs(vm.log_dir / name if vm.log_dir else None)
+
     if "fires" in kinds:
+        step("fires")
         plan = runnable([(s, st) for s in CATALOG for st in STYLES], vm.profile)
-        ev.fires, _ = fire(vm.kernel, vm.profile, plan, ready_timeout=vm.ready_timeout, restore=vm.restore)
+        ev.fires, _ = fire(vm.kernel, vm.profile, plan, ready_timeout=vm.ready_timeout, restore=vm.restore,
+                           log_dir=logs("fire").log_dir)
     if "probes" in kinds:
-        for r in run_probes(vm, [probes.get(n) for n in PROBES], announce=False).results:
+        step("probes")
+        for r in run_probes(logs("probe"), [probes.get(n) for n in PROBES], announce=False).results:
             ev.probes[r.probe.name] = (r.observation, r.checks)
     if "tasks" in kinds:
-        tasks = experiments.tasks(vm)
+        step("tasks")
+        tasks = experiments.tasks(logs("tasks"))
         ev.tasks = (tasks.observation, tasks.checks)
     if "ring3" in kinds:
-        ring3 = experiments.ring3(vm)
+        step("ring3")
+        ring3 = experiments.ring3(logs("ring3"))
         ev.ring3 = (ring3.observation, ring3.checks, ring3.extra["outcomes"])
     if "timer" in kinds:
-        timer = experiments.timer(vm, rates=(100,), window_ms=200)
+        step("timer")
+        timer = experiments.timer(logs("timer"), rates=(100,), window_ms=200)
         ev.timer = (timer.observation, timer.checks)
     if "trials" in kinds:
-        ev.trials = trials(vm)
+        step("trials")
+        ev.trials = trials(logs("trials"))
     return ev
 
 
@@ -91,17 +106,17 @@ class ClaimsResult:
         return self.claims
 
 
-def run_claims(vm: VmSpec, seed: str | None = None) -> ClaimsResult:
-    """Every claim, or (`seed`) one tutorial text's."""
+def run_claims(vm: VmSpec, seed: str | None = None, progress=None) -> ClaimsResult:
+    """Every claim, or (`seed`) one tutorial text's. `progress` as collect's."""
     prof = vm.profile
     measured_on = f"{prof.name} ({prof.accel.upper()}, QEMU {prof.qemu_build.version_str})"
     if seed is not None:
         name = seedclaims.resolve(seed)
         chosen = seedclaims.SEEDS[name][1]
-        ev = collect(vm, seedclaims.needs(chosen))
+        ev = collect(vm, seedclaims.needs(chosen), progress)
         claims = seedclaims.evaluate(ev, chosen)
     else:
-        ev = collect(vm)
+        ev = collect(vm, progress=progress)
         claims = evaluate(ev) + seedclaims.evaluate(ev, seedclaims.ALL)
         name = None
     return ClaimsResult(measured_on, claims, [o.backend for o in ev.trials.values()], name)

@@ -45,7 +45,8 @@ class ProbesResult:
 
 def probe(vm: VmSpec, p: Probe, *, timeout: float = 10.0) -> ProbeResult:
     """One probe in a fresh VM, then its checks."""
-    obs = run_probe(vm.kernel, vm.profile, p, log_dir=vm.log_dir, timeout=timeout, restore=vm.restore)
+    obs = run_probe(vm.kernel, vm.profile, p, log_dir=vm.log_dir, timeout=timeout, restore=vm.restore,
+                    ready_timeout=vm.ready_timeout)
     return ProbeResult(p, obs, probe_checks(obs, p))
 
 
@@ -53,11 +54,15 @@ def selected(names: list[str]) -> list[Probe]:
     return list(probes.CATALOG) if names == ["all"] else [probes.get(n) for n in names]
 
 
-def run_probes(vm: VmSpec, chosen: list[Probe], *, timeout: float = 10.0, announce=True) -> ProbesResult:
+def run_probes(vm: VmSpec, chosen: list[Probe], *, timeout: float = 10.0, announce=True,
+               progress=None) -> ProbesResult:
     """Each probe in its own VM (logs, if kept, in LOG_DIR/<probe>); probes this accelerator
-    is known not to run are skipped, with their reason on stderr when `announce`."""
+    is known not to run are skipped, with their reason on stderr when `announce`.
+    `progress(name, done, total)`, if given, is called as each starts."""
     results = []
-    for p in chosen:
+    for i, p in enumerate(chosen):
+        if progress is not None:
+            progress(p.name, i, len(chosen))
         why = kvm_excluded(p, vm.profile.accel)
         if why:
             if announce:

@@ -21,6 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from lab.present.console import progress
 from lab.host import profiles
 from lab.host.bootpath import BIOS
 from lab.host.build import build_kernel
@@ -127,11 +128,14 @@ def main(argv: list[str] | None = None) -> int:
                 return None
             return {**os.environ, "LAB_STATE_DIR": tempfile.mkdtemp(dir=scratch)}
 
-        for name, case in cases.items():  # warm-up, untimed: makes the saved states
-            _timed(case[0], case[1], env=env(case))
-        for _ in range(args.runs):
-            for name, case in cases.items():
-                samples[name].append(_timed(case[0], case[1], env=env(case)))
+        with progress("lab bench", total=len(cases) * (args.runs + 1)) as bar:
+            for name, case in cases.items():  # warm-up, untimed: makes the saved states
+                bar.advance(description=f"warm-up: {name}")
+                _timed(case[0], case[1], env=env(case))
+            for run in range(args.runs):
+                for name, case in cases.items():
+                    bar.advance(description=f"run {run + 1}/{args.runs}: {name}")
+                    samples[name].append(_timed(case[0], case[1], env=env(case)))
 
     if not args.cases:
         samples["one fired exception in a running VM (fire+stop+decode+checks)"] = _fire_in_running_vm(
@@ -148,8 +152,9 @@ def main(argv: list[str] | None = None) -> int:
     results = [{"case": name, "median_s": statistics.median(s), "min_s": min(s), "max_s": max(s),
                 "runs": len(s), "ratio_to_floor": statistics.median(s) / floor}
                for name, s in samples.items()]
-    from rich.console import Console
     from rich.table import Table
+
+    from lab.present.console import console
 
     t = Table(title=f"lab bench: profile {profile.name}, {args.runs} runs each, interleaved",
               title_justify="left")
@@ -158,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     for r in results:
         t.add_row(r["case"], f"{r['median_s'] * 1000:.0f} ms", f"{r['min_s'] * 1000:.0f} ms",
                   f"{r['max_s'] * 1000:.0f} ms", f"{r['ratio_to_floor']:.1f}")
-    Console(width=120).print(t)
+    console().print(t)
     if args.json:
         Path(args.json).write_text(json.dumps({"profile": profile.name, "results": results}, indent=2))
     return 0

@@ -18,6 +18,7 @@ from itertools import cycle, islice
 from pathlib import Path
 
 from lab.host import profiles
+from lab.present.console import progress
 from lab.host.build import build_kernel
 from lab.checks.base import Verdict
 from lab.runs.fire import fire, runnable
@@ -59,13 +60,16 @@ def main(argv=None) -> int:
     tcg = profiles.load("tcg")
     plan = list(islice(cycle([(s, st) for s in CATALOG for st in STYLES]), args.count))
     t0 = time.monotonic()
-    results, _ = fire(kernel, tcg, plan)
+    with progress(f"soak: {len(plan)} fires in one VM"):
+        results, _ = fire(kernel, tcg, plan)
     fire_s = time.monotonic() - t0
     unexpected = [f"{r.scenario.name}/{r.observation.style}: {[c.id for c in r.checks if c.verdict is Verdict.FAIL]}"
                   for r in results if r.outcome == "FAIL"]
     t1 = time.monotonic()
     probe_verdicts = {}
-    for r in run_probes(VmSpec(kernel, tcg), list(probes.CATALOG)).results:
+    with progress(f"soak: {len(probes.CATALOG)} probes, a VM each"):
+        probed = run_probes(VmSpec(kernel, tcg), list(probes.CATALOG)).results
+    for r in probed:
         bad = [c.id for c in r.checks if c.verdict is Verdict.FAIL]
         probe_verdicts[r.probe.name] = "PASS" if not bad else f"FAIL {bad}"
         if bad:
@@ -87,8 +91,9 @@ def main(argv=None) -> int:
         kvm_ok, summary["kvm"] = False, f"not compared: {exc}"
     if kvm_ok:
         both = runnable([(s, st) for s in CATALOG for st in STYLES], kvm)
-        tcg_res, _ = fire(kernel, tcg, both)
-        kvm_res, _ = fire(kernel, kvm, both, ready_timeout=30)
+        with progress("soak: the catalog on TCG, then on KVM"):
+            tcg_res, _ = fire(kernel, tcg, both)
+            kvm_res, _ = fire(kernel, kvm, both, ready_timeout=30)
         agree, divergences, not_comparable = compare(tcg_res, kvm_res)
         summary["kvm"] = {"scenarios": len(both), "checks_agreeing": agree, "divergences": divergences,
                           "unexplained": [d for d in divergences if not d["recorded"]],
