@@ -171,6 +171,11 @@ def parser(commands) -> LabParser:
     sp.add_argument("--style", default="x86-interrupt",
                     help="handler style: x86-interrupt, stub, or both (default: %(default)s)")
     sp.add_argument("--vector", type=vector, help="vector for the 'int' scenario (default 0x80)")
+    sp.add_argument("--observer", choices=("guest", "gdb"),
+                    help="who records each exception: guest (the kernel's own records, no breakpoint "
+                         "or stop; judged on KVM too) or gdb (breakpoints at the handler; sentinels "
+                         "in the registers; on TCG also compared with the kernel's records). "
+                         "Default: guest where the kernel has the observer, else gdb")
     json_option(sp)
     sp.add_argument("--panels", dest="verbose_panels", action="store_true",
                     help="with several scenarios, print every panel, not just the summary")

@@ -9,7 +9,9 @@ from pathlib import Path
 
 from lab.checks.base import Check
 from lab.checks.frame import has_error_code, outcome, run
+from lab.errors import UserError
 from lab.experiments.fire import FireObservation, Firer, FireTimeout
+from lab.experiments.guest_fire import GuestFirer, has_observer
 from lab.machine.session import Session
 from lab.host.profiles import Profile
 from lab.runs.vm import VmSpec
@@ -58,11 +60,25 @@ def runnable(plan, profile: Profile):
     return scenarios.runnable(plan, profile.accel)
 
 
-def fire_in_session(session: Session, plan, *, vector: int | None = None,
+OBSERVERS = ("guest", "gdb")
+
+
+def choose_observer(observer: str | None, symbols) -> str:
+    """--observer: `guest` (the kernel's own records, no stop) where the kernel has the
+    in-guest observer, else `gdb`; an explicit `guest` for a kernel without it is an error."""
+    if observer is None:
+        return "guest" if has_observer(symbols) else "gdb"
+    if observer not in OBSERVERS:
+        raise UserError(f"unknown observer {observer!r}; observers: {', '.join(OBSERVERS)}")
+    return observer
+
+
+def fire_in_session(session: Session, plan, *, vector: int | None = None, observer: str | None = None,
                     **fire_options) -> list[FireResult]:
     """Fires `plan` in order; stops early (returning what it has) after a timeout, because
     the guest cannot be trusted afterwards."""
-    firer = Firer(session)
+    observer = choose_observer(observer, session.symbols)
+    firer = GuestFirer(session) if observer == "guest" else Firer(session)
     results = []
     for scenario, style in plan:
         logging.getLogger("lab").info("fire %s %s", scenario.name, style)

@@ -1,0 +1,121 @@
+"""`lab fire --observer guest`: fire scenarios with no breakpoint and no stop at all.
+
+The lab kernel's in-guest observer (kernel/src/observer.rs) records what each delivered
+exception pushed; per scenario the lab types `fire <n> <style>` and then `observed` into the
+shell and builds the same `FireObservation` the gdb observer builds (lab/experiments/fire.py)
+from the records, so lab/checks/frame.py judges both alike. What the guest cannot see is left
+out and its checks are skipped: there are no planted sentinels (no TrapFrame or resume check).
+
+The observer needs no debug registers and no stop, so it judges on KVM what gdb cannot (the
+four-breakpoint limit, gdb's guest-debugging side effects), and it needs no stop per scenario.
+For the NMI scenario the lab watches RIP through QEMU's monitor until the CPU is in the
+harness's wait loop, then injects the NMI (QMP inject-nmi).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from lab.errors import GuestError, LabTimeout, UserError
+from lab.experiments.fire import STOP_TIMEOUT, FireObservation, Firer
+from lab.labkernel.layouts import OBSERVER_SYMBOL
+from lab.labkernel.observer import ObservedException, parse_dump
+from lab.machine.process import Deadline
+from lab.machine.session import Session
+from lab.scenarios.exceptions import RIP_LOOP, ExceptionScenario
+from lab.target.cpu import parse_info_registers
+from lab.x86.idt import decode_gate
+
+NO_GATE = {"offset": 0, "type": "unobserved", "ist": 0, "dpl": 0, "present": False, "symbol": ""}
+
+
+def has_observer(symbols) -> bool:
+    return symbols.lookup(OBSERVER_SYMBOL) is not None
+
+
+def entry_of(obs_vector: int, records) -> ObservedException | None:
+    """The record gdb's entry breakpoint would have stopped at: the first of the vector fired."""
+    return next((r for r in records if r.vector == obs_vector), None)
+
+
+def fill_from_records(obs: FireObservation, records, symbols) -> None:
+    """Sets what the records show: the delivered event (the first record), the handler entry
+    (the first record of the expected vector), the interrupted context, the live gate."""
+    if records:
+        first = records[0]
+        obs.delivered = {"vector": first.vector, "error_code": first.error_code, "frame": first.frame,
+                         "style": first.style, "cr2": first.cr2}
+        obs.before = dict(first.plant)
+    entry = entry_of(obs.vector, records)
+    if entry is not None:
+        gate = decode_gate(entry.gate, entry.vector)
+        obs.gate = {"offset": gate.offset, "type": gate.type_name, "ist": gate.ist, "dpl": gate.dpl,
+                    "present": gate.present, "symbol": symbols.describe(gate.offset)}
+        obs.ist_top = entry.ist_top if gate.ist else None
+        obs.entry = {"rsp": entry.entry_rsp, "rflags": entry.rflags, "cr2": entry.cr2,
+                     "pc": gate.offset, "stack": list(entry.words)}
+
+
+class GuestFirer(Firer):
+    """Fires scenarios in one booted session with the CPU running throughout."""
+
+    def __init__(self, session: Session) -> None:
+        super().__init__(session)
+        if not has_observer(self.symbols):
+            raise UserError(f"{session.kernel}: no {OBSERVER_SYMBOL} symbol; use --observer gdb")
+        self._running = False
+
+    def _run(self) -> None:
+        if not self._running:
+            self.gdb.cont()
+            self._running = True
+
+    def _wait_in_loop(self, labels, what: str) -> None:
+        """Until RIP is inside [plant, resume] (the wait loop), read through QEMU's monitor."""
+        deadline = Deadline(STOP_TIMEOUT, what)
+        while True:
+            rip = parse_info_registers(self.s.qemu.hmp("info registers")).values["RIP"]
+            if labels.plant <= rip <= labels.resume:
+                return
+            if deadline.expired():
+                raise deadline.error(logs=self.s.logs)
+
+    def fire(self, scenario: ExceptionScenario, style: str, vector: int | None = None,
+             seed: int | None = None, *, inject_nmi: bool = True,
+             handler_timeout: float = STOP_TIMEOUT) -> FireObservation:
+        vector = scenario.vector if vector is None else vector
+        if vector != scenario.vector and scenario.name != "int":
+            raise UserError("--vector applies to the 'int' scenario only")
+        labels = self.labels(scenario)
+        if scenario.name == "int":
+            labels.fault = self.symbols.lookup("lab_int_table").address + vector * 8
+            labels.fault_end = labels.fault + 2
+        self._run()
+        self._log_tail()
+        serial = self.s.serial
+        serial.send_line(f"fire {scenario.name} {style}" + (f" {vector}" if scenario.name == "int" else ""))
+        obs = FireObservation(
+            scenario=scenario.name, style=style, vector=vector, accel=self.s.profile.accel,
+            labels=asdict(labels), sentinels={}, before={}, gate=dict(NO_GATE), ist_top=None,
+            expected_cr2=self.test_pages[scenario.cr2_page] if scenario.cr2_page is not None else None,
+            observer="guest")
+        if scenario.rip == RIP_LOOP and inject_nmi:
+            self._wait_in_loop(labels, f"{scenario.name}: the CPU in the wait loop")
+            self.s.qemu.qmp_cmd("inject-nmi")
+        try:
+            m = serial.expect(rb"fired ([^\r\n]*)\r?\n", handler_timeout, f"the kernel's report of {scenario.name}")
+        except LabTimeout as exc:  # the VM may have stopped (a KVM internal error)
+            status = self.s.qemu.qmp_cmd("query-status")["status"]
+            obs.timeout = f"{exc}; QEMU status: {status}"
+            obs.qemu_log = self._log_tail()
+            return obs
+        obs.kernel_report = dict(kv.split("=", 1) for kv in m.group(1).decode().split())
+        serial.wait_prompt(STOP_TIMEOUT)
+        dump = parse_dump(serial.command("observed", STOP_TIMEOUT))
+        if dump.lost:
+            raise GuestError(f"{scenario.name}: the observer's ring overflowed ({dump.lost} records lost)",
+                             logs=self.s.logs)
+        obs.guest = [r.to_json() for r in dump.records]
+        fill_from_records(obs, dump.records, self.symbols)
+        obs.qemu_log = self._log_tail()
+        return obs
