@@ -15,6 +15,8 @@ from lab.experiments.guest_fire import GuestFirer, has_observer
 from lab.machine.session import Session
 from lab.host.profiles import Profile
 from lab.runs.vm import VmSpec
+from lab.experiments import kvm_probe
+from lab.target.symbols import Symbols
 from lab import scenarios
 from lab.scenarios.exceptions import CATALOG, ExceptionScenario, get
 
@@ -55,9 +57,22 @@ def selected(names: list[str], styles: list[str]) -> list[tuple[ExceptionScenari
     return [(s, st) for s in scenarios for st in styles]
 
 
-def runnable(plan, profile: Profile):
-    """The plan minus what this host's KVM is known not to run (lab/scenarios/exceptions.py)."""
-    return scenarios.runnable(plan, profile.accel)
+def host_exclusions(kernel: Path, profile: Profile) -> dict[str, str]:
+    """On KVM: scenario -> why this host's KVM cannot run it, measured (and cached) by the
+    probe without gdb (lab/experiments/kvm_probe.py); nothing elsewhere."""
+    if profile.accel != "kvm":
+        return {}
+    result = kvm_probe.probe(kernel, profile)
+    return {name: result.reason(name) for name in result.fails}
+
+
+def runnable(plan, profile: Profile, kernel: Path | None = None, observer: str | None = None):
+    """The plan minus what this host's KVM cannot run (measured for `kernel`) and, under the
+    gdb observer, what is recorded not to work with gdb attached on KVM."""
+    if observer is None and kernel is not None:
+        observer = choose_observer(None, Symbols.from_elf(kernel))
+    host = host_exclusions(kernel, profile) if kernel is not None else {}
+    return scenarios.runnable(plan, profile.accel, host, observer or "gdb")
 
 
 OBSERVERS = ("guest", "gdb")
@@ -102,7 +117,9 @@ def fire(kernel: Path, profile: Profile, plan, *, vector: int | None = None,
     """Runs `plan` in as few VMs as possible: one, unless a fire times out, after which the
     rest runs in a fresh VM."""
     debug_log = "int" if profile.is_tcg else None
-    plan = runnable(plan, profile)
+    observer = choose_observer(fire_options.pop("observer", None), Symbols.from_elf(kernel))
+    fire_options["observer"] = observer
+    plan = runnable(plan, profile, kernel, observer)
     results: list[FireResult] = []
     symbols = None
     vm = 0
