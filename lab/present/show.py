@@ -81,7 +81,7 @@ def claims_table(results: list[dict], profile: str) -> Table:
 
 
 def claims(r, console: Console) -> None:
-    console.print(claims_table(r.claims, r.profile))
+    console.print(claims_table(r.claims, getattr(r, "measured_on", "") or r.profile))
     counts = {v: sum(1 for c in r.claims if c["verdict"] == v) for v in CLAIM_STYLE}
     console.print(", ".join(f"{n} {v}" for v, n in counts.items()))
 
