@@ -110,6 +110,9 @@ class Firer:
         self._log_offset = 0
         self._observer = self.symbols.lookup(OBSERVER_SYMBOL)
 
+    def close(self) -> None:
+        """Between and after fires the CPU is stopped already (see the class's protocol)."""
+
     def labels(self, scenario: ExceptionScenario) -> Labels:
         raw = self.symbols.read(f"lab_labels_{scenario.symbol}")
         if raw is None or len(raw) != 40:

@@ -65,6 +65,12 @@ class GuestFirer(Firer):
             raise UserError(f"{session.kernel}: no {OBSERVER_SYMBOL} symbol; use --observer gdb")
         self._running = False
 
+    def close(self) -> None:
+        """Leaves the CPU stopped again, as a session is between fires (gdb's protocol)."""
+        if self._running:
+            self.gdb.interrupt()
+            self._running = False
+
     def _run(self) -> None:
         if not self._running:
             self.gdb.cont()

@@ -49,6 +49,7 @@ class ObservedException:
     def to_json(self) -> dict:
         d = asdict(self)
         d["gate"] = self.gate.hex()
+        d["words"] = list(self.words)
         return d
 
 

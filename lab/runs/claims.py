@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from lab.checks.claims import UNMEASURED, Evidence, evaluate
 from lab.runs import experiments
-from lab.runs.fire import fire
+from lab.runs.fire import fire, runnable
 from lab.runs.probe import run_probes
 from lab.runs.vm import VmSpec
 from lab.scenarios import probes
@@ -26,6 +26,14 @@ def collect(vm: VmSpec) -> Evidence:
     # also compared with the kernel's own record (fire.observers-agree).
     ev.fires, _ = fire(vm.kernel, vm.profile, plan, ready_timeout=vm.ready_timeout, restore=vm.restore,
                        observer="gdb")
+    # What gdb cannot observe on this backend (KVM: its guest debugging) but the host runs,
+    # the kernel's own observer judges.
+    by_gdb = runnable(plan, vm.profile, vm.kernel, "gdb")
+    guest_only = [p for p in runnable(plan, vm.profile, vm.kernel, "guest") if p not in by_gdb]
+    if guest_only:
+        more, _ = fire(vm.kernel, vm.profile, guest_only, ready_timeout=vm.ready_timeout,
+                       restore=vm.restore, observer="guest")
+        ev.fires += more
     for r in run_probes(vm, [probes.get(n) for n in PROBES], announce=False).results:
         ev.probes[r.probe.name] = (r.observation, r.checks)
     tasks = experiments.tasks(vm)

@@ -107,7 +107,8 @@ def fire_in_session(session: Session, plan, *, vector: int | None = None, observ
         result, note = outcome(obs, scenario, checks)
         results.append(FireResult(scenario, obs, checks, result, note, dt))
         if obs.timeout:
-            break
+            return results  # the guest is abandoned as it is
+    firer.close()
     return results
 
 
