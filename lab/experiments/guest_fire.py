@@ -25,6 +25,7 @@ from lab.machine.session import Session
 from lab.scenarios.exceptions import RIP_LOOP, ExceptionScenario
 from lab.target.cpu import parse_info_registers
 from lab.x86.idt import decode_gate
+from lab.x86.vectors import pushes_error_code
 
 NO_GATE = {"offset": 0, "type": "unobserved", "ist": 0, "dpl": 0, "present": False, "symbol": ""}
 
@@ -75,6 +76,9 @@ class GuestFirer(Firer):
         if not self._running:
             self.gdb.cont()
             self._running = True
+            # Records of earlier events (e.g. fires observed by gdb) are printed and dropped:
+            # from here on, what `observed` prints after a fire is that fire's.
+            parse_dump(self.s.serial.command("observed", STOP_TIMEOUT))
 
     def _wait_in_loop(self, labels, what: str) -> None:
         """Until RIP is inside [plant, resume] (the wait loop), read through QEMU's monitor."""
@@ -92,6 +96,9 @@ class GuestFirer(Firer):
         vector = scenario.vector if vector is None else vector
         if vector != scenario.vector and scenario.name != "int":
             raise UserError("--vector applies to the 'int' scenario only")
+        if scenario.name == "int" and pushes_error_code(vector):
+            raise UserError(f"int {vector}: the CPU pushes an error code for this vector and `int` "
+                            f"does not, so the handler would take RIP for the error code; pick another vector")
         labels = self.labels(scenario)
         if scenario.name == "int":
             labels.fault = self.symbols.lookup("lab_int_table").address + vector * 8
@@ -109,14 +116,16 @@ class GuestFirer(Firer):
             self._wait_in_loop(labels, f"{scenario.name}: the CPU in the wait loop")
             self.s.qemu.qmp_cmd("inject-nmi")
         try:
-            m = serial.expect(rb"fired ([^\r\n]*)\r?\n", handler_timeout, f"the kernel's report of {scenario.name}")
+            m = serial.expect(rb"(fired|error:) ([^\r\n]*)\r?\n", handler_timeout, f"the kernel's report of {scenario.name}")
         except LabTimeout as exc:  # the VM may have stopped (a KVM internal error)
             status = self.s.qemu.qmp_cmd("query-status")["status"]
             obs.timeout = f"{exc}; QEMU status: {status}"
             obs.qemu_log = self._log_tail()
             return obs
-        obs.kernel_report = dict(kv.split("=", 1) for kv in m.group(1).decode().split())
         serial.wait_prompt(STOP_TIMEOUT)
+        if m.group(1) == b"error:":
+            raise UserError(f"the kernel refused `fire {scenario.name}`: {m.group(2).decode().strip()}")
+        obs.kernel_report = dict(kv.split("=", 1) for kv in m.group(2).decode().split())
         dump = parse_dump(serial.command("observed", STOP_TIMEOUT))
         if dump.lost:
             raise GuestError(f"{scenario.name}: the observer's ring overflowed ({dump.lost} records lost)",
