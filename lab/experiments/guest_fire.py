@@ -14,10 +14,12 @@ harness's wait loop, then injects the NMI (QMP inject-nmi).
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict
 
 from lab.errors import GuestError, LabTimeout, UserError
 from lab.experiments.fire import STOP_TIMEOUT, FireObservation, Firer
+from lab.labkernel.contract import PROMPT
 from lab.labkernel.layouts import OBSERVER_SYMBOL
 from lab.labkernel.observer import ObservedException, parse_dump
 from lab.machine.process import Deadline
@@ -106,7 +108,10 @@ class GuestFirer(Firer):
         self._run()
         self._log_tail()
         serial = self.s.serial
-        serial.send_line(f"fire {scenario.name} {style}" + (f" {vector}" if scenario.name == "int" else ""))
+        line = f"fire {scenario.name} {style}" + (f" {vector}" if scenario.name == "int" else "")
+        # `observed` is typed at once: the shell reads it when the fire is over (one round trip).
+        serial.send_line(line)
+        serial.send_line("observed")
         obs = FireObservation(
             scenario=scenario.name, style=style, vector=vector, accel=self.s.profile.accel,
             labels=asdict(labels), sentinels={}, before={}, gate=dict(NO_GATE), ist_top=None,
@@ -123,10 +128,13 @@ class GuestFirer(Firer):
             obs.qemu_log = self._log_tail()
             return obs
         serial.wait_prompt(STOP_TIMEOUT)
+        out = serial.expect(rb"observed\r?\n(observed count=[^\r\n]*\r?\n(?:record [0-9a-f]*\r?\n)*)"
+                            + re.escape(PROMPT.encode()),
+                            STOP_TIMEOUT, "the observer's records")
         if m.group(1) == b"error:":
             raise UserError(f"the kernel refused `fire {scenario.name}`: {m.group(2).decode().strip()}")
         obs.kernel_report = dict(kv.split("=", 1) for kv in m.group(2).decode().split())
-        dump = parse_dump(serial.command("observed", STOP_TIMEOUT))
+        dump = parse_dump(out.group(1).decode())
         if dump.lost:
             raise GuestError(f"{scenario.name}: the observer's ring overflowed ({dump.lost} records lost)",
                              logs=self.s.logs)

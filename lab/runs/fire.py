@@ -118,9 +118,11 @@ def fire(kernel: Path, profile: Profile, plan, *, vector: int | None = None,
     """Runs `plan` in as few VMs as possible: one, unless a fire times out, after which the
     rest runs in a fresh VM."""
     debug_log = "int" if profile.is_tcg else None
-    observer = choose_observer(fire_options.pop("observer", None), Symbols.from_elf(kernel))
-    fire_options["observer"] = observer
-    plan = runnable(plan, profile, kernel, observer)
+    observer = fire_options.get("observer")
+    if profile.accel == "kvm":  # what runs here depends on the observer (gdb's guest debugging)
+        observer = fire_options["observer"] = choose_observer(observer, Symbols.from_elf(kernel))
+        plan = runnable(plan, profile, kernel, observer)
+    # elsewhere the session's symbols (loaded while QEMU starts) decide the observer
     results: list[FireResult] = []
     symbols = None
     vm = 0
