@@ -100,15 +100,27 @@ class Firer:
         for needed in (ON_EXCEPTION, TEST_PAGES, INT_TABLE):
             if self.symbols.lookup(needed) is None:
                 raise UserError(f"{session.kernel}: no {needed} symbol; `lab fire` needs the lab kernel")
-        from lab.target.cpu import parse_info_registers
-
-        cpu = parse_info_registers(session.qemu.hmp("info registers"))
-        self.idtr = cpu.idtr
-        self.tss_base = cpu.tr.base
+        self._cpu = None
         pages = self.symbols.read(TEST_PAGES)
         self.test_pages = qwords(pages)
         self._log_offset = 0
         self._observer = self.symbols.lookup(OBSERVER_SYMBOL)
+
+    def _live_cpu(self):
+        """IDTR and TR from QEMU's monitor, read once, at the first gdb fire."""
+        if self._cpu is None:
+            from lab.target.cpu import parse_info_registers
+
+            self._cpu = parse_info_registers(self.s.qemu.hmp("info registers"))
+        return self._cpu
+
+    @property
+    def idtr(self):
+        return self._live_cpu().idtr
+
+    @property
+    def tss_base(self) -> int:
+        return self._live_cpu().tr.base
 
     def close(self) -> None:
         """Between and after fires the CPU is stopped already (see the class's protocol)."""
