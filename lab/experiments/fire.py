@@ -71,6 +71,7 @@ class FireObservation:
     timeout: str | None = None  # set when the handler/resume point was not reached in time
     observer: str = "gdb"  # gdb: breakpoints and stops; guest: the kernel's own records
     guest: list[dict] | None = None  # the in-guest observer's records of this fire, if it has one
+    plant_number: int | None = None  # guest observer: the kernel's plant count of this fire
 
     def to_json(self) -> dict:
         return asdict(self)

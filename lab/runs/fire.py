@@ -93,7 +93,9 @@ def fire_in_session(session: Session, plan, *, vector: int | None = None, observ
     """Fires `plan` in order; stops early (returning what it has) after a timeout, because
     the guest cannot be trusted afterwards."""
     observer = choose_observer(observer, session.symbols)
-    firer = GuestFirer(session) if observer == "guest" else Firer(session)
+    if observer == "guest":
+        return _guest_fires(GuestFirer(session), plan, vector, fire_options)
+    firer = Firer(session)
     results = []
     for scenario, style in plan:
         logging.getLogger("lab").info("fire %s %s", scenario.name, style)
@@ -109,6 +111,27 @@ def fire_in_session(session: Session, plan, *, vector: int | None = None, observ
         if obs.timeout:
             return results  # the guest is abandoned as it is
     firer.close()
+    return results
+
+
+def _guest_fires(firer: GuestFirer, plan, vector, fire_options) -> list[FireResult]:
+    """All fires first (no stop), the records read after them; then the checks."""
+    fire_options.pop("seed", None)
+    times, t0 = [], [time.monotonic()]
+
+    def fired(_obs) -> None:
+        now = time.monotonic()
+        times.append(now - t0[0])
+        t0[0] = now
+
+    observations = firer.fire_all(plan, vector, on_fired=fired, **fire_options)
+    if not observations or not observations[-1].timeout:
+        firer.close()
+    results = []
+    for (scenario, _), obs, dt in zip(plan, observations, times):
+        checks = run(obs, scenario)
+        result, note = outcome(obs, scenario, checks)
+        results.append(FireResult(scenario, obs, checks, result, note, dt))
     return results
 
 

@@ -83,7 +83,7 @@ def test_cli_observer_choice(kernel):
 
 @needs_kvm
 def test_ring3_on_kvm_finishes_and_says_what_happened(kernel):
-    r = lab_cli("ring3", "--profile", "kvm", "--json", "--kernel", str(kernel), timeout=120)
+    r = lab_cli("ring3", "--profile", "kvm", "--ready-timeout", "60", "--json", "--kernel", str(kernel), timeout=180)
     assert r.returncode in (0, 1) and "timed out" not in r.stderr, r.stderr
     checks = {c["id"]: c for c in json.loads(r.stdout)["checks"]}
     if "syscall.reached" in checks:  # this host's KVM leaves SYSCALL at CPL 3
@@ -95,8 +95,27 @@ def test_ring3_on_kvm_finishes_and_says_what_happened(kernel):
 
 @needs_kvm
 def test_claims_on_kvm_run_and_name_their_backend(kernel):
-    r = lab_cli("claims", "--profile", "kvm", "--json", "--kernel", str(kernel), timeout=300)
+    r = lab_cli("claims", "--profile", "kvm", "--ready-timeout", "60", "--json", "--kernel", str(kernel), timeout=600)
     assert r.returncode == 0, r.stderr
     claims = json.loads(r.stdout)
     assert claims and all("accel kvm" in c["measured_on"] and "QEMU" in c["measured_on"] for c in claims)
     assert all(c["evidence"] for c in claims)
+
+
+def test_the_shells_dump_and_the_memory_read_give_the_same_records(kernel, tmp_path):
+    """`observed` over serial (no debugger needed) and a gdb read of LAB_OBSERVER decode alike."""
+    from lab.labkernel.layouts import OBSERVER_SIZE, OBSERVER_SYMBOL
+    from lab.labkernel.observer import decode_buffer, parse_dump
+
+    with Session(kernel, profiles.load("tcg"), log_dir=tmp_path) as s:
+        s.boot_to_ready()
+        s.gdb.cont()
+        s.serial.command("observed")  # drop what came before
+        for line in ("fire de stub", "fire pf-read", "fire db-tf"):
+            s.serial.command(line)
+        dump = parse_dump(s.serial.command("observed"))
+        s.gdb.interrupt()
+        raw = s.gdb.read_memory(s.symbols.lookup(OBSERVER_SYMBOL).address, OBSERVER_SIZE)
+    assert [r.vector for r in dump.records] == [0, 14, 1] and dump.lost == 0
+    assert decode_buffer(raw, after=dump.count - 3).records == dump.records
+    assert [r.plant["fire"] for r in dump.records] == sorted({r.plant["fire"] for r in dump.records})

@@ -57,7 +57,7 @@ def _guest_records(d: dict) -> list[dict]:
     e, dv = d["entry"], d["delivered"]
     return [{"seq": 1, "vector": dv["vector"], "style": dv["style"], "error_code": dv["error_code"],
              "entry_rsp": e["rsp"], "words": list(e["stack"]), "rflags": e["rflags"], "cr2": e["cr2"],
-             "plant": {k: d["before"][k] for k in ("rsp", "rflags", "cs", "ss")}}]
+             "plant": {**{k: d["before"][k] for k in ("rsp", "rflags", "cs", "ss")}, "fire": 1}}]
 
 
 def _guest_word_altered(d: dict) -> None:
