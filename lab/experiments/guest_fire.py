@@ -75,6 +75,7 @@ class GuestFirer(Firer):
         self._pending: list[FireObservation] = []  # fired, records not read yet
         self._read = 0  # records read (or dropped) so far
         self._fires = 0  # plant points passed so far
+        self._prompt_due = False  # the last fire's prompt is not read yet
 
     def close(self) -> None:
         """Leaves the CPU stopped again, as a session is between fires (gdb's protocol)."""
@@ -92,6 +93,9 @@ class GuestFirer(Firer):
 
     def _collect(self) -> None:
         """Stops the CPU, reads the ring and gives each pending fire its records."""
+        if self._prompt_due:  # the shell is idle again: nothing of the last fire is still running
+            self.s.serial.wait_prompt(STOP_TIMEOUT)
+            self._prompt_due = False
         self.close()
         dump = decode_buffer(self.gdb.read_memory(self._buffer, OBSERVER_SIZE), after=self._read)
         if dump.lost:
@@ -150,8 +154,9 @@ class GuestFirer(Firer):
         if scenario.name == "int":
             labels.fault = self.symbols.lookup("lab_int_table").address + vector * 8
             labels.fault_end = labels.fault + 2
+        if not self._running:
+            self._log_tail()  # QEMU's log lines from before this run are not its
         self._run()
-        self._log_tail()
         serial = self.s.serial
         serial.send_line(f"fire {scenario.name} {style}" + (f" {vector}" if scenario.name == "int" else ""))
         self._fires += 1
@@ -174,8 +179,11 @@ class GuestFirer(Firer):
                 earlier.timeout = f"not read: a later fire ({scenario.name}) lost the VM: {obs.timeout}"
             self._pending.clear()
             return obs
-        serial.wait_prompt(STOP_TIMEOUT)
+        # The prompt that follows is not waited for: the next expect (or _collect's) skips it,
+        # and the shell reads the next line only once it has printed it.
+        self._prompt_due = True
         if m.group(1) == b"error:":
+            serial.wait_prompt(STOP_TIMEOUT)
             raise UserError(f"the kernel refused `fire {scenario.name}`: {m.group(2).decode().strip()}")
         obs.kernel_report = dict(kv.split("=", 1) for kv in m.group(2).decode().split())
         obs.qemu_log = self._log_tail()

@@ -147,3 +147,28 @@ def test_the_kvm_probe_still_measures_what_its_cache_says(kernel):
         if s.name in fresh.fails:
             assert fresh.fails[s.name].split(":")[0] == cached.fails[s.name].split(":")[0]
     assert fresh.cpu == cached.cpu and fresh.cpu["model"]
+
+
+@needs_kvm
+@pytest.mark.parametrize("observer", ["gdb", "guest"])
+def test_a_scenario_this_hosts_kvm_cannot_run_is_reported_as_such(kernel, tmp_path, observer):
+    """Forced past the probe, a scenario it measured failing stops the VM, and the lab says
+    QEMU's state (internal-error), under either observer, instead of a bare timeout."""
+    from lab.errors import GuestError
+    from lab.experiments import kvm_probe
+    from lab.scenarios.exceptions import get
+
+    kvm = profiles.load("kvm")
+    failing = [n for n, why in kvm_probe.probe(kernel, kvm).fails.items()
+               if why.startswith(kvm_probe.EMULATION_FAILURE)]
+    if not failing:
+        pytest.skip("this host's KVM runs every scenario")
+    with Session(kernel, kvm, ready_timeout=30, log_dir=tmp_path) as s:
+        s.boot_to_ready()
+        plan = [(get(failing[0]), "stub")]
+        if observer == "gdb":
+            with pytest.raises(GuestError, match="internal-error"):
+                fire_in_session(s, plan, observer="gdb")
+        else:
+            [r] = fire_in_session(s, plan, observer="guest", handler_timeout=2.0)
+            assert r.outcome == "FAIL" and "QEMU status: internal-error" in r.observation.timeout

@@ -95,7 +95,7 @@ def test_ring3_on_kvm_finishes_and_says_what_happened(kernel):
 
 @needs_kvm
 def test_claims_on_kvm_run_and_name_their_backend(kernel):
-    r = lab_cli("claims", "--profile", "kvm", "--ready-timeout", "60", "--json", "--kernel", str(kernel), timeout=600)
+    r = lab_cli("claims", "--profile", "kvm", "--json", "--kernel", str(kernel), timeout=600)
     assert r.returncode == 0, r.stderr
     claims = json.loads(r.stdout)
     assert claims and all("accel kvm" in c["measured_on"] and "QEMU" in c["measured_on"] for c in claims)
