@@ -64,6 +64,11 @@ def fires(r, console: Console, *, panels: bool = False) -> None:
             print_fire(x, r.symbols, console)
     if len(results) > 1:
         print_fire_summary(results, console)
+    by_reason: dict[str, list[str]] = {}
+    for name, why in getattr(r, "not_run", {}).items():
+        by_reason.setdefault(why, []).append(name)
+    for why, names in by_reason.items():
+        console.print(f"not run: {', '.join(names)}: {escape(why)}")
 
 
 def injections(r, console: Console) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from lab.checks.base import Check
@@ -165,6 +165,7 @@ def fire(kernel: Path, profile: Profile, plan, *, vector: int | None = None,
 class FiresResult:
     results: list[FireResult]
     symbols: object  # the kernel's Symbols, to name the addresses
+    not_run: dict[str, str] = field(default_factory=dict)  # scenario -> why it cannot run here
 
     @property
     def failed(self) -> bool:
@@ -177,4 +178,12 @@ class FiresResult:
 def run_fires(vm: VmSpec, plan, *, vector: int | None = None, **fire_options) -> FiresResult:
     results, symbols = fire(vm.kernel, vm.profile, plan, vector=vector, log_dir=vm.log_dir,
                             ready_timeout=vm.ready_timeout, restore=vm.restore, **fire_options)
-    return FiresResult(results, symbols)
+    not_run = {}
+    if vm.profile.accel == "kvm":  # what fire() left out, and why (measured or recorded)
+        observer = fire_options.get("observer") or choose_observer(None, Symbols.from_elf(vm.kernel))
+        host = host_exclusions(vm.kernel, vm.profile)
+        for s, _ in plan:
+            why = scenarios.kvm_excluded(s, "kvm", host, observer)
+            if why:
+                not_run[s.name] = why
+    return FiresResult(results, symbols, not_run)
