@@ -137,3 +137,14 @@ def test_classify_a_fire_that_did_not_come_back(status, stderr, want):
 def test_host_cpu(cpuinfo, vendor, model):
     cpu = host_cpu(cpuinfo)
     assert (cpu.vendor, cpu.model) == (vendor, model)
+
+
+def test_the_default_observer_is_the_kernels_own_only_where_it_has_one():
+    from lab.errors import UserError
+    from lab.runs.fire import choose_observer
+    from lab.target.symbols import Symbols
+
+    assert choose_observer(None, Symbols.empty()) == "gdb"  # a foreign kernel
+    assert choose_observer("gdb", Symbols.empty()) == "gdb"
+    with pytest.raises(UserError, match="unknown observer 'eyes'"):
+        choose_observer("eyes", Symbols.empty())
