@@ -17,6 +17,7 @@ harness's wait loop, then injects the NMI (QMP inject-nmi).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict
 
 from lab.errors import GuestError, LabTimeout, UserError
@@ -113,6 +114,7 @@ class GuestFirer(Firer):
         records read. Stops at a fire that times out (the guest is then abandoned)."""
         done: list[FireObservation] = []
         for scenario, style in plan:
+            logging.getLogger("lab").info("fire %s %s", scenario.name, style)
             obs = self._fire_one(scenario, style, vector, inject_nmi, handler_timeout)
             if on_fired is not None:
                 on_fired(obs)

@@ -41,9 +41,6 @@ class SerialConsole:
         self.child = pexpect.fdpexpect.fdspawn(sock.fileno(), timeout=5, logfile=None,
                                               encoding=None)
         self.child.logfile_read = self._log
-        # pexpect sleeps 0.1 ms after every read by default: a wait on nothing (QEMU sends the
-        # console a byte at a time, so a line costs dozens of them). Reads wait on select only.
-        self.child.delayafterread = None
         self._lock = threading.RLock()
         self._error: LabError | None = None  # a failure in the drain thread, raised by the next call
         self._wake_r, self._wake_w = os.pipe()
