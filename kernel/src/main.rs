@@ -12,6 +12,7 @@ mod boot;
 mod drivers;
 mod fatal;
 mod fire;
+mod observer;
 mod shell;
 mod syscall;
 mod task;
@@ -43,6 +44,7 @@ pub fn kernel_main(boot: boot::BootPath, boot_info: u64, cmdline: &str) -> ! {
     serial_println!("labkernel {VERSION} boot={} boot_info={boot_info:#x} cmdline={cmdline:?}", boot.name());
     // Features hook into the arch layer's handlers (arch/x86_64/hooks.rs) before any vector
     // can reach a handler: interrupts are off and the IDT is not loaded yet.
+    observer::init(); // first: it records every exception, claims none
     fire::init();
     user::init();
     fatal::init();

@@ -55,6 +55,12 @@ const COMMANDS: &[Command] = &[
         run: cmd_fire,
     },
     Command {
+        name: "observed",
+        usage: "observed",
+        help: "the in-guest observer's records not printed yet: a header, then 'record <hex>' lines",
+        run: |_, _, _| crate::observer::print_new(),
+    },
+    Command {
         name: "scenarios",
         usage: "scenarios",
         help: "list the fire scenarios: name vector description",

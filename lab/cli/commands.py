@@ -131,7 +131,7 @@ def cmd_fire(args) -> int:
     if args.vector is not None and any(s.name != "int" for s, _ in plan):
         raise UserError("--vector applies to the 'int' scenario only")
     result = run_fires(_vm(args), plan, vector=args.vector, inject_nmi=not args.no_inject,
-                       handler_timeout=args.timeout)
+                       handler_timeout=args.timeout, observer=args.observer)
     return _emit(args, result, lambda r, c: show.fires(r, c, panels=args.verbose_panels))
 
 

@@ -243,6 +243,11 @@ def parser(commands) -> LabParser:
                     help="handler style: x86-interrupt, stub, both, or tutorial (seed 002's stub; error-code "
                          "vectors only) (default: %(default)s)")
     sp.add_argument("--vector", type=vector, help="vector for the 'int' scenario (default 0x80)")
+    sp.add_argument("--observer", choices=("guest", "gdb"),
+                    help="who records each exception: guest (the kernel's own records, no breakpoint "
+                         "or stop; judged on KVM too) or gdb (breakpoints at the handler; sentinels "
+                         "in the registers; on TCG also compared with the kernel's records). "
+                         "Default: guest where the kernel has the observer, else gdb")
     sp.add_argument("--panels", dest="verbose_panels", action="store_true",
                     help="print each scenario's stack and checks panels (default: one line per "
                          "scenario, the panels of a failure)")

@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from lab.present.console import progress
+from lab.present.console import console, progress
 from lab.host import profiles
 from lab.host.bootpath import BIOS
 from lab.host.build import build_kernel
@@ -29,6 +29,8 @@ from lab.machine.qemu import base_argv
 from lab.host.toolchain import REPO_ROOT, gdb_binary
 
 EXIT_AT_READY = "lab.exit_at_ready"
+INSPECT_COLD = "lab inspect (cold: new QEMU + gdb, restored ready state)"
+FIRE_GUEST = "lab fire all --observer guest (cold, one style, no stop per scenario)"
 
 
 def _timed(argv: list[str], expect: int, timeout: float = 120, env: dict | None = None) -> float:
@@ -72,8 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--machines", nargs="*", default=["tcg-q35", "tcg-microvm"], metavar="PROFILE",
                     help="other machine types to boot beside the floor (default: %(default)s)")
     ap.add_argument("--json", metavar="PATH", help="also write the results as JSON")
-    ap.add_argument("--cases", nargs="+", metavar="TEXT",
+    ap.add_argument("--cases", "--only", nargs="+", metavar="TEXT",
                     help="only the cases whose name contains one of these (the floor always runs)")
+    ap.add_argument("--lab", metavar="PATH", help="the lab command to time (default: the console script)")
     args = ap.parse_args(argv)
 
     profile = profiles.load(args.profile)
@@ -86,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     if not Path(lab).is_file():
         lab = shutil.which("lab") or sys.exit("bench: the `lab` command is not installed")
     shim = shutil.which("lab")
+    if args.lab:
+        lab, shim = args.lab, None
     on = ["--profile", profile.name, "--json"]
     cases = {
         "floor: bare QEMU boot to isa-debug-exit": (base_argv(profile, kernel, EXIT_AT_READY) + ["-serial", "null"], 1),
@@ -99,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
            if shim and Path(shim).resolve() != Path(lab).resolve() else {}),
         "lab build (no-op)": ([lab, "build"], 0),
         "lab build --boot bios (no-op: image fresh, bootimage skipped)": ([lab, "build", "--boot", "bios"], 0),
-        "lab inspect (cold: new QEMU + gdb, restored ready state)": ([lab, "inspect", *on], 0),
+        INSPECT_COLD: ([lab, "inspect", *on], 0),
         "lab inspect --fresh (cold: new QEMU + gdb, booted)": ([lab, "inspect", "--fresh", *on], 0),
         "lab inspect, first run of a build (boot, park, save, then restore)": ([lab, "inspect", *on], 0, "new-states"),
         "lab inspect --boot bios (cold, restored)": ([lab, "inspect", "--boot", "bios", *on], 0),
@@ -108,6 +113,9 @@ def main(argv: list[str] | None = None) -> int:
            for m in machines},
         "lab fire pf-write (cold)": ([lab, "fire", "pf-write", *on], 0),
         "lab fire all (cold, one style)": ([lab, "fire", "all", *on], 0),
+        FIRE_GUEST: ([lab, "fire", "all", "--observer", "guest", *on], 0),
+        "lab fire all --observer gdb (cold, one style, a stop per event)":
+            ([lab, "fire", "all", "--observer", "gdb", *on], 0),
         "lab fire all --style both (cold)": ([lab, "fire", "all", "--style", "both", *on], 0),
         # Every backend (TCG on each QEMU `lab qemus` finds, KVM where usable), in parallel.
         "lab matrix (catalog both styles + probes + claims, every backend)": ([lab, "matrix", "--json"], 0),
@@ -140,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.cases:
         samples["one fired exception in a running VM (fire+stop+decode+checks)"] = _fire_in_running_vm(
             kernel, profile, args.runs)
-    if args.suite_runs:
+    if args.suite_runs and not args.cases:
         suite = [sys.executable, "-m", "pytest", str(REPO_ROOT / "tests"), "-q", "-p", "no:cacheprovider"]
         parallel, serial = [], []
         for _ in range(args.suite_runs):  # interleaved, like the cases above
@@ -163,7 +171,14 @@ def main(argv: list[str] | None = None) -> int:
     for r in results:
         t.add_row(r["case"], f"{r['median_s'] * 1000:.0f} ms", f"{r['min_s'] * 1000:.0f} ms",
                   f"{r['max_s'] * 1000:.0f} ms", f"{r['ratio_to_floor']:.1f}")
-    console().print(t)
+    out = console()
+    out.print(t)
+    medians = {r["case"]: r["median_s"] for r in results}
+    if FIRE_GUEST in medians and INSPECT_COLD in medians:
+        out.print(f"lab fire all with the in-guest observer / lab inspect, both cold: "
+                  f"{medians[FIRE_GUEST] / medians[INSPECT_COLD]:.2f}x "
+                  f"({medians[FIRE_GUEST] * 1000:.0f} ms / {medians[INSPECT_COLD] * 1000:.0f} ms, "
+                  f"medians of {args.runs}, same run)")
     if args.json:
         Path(args.json).write_text(json.dumps({"profile": profile.name, "results": results}, indent=2))
     return 0
