@@ -169,7 +169,7 @@ fn observe(vector: u8, frame: *mut InterruptFrame, error: Option<u64>, style: St
     let obs = unsafe { &*(&raw const LAB_OBSERVER) };
     let seq = obs.count.fetch_add(1, Ordering::SeqCst) + 1;
     let record = Record {
-        seq, vector: vector as u64, style: matches!(style, Style::Stub) as u64,
+        seq, vector: vector as u64, style: style as u64,
         error_code: error.unwrap_or(NO_ERROR_CODE), entry_rsp, words, rflags, cr2, cr3, cs, ss,
         gate, ist_top, plant,
     };

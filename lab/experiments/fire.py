@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 
 from lab.errors import GuestError, LabError, LabTimeout, UserError
 from lab.labkernel.layouts import OBSERVER_HEADER, OBSERVER_SIZE, OBSERVER_SYMBOL
-from lab.labkernel.observer import decode_buffer
+from lab.labkernel.observer import STYLES as OBSERVER_STYLES, decode_buffer
 from lab.machine.process import Deadline
 from lab.machine.session import Session
 from lab.scenarios.exceptions import RIP_LOOP, ExceptionScenario
@@ -41,7 +41,7 @@ INT_TABLE_STRIDE = 8
 TEST_PAGES = "LAB_TEST_PAGES"
 CR2_SENTINEL = 0x00C2_0000_0000_0000  # | random page bits: no address any scenario touches
 #: lab_on_exception's RCX (kernel/CONTRACT.md): the style of the handler that called it.
-HANDLER_STYLES = {0: "x86-interrupt", 1: "stub", 2: "tutorial"}
+HANDLER_STYLES = dict(enumerate(OBSERVER_STYLES))
 
 
 @dataclass

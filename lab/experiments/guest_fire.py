@@ -166,7 +166,8 @@ class GuestFirer(Firer):
             scenario=scenario.name, style=style, vector=vector, accel=self.s.profile.accel,
             labels=asdict(labels), sentinels={}, before={}, gate=dict(NO_GATE), ist_top=None,
             expected_cr2=self.test_pages[scenario.cr2_page] if scenario.cr2_page is not None else None,
-            observer="guest", plant_number=self._fires)
+            observer="guest", plant_number=self._fires,
+            qemu=self.s.profile.qemu_build.version_str)
         if scenario.rip == RIP_LOOP and inject_nmi:
             self._wait_in_loop(labels, f"{scenario.name}: the CPU in the wait loop")
             self.s.qemu.qmp_cmd("inject-nmi")

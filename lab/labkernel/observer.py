@@ -15,7 +15,7 @@ from lab.errors import GuestError
 from lab.labkernel.layouts import (NO_ERROR_CODE, OBSERVED_WORDS, OBSERVER_CAPACITY, OBSERVER_HEADER,
                                    OBSERVER_MAGIC, OBSERVER_RECORD, OBSERVER_SIZE, PLANT)
 
-STYLES = ("x86-interrupt", "stub")  # the kernel's `style` field: index
+STYLES = ("x86-interrupt", "stub", "tutorial")  # the kernel's `Style` (idt.rs) as a number: index
 HEADER_LINE = re.compile(r"observed count=(\d+) new=(\d+) lost=(\d+) capacity=(\d+) record_size=(\d+)")
 RECORD_LINE = re.compile(r"record ([0-9a-f]+)")
 
@@ -58,7 +58,7 @@ def decode_record(raw: bytes) -> ObservedException:
         raise GuestError(f"an observer record is {OBSERVER_RECORD.size} bytes, got {len(raw)}")
     f = OBSERVER_RECORD.decode(raw)
     if f["style"] >= len(STYLES):
-        raise GuestError(f"observer record {f['seq']}: style {f['style']} is neither 0 nor 1")
+        raise GuestError(f"observer record {f['seq']}: style {f['style']} is not one of 0..{len(STYLES) - 1}")
     return ObservedException(
         seq=f["seq"], vector=f["vector"], style=STYLES[f["style"]],
         error_code=None if f["error_code"] == NO_ERROR_CODE else f["error_code"],

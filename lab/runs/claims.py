@@ -125,7 +125,7 @@ def backend(vm: VmSpec, ev: Evidence) -> str:
     """What the claims were measured on: profile, accelerator, QEMU, the fire observer."""
     prof = vm.profile
     observers = sorted({r.observation.observer for r in ev.fires}) or ["none"]
-    return (f"{prof.name} ({prof.accel.upper()}, QEMU {prof.qemu_build.version_str}, "
+    return (f"{prof.name} (accel {prof.accel}, QEMU {prof.qemu_build.version_str}, "
             f"fire observer {'/'.join(observers)})")
 
 

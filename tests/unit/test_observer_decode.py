@@ -53,7 +53,7 @@ def test_decode_record(raw, want):
 
 @pytest.mark.parametrize("raw, needle", [
     (record()[:-1], "192 bytes, got 191"),
-    (record(style=2), "style 2"),
+    (record(style=3), "style 3"),
 ])
 def test_decode_record_rejects(raw, needle):
     with pytest.raises(GuestError, match=needle):

@@ -215,10 +215,11 @@ pub fn base() -> u64 {
     &raw const IDT as u64
 }
 
-/// The two handler styles a gate can point at: the compiler's `extern "x86-interrupt"`
+/// The handler styles a gate can point at: the compiler's `extern "x86-interrupt"`
 /// functions (`handlers.rs`) or the hand-written entry stubs that build a `TrapFrame`
 /// (`stubs.rs`). The discriminants are the `style` argument of the exception hooks' C-ABI
-/// side (`lab_on_exception`: 0 x86-interrupt, 1 stub).
+/// side (`lab_on_exception`, the observer's records: 0 x86-interrupt, 1 stub, 2 tutorial;
+/// `lab/labkernel/observer.py` STYLES).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 #[repr(u64)]
 pub enum Style {
