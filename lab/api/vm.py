@@ -14,6 +14,7 @@ from lab.runs.inspect import InspectReport, checked_report
 from lab.runs.vm import VmSpec, spec_from, stop_from
 from lab.scenarios.injections import selected
 from lab.target.cpu import parse_info_registers, read_state, require_long_mode
+from lab.target.cpus import read_machine
 
 
 class VM:
@@ -66,9 +67,10 @@ class VM:
         `waivers` ({check id: reason}, default lab.toml's) turn expected findings WAIVED."""
         s = self._live()
         t0 = time.monotonic()
-        report = checked_report(read_state(s.gdb), s.symbols, self.spec.kernel or self.spec.image,
+        state, cpus = read_machine(s.gdb)
+        report = checked_report(state, s.symbols, self.spec.kernel or self.spec.image,
                                 self.spec.profile.name, self.stopped_at or "",
-                                self.waivers if waivers is None else waivers)
+                                self.waivers if waivers is None else waivers, cpus)
         report.timings["read_decode_check"] = time.monotonic() - t0
         return report
 
@@ -103,7 +105,8 @@ class VM:
 
 def boot(kernel: str | Path | None = None, *, profile: str | None = None, append: str | None = None,
          symbols: str | Path | None = None, image: str | Path | None = None,
-         initrd: str | Path | None = None, memory: str | None = None, qemu_args=(),
+         initrd: str | Path | None = None, memory: str | None = None, cpus: int | None = None,
+         qemu_args=(),
          at: str | None = None, after: float | None = None, when: str | None = None,
          ready_timeout: float | None = None, log_dir: str | Path | None = None,
          restore: bool = True, boot_path: str | None = None,
@@ -115,7 +118,7 @@ def boot(kernel: str | Path | None = None, *, profile: str | None = None, append
     cfg = config or LabConfig()
     path = lambda p: None if p is None else Path(p)
     spec = spec_from(cfg, kernel=path(kernel), profile=profile, boot=boot_path, memory=memory,
-                     initrd=path(initrd), qemu_args=tuple(qemu_args), append=append, image=path(image),
+                     cpus=cpus, initrd=path(initrd), qemu_args=tuple(qemu_args), append=append, image=path(image),
                      symbols=path(symbols), ready_timeout=ready_timeout, log_dir=path(log_dir),
                      restore=restore)
     vm = VM(spec, stop_from(cfg, at=at, after=after, when=when))

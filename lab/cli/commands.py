@@ -35,6 +35,7 @@ def _vm(args):
 
     return spec_from(_config(args), kernel=_path(args.kernel), profile=args.profile,
                      boot=getattr(args, "boot", None), memory=args.memory, initrd=_path(args.initrd),
+                     cpus=args.cpus,
                      qemu_args=tuple(args.qemu_args or ()), append=getattr(args, "append", None),
                      image=_path(getattr(args, "image", None)), symbols=_path(getattr(args, "symbols", None)),
                      ready_timeout=getattr(args, "ready_timeout", None), log_dir=_path(getattr(args, "log_dir", None)),

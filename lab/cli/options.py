@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from lab.host.bootpath import ALL_BOOT_PATHS, BOOT_PATHS, UEFI
-from lab.host.profiles import DEFAULT_PROFILE
+from lab.host.profiles import DEFAULT_PROFILE, MAX_CPUS
 from lab.host.config import DEFAULT_READY_TIMEOUT
 from lab.x86.vectors import MAX_VECTOR
 
@@ -60,6 +60,14 @@ def positive_int(text: str) -> int:
     return value
 
 
+def cpu_count(text: str) -> int:
+    """A number of vCPUs, 1-MAX_CPUS."""
+    value = positive_int(text)
+    if value > MAX_CPUS:
+        raise argparse.ArgumentTypeError(f"at most {MAX_CPUS} vCPUs, not {value}")
+    return value
+
+
 # -- option groups ------------------------------------------------------------------------------
 
 def vm_options(sp, *, restore: bool = True) -> None:
@@ -80,6 +88,9 @@ def vm_options(sp, *, restore: bool = True) -> None:
                       help="boot through UEFI firmware (OVMF): the EFI executable --kernel names, on a "
                            "FAT image the lab makes, or the UEFI disk --image names (= --boot uefi)")
     sp.add_argument("--memory", metavar="SIZE", help="guest memory, e.g. 512M or 2G (default: the profile's)")
+    sp.add_argument("--cpus", type=cpu_count, metavar="N",
+                    help="vCPUs (QEMU -smp N; default: lab.toml's, else the profile's, 1); inspect "
+                         "then reads and checks every CPU")
     sp.add_argument("--initrd", metavar="PATH", help="an initial ramdisk for a Linux-style kernel (-initrd)")
     sp.add_argument("--qemu-arg", action="append", metavar="ARG", dest="qemu_args",
                     help="one more QEMU argument (repeatable: --qemu-arg=-smp --qemu-arg=2)")
