@@ -13,6 +13,7 @@ mod drivers;
 mod fatal;
 mod fire;
 mod shell;
+mod smp;
 mod syscall;
 mod task;
 mod timer;
@@ -51,6 +52,7 @@ pub fn kernel_main(boot: boot::BootPath, boot_info: u64, cmdline: &str) -> ! {
     drivers::lapic::init();
     task::init();
     syscall::init();
+    smp::init();
     serial_println!("{READY_MARKER} version={VERSION} boot={}", boot.name());
     lab_ready();
     if cmdline.split_whitespace().any(|w| w == EXIT_AT_READY) {

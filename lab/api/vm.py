@@ -10,6 +10,7 @@ from lab.host import config as lab_config
 from lab.host.config import LabConfig
 from lab.machine.session import Session, Stop, worth_keeping
 from lab.runs.inject import InjectResult, inject_all
+from lab.checks.smp_labkernel import percpu_bytes
 from lab.runs.inspect import InspectReport, checked_report
 from lab.runs.vm import VmSpec, spec_from, stop_from
 from lab.scenarios.injections import selected
@@ -67,7 +68,7 @@ class VM:
         `waivers` ({check id: reason}, default lab.toml's) turn expected findings WAIVED."""
         s = self._live()
         t0 = time.monotonic()
-        state, cpus = read_machine(s.gdb)
+        state, cpus = read_machine(s.gdb, percpu_bytes(s.symbols))
         report = checked_report(state, s.symbols, self.spec.kernel or self.spec.image,
                                 self.spec.profile.name, self.stopped_at or "",
                                 self.waivers if waivers is None else waivers, cpus)

@@ -3,11 +3,12 @@ with several CPUs, the cross-CPU checks (lab/checks/smp.py)."""
 
 from __future__ import annotations
 
-from lab.checks import generic, labkernel, smp
+from lab.checks import generic, labkernel, smp, smp_labkernel
 from lab.checks.base import Check
 from lab.checks.view import View
 
 
 def run_all(view: View, cpus: list[smp.CpuView] = ()) -> list[Check]:
     """`view`: the boot CPU's; `cpus`: every CPU's (lab/checks/smp.py views), or none."""
-    return generic.run(view) + labkernel.run(view) + smp.run(list(cpus))
+    cpus = list(cpus)
+    return generic.run(view) + labkernel.run(view) + smp.run(cpus) + smp_labkernel.run(cpus, view.symbols)

@@ -24,6 +24,12 @@ IDT_SYMBOL = "IDT"
 IDT_DECL_SYMBOL = "LAB_IDT_DECL"
 STACK_SECTION = ".stacks"
 HANDLER_PREFIX = "isr_"
+# kernel/src/smp: the application processors' TSSs, per-CPU areas and stacks (AP k: slot k - 1).
+PERCPU_SYMBOL = "PERCPU"
+TASKS_SYMBOL = "TASKS"
+AP_TSS_SYMBOL = "AP_TSS"
+AP_PERCPU_SYMBOL = "AP_PERCPU"
+AP_STACKS_SYMBOL = "LAB_AP_STACKS"  # an ApStacksDecl (lab/labkernel/layouts.py)
 
 # kernel/src/arch/x86_64/idt.rs `vector`: the lab kernel's own vectors (0-31 are the CPU's,
 # lab/x86/vectors.py).

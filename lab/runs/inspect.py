@@ -10,6 +10,7 @@ from lab.checks.base import Check, Verdict, summary as verdict_counts
 from lab.checks.view import View, decode
 from lab.checks.inspect import run_all
 from lab.checks.smp import CpuView, views as cpu_views
+from lab.checks.smp_labkernel import percpu_bytes
 from lab.checks.waivers import apply_waivers
 from lab.present.rows import cpu_rows, gdt_rows, idt_rows, shared_rows, tss_rows
 from lab.machine.session import Session, Stop
@@ -123,7 +124,7 @@ def inspect(kernel: Path | None, profile: Profile, *, log_dir: Path | None = Non
         t_started = time.monotonic()
         ready = s.boot_to(stop)
         t_ready = time.monotonic()
-        state, cpus = read_machine(s.gdb)
+        state, cpus = read_machine(s.gdb, percpu_bytes(s.symbols))
         require_long_mode(state.cpu, ready)
         t_read = time.monotonic()
     report = checked_report(state, s.symbols, kernel or image, profile.name, ready, waivers, cpus)

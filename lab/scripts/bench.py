@@ -28,6 +28,8 @@ from lab.machine.qemu import base_argv
 from lab.host.toolchain import REPO_ROOT, gdb_binary
 
 EXIT_AT_READY = "lab.exit_at_ready"
+#: `lab inspect --cpus N` side by side: what reading every vCPU costs.
+SMP_CPUS = (1, 4, 8)
 
 
 def _timed(argv: list[str], expect: int, timeout: float = 120, env: dict | None = None) -> float:
@@ -71,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--machines", nargs="*", default=["tcg-q35", "tcg-microvm"], metavar="PROFILE",
                     help="other machine types to boot beside the floor (default: %(default)s)")
     ap.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    ap.add_argument("--only", metavar="TEXT", help="measure only the cases whose name holds TEXT "
+                    "(and the floor, for the ratios); e.g. --only=--cpus --suite-runs 0")
     args = ap.parse_args(argv)
 
     profile = profiles.load(args.profile)
@@ -103,6 +107,10 @@ def main(argv: list[str] | None = None) -> int:
         "lab inspect --boot bios --fresh (cold, booted)": ([lab, "inspect", "--boot", "bios", "--fresh", *on], 0),
         **{f"lab inspect --profile {m.name} (cold, restored)": ([lab, "inspect", "--profile", m.name, "--json"], 0)
            for m in machines},
+        **{f"lab inspect --cpus {n} (cold, restored)": ([lab, "inspect", "--cpus", str(n), *on], 0)
+           for n in SMP_CPUS},
+        **{f"lab inspect --cpus {n} --fresh (cold, booted)": ([lab, "inspect", "--cpus", str(n), "--fresh", *on], 0)
+           for n in SMP_CPUS},
         "lab fire pf-write (cold)": ([lab, "fire", "pf-write", *on], 0),
         "lab fire all (cold, one style)": ([lab, "fire", "all", *on], 0),
         "lab fire all --style both (cold)": ([lab, "fire", "all", "--style", "both", *on], 0),
@@ -112,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
         "lab probe all --boot bios (restored)": ([lab, "probe", "all", "--boot", "bios", *on], 0),
         "lab probe all --boot bios --fresh (booted)": ([lab, "probe", "all", "--boot", "bios", "--fresh", *on], 0),
     }
+    if args.only:
+        floor_case = next(iter(cases))
+        cases = {n: c for n, c in cases.items() if n == floor_case or args.only in n}
     samples: dict[str, list[float]] = {name: [] for name in cases}
     with tempfile.TemporaryDirectory(prefix="lab-bench-") as scratch:
         def env(case: tuple) -> dict | None:
@@ -126,8 +137,9 @@ def main(argv: list[str] | None = None) -> int:
             for name, case in cases.items():
                 samples[name].append(_timed(case[0], case[1], env=env(case)))
 
-    samples["one fired exception in a running VM (fire+stop+decode+checks)"] = _fire_in_running_vm(
-        kernel, profile, args.runs)
+    if not args.only or args.only in "one fired exception":
+        samples["one fired exception in a running VM (fire+stop+decode+checks)"] = _fire_in_running_vm(
+            kernel, profile, args.runs)
     if args.suite_runs:
         suite = [sys.executable, "-m", "pytest", str(REPO_ROOT / "tests"), "-q", "-p", "no:cacheprovider"]
         parallel, serial = [], []

@@ -9,7 +9,7 @@ are read through each CPU's own thread (`-thread-select`: memory through that CP
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from lab.errors import GuestError
 from lab.target.cpu import (EFER_LMA, MAX_TABLE_BYTES, CpuInfo, TargetState, cached, parse_info_registers,
@@ -32,6 +32,8 @@ class CpuState:
     gs_base: int
     kernel_gs_base: int
     halted: bool = False
+    #: the bytes at the kernel's GS base (its per-CPU area), when asked for and non-zero
+    percpu: bytes | None = None
 
     @property
     def cpu(self) -> CpuInfo:
@@ -85,11 +87,12 @@ def _tables(gdb, cpu: CpuInfo) -> tuple[bytes, bytes, bytes]:
     return out[0], out[1], out[2]
 
 
-def read_cpus(gdb, threads: list[tuple[str, str]] | None = None, sev: str | None = None) -> list[CpuState]:
+def read_cpus(gdb, threads: list[tuple[str, str]] | None = None, sev: str | None = None,
+              percpu_size: int = 0) -> list[CpuState]:
     """Every vCPU's state, in CPU order, with the page walks (from its own CR3) of the first
     qword below its RSP0 and IST pointers; gdb's selected thread is put back afterwards.
     `threads`: gdb's (`Gdb.threads()`), when the caller has them; `sev`: QEMU's `info sev`
-    line, the machine's."""
+    line, the machine's; `percpu_size`: bytes to read at each CPU's kernel GS base (0: none)."""
     threads = threads if threads is not None else gdb.threads()
     if not threads:
         raise GuestError("gdb lists no threads: the target has no vCPU to read")
@@ -108,16 +111,18 @@ def read_cpus(gdb, threads: list[tuple[str, str]] | None = None, sev: str | None
             idt, gdt, tss = _tables(gdb, cpu)
             regs = gdb.registers(("gs_base", "k_gs_base"))
             walks = walk_stack_tops(cpu, tss, gdb.monitor, read=read) if tss else {}
-            out.append(CpuState(index, thread, TargetState(cpu, idt, gdt, tss, walks, sev=sev),
-                                regs.get("gs_base", 0),
-                                regs.get("k_gs_base", 0), bool(halted and halted["hlt"] == "1")))
+            c = CpuState(index, thread, TargetState(cpu, idt, gdt, tss, walks, sev=sev), regs.get("gs_base", 0),
+                         regs.get("k_gs_base", 0), bool(halted and halted["hlt"] == "1"))
+            if percpu_size and c.long_mode and c.kernel_gs:
+                c = replace(c, percpu=gdb.read_memory(c.kernel_gs, percpu_size))
+            out.append(c)
     finally:
         if current is not None:
             gdb.select_thread(current)
     return sorted(out, key=lambda c: c.index)
 
 
-def read_machine(gdb) -> tuple[TargetState, list[CpuState]]:
+def read_machine(gdb, percpu_size: int = 0) -> tuple[TargetState, list[CpuState]]:
     """The boot CPU's full state (`read_state`: tables, stack and handler walks), read through
     CPU#0's thread, and, when the machine has more than one vCPU, every CPU's (`read_cpus`);
     with one vCPU the list is empty and nothing but `-thread-info` is added to the read."""
@@ -132,4 +137,4 @@ def read_machine(gdb) -> tuple[TargetState, list[CpuState]]:
     finally:
         if current is not None and current != bsp[0]:
             gdb.select_thread(current)
-    return state, read_cpus(gdb, threads, state.sev)
+    return state, read_cpus(gdb, threads, state.sev, percpu_size)

@@ -1,8 +1,7 @@
 """Many CPUs: `--cpus N` is QEMU's -smp N, gdb's threads are the vCPUs, and inspect reads and
 checks every CPU. On Debian's Linux with 4 CPUs (each CPU its own TSS and IST stacks in its
 cpu_entry_area, its own GS base), then the same live machine broken through gdb: two CPUs
-given one NMI stack, two CPUs one GS base. On the lab kernel, whose APs are not started yet
-(they stay halted in the firmware): listed, not checked."""
+given one NMI stack, two CPUs one GS base. On the lab kernel, which starts its APs itself."""
 
 from __future__ import annotations
 
@@ -67,20 +66,60 @@ def test_linux_with_four_cpus_has_per_cpu_tss_and_stacks_and_a_broken_one_fails(
     assert broken["smp.gs-distinct"].evidence[0].startswith("CPU 0, CPU 3 share the GS base")
 
 
-def test_lab_kernel_inspect_cpus_4_lists_the_aps_it_has_not_started(kernel):
-    """The lab kernel runs on CPU 0 only: CPUs 1-3 are halted outside long mode (TR 0), INFO;
-    the boot CPU's checks are those of a 1-CPU boot; exit 0. Printed at 80 columns too."""
+def test_lab_kernel_starts_its_aps_each_with_its_own_tss_stacks_and_gs(kernel):
+    """`--cpus 4`: the lab kernel starts CPUs 1-3 (INIT-SIPI-SIPI, kernel/src/smp) before its
+    ready marker; each runs in long mode on its own GDT, TSS, RSP0/IST stacks and GS base, with
+    the boot CPU's IDT; every check passes; exit 0."""
     r = lab_cli("inspect", "--kernel", str(kernel), "--cpus", "4", "--json", timeout=120)
     assert r.returncode == 0, r.stderr + r.stdout[-2000:]
     report = json.loads(r.stdout)
     checks = {c["id"]: c for c in report["checks"]}
     assert [c["cpu"] for c in report["cpus"]] == [0, 1, 2, 3]
-    assert [c["long_mode"] for c in report["cpus"]] == [True, False, False, False]
-    assert all(c["tr"]["selector"] == 0 and c["tss"] is None for c in report["cpus"][1:])
-    started = checks["smp.started"]
-    assert started["verdict"] == "INFO" and [e.split(":")[0] for e in started["evidence"]] == ["CPU 1", "CPU 2", "CPU 3"]
-    assert checks["smp.tr-own-tss"]["verdict"] == "PASS"
-    assert all(c["verdict"] == "PASS" for i, c in checks.items() if not i.startswith("smp.")), checks
+    assert all(c["long_mode"] and c["tr"]["selector"] == 0x28 for c in report["cpus"])
+    assert len({c["tr"]["base"] for c in report["cpus"]}) == 4
+    assert len({c["gdtr"]["base"] for c in report["cpus"]}) == 4
+    assert len({c["idtr"]["base"] for c in report["cpus"]}) == 1
+    assert report["shared"] == {"idtr": "shared", "gdtr": "per-cpu", "tss": "per-cpu", "cr3": "shared",
+                                "gs_base": "per-cpu"}
+    assert SMP_CHECKS | {"smp.percpu-own", "smp.stacks-declared"} <= set(checks)
+    assert all(c["verdict"] == "PASS" for c in checks.values()), {i: c["evidence"] for i, c in checks.items()
+                                                                  if c["verdict"] != "PASS"}
+
+
+def test_lab_kernel_gs_bases_swapped_live_fail_the_lab_kernel_tier_only(kernel):
+    """CPU 1's and CPU 2's GS bases swapped through gdb: still distinct (the generic tier
+    passes), but each CPU now finds the other's area: smp.percpu-own FAILs."""
+    from lab.checks.smp_labkernel import percpu_bytes
+
+    with Session(kernel, profiles.load("tcg").customized(cpus=3)) as s:
+        s.boot_to(Stop())
+        size = percpu_bytes(s.symbols)
+        state, cpus = read_machine(s.gdb, size)
+        before = {c.id: c for c in checked_report(state, s.symbols, kernel, "tcg", "ready", cpus=cpus).checks}
+        one, two = cpus[1], cpus[2]
+        for c, other in ((one, two), (two, one)):
+            s.gdb.select_thread(c.thread)
+            s.gdb.write_registers({"gs_base": other.gs_base})
+        state, cpus = read_machine(s.gdb, size)
+        after = {c.id: c for c in checked_report(state, s.symbols, kernel, "tcg", "ready", cpus=cpus).checks}
+    assert before["smp.percpu-own"].verdict is Verdict.PASS, before["smp.percpu-own"].evidence
+    assert after["smp.gs-distinct"].verdict is Verdict.PASS
+    assert after["smp.percpu-own"].verdict is Verdict.FAIL
+    assert after["smp.percpu-own"].evidence[0].startswith(f"CPU 1: GS base {two.gs_base:#x} is CPU 2's area (AP_PERCPU[1])")
+
+
+def test_the_aps_start_on_the_bios_path_too_and_one_cpu_starts_none(kernel):
+    """The same on the BIOS disk image; and with one vCPU no `smp` line at all (the 1-CPU boot
+    is unchanged)."""
+    with Session(kernel, profiles.load("tcg").customized(cpus=2).with_boot("bios"), restore=False) as s:
+        s.boot_to(Stop())
+        assert "smp cpus=2 online=2 " in s.serial.tail(1 << 16)
+        _, cpus = read_machine(s.gdb)
+        assert [c.long_mode for c in cpus] == [True, True]
+    with Session(kernel, profiles.load("tcg"), restore=False) as s:
+        s.boot_to(Stop())
+        assert "smp " not in s.serial.tail(1 << 16)
+        assert read_machine(s.gdb)[1] == []
 
 
 @pytest.mark.parametrize("columns", [80, 120])
@@ -103,8 +142,8 @@ def test_inspect_cpus_in_a_terminal(kernel, tmp_path, columns):
         subprocess.run([*tmux, "kill-server"], check=False)
     assert "EXIT=0" in screen, screen[-3000:]
     lines = [line for line in screen.splitlines() if "-m lab inspect" not in line]  # not the typed command
-    assert "CPUs (2; " in screen and "not started" in screen, screen[-3000:]
-    assert any("INFO" in line and "smp.started" in line for line in lines), screen[-3000:]
+    assert "CPUs (2; idtr shared, gdtr per-cpu, tss per-cpu" in " ".join(screen.split()), screen[-3000:]
+    assert any("PASS" in line and "smp.started" in line for line in lines), screen[-3000:]
     assert max(len(line) for line in lines) <= columns
 
 
@@ -112,5 +151,5 @@ def test_api_boot_cpus(kernel):
     with boot(kernel, cpus=2) as vm:
         report = vm.inspect()
     assert [c.cpu.index for c in report.cpus] == [0, 1]
-    assert report.check("smp.started").verdict is Verdict.INFO
+    assert report.check("smp.started").verdict is Verdict.PASS
     assert not report.failed
