@@ -47,6 +47,7 @@ pub fn kernel_main(boot: boot::BootPath, boot_info: u64, cmdline: &str) -> ! {
     user::init();
     fatal::init();
     timer::init();
+    smp::register();
     cpu::init();
     drivers::pic::init();
     drivers::lapic::init();

@@ -141,6 +141,10 @@ const COMMANDS: &[Command] = &[
         task::kill_all();
         serial_println!("killed");
     } },
+    Command { name: "cpus", usage: "cpus", help: "one line per CPU: TSS, stacks, GS base, IPIs taken", run: |_, _, _| crate::smp::list() },
+    Command { name: "ipi", usage: "ipi <cpu> <fixed|nmi>", help: "send an IPI to a CPU (fixed: a timed round trip)", run: |cmd, args, _| {
+        if crate::smp::cmd_ipi(args.next(), args.next()).is_err() { cmd.usage_error() }
+    } },
     Command {
         name: "exit",
         usage: "exit <code>",

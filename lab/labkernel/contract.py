@@ -36,6 +36,7 @@ AP_STACKS_SYMBOL = "LAB_AP_STACKS"  # an ApStacksDecl (lab/labkernel/layouts.py)
 PIC1_OFFSET = FIRST_USER_VECTOR  # the 8259's IRQ0-7 are remapped to 32-39
 TIMER_VECTOR = PIC1_OFFSET  # IRQ0: the PIT
 APIC_TIMER_VECTOR = 0x30  # the local APIC timer
+IPI_VECTOR = 0x31  # fixed IPIs between CPUs (kernel/src/smp)
 SOFT_INT_VECTOR = 0x80  # the `int` scenario's ring-3-callable trap gate
 NOT_PRESENT_GATE = 0x41  # a valid interrupt gate with P=0: `int` to it gives #NP
 ZERO_GATE = 0x42  # an all-zero IDT entry (type 0): `int` to it gives #GP

@@ -12,7 +12,10 @@
 //! topology); AP k uses slot k - 1 of each `AP_*` array.
 
 mod apic;
+mod ipi;
 pub mod trampoline;
+
+pub use ipi::{cmd_ipi, list};
 
 use core::mem::{offset_of, size_of};
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -177,6 +180,12 @@ pub fn init() {
     let last = ONLINE_TSC[1..n].iter().map(|t| t.load(Ordering::SeqCst)).max().unwrap_or(0);
     let start = last.saturating_sub(SIPI_TSC.load(Ordering::SeqCst));
     crate::serial_println!("smp cpus={n} online={} start_cycles={start} tsc_hz={hz}", online + 1);
+}
+
+/// Registers the IPI hook (boot CPU, before the IDT is loaded: arch `hooks`).
+pub fn register() {
+    crate::arch::x86_64::hooks::register_ipi_hook(ipi::on_ipi);
+    crate::arch::x86_64::hooks::register_exception_hook(ipi::on_exception);
 }
 
 /// How many CPUs run the kernel (1 + the APs online).

@@ -1,0 +1,98 @@
+//! IPIs between CPUs and the `cpus`/`ipi` shell commands. A fixed IPI on `vector::IPI` is
+//! counted per receiving CPU; a CPU asked to answer sends one back to the boot CPU, which is
+//! how `ipi <cpu> fixed` times a round trip in TSC cycles. `ipi <cpu> nmi` sends an NMI: it
+//! lands on the target's own NMI IST stack (its TSS's IST2); on an AP the exception hook here
+//! claims it, counting it and keeping the address of the frame the CPU pushed (`cpus` prints
+//! it: IST2's top minus the 40-byte frame when the CPU switched to its own NMI stack).
+
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use super::{AP_PERCPU, AP_TSS, MAX_CPUS, apic, online};
+use crate::arch::x86_64::handlers::InterruptFrame;
+use crate::arch::x86_64::idt::{Style, vector};
+use crate::timer::{rdtsc, tsc_hz};
+use crate::serial_println;
+use crate::arch::x86_64::tss;
+
+/// Fixed IPIs each CPU (by APIC ID) has taken.
+static RECEIVED: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+/// NMIs each AP has taken, and where the CPU pushed the last one's frame.
+static NMIS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+static NMI_FRAME: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+/// Set for a CPU that must answer its next IPI with one to the boot CPU.
+static ANSWER: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
+
+/// The IPI hook (arch `hooks`): count, answer if asked, acknowledge.
+pub fn on_ipi() {
+    let me = apic::id() as usize % MAX_CPUS;
+    RECEIVED[me].fetch_add(1, Ordering::SeqCst);
+    if ANSWER[me].swap(false, Ordering::SeqCst) {
+        apic::send(0, apic::icr::FIXED | apic::icr::LEVEL_ASSERT | vector::IPI as u32);
+    }
+    crate::drivers::lapic::end_of_interrupt();
+}
+
+/// The exception hook (arch `hooks`): an NMI on an AP is claimed (counted, its frame's
+/// address kept) and returns; everything else, and every NMI on the boot CPU, is not ours.
+pub fn on_exception(v: u8, frame: *mut InterruptFrame, _: Option<u64>, _: Style) -> bool {
+    let me = apic::id() as usize % MAX_CPUS;
+    if v != vector::NMI || me == 0 {
+        return false;
+    }
+    NMI_FRAME[me].store(frame as u64, Ordering::SeqCst);
+    NMIS[me].fetch_add(1, Ordering::SeqCst);
+    true
+}
+
+/// `ipi <cpu> <fixed|nmi>`; Err for a malformed line (the shell prints the usage).
+pub fn cmd_ipi(cpu: Option<&str>, kind: Option<&str>) -> Result<(), ()> {
+    let k = cpu.and_then(|c| c.parse::<usize>().ok()).ok_or(())?;
+    if k == 0 || k >= online() as usize {
+        serial_println!("error: cpu {k} is not an application processor that is online (cpus={})", online());
+        return Ok(());
+    }
+    match kind {
+        Some("fixed") => {
+            let before = RECEIVED[0].load(Ordering::SeqCst);
+            ANSWER[k].store(true, Ordering::SeqCst);
+            let hz = tsc_hz();
+            let t0 = rdtsc();
+            apic::send(k as u32, apic::icr::FIXED | apic::icr::LEVEL_ASSERT | vector::IPI as u32);
+            x86_64::instructions::interrupts::enable();
+            while RECEIVED[0].load(Ordering::SeqCst) == before && rdtsc() - t0 < hz {
+                core::hint::spin_loop();
+            }
+            let cycles = rdtsc() - t0;
+            x86_64::instructions::interrupts::disable();
+            let answered = RECEIVED[0].load(Ordering::SeqCst) != before;
+            serial_println!("ipi cpu={k} kind=fixed answered={} round_trip_cycles={cycles} tsc_hz={hz} received={}",
+                            answered as u8, RECEIVED[k].load(Ordering::SeqCst));
+        }
+        Some("nmi") => {
+            apic::send(k as u32, apic::icr::NMI | apic::icr::LEVEL_ASSERT);
+            serial_println!("ipi cpu={k} kind=nmi sent=1");
+        }
+        _ => return Err(()),
+    }
+    Ok(())
+}
+
+/// `cpus`: one line per CPU online.
+pub fn list() {
+    for k in 0..online() as usize {
+        // SAFETY: read-only looks at statics the boot CPU filled before the APs started.
+        let (tss, gs) = unsafe {
+            if k == 0 {
+                (tss::base(), &raw const crate::task::PERCPU as u64)
+            } else {
+                (&raw const AP_TSS[k - 1] as u64, &raw const AP_PERCPU[k - 1] as u64)
+            }
+        };
+        // SAFETY: `tss` is a TaskStateSegment (the boot CPU's or AP_TSS[k-1]).
+        let t = unsafe { &*(tss as *const crate::arch::x86_64::tss::TaskStateSegment) };
+        let (rsp0, ists) = (t.privilege_stack_table[0], t.interrupt_stack_table);
+        serial_println!("cpu index={k} tss={tss:#x} rsp0={rsp0:#x} ist1={:#x} ist2={:#x} ist3={:#x} gs_base={gs:#x} \
+                         ipis={} nmis={} nmi_frame={:#x}", ists[0], ists[1], ists[2], RECEIVED[k].load(Ordering::SeqCst),
+                        NMIS[k].load(Ordering::SeqCst), NMI_FRAME[k].load(Ordering::SeqCst));
+    }
+}

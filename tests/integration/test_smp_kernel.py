@@ -1,0 +1,80 @@
+"""The lab kernel on 4 CPUs, through its shell and gdb: `cpus` agrees with what the lab reads
+from each vCPU; a fixed IPI to CPU k is taken by CPU k alone and answered (the round trip is
+timed in the guest); an NMI IPI to CPU k lands on CPU k's own NMI IST stack, seen twice: by a
+hardware breakpoint on `isr_nmi` (the thread that stops is CPU k's, its RSP the top of its
+IST2 minus the 40-byte frame) and by the kernel's own count and frame address; the other CPUs
+take nothing."""
+
+from __future__ import annotations
+
+import pytest
+
+from lab.host import profiles
+from lab.machine.session import Session, Stop
+from lab.target.cpus import read_machine, thread_cpu
+from lab.target.shell import numbers
+
+FRAME = 5 * 8  # SS, RSP, RFLAGS, CS, RIP (SDM §6.14.2)
+
+
+@pytest.fixture
+def smp4(kernel):
+    with Session(kernel, profiles.load("tcg").customized(cpus=4)) as s:
+        s.boot_to(Stop())
+        yield s
+
+
+def _cpus(s) -> dict[int, dict[str, int]]:
+    out = s.serial.command("cpus")
+    rows = [numbers(line, "cpu") for line in out.splitlines() if line.startswith("cpu index=")]
+    return {r["index"]: r for r in rows}
+
+
+def test_cpus_agrees_with_every_vcpu_read_through_gdb(smp4):
+    _, live = read_machine(smp4.gdb)
+    smp4.gdb.cont()
+    shell = _cpus(smp4)
+    assert sorted(shell) == [0, 1, 2, 3]
+    for c in live:
+        row = shell[c.index]
+        tss = c.state.tss
+        assert row["tss"] == c.cpu.tr.base and row["gs_base"] == c.gs_base
+        assert row["rsp0"] == int.from_bytes(tss[0x04:0x0C], "little")
+        assert row["ist2"] == int.from_bytes(tss[0x2C:0x34], "little")
+
+
+def test_a_fixed_ipi_is_taken_by_its_target_alone_and_answered(smp4):
+    smp4.gdb.cont()
+    before = _cpus(smp4)
+    r = numbers(smp4.serial.command("ipi 2 fixed"), "ipi")
+    assert r["cpu"] == 2 and r["answered"] == 1 and r["round_trip_cycles"] > 0, r
+    after = _cpus(smp4)
+    assert after[2]["ipis"] == before[2]["ipis"] + 1
+    assert after[0]["ipis"] == before[0]["ipis"] + 1  # the answer
+    assert after[1]["ipis"] == before[1]["ipis"] and after[3]["ipis"] == before[3]["ipis"]
+    assert "error: cpu 0 is not an application processor" in smp4.serial.command("ipi 0 fixed")
+    assert "error: usage: ipi <cpu> <fixed|nmi>" in smp4.serial.command("ipi 2 sideways")
+
+
+def test_an_nmi_ipi_lands_on_the_target_cpus_own_nmi_stack(smp4):
+    smp4.gdb.cont()
+    before = _cpus(smp4)
+    smp4.gdb.interrupt()
+    number = smp4.gdb.hbreak(f"*{smp4.symbols.require_address('isr_nmi'):#x}")
+    smp4.gdb.cont()
+    smp4.serial.send_line("ipi 3 nmi")
+    stopped = smp4.gdb.wait_stopped(10.0, "the NMI handler on CPU 3")
+    threads = smp4.gdb.threads()
+    position = [t for t, _ in threads].index(stopped["thread-id"])
+    assert thread_cpu(threads[position][1], position) == 3, (stopped, threads)
+    smp4.gdb.select_thread(stopped["thread-id"])
+    rsp = smp4.gdb.registers(("rsp",))["rsp"]
+    smp4.gdb.delete_breakpoint(number)
+    smp4.gdb.cont()
+    smp4.serial.wait_prompt(5)
+    after = _cpus(smp4)
+    assert rsp == before[3]["ist2"] - FRAME, (hex(rsp), hex(before[3]["ist2"]))
+    assert after[3]["nmis"] == before[3]["nmis"] + 1 and after[3]["nmi_frame"] == before[3]["ist2"] - FRAME
+    assert all(after[k]["nmis"] == before[k]["nmis"] for k in (0, 1, 2))
+    # CPU 3 lives on: it still answers
+    assert numbers(smp4.serial.command("ipi 3 fixed"), "ipi")["answered"] == 1
