@@ -142,7 +142,7 @@ const COMMANDS: &[Command] = &[
         serial_println!("killed");
     } },
     Command { name: "cpus", usage: "cpus", help: "one line per CPU: TSS, stacks, GS base, IPIs taken", run: |_, _, _| crate::smp::list() },
-    Command { name: "ipi", usage: "ipi <cpu> <fixed|nmi>", help: "send an IPI to a CPU (fixed: a timed round trip)", run: |cmd, args, _| {
+    Command { name: "ipi", usage: "ipi <cpu> <fixed|nmi|triple>", help: "send an IPI to a CPU (fixed: a timed round trip; triple: it triple-faults)", run: |cmd, args, _| {
         if crate::smp::cmd_ipi(args.next(), args.next()).is_err() { cmd.usage_error() }
     } },
     Command {

@@ -53,7 +53,7 @@ def test_a_fixed_ipi_is_taken_by_its_target_alone_and_answered(smp4):
     assert after[0]["ipis"] == before[0]["ipis"] + 1  # the answer
     assert after[1]["ipis"] == before[1]["ipis"] and after[3]["ipis"] == before[3]["ipis"]
     assert "error: cpu 0 is not an application processor" in smp4.serial.command("ipi 0 fixed")
-    assert "error: usage: ipi <cpu> <fixed|nmi>" in smp4.serial.command("ipi 2 sideways")
+    assert "error: usage: ipi <cpu> <fixed|nmi|triple>" in smp4.serial.command("ipi 2 sideways")
 
 
 def test_an_nmi_ipi_lands_on_the_target_cpus_own_nmi_stack(smp4):
@@ -78,3 +78,18 @@ def test_an_nmi_ipi_lands_on_the_target_cpus_own_nmi_stack(smp4):
     assert all(after[k]["nmis"] == before[k]["nmis"] for k in (0, 1, 2))
     # CPU 3 lives on: it still answers
     assert numbers(smp4.serial.command("ipi 3 fixed"), "ipi")["answered"] == 1
+
+
+def test_a_triple_fault_on_one_ap_takes_down_the_whole_machine(kernel):
+    """Measured, not assumed: CPU 2 of 4 triple-faults (its own IDTR limit 0, int3); QEMU
+    answers with a machine-wide reset request (with -no-reboot: QMP SHUTDOWN, reason
+    guest-reset), the same as for the boot CPU; TCG's log ends the chain (#GP, #GP, #DF, #GP)
+    with the triple fault."""
+    from lab.experiments.smp_probe import ap_triple_fault
+
+    obs = ap_triple_fault(kernel, profiles.load("tcg").customized(cpus=4), cpu=2)
+    assert obs.kernel_line == "ipi cpu=2 kind=triple sent=1"
+    assert obs.whole_machine_down is True, obs.evidence
+    assert obs.shutdown == {"guest": True, "reason": "guest-reset"}, obs.shutdown
+    assert obs.chain is not None and obs.chain[-1] == "triple fault", obs.chain
+    assert obs.cpus == 4

@@ -16,6 +16,8 @@ use crate::arch::x86_64::tss;
 
 /// Fixed IPIs each CPU (by APIC ID) has taken.
 static RECEIVED: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+/// Set for a CPU whose next fixed IPI makes it triple-fault (`ipi <cpu> triple`).
+static TRIPLE: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
 /// NMIs each AP has taken, and where the CPU pushed the last one's frame.
 static NMIS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 static NMI_FRAME: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
@@ -26,6 +28,13 @@ static ANSWER: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_C
 pub fn on_ipi() {
     let me = apic::id() as usize % MAX_CPUS;
     RECEIVED[me].fetch_add(1, Ordering::SeqCst);
+    if TRIPLE[me].load(Ordering::SeqCst) {
+        // This CPU's IDTR alone gets limit 0: int3 finds no gate (#GP), nor does the #GP (#DF),
+        // nor the #DF: the CPU shuts down (SDM vol. 3A §6.15, "Double Fault Exception").
+        crate::arch::x86_64::idt::load_with_limit(0);
+        // SAFETY: the point is the fault; nothing runs after it.
+        unsafe { core::arch::asm!("int3") };
+    }
     if ANSWER[me].swap(false, Ordering::SeqCst) {
         apic::send(0, apic::icr::FIXED | apic::icr::LEVEL_ASSERT | vector::IPI as u32);
     }
@@ -67,6 +76,11 @@ pub fn cmd_ipi(cpu: Option<&str>, kind: Option<&str>) -> Result<(), ()> {
             let answered = RECEIVED[0].load(Ordering::SeqCst) != before;
             serial_println!("ipi cpu={k} kind=fixed answered={} round_trip_cycles={cycles} tsc_hz={hz} received={}",
                             answered as u8, RECEIVED[k].load(Ordering::SeqCst));
+        }
+        Some("triple") => {
+            TRIPLE[k].store(true, Ordering::SeqCst);
+            serial_println!("ipi cpu={k} kind=triple sent=1");
+            apic::send(k as u32, apic::icr::FIXED | apic::icr::LEVEL_ASSERT | vector::IPI as u32);
         }
         Some("nmi") => {
             apic::send(k as u32, apic::icr::NMI | apic::icr::LEVEL_ASSERT);
