@@ -64,6 +64,30 @@ def _fire_in_running_vm(kernel, profile, runs: int) -> list[float]:
     return times
 
 
+def _smp_in_guest(kernel, profile, runs: int, cpus: int = 4) -> dict[str, list[float]]:
+    """In-guest figures on `cpus` CPUs, in microseconds of guest TSC time: the AP start-up (the
+    kernel's `smp ... start_cycles=`: first STARTUP IPI to the last AP online), one per boot,
+    `runs` boots; and the fixed-IPI round trip (`ipi <cpu> fixed`), `runs` per boot to CPU 1."""
+    from lab.machine.session import Session, Stop
+    from lab.target.shell import numbers
+
+    out: dict[str, list[float]] = {f"AP start-up, {cpus} CPUs (SIPI to last AP online)": [],
+                                   "fixed IPI round trip, CPU 0 -> CPU 1 -> CPU 0": []}
+    startup, ipi = out.keys()
+    for _ in range(runs):
+        with Session(kernel, profile.customized(cpus=cpus), restore=False) as s:
+            s.boot_to(Stop())
+            line = next(l for l in s.serial.tail(1 << 16).splitlines() if l.startswith("smp cpus="))
+            f = numbers(line, "smp")
+            out[startup].append(f["start_cycles"] * 1e6 / f["tsc_hz"])
+            s.gdb.cont()
+            s.serial.wait_prompt(5)
+            for _ in range(runs):
+                r = numbers(s.serial.command("ipi 1 fixed"), "ipi")
+                out[ipi].append(r["round_trip_cycles"] * 1e6 / r["tsc_hz"])
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="lab.scripts.bench", description=__doc__)
     ap.add_argument("--runs", type=int, default=7)
@@ -163,8 +187,19 @@ def main(argv: list[str] | None = None) -> int:
         t.add_row(r["case"], f"{r['median_s'] * 1000:.0f} ms", f"{r['min_s'] * 1000:.0f} ms",
                   f"{r['max_s'] * 1000:.0f} ms", f"{r['ratio_to_floor']:.1f}")
     Console(width=120).print(t)
+    guest = {}
+    if not args.only or args.only in "--cpus in-guest":
+        guest = {name: {"median_us": statistics.median(v), "min_us": min(v), "max_us": max(v), "runs": len(v)}
+                 for name, v in _smp_in_guest(kernel, profile, args.runs).items()}
+        g = Table(title="in the guest (TSC), microseconds", title_justify="left")
+        for col in ("figure", "median", "min", "max", "runs"):
+            g.add_column(col, justify="left" if col == "figure" else "right")
+        for name, r in guest.items():
+            g.add_row(name, f"{r['median_us']:.0f} us", f"{r['min_us']:.0f} us", f"{r['max_us']:.0f} us", str(r["runs"]))
+        Console(width=120).print(g)
     if args.json:
-        Path(args.json).write_text(json.dumps({"profile": profile.name, "results": results}, indent=2))
+        Path(args.json).write_text(json.dumps({"profile": profile.name, "results": results, "in_guest": guest},
+                                              indent=2))
     return 0
 
 
