@@ -89,8 +89,11 @@ class Firer:
     target. Shell input sent while the CPU is stopped waits in the serial socket: QEMU's 16550
     takes only what its FIFO can hold."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, cpu: int = 0) -> None:
+        """`cpu`: the CPU that runs the scenarios (the kernel's `on <cpu> fire`; 0: the boot
+        CPU, `fire`); its own TSS gives the IST tops."""
         self.s = session
+        self.cpu = cpu
         self.gdb = session.gdb
         self.symbols = session.symbols
         for needed in (ON_EXCEPTION, TEST_PAGES, INT_TABLE):
@@ -98,7 +101,15 @@ class Firer:
                 raise UserError(f"{session.kernel}: no {needed} symbol; `lab fire` needs the lab kernel")
         from lab.target.cpu import parse_info_registers
 
-        cpu = parse_info_registers(session.qemu.hmp("info registers"))
+        if cpu:
+            from lab.target.cpus import split_all_registers
+
+            text = split_all_registers(session.qemu.hmp("info registers -a")).get(cpu)
+            if text is None:
+                raise UserError(f"the machine has no CPU {cpu}")
+        else:
+            text = session.qemu.hmp("info registers")
+        cpu = parse_info_registers(text)
         self.idtr = cpu.idtr
         self.tss_base = cpu.tr.base
         pages = self.symbols.read(TEST_PAGES)
@@ -155,7 +166,8 @@ class Firer:
                      for i, r in enumerate(GPRS) if r not in scenario.operands}
 
         bp = gdb.hbreak(f"*{labels.plant:#x}")
-        serial.send_line(f"fire {scenario.name} {style}" + (f" {vector}" if scenario.name == "int" else ""))
+        on = f"on {self.cpu} " if self.cpu else ""
+        serial.send_line(f"{on}fire {scenario.name} {style}" + (f" {vector}" if scenario.name == "int" else ""))
         gdb.cont()
         self._expect_stop(labels.plant, f"the plant point of {scenario.name}")
         gdb.delete_breakpoint(bp)

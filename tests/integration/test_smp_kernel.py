@@ -93,3 +93,52 @@ def test_a_triple_fault_on_one_ap_takes_down_the_whole_machine(kernel):
     assert obs.shutdown == {"guest": True, "reason": "guest-reset"}, obs.shutdown
     assert obs.chain is not None and obs.chain[-1] == "triple fault", obs.chain
     assert obs.cpus == 4
+
+
+#: Not `nmi`: QMP inject-nmi reaches every CPU, and the boot CPU, waiting in `on`, has no
+#: harness to claim it (the NMI IPI test covers an AP's own NMI stack).
+def _fired_on_ap() -> list[str]:
+    from lab.scenarios.exceptions import CATALOG
+
+    return [s.name for s in CATALOG if s.name != "nmi"]
+
+
+@pytest.fixture
+def smp4_logged(kernel):
+    """4 CPUs, with QEMU's `-d int` log (the frame checks compare with it)."""
+    with Session(kernel, profiles.load("tcg").customized(cpus=4), debug_log="int") as s:
+        s.boot_to(Stop())
+        yield s
+
+
+@pytest.mark.parametrize("style", ["x86-interrupt", "stub"])
+def test_fire_on_cpu_2_while_the_others_run(smp4_logged, style):
+    """`on 2 fire <scenario>`: CPU 2 runs the harness; every breakpoint stop (plant, handler
+    entry, lab_on_exception, resume) is on CPU 2's own run stack (`LAB_AP_STACKS`), and every
+    frame check passes (or fails exactly as TCG's recorded deviation says, as on the boot CPU);
+    the other CPUs keep running (the boot CPU waits in `on`, CPUs 1 and 3
+    idle) and take none of it."""
+    from lab.checks.base import Verdict
+    from lab.checks.frame import outcome, run as frame_checks
+    from lab.experiments.fire import Firer
+    from lab.labkernel.layouts import AP_STACKS_DECL
+    from lab.scenarios.exceptions import get
+
+    smp4 = smp4_logged
+    decl = AP_STACKS_DECL.decode(smp4.symbols.read("LAB_AP_STACKS"))
+    block = decl["base"] + (2 - 1) * decl["stride"]
+    run_stack = (block + decl["run_top"] - 16 * 1024, block + decl["run_top"])
+    firer = Firer(smp4, cpu=2)
+    names = _fired_on_ap()
+    for name in names:
+        scenario = get(name)
+        obs = firer.fire(scenario, style)
+        assert obs.kernel_report["name"] == name, obs.kernel_report
+        assert run_stack[0] <= obs.before["rsp"] < run_stack[1], (name, hex(obs.before["rsp"]), run_stack)
+        checks = frame_checks(obs, scenario)
+        result, note = outcome(obs, scenario, checks)  # as `lab fire` grades it: TCG's recorded deviations
+        assert result in ("PASS", "DEVIATION"), (name, [(c.id, c.evidence) for c in checks if c.verdict is Verdict.FAIL])
+        assert (result == "DEVIATION") == (scenario.tcg is not None), (name, result, note)
+    smp4.gdb.cont()
+    after = _cpus(smp4)
+    assert after[1]["ipis"] == 0 and after[3]["ipis"] == 0 and after[2]["ipis"] == len(names)

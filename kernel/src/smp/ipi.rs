@@ -11,13 +11,17 @@ use super::{AP_PERCPU, AP_TSS, MAX_CPUS, apic, online};
 use crate::arch::x86_64::handlers::InterruptFrame;
 use crate::arch::x86_64::idt::{Style, vector};
 use crate::timer::{rdtsc, tsc_hz};
-use crate::serial_println;
+use crate::{fire, serial_println};
 use crate::arch::x86_64::tss;
 
 /// Fixed IPIs each CPU (by APIC ID) has taken.
 static RECEIVED: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 /// Set for a CPU whose next fixed IPI makes it triple-fault (`ipi <cpu> triple`).
 static TRIPLE: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
+/// A scenario for an AP to run (`on <cpu> fire`): scenario index + 1 (0: none), style, vector,
+/// packed as `index + 1 | style << 16 | vector << 24`; DONE counts the ones it finished.
+static REQUEST: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+static DONE: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 /// NMIs each AP has taken, and where the CPU pushed the last one's frame.
 static NMIS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 static NMI_FRAME: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
@@ -89,6 +93,39 @@ pub fn cmd_ipi(cpu: Option<&str>, kind: Option<&str>) -> Result<(), ()> {
         _ => return Err(()),
     }
     Ok(())
+}
+
+/// Runs scenario `s` on AP `k` (boot CPU: posts it, wakes the AP with an IPI, waits, bounded
+/// by one second of TSC time, for the AP to finish; the AP prints the `fired` line).
+pub fn fire_on(k: usize, s: &'static fire::Scenario, style: Style, vector: u8) {
+    if k == 0 || k >= online() as usize {
+        return serial_println!("error: cpu {k} is not an application processor that is online (cpus={})", online());
+    }
+    let index = fire::SCENARIOS.iter().position(|x| core::ptr::eq(x, s)).unwrap() as u64;
+    let before = DONE[k].load(Ordering::SeqCst);
+    REQUEST[k].store((index + 1) | (matches!(style, Style::Stub) as u64) << 16 | (vector as u64) << 24, Ordering::SeqCst);
+    apic::send(k as u32, apic::icr::FIXED | apic::icr::LEVEL_ASSERT | vector::IPI as u32);
+    let (hz, t0) = (tsc_hz(), rdtsc());
+    while DONE[k].load(Ordering::SeqCst) == before && rdtsc() - t0 < hz * 5 {
+        core::hint::spin_loop();
+    }
+    if DONE[k].load(Ordering::SeqCst) == before {
+        serial_println!("error: cpu {k} did not finish {} within 5 s", s.name);
+    }
+}
+
+/// An AP's idle loop, after each wake-up: the scenario posted for it, if any, with interrupts
+/// off as on the boot CPU's shell.
+pub fn run_request(k: usize) {
+    let r = REQUEST[k].swap(0, Ordering::SeqCst);
+    if r == 0 {
+        return;
+    }
+    let s = &fire::SCENARIOS[(r & 0xFFFF) as usize - 1];
+    let style = if (r >> 16) & 0xFF == 1 { Style::Stub } else { Style::X86Interrupt };
+    x86_64::instructions::interrupts::disable();
+    fire::fire(s, style, (r >> 24) as u8);
+    DONE[k].fetch_add(1, Ordering::SeqCst);
 }
 
 /// `cpus`: one line per CPU online.

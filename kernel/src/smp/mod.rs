@@ -15,7 +15,7 @@ mod apic;
 mod ipi;
 pub mod trampoline;
 
-pub use ipi::{cmd_ipi, list};
+pub use ipi::{cmd_ipi, fire_on, list};
 
 use core::mem::{offset_of, size_of};
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -229,5 +229,6 @@ extern "C" fn ap_main(apic_id: u64) -> ! {
     ONLINE.fetch_add(1, Ordering::SeqCst);
     loop {
         x86_64::instructions::interrupts::enable_and_hlt();
+        ipi::run_request(k);
     }
 }
