@@ -15,6 +15,7 @@ class Evidence:
     tasks: object = None  # (TasksObservation, checks)
     ring3: object = None  # (Ring3Observation, checks, outcomes)
     timer: object = None  # (TimerObservation, checks)
+    smp: object = None  # (list of CpuView on several CPUs, ApTripleFault) (lab/checks/claim_judges_smp.py)
 
 
 def _fires(ev: Evidence, pred=lambda r: True):

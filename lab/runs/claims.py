@@ -4,7 +4,7 @@ runners as the commands that show them, and decides every claim from their evide
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from lab.checks.claims import UNMEASURED, Evidence, evaluate
 from lab.runs import experiments
@@ -31,7 +31,28 @@ def collect(vm: VmSpec) -> Evidence:
     ev.ring3 = (ring3.observation, ring3.checks, ring3.extra["outcomes"])
     timer = experiments.timer(vm, rates=(100,), window_ms=200)
     ev.timer = (timer.observation, timer.checks)
+    ev.smp = smp_evidence(vm)
     return ev
+
+
+#: The machine the per-CPU claims are measured on.
+SMP_CPUS = 4
+
+
+def smp_evidence(vm: VmSpec):
+    """The lab kernel on SMP_CPUS CPUs, every CPU read (with its per-CPU area), and a triple
+    fault on CPU 1 in another VM of the same kind."""
+    from lab.checks.smp import views
+    from lab.checks.smp_labkernel import percpu_bytes
+    from lab.experiments.smp_probe import ap_triple_fault
+    from lab.target.cpus import read_machine
+
+    profile = vm.profile.customized(cpus=SMP_CPUS)
+    with replace(vm, profile=profile).session() as s:
+        s.boot_to_ready()
+        _, cpus = read_machine(s.gdb, percpu_bytes(s.symbols))
+        cvs = views(cpus, s.symbols)
+    return cvs, ap_triple_fault(vm.kernel, profile, cpu=1)
 
 
 @dataclass

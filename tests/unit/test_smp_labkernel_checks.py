@@ -95,3 +95,47 @@ def test_swapped_gs_bases_pass_the_generic_tier_and_fail_here():
 def test_another_kernel_gets_none_of_these():
     assert smp_labkernel.run(smp.views([cpu(0), cpu(1)], Symbols.empty()), Symbols.empty()) == []
     assert smp_labkernel.percpu_bytes(Symbols.empty()) == 0 and smp_labkernel.percpu_bytes(symbols()) == 64
+
+
+# -- the per-CPU claims (lab/checks/claim_judges_smp.py): change the evidence, the verdict follows
+
+def _claim(claim_id: str, ev) -> str:
+    from lab.checks.claims import CLAIMS
+
+    return next(c for c in CLAIMS if c.id == claim_id).judge(ev)[0]
+
+
+def _ev(cpus=None, triple=None):
+    from lab.checks.claims import Evidence
+
+    ev = Evidence()
+    ev.smp = (smp.views(cpus if cpus is not None else [lab_cpu(k) for k in range(4)], symbols()), triple)
+    return ev
+
+
+def test_own_gs_area_claim_follows_the_evidence():
+    from lab.checks.claims import HOLDS, REFUTED, UNMEASURED, Evidence
+
+    assert _claim("percpu-own-gs", _ev()) == HOLDS
+    assert _claim("percpu-own-gs", _ev([lab_cpu(0), lab_cpu(1, gs=area(2)), lab_cpu(2, gs=area(2))])) == REFUTED
+    assert _claim("percpu-own-gs", _ev([lab_cpu(0), lab_cpu(1, self_ptr=area(2))])) == REFUTED
+    assert _claim("percpu-own-gs", _ev([lab_cpu(0)])) == UNMEASURED
+    assert _claim("percpu-own-gs", Evidence()) == UNMEASURED
+
+
+def test_own_tss_claim_follows_the_evidence():
+    from lab.checks.claims import HOLDS, REFUTED
+
+    assert _claim("percpu-own-tss", _ev()) == HOLDS
+    assert _claim("percpu-own-tss", _ev([lab_cpu(0), lab_cpu(1), lab_cpu(2, nmi=BASE + TOPS["nmi_top"])])) == REFUTED
+
+
+def test_triple_fault_claim_follows_the_evidence():
+    from lab.checks.claims import HOLDS, REFUTED, UNMEASURED
+    from lab.experiments.smp_probe import ApTripleFault
+
+    down = ApTripleFault(1, 4, "tcg", whole_machine_down=True, shutdown={"guest": True, "reason": "guest-reset"})
+    assert _claim("triple-fault-one-cpu", _ev(triple=down)) == REFUTED
+    assert _claim("triple-fault-one-cpu", _ev(triple=dataclasses.replace(down, whole_machine_down=False))) == HOLDS
+    assert _claim("triple-fault-one-cpu", _ev(triple=dataclasses.replace(down, whole_machine_down=None))) == UNMEASURED
+    assert _claim("triple-fault-one-cpu", _ev()) == UNMEASURED
