@@ -93,8 +93,13 @@ def cmd_fire(args) -> int:
     plan = selected(args.scenarios, styles)
     if args.vector is not None and any(s.name != "int" for s, _ in plan):
         raise UserError("--vector applies to the 'int' scenario only")
+    if args.cpu < 0:
+        raise UserError(f"--cpu {args.cpu}: a CPU index, 0 or more")
+    if args.cpu and any(s.name == "nmi" for s, _ in plan):
+        raise UserError("--cpu: 'nmi' runs on the boot CPU only (QMP inject-nmi reaches every CPU); "
+                        "`ipi <cpu> nmi` in the shell sends one CPU an NMI")
     result = run_fires(_vm(args), plan, vector=args.vector, inject_nmi=not args.no_inject,
-                       handler_timeout=args.handler_timeout)
+                       handler_timeout=args.handler_timeout, cpu=args.cpu)
     return _emit(args, result, lambda r, c: show.fires(r, c, panels=args.verbose_panels))
 
 

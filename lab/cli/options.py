@@ -190,6 +190,9 @@ def parser(commands) -> LabParser:
     timeout_option(sp, "--handler-timeout", 5.0, "bound on the wait for the handler and the resume point")
     sp.add_argument("--no-inject", action="store_true",
                     help="nmi: do not inject the NMI (shows a handler that is never reached)")
+    sp.add_argument("--cpu", type=int, default=0, metavar="K",
+                    help="run the scenarios on CPU K (an AP the lab kernel started: needs --cpus > K; "
+                         "default: 0, the boot CPU)")
     add("scenarios", "list the exception scenarios")
 
     sp = add("probe", "double fault, its control, and triple-fault probes, each in a fresh VM")

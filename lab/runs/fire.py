@@ -58,11 +58,12 @@ def runnable(plan, profile: Profile):
     return scenarios.runnable(plan, profile.accel)
 
 
-def fire_in_session(session: Session, plan, *, vector: int | None = None,
+def fire_in_session(session: Session, plan, *, vector: int | None = None, cpu: int = 0,
                     **fire_options) -> list[FireResult]:
-    """Fires `plan` in order; stops early (returning what it has) after a timeout, because
-    the guest cannot be trusted afterwards."""
-    firer = Firer(session)
+    """Fires `plan` in order, on CPU `cpu` (0: the boot CPU; else the kernel's `on <cpu>
+    fire`); stops early (returning what it has) after a timeout, because the guest cannot be
+    trusted afterwards."""
+    firer = Firer(session, cpu)
     results = []
     for scenario, style in plan:
         logging.getLogger("lab").info("fire %s %s", scenario.name, style)
@@ -82,7 +83,7 @@ def fire_in_session(session: Session, plan, *, vector: int | None = None,
 
 def fire(kernel: Path, profile: Profile, plan, *, vector: int | None = None,
          log_dir: Path | None = None, ready_timeout: float = 10.0, restore: bool = True,
-         **fire_options):
+         cpu: int = 0, **fire_options):
     """Runs `plan` in as few VMs as possible: one, unless a fire times out, after which the
     rest runs in a fresh VM."""
     debug_log = "int" if profile.is_tcg else None
@@ -98,7 +99,7 @@ def fire(kernel: Path, profile: Profile, plan, *, vector: int | None = None,
                      debug_log=debug_log, keep_logs=False, restore=restore) as s:
             s.boot_to_ready()
             symbols = s.symbols
-            results += fire_in_session(s, plan[len(results):], vector=vector, **fire_options)
+            results += fire_in_session(s, plan[len(results):], vector=vector, cpu=cpu, **fire_options)
     return results, symbols
 
 

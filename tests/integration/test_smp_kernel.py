@@ -142,3 +142,19 @@ def test_fire_on_cpu_2_while_the_others_run(smp4_logged, style):
     smp4.gdb.cont()
     after = _cpus(smp4)
     assert after[1]["ipis"] == 0 and after[3]["ipis"] == 0 and after[2]["ipis"] == len(names)
+
+
+def test_lab_fire_cpu_on_the_command_line(kernel):
+    """`lab fire --cpus 2 --cpu 1`: the scenarios run on CPU 1 and pass; a CPU the machine
+    lacks, and `nmi` on an AP, are one line each, exit 2."""
+    import json
+
+    from labtest import lab_cli
+
+    r = lab_cli("fire", "ud", "pf-read", "--kernel", str(kernel), "--cpus", "2", "--cpu", "1", "--json", timeout=120)
+    assert r.returncode == 0, r.stderr + r.stdout[-2000:]
+    assert [x["outcome"] for x in json.loads(r.stdout)] == ["PASS", "PASS"]
+    r = lab_cli("fire", "ud", "--kernel", str(kernel), "--cpus", "2", "--cpu", "3", timeout=120)
+    assert r.returncode == 2 and r.stderr.strip() == "lab: error: the machine has no CPU 3", r.stderr
+    r = lab_cli("fire", "nmi", "--kernel", str(kernel), "--cpus", "2", "--cpu", "1", timeout=120)
+    assert r.returncode == 2 and "'nmi' runs on the boot CPU only" in r.stderr, r.stderr
