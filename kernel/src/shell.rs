@@ -142,6 +142,9 @@ const COMMANDS: &[Command] = &[
         serial_println!("killed");
     } },
     Command { name: "on", usage: "on <cpu> fire <scenario> [x86-interrupt|stub] [vector]", help: "run a fire scenario on that CPU", run: cmd_on },
+    Command { name: "timers", usage: "timers <1-10000 ms> <cpu>:<hz> ...", help: "APs run their own local APIC timers at these rates, at once", run: |cmd, args, _| {
+        if crate::smp::cmd_timers(args.next(), args).is_err() { cmd.usage_error() }
+    } },
     Command { name: "cpus", usage: "cpus", help: "one line per CPU: TSS, stacks, GS base, IPIs taken", run: |_, _, _| crate::smp::list() },
     Command { name: "ipi", usage: "ipi <cpu> <fixed|nmi|triple>", help: "send an IPI to a CPU (fixed: a timed round trip; triple: it triple-faults)", run: |cmd, args, _| {
         if crate::smp::cmd_ipi(args.next(), args.next()).is_err() { cmd.usage_error() }

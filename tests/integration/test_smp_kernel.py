@@ -158,3 +158,23 @@ def test_lab_fire_cpu_on_the_command_line(kernel):
     assert r.returncode == 2 and r.stderr.strip() == "lab: error: the machine has no CPU 3", r.stderr
     r = lab_cli("fire", "nmi", "--kernel", str(kernel), "--cpus", "2", "--cpu", "1", timeout=120)
     assert r.returncode == 2 and "'nmi' runs on the boot CPU only" in r.stderr, r.stderr
+
+
+def test_each_ap_runs_its_own_local_apic_timer_at_its_own_rate(smp4):
+    """`timers 400 1:50 2:200 3:800`: three APs, each its own local APIC timer, at once. Each
+    counts its own interrupts only (the other CPUs' counts move by none of them), never more
+    than its rate allows in the window, and the rates come out in order. TCG under host load
+    loses ticks (a vCPU thread that is not scheduled misses them), so no lower bound but > 0."""
+    smp4.gdb.cont()
+    before = _cpus(smp4)
+    out = smp4.serial.command("timers 400 1:50 2:200 3:800", timeout=15)
+    rows = {r["cpu"]: r for r in (numbers(line, "timer") for line in out.splitlines() if line.startswith("timer cpu="))}
+    after = _cpus(smp4)
+    assert sorted(rows) == [1, 2, 3], out
+    for k, hz in ((1, 50), (2, 200), (3, 800)):
+        r = rows[k]
+        window = r["tsc_cycles"] / r["tsc_hz"]
+        assert r["rate"] == hz and 0 < r["ticks"] <= hz * window + 1, r
+        assert after[k]["ipis"] - before[k]["ipis"] == r["ticks"] + 1, (k, r)  # + the wake-up IPI
+    assert rows[1]["ticks"] < rows[2]["ticks"] < rows[3]["ticks"], rows
+    assert after[0]["ipis"] == before[0]["ipis"]

@@ -12,6 +12,11 @@ const ICR_HIGH: usize = 0x310;
 const LVT_TIMER: usize = 0x320;
 const LVT_LINT0: usize = 0x350;
 const LVT_LINT1: usize = 0x360;
+const INITIAL_COUNT: usize = 0x380;
+const DIVIDE_CONFIG: usize = 0x3E0;
+/// Divide Configuration "divide by 16" (SDM Figure 11-10), as `drivers::lapic` uses.
+const DIVIDE_BY_16: u32 = 0b0011;
+const LVT_PERIODIC: u32 = 1 << 17;
 
 /// ICR fields (Figure 11-12).
 pub mod icr {
@@ -57,6 +62,18 @@ pub fn send(dest: u32, low: u32) {
             return;
         }
         core::hint::spin_loop();
+    }
+}
+
+/// This CPU's local APIC timer, periodic: `count` bus/16 ticks per interrupt on `vec`; 0 stops it.
+pub fn timer_periodic(count: u32, vec: u8) {
+    write(DIVIDE_CONFIG, DIVIDE_BY_16);
+    if count == 0 {
+        write(LVT_TIMER, LVT_MASKED | vec as u32);
+        write(INITIAL_COUNT, 0);
+    } else {
+        write(LVT_TIMER, LVT_PERIODIC | vec as u32);
+        write(INITIAL_COUNT, count);
     }
 }
 

@@ -22,6 +22,8 @@ static TRIPLE: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_C
 /// packed as `index + 1 | style << 16 | vector << 24`; DONE counts the ones it finished.
 static REQUEST: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 static DONE: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+/// A timer run for an AP (`timers`): `hz | ms << 32` (0: none).
+static TIMER_REQUEST: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 /// NMIs each AP has taken, and where the CPU pushed the last one's frame.
 static NMIS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 static NMI_FRAME: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
@@ -117,6 +119,11 @@ pub fn fire_on(k: usize, s: &'static fire::Scenario, style: Style, vector: u8) {
 /// An AP's idle loop, after each wake-up: the scenario posted for it, if any, with interrupts
 /// off as on the boot CPU's shell.
 pub fn run_request(k: usize) {
+    let t = TIMER_REQUEST[k].swap(0, Ordering::SeqCst);
+    if t != 0 {
+        run_timer(k, t & 0xFFFF_FFFF, t >> 32);
+        DONE[k].fetch_add(1, Ordering::SeqCst);
+    }
     let r = REQUEST[k].swap(0, Ordering::SeqCst);
     if r == 0 {
         return;
@@ -126,6 +133,62 @@ pub fn run_request(k: usize) {
     x86_64::instructions::interrupts::disable();
     fire::fire(s, style, (r >> 24) as u8);
     DONE[k].fetch_add(1, Ordering::SeqCst);
+}
+
+/// On AP `k`: its own local APIC timer, periodic at `hz` on `vector::IPI`, for `ms` of TSC time
+/// with interrupts on; the interrupts it took in that window are its ticks.
+fn run_timer(k: usize, hz: u64, ms: u64) {
+    let (bus, _) = crate::drivers::lapic::calibrate(); // the boot CPU calibrated it
+    let count = (bus / hz).clamp(1, u32::MAX as u64);
+    let cycles = tsc_hz() * ms / 1000;
+    let before = RECEIVED[k].load(Ordering::SeqCst);
+    let t0 = rdtsc();
+    apic::timer_periodic(count as u32, vector::IPI);
+    x86_64::instructions::interrupts::enable();
+    while rdtsc() - t0 < cycles {
+        core::hint::spin_loop();
+    }
+    x86_64::instructions::interrupts::disable();
+    apic::timer_periodic(0, vector::IPI);
+    let ticks = RECEIVED[k].load(Ordering::SeqCst) - before;
+    serial_println!("timer cpu={k} apic periodic requested={hz} rate={} ms={ms} ticks={ticks} tsc_cycles={} tsc_hz={}",
+                    bus / count, rdtsc() - t0, tsc_hz());
+}
+
+/// `timers <ms> <cpu>:<hz> ...`: each named AP runs its own local APIC timer at its rate for
+/// the same `ms`, all at once; each prints its `timer cpu=...` line; the boot CPU waits.
+pub fn cmd_timers(ms: Option<&str>, specs: &mut dyn Iterator<Item = &str>) -> Result<(), ()> {
+    let ms = ms.and_then(|m| m.parse::<u64>().ok()).filter(|m| (1..=10_000).contains(m)).ok_or(())?;
+    let mut posted = [0u64; MAX_CPUS];
+    let mut any = false;
+    for spec in specs {
+        let (cpu, hz) = spec.split_once(':').ok_or(())?;
+        let k = cpu.parse::<usize>().map_err(|_| ())?;
+        let hz = hz.parse::<u64>().ok().filter(|h| (1..=100_000).contains(h)).ok_or(())?;
+        if k == 0 || k >= online() as usize {
+            serial_println!("error: cpu {k} is not an application processor that is online (cpus={})", online());
+            return Ok(());
+        }
+        posted[k] = hz | ms << 32;
+        any = true;
+    }
+    if !any {
+        return Err(());
+    }
+    crate::drivers::lapic::calibrate();
+    let before: [u64; MAX_CPUS] = core::array::from_fn(|k| DONE[k].load(Ordering::SeqCst));
+    for k in 1..MAX_CPUS {
+        if posted[k] != 0 {
+            TIMER_REQUEST[k].store(posted[k], Ordering::SeqCst);
+            apic::send(k as u32, apic::icr::FIXED | apic::icr::LEVEL_ASSERT | vector::IPI as u32);
+        }
+    }
+    let (hz, t0) = (tsc_hz(), rdtsc());
+    let bound = hz * (ms / 1000 + 5);
+    while (1..MAX_CPUS).any(|k| posted[k] != 0 && DONE[k].load(Ordering::SeqCst) == before[k]) && rdtsc() - t0 < bound {
+        core::hint::spin_loop();
+    }
+    Ok(())
 }
 
 /// `cpus`: one line per CPU online.
