@@ -56,8 +56,8 @@ def ap_triple_fault(kernel: Path, profile: Profile, *, cpu: int = 1, timeout: fl
         start = log.stat().st_size if log.exists() else 0
         s.qemu.drain_events()
         s.serial.send_line(f"ipi {cpu} triple")
-        obs.kernel_line = s.serial.expect(rb"ipi cpu=\d+ kind=triple[^\r\n]*", timeout,
-                                          "the kernel to send the IPI").group(0).decode()
+        obs.kernel_line = s.serial.expect(rb"ipi cpu=\d+ kind=triple[^\r\n]*\r?\n", timeout,
+                                          "the kernel to send the IPI").group(0).decode().strip()
         try:
             event = s.qemu.wait_event("SHUTDOWN", timeout)
             obs.shutdown = event.get("data", {})

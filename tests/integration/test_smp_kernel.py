@@ -162,9 +162,10 @@ def test_lab_fire_cpu_on_the_command_line(kernel):
 
 def test_each_ap_runs_its_own_local_apic_timer_at_its_own_rate(smp4):
     """`timers 400 1:50 2:200 3:800`: three APs, each its own local APIC timer, at once. Each
-    counts its own interrupts only (the other CPUs' counts move by none of them), never more
-    than its rate allows in the window, and the rates come out in order. TCG under host load
-    loses ticks (a vCPU thread that is not scheduled misses them), so no lower bound but > 0."""
+    counts its own interrupts only (the other CPUs' counts move by none of them), and the rates
+    come out in order. The counts are loose: under host load TCG both loses ticks (a vCPU thread
+    not scheduled) and delivers late ones in a burst, against a TSC-timed window (measured: 23
+    at 50 Hz in 0.4 s), so only 0 < ticks <= 1.5 x the rate's share."""
     smp4.gdb.cont()
     before = _cpus(smp4)
     out = smp4.serial.command("timers 400 1:50 2:200 3:800", timeout=15)
@@ -174,7 +175,37 @@ def test_each_ap_runs_its_own_local_apic_timer_at_its_own_rate(smp4):
     for k, hz in ((1, 50), (2, 200), (3, 800)):
         r = rows[k]
         window = r["tsc_cycles"] / r["tsc_hz"]
-        assert r["rate"] == hz and 0 < r["ticks"] <= hz * window + 1, r
+        assert r["rate"] == hz and 0 < r["ticks"] <= 1.5 * hz * window + 2, r
         assert after[k]["ipis"] - before[k]["ipis"] == r["ticks"] + 1, (k, r)  # + the wake-up IPI
     assert rows[1]["ticks"] < rows[2]["ticks"] < rows[3]["ticks"], rows
     assert after[0]["ipis"] == before[0]["ipis"]
+
+
+def test_swapgs_on_each_cpu_yields_its_own_area(smp4):
+    """`on <k> swapgs` on every CPU: KERNEL_GS_BASE holds the CPU's area, GS_BASE a user value;
+    after swapgs (a hardware breakpoint at `lab_smp_after_swapgs`, which every CPU runs) the
+    stopped thread is CPU k's, its GS_BASE is CPU k's own area (PERCPU, AP_PERCPU[k-1]) and its
+    KERNEL_GS_BASE the user value; the kernel then reads its self pointer through GS."""
+    percpu = smp4.symbols.lookup("PERCPU").address
+    ap_percpu = smp4.symbols.lookup("AP_PERCPU").address
+    after_swapgs = smp4.symbols.require_address("lab_smp_after_swapgs")
+    user_gs = 0x5555_0000  # kernel/src/smp/ipi.rs USER_GS
+    for k in range(4):
+        own = percpu if k == 0 else ap_percpu + (k - 1) * 64
+        number = smp4.gdb.hbreak(f"*{after_swapgs:#x}")
+        smp4.gdb.cont()
+        smp4.serial.send_line(f"on {k} swapgs")
+        stopped = smp4.gdb.wait_stopped(10.0, f"swapgs on CPU {k}")
+        threads = smp4.gdb.threads()
+        position = [t for t, _ in threads].index(stopped["thread-id"])
+        assert thread_cpu(threads[position][1], position) == k, (k, stopped)
+        smp4.gdb.select_thread(stopped["thread-id"])
+        regs = smp4.gdb.registers(("gs_base", "k_gs_base"))
+        assert (regs["gs_base"], regs["k_gs_base"]) == (own, user_gs), (k, {n: hex(v) for n, v in regs.items()})
+        smp4.gdb.delete_breakpoint(number)
+        smp4.gdb.cont()
+        line = smp4.serial.expect(rb"swapgs cpu=[^\r\n]*\r?\n", 5, "the swapgs report").group(0).decode().strip()
+        smp4.serial.wait_prompt(5)
+        r = numbers(line, "swapgs")
+        assert (r["cpu"], r["gs_base"], r["self"], r["own"]) == (k, own, own, 1), line
+        smp4.gdb.interrupt()

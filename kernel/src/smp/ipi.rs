@@ -22,6 +22,8 @@ static TRIPLE: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_C
 /// packed as `index + 1 | style << 16 | vector << 24`; DONE counts the ones it finished.
 static REQUEST: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 static DONE: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+/// An AP asked to show its swapgs (`on <cpu> swapgs`).
+static SWAPGS_REQUEST: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
 /// A timer run for an AP (`timers`): `hz | ms << 32` (0: none).
 static TIMER_REQUEST: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 /// NMIs each AP has taken, and where the CPU pushed the last one's frame.
@@ -119,6 +121,10 @@ pub fn fire_on(k: usize, s: &'static fire::Scenario, style: Style, vector: u8) {
 /// An AP's idle loop, after each wake-up: the scenario posted for it, if any, with interrupts
 /// off as on the boot CPU's shell.
 pub fn run_request(k: usize) {
+    if SWAPGS_REQUEST[k].swap(false, Ordering::SeqCst) {
+        swapgs_here(k);
+        DONE[k].fetch_add(1, Ordering::SeqCst);
+    }
     let t = TIMER_REQUEST[k].swap(0, Ordering::SeqCst);
     if t != 0 {
         run_timer(k, t & 0xFFFF_FFFF, t >> 32);
@@ -133,6 +139,56 @@ pub fn run_request(k: usize) {
     x86_64::instructions::interrupts::disable();
     fire::fire(s, style, (r >> 24) as u8);
     DONE[k].fetch_add(1, Ordering::SeqCst);
+}
+
+/// The GS base a user program would leave behind, for `swapgs_here`.
+pub const USER_GS: u64 = 0x5555_0000;
+
+/// What the syscall entry does with GS, on this CPU: KERNEL_GS_BASE holds this CPU's area and
+/// GS_BASE a user value; `swapgs` exchanges them, and the per-CPU area's self pointer is read
+/// through GS right after (`lab_smp_after_swapgs`, where a debugger can stop and look). Then the
+/// kernel's usual state (GS_BASE = the area, KERNEL_GS_BASE = 0) is put back.
+#[unsafe(no_mangle)]
+#[inline(never)]
+#[allow(named_asm_labels)] // one call site, never inlined: the label is defined once
+pub fn lab_smp_swapgs(user_gs: u64) -> (u64, u64) {
+    use x86_64::VirtAddr;
+    use x86_64::registers::model_specific::{GsBase, KernelGsBase};
+    let own = GsBase::read().as_u64();
+    KernelGsBase::write(VirtAddr::new(own));
+    GsBase::write(VirtAddr::new(user_gs));
+    let self_ptr: u64;
+    // SAFETY: GS_BASE becomes `own`, a PerCpu; the load reads its self pointer.
+    unsafe {
+        core::arch::asm!("swapgs", ".global lab_smp_after_swapgs", "lab_smp_after_swapgs:",
+                         "mov {0}, gs:[{off}]", out(reg) self_ptr,
+                         off = const core::mem::offset_of!(crate::task::PerCpu, self_ptr), options(nostack));
+    }
+    let after = GsBase::read().as_u64();
+    KernelGsBase::write(VirtAddr::new(0));
+    (after, self_ptr)
+}
+
+fn swapgs_here(k: usize) {
+    let (gs, self_ptr) = lab_smp_swapgs(USER_GS);
+    serial_println!("swapgs cpu={k} gs_base={gs:#x} self={self_ptr:#x} own={}", (gs == self_ptr) as u8);
+}
+
+/// `on <cpu> swapgs`: CPU `k` (0: this, the boot CPU) shows what swapgs gives it.
+pub fn swapgs_on(k: usize) {
+    if k == 0 {
+        return swapgs_here(0);
+    }
+    if k >= online() as usize {
+        return serial_println!("error: cpu {k} is not an application processor that is online (cpus={})", online());
+    }
+    let before = DONE[k].load(Ordering::SeqCst);
+    SWAPGS_REQUEST[k].store(true, Ordering::SeqCst);
+    apic::send(k as u32, apic::icr::FIXED | apic::icr::LEVEL_ASSERT | vector::IPI as u32);
+    let (hz, t0) = (tsc_hz(), rdtsc());
+    while DONE[k].load(Ordering::SeqCst) == before && rdtsc() - t0 < hz * 5 {
+        core::hint::spin_loop();
+    }
 }
 
 /// On AP `k`: its own local APIC timer, periodic at `hz` on `vector::IPI`, for `ms` of TSC time

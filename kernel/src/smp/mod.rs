@@ -15,7 +15,7 @@ mod apic;
 mod ipi;
 pub mod trampoline;
 
-pub use ipi::{cmd_ipi, cmd_timers, fire_on, list};
+pub use ipi::{cmd_ipi, cmd_timers, fire_on, list, swapgs_on};
 
 use core::mem::{offset_of, size_of};
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
