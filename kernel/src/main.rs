@@ -14,6 +14,7 @@ mod fatal;
 mod fire;
 mod observer;
 mod shell;
+mod smp;
 mod syscall;
 mod task;
 mod timer;
@@ -49,11 +50,13 @@ pub fn kernel_main(boot: boot::BootPath, boot_info: u64, cmdline: &str) -> ! {
     user::init();
     fatal::init();
     timer::init();
+    smp::register();
     cpu::init();
     drivers::pic::init();
     drivers::lapic::init();
     task::init();
     syscall::init();
+    smp::init();
     serial_println!("{READY_MARKER} version={VERSION} boot={}", boot.name());
     lab_ready();
     if cmdline.split_whitespace().any(|w| w == EXIT_AT_READY) {

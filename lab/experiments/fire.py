@@ -98,8 +98,11 @@ class Firer:
     target. Shell input sent while the CPU is stopped waits in the serial socket: QEMU's 16550
     takes only what its FIFO can hold."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, cpu: int = 0) -> None:
+        """`cpu`: the CPU that runs the scenarios (the kernel's `on <cpu> fire`; 0: the boot
+        CPU, `fire`); its own TSS gives the IST tops."""
         self.s = session
+        self.cpu = cpu
         self.gdb = session.gdb
         self.symbols = session.symbols
         for needed in (ON_EXCEPTION, TEST_PAGES, INT_TABLE):
@@ -112,11 +115,20 @@ class Firer:
         self._observer = self.symbols.lookup(OBSERVER_SYMBOL)
 
     def _live_cpu(self):
-        """IDTR and TR from QEMU's monitor, read once, at the first gdb fire."""
+        """IDTR and TR of the CPU the fires run on, from QEMU's monitor, read once, at the
+        first gdb fire."""
         if self._cpu is None:
             from lab.target.cpu import parse_info_registers
 
-            self._cpu = parse_info_registers(self.s.qemu.hmp("info registers"))
+            if self.cpu:
+                from lab.target.cpus import split_all_registers
+
+                text = split_all_registers(self.s.qemu.hmp("info registers -a")).get(self.cpu)
+                if text is None:
+                    raise UserError(f"the machine has no CPU {self.cpu}")
+            else:
+                text = self.s.qemu.hmp("info registers")
+            self._cpu = parse_info_registers(text)
         return self._cpu
 
     @property
@@ -181,7 +193,8 @@ class Firer:
 
         guest_count = self._guest_count()
         bp = gdb.hbreak(f"*{labels.plant:#x}")
-        serial.send_line(f"fire {scenario.name} {style}" + (f" {vector}" if scenario.name == "int" else ""))
+        on = f"on {self.cpu} " if self.cpu else ""
+        serial.send_line(f"{on}fire {scenario.name} {style}" + (f" {vector}" if scenario.name == "int" else ""))
         gdb.cont()
         self._expect_stop(labels.plant, f"the plant point of {scenario.name}")
         gdb.delete_breakpoint(bp)

@@ -261,6 +261,21 @@ class Gdb:
         self.mi("-exec-interrupt")
         return self.wait_stopped(timeout, "the target to stop after -exec-interrupt")
 
+    # -- threads: QEMU's gdbstub shows each vCPU as one thread ----------------------------
+    def threads(self) -> list[tuple[str, str]]:
+        """(gdb thread id, details) for every thread, in gdb's order (`-thread-info`); QEMU's
+        details name the vCPU: "CPU#1 [halted ]"."""
+        r = self.mi("-thread-info")
+        return [(t["id"], t.get("details", "")) for t in (r.payload or {}).get("threads", [])]
+
+    def current_thread(self) -> str | None:
+        return (self.mi("-thread-info").payload or {}).get("current-thread-id")
+
+    def select_thread(self, thread_id: str) -> None:
+        """Makes `thread_id` (a vCPU) the one registers and memory are read through
+        (`-thread-select`; gdb sends QEMU `Hg`)."""
+        self.mi(f"-thread-select {thread_id}")
+
     def read_memory(self, address: int, length: int) -> bytes:
         if length == 0:
             return b""

@@ -52,12 +52,36 @@ def trials(vm: VmSpec) -> dict:
     return out
 
 
-def collect(vm: VmSpec, kinds=seedclaims.KINDS, progress=None) -> Evidence:
-    """Runs the experiments `kinds` names (fires, probes, tasks, ring3, timer, trials), each in
+#: The machine the per-CPU claims are measured on.
+SMP_CPUS = 4
+
+
+def smp_evidence(vm: VmSpec):
+    """The lab kernel on SMP_CPUS CPUs, every CPU read (with its per-CPU area), and a triple
+    fault on CPU 1 in another VM of the same kind."""
+    from lab.checks.smp import views
+    from lab.checks.smp_labkernel import percpu_bytes
+    from lab.experiments.smp_probe import ap_triple_fault
+    from lab.target.cpus import read_machine
+
+    profile = vm.profile.customized(cpus=SMP_CPUS)
+    with replace(vm, profile=profile).session() as s:
+        s.boot_to_ready()
+        _, cpus = read_machine(s.gdb, percpu_bytes(s.symbols))
+        cvs = views(cpus, s.symbols)
+    return cvs, ap_triple_fault(vm.kernel, profile, cpu=1)
+
+
+#: Every experiment: the tutorial texts' (seedclaims.KINDS) and the per-CPU one.
+ALL_KINDS = seedclaims.KINDS | {"smp"}
+
+
+def collect(vm: VmSpec, kinds=ALL_KINDS, progress=None) -> Evidence:
+    """Runs the experiments `kinds` names (fires, probes, tasks, ring3, timer, trials, smp), each in
     its own VM (logs, if kept, in LOG_DIR/<experiment>). `progress(step, done, total)`, if
     given, is called as each starts."""
     ev = Evidence(accel=vm.profile.accel)
-    steps = [k for k in ("fires", "probes", "tasks", "ring3", "timer", "trials") if k in kinds]
+    steps = [k for k in ("fires", "probes", "tasks", "ring3", "timer", "trials", "smp") if k in kinds]
     step = (lambda name: progress(name, steps.index(name), len(steps))) if progress else (lambda name: None)
 
     def logs(name):
@@ -97,7 +121,30 @@ def collect(vm: VmSpec, kinds=seedclaims.KINDS, progress=None) -> Evidence:
     if "trials" in kinds:
         step("trials")
         ev.trials = trials(logs("trials"))
+    if "smp" in kinds:
+        step("smp")
+        ev.smp = smp_evidence(logs("smp"))
     return ev
+
+
+#: The machine the per-CPU claims are measured on.
+SMP_CPUS = 4
+
+
+def smp_evidence(vm: VmSpec):
+    """The lab kernel on SMP_CPUS CPUs, every CPU read (with its per-CPU area), and a triple
+    fault on CPU 1 in another VM of the same kind."""
+    from lab.checks.smp import views
+    from lab.checks.smp_labkernel import percpu_bytes
+    from lab.experiments.smp_probe import ap_triple_fault
+    from lab.target.cpus import read_machine
+
+    profile = vm.profile.customized(cpus=SMP_CPUS)
+    with replace(vm, profile=profile).session() as s:
+        s.boot_to_ready()
+        _, cpus = read_machine(s.gdb, percpu_bytes(s.symbols))
+        cvs = views(cpus, s.symbols)
+    return cvs, ap_triple_fault(vm.kernel, profile, cpu=1)
 
 
 @dataclass

@@ -89,13 +89,16 @@ def choose_observer(observer: str | None, symbols) -> str:
 
 
 def fire_in_session(session: Session, plan, *, vector: int | None = None, observer: str | None = None,
-                    **fire_options) -> list[FireResult]:
-    """Fires `plan` in order; stops early (returning what it has) after a timeout, because
-    the guest cannot be trusted afterwards."""
-    observer = choose_observer(observer, session.symbols)
+                    cpu: int = 0, **fire_options) -> list[FireResult]:
+    """Fires `plan` in order, on CPU `cpu` (0: the boot CPU; else the kernel's `on <cpu>
+    fire`, with the gdb observer); stops early (returning what it has) after a timeout,
+    because the guest cannot be trusted afterwards."""
+    if cpu and observer == "guest":
+        raise UserError("--cpu: the guest observer fires on the boot CPU only; use --observer gdb")
+    observer = "gdb" if cpu else choose_observer(observer, session.symbols)
     if observer == "guest":
         return _guest_fires(GuestFirer(session), plan, vector, fire_options)
-    firer = Firer(session)
+    firer = Firer(session, cpu)
     results = []
     for scenario, style in plan:
         logging.getLogger("lab").info("fire %s %s", scenario.name, style)
@@ -137,7 +140,7 @@ def _guest_fires(firer: GuestFirer, plan, vector, fire_options) -> list[FireResu
 
 def fire(kernel: Path, profile: Profile, plan, *, vector: int | None = None,
          log_dir: Path | None = None, ready_timeout: float = 10.0, restore: bool = True,
-         **fire_options):
+         cpu: int = 0, **fire_options):
     """Runs `plan` in as few VMs as possible: one, unless a fire times out, after which the
     rest runs in a fresh VM."""
     debug_log = "int" if profile.is_tcg else None
@@ -157,7 +160,7 @@ def fire(kernel: Path, profile: Profile, plan, *, vector: int | None = None,
                      debug_log=debug_log, keep_logs=False, restore=restore) as s:
             s.boot_to_ready()
             symbols = s.symbols
-            results += fire_in_session(s, plan[len(results):], vector=vector, **fire_options)
+            results += fire_in_session(s, plan[len(results):], vector=vector, cpu=cpu, **fire_options)
     return results, symbols
 
 

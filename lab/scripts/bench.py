@@ -31,6 +31,8 @@ from lab.host.toolchain import REPO_ROOT, gdb_binary
 EXIT_AT_READY = "lab.exit_at_ready"
 INSPECT_COLD = "lab inspect (cold: new QEMU + gdb, restored ready state)"
 FIRE_GUEST = "lab fire all --observer guest (cold, one style, no stop per scenario)"
+#: `lab inspect --cpus N` side by side: what reading every vCPU costs.
+SMP_CPUS = (1, 4, 8)
 
 
 def _timed(argv: list[str], expect: int, timeout: float = 120, env: dict | None = None) -> float:
@@ -63,6 +65,30 @@ def _fire_in_running_vm(kernel, profile, runs: int) -> list[float]:
             run(firer.fire(scenario, "stub"), scenario)
             times.append(time.perf_counter() - t0)
     return times
+
+
+def _smp_in_guest(kernel, profile, runs: int, cpus: int = 4) -> dict[str, list[float]]:
+    """In-guest figures on `cpus` CPUs, in microseconds of guest TSC time: the AP start-up (the
+    kernel's `smp ... start_cycles=`: first STARTUP IPI to the last AP online), one per boot,
+    `runs` boots; and the fixed-IPI round trip (`ipi <cpu> fixed`), `runs` per boot to CPU 1."""
+    from lab.machine.session import Session, Stop
+    from lab.target.shell import numbers
+
+    out: dict[str, list[float]] = {f"AP start-up, {cpus} CPUs (SIPI to last AP online)": [],
+                                   "fixed IPI round trip, CPU 0 -> CPU 1 -> CPU 0": []}
+    startup, ipi = out.keys()
+    for _ in range(runs):
+        with Session(kernel, profile.customized(cpus=cpus), restore=False) as s:
+            s.boot_to(Stop())
+            line = next(l for l in s.serial.tail(1 << 16).splitlines() if l.startswith("smp cpus="))
+            f = numbers(line, "smp")
+            out[startup].append(f["start_cycles"] * 1e6 / f["tsc_hz"])
+            s.gdb.cont()
+            s.serial.wait_prompt(5)
+            for _ in range(runs):
+                r = numbers(s.serial.command("ipi 1 fixed"), "ipi")
+                out[ipi].append(r["round_trip_cycles"] * 1e6 / r["tsc_hz"])
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,6 +137,10 @@ def main(argv: list[str] | None = None) -> int:
         "lab inspect --boot bios --fresh (cold, booted)": ([lab, "inspect", "--boot", "bios", "--fresh", *on], 0),
         **{f"lab inspect --profile {m.name} (cold, restored)": ([lab, "inspect", "--profile", m.name, "--json"], 0)
            for m in machines},
+        **{f"lab inspect --cpus {n} (cold, restored)": ([lab, "inspect", "--cpus", str(n), *on], 0)
+           for n in SMP_CPUS},
+        **{f"lab inspect --cpus {n} --fresh (cold, booted)": ([lab, "inspect", "--cpus", str(n), "--fresh", *on], 0)
+           for n in SMP_CPUS},
         "lab fire pf-write (cold)": ([lab, "fire", "pf-write", *on], 0),
         "lab fire all (cold, one style)": ([lab, "fire", "all", *on], 0),
         FIRE_GUEST: ([lab, "fire", "all", "--observer", "guest", *on], 0),
@@ -179,8 +209,19 @@ def main(argv: list[str] | None = None) -> int:
                   f"{medians[FIRE_GUEST] / medians[INSPECT_COLD]:.2f}x "
                   f"({medians[FIRE_GUEST] * 1000:.0f} ms / {medians[INSPECT_COLD] * 1000:.0f} ms, "
                   f"medians of {args.runs}, same run)")
+    guest = {}
+    if not args.cases or any(t in "--cpus in-guest" for t in args.cases):
+        guest = {name: {"median_us": statistics.median(v), "min_us": min(v), "max_us": max(v), "runs": len(v)}
+                 for name, v in _smp_in_guest(kernel, profile, args.runs).items()}
+        g = Table(title="in the guest (TSC), microseconds", title_justify="left")
+        for col in ("figure", "median", "min", "max", "runs"):
+            g.add_column(col, justify="left" if col == "figure" else "right")
+        for name, r in guest.items():
+            g.add_row(name, f"{r['median_us']:.0f} us", f"{r['min_us']:.0f} us", f"{r['max_us']:.0f} us", str(r["runs"]))
+        out.print(g)
     if args.json:
-        Path(args.json).write_text(json.dumps({"profile": profile.name, "results": results}, indent=2))
+        Path(args.json).write_text(json.dumps({"profile": profile.name, "results": results, "in_guest": guest},
+                                              indent=2))
     return 0
 
 
