@@ -114,7 +114,8 @@ def cmd_probe(args) -> int:
     from lab.runs.probe import run_probes, selected
 
     chosen = selected(args.probes)
-    return _emit(args, run_probes(_vm(args), chosen, timeout=args.timeout), show.probes)
+    return _emit(args, run_probes(_vm(args), chosen, timeout=args.timeout, record=_path(args.record)),
+                 show.probes)
 
 
 def cmd_timer(args) -> int:
@@ -175,8 +176,10 @@ def _gdb_args(args) -> list[str]:
 
 
 def cmd_debug(args) -> int:
-    from lab.runs.interactive import debug
+    from lab.runs.interactive import debug, replay
 
+    if args.replay is not None:
+        return replay(Path(args.replay), _gdb_args(args))
     vm = _vm(args)
     return debug(vm.kernel, vm.profile, args.at if args.at is not None else _config(args).at, _gdb_args(args), append=vm.append, image=vm.image,
                  symbols=vm.symbols)

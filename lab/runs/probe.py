@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 from lab.checks.base import Check, Verdict
 from lab.checks.probe import run as probe_checks
+from lab.errors import UserError
 from lab.experiments.probe import ProbeObservation, run_probe
+from lab.machine import replay
 from lab.runs.vm import VmSpec
 from lab.scenarios import kvm_excluded, probes
 from lab.scenarios.probes import Probe
@@ -43,9 +46,21 @@ class ProbesResult:
         return [r.to_json() for r in self.results]
 
 
-def probe(vm: VmSpec, p: Probe, *, timeout: float = 10.0) -> ProbeResult:
-    """One probe in a fresh VM, then its checks."""
-    obs = run_probe(vm.kernel, vm.profile, p, log_dir=vm.log_dir, timeout=timeout, restore=vm.restore)
+def probe(vm: VmSpec, p: Probe, *, timeout: float = 10.0, record: Path | None = None) -> ProbeResult:
+    """One probe in a fresh VM, then its checks; with `record`, recorded there for
+    `lab debug --replay` (QEMU's record/replay: TCG, a kernel without a disk)."""
+    recording = None
+    if record is not None:
+        if not vm.profile.is_tcg or vm.image is not None or vm.profile.boot != "multiboot":
+            raise UserError("--record needs the TCG accelerator and a kernel booted without a disk "
+                            "(record/replay counts instructions; a disk needs blkreplay)")
+        recording = replay.start(record, p.name, vm.profile.name, vm.kernel)
+    obs = run_probe(vm.kernel, vm.profile, p, log_dir=vm.log_dir, timeout=timeout, restore=vm.restore,
+                    recording=recording)
+    if recording is not None:
+        print(f"lab: recorded {p.name} in {recording.path}"
+              + (f"; replay it with: lab debug --replay {recording.path}" if recording.end_icount is not None
+                 else "; it did not reach its end, so it cannot be replayed"), file=sys.stderr)
     return ProbeResult(p, obs, probe_checks(obs, p))
 
 
@@ -53,9 +68,11 @@ def selected(names: list[str]) -> list[Probe]:
     return list(probes.CATALOG) if names == ["all"] else [probes.get(n) for n in names]
 
 
-def run_probes(vm: VmSpec, chosen: list[Probe], *, timeout: float = 10.0, announce=True) -> ProbesResult:
-    """Each probe in its own VM (logs, if kept, in LOG_DIR/<probe>); probes this accelerator
-    is known not to run are skipped, with their reason on stderr when `announce`."""
+def run_probes(vm: VmSpec, chosen: list[Probe], *, timeout: float = 10.0, announce=True,
+               record: Path | None = None) -> ProbesResult:
+    """Each probe in its own VM (logs, if kept, in LOG_DIR/<probe>; recorded, with `record`, in
+    RECORD/<probe>); probes this accelerator is known not to run are skipped, with their reason
+    on stderr when `announce`."""
     results = []
     for p in chosen:
         why = kvm_excluded(p, vm.profile.accel)
@@ -64,5 +81,6 @@ def run_probes(vm: VmSpec, chosen: list[Probe], *, timeout: float = 10.0, announ
                 print(f"lab: skipping {p.name} on KVM: {why}", file=sys.stderr)
             continue
         logs = vm.log_dir / p.name if vm.log_dir else None
-        results.append(probe(vm.with_logs(logs), p, timeout=timeout))
+        results.append(probe(vm.with_logs(logs), p, timeout=timeout,
+                             record=record / p.name if record is not None else None))
     return ProbesResult(results)
