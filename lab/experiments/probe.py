@@ -19,7 +19,6 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from lab.target import qemu_log
 from lab.errors import LabError, LabTimeout
@@ -31,9 +30,6 @@ from lab.x86.idt import read_gate
 from lab.x86.frames import ERROR_FRAME, qwords
 from lab.x86.tss import TSS
 from lab.x86.vectors import DF, mnemonic
-
-if TYPE_CHECKING:
-    from lab.machine.replay import Recording
 
 HUNG = "hung"
 BOOT_STACK = "BOOT_STACK"
@@ -63,17 +59,12 @@ class ProbeObservation:
 
 
 def run_probe(kernel: Path, profile: Profile, probe: Probe, *, log_dir: Path | None = None,
-              timeout: float = 10.0, restore: bool = True,
-              recording: "Recording | None" = None) -> ProbeObservation:
-    """One probe in a fresh VM. With `recording` (lab/machine/replay.py) the VM boots (no saved
-    state) under QEMU's record/replay and its logs go to the recording's directory."""
+              timeout: float = 10.0, restore: bool = True) -> ProbeObservation:
     t0 = time.monotonic()
     obs = ProbeObservation(probe.name, profile.name)
     debug_log = "int,cpu_reset" if profile.is_tcg else None
-    extra = recording.record_args() if recording else []
-    session = Session(kernel, profile, log_dir=recording.path if recording else log_dir, debug_log=debug_log,
-                      ready_timeout=max(timeout, 10.0), restore=restore and recording is None,
-                      qemu_args=extra)
+    session = Session(kernel, profile, log_dir=log_dir, debug_log=debug_log,
+                      ready_timeout=max(timeout, 10.0), restore=restore)
     with session as s:
         s.boot_to_ready()
         sym = s.symbols.lookup(BOOT_STACK)
@@ -101,9 +92,7 @@ def run_probe(kernel: Path, profile: Profile, probe: Probe, *, log_dir: Path | N
         except LabTimeout as exc:
             obs.outcome = HUNG
             obs.evidence.append(f"{exc.message}; serial tail:\n{s.serial.tail(800).strip()}")
-        if recording is not None:
-            _end_recording(s, obs, recording)
-        elif s.qemu.proc.poll() is None and obs.outcome == TRIPLE_FAULT:
+        if s.qemu.proc.poll() is None and obs.outcome == TRIPLE_FAULT:
             s.qemu.wait_exit(timeout)  # QEMU flushes its log as it exits
         if profile.is_tcg:  # read before the session removes its run directory
             text = _log_text(s, log_start)
@@ -111,17 +100,6 @@ def run_probe(kernel: Path, profile: Profile, probe: Probe, *, log_dir: Path | N
             obs.last_state = qemu_log.state_at_last_event(text)
     obs.seconds = time.monotonic() - t0
     return obs
-
-
-def _end_recording(s: Session, obs: ProbeObservation, recording: "Recording") -> None:
-    """The recorded run ended paused (`-action shutdown=pause`): its instruction count is the
-    recording's end. QEMU's `quit` (the session's close) then writes the rest of replay.bin."""
-    from lab.machine.replay import parse_info_replay
-
-    if obs.outcome == HUNG:
-        return  # no end to replay to; the recording stays incomplete and says so
-    recording.end_icount = parse_info_replay(s.qemu.hmp("info replay"))
-    recording.save()
 
 
 def _log_size(s: Session) -> int:

@@ -6,7 +6,7 @@ import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 from lab.errors import GuestError, LabError, LabTimeout, UserError
 from lab.host.kernelfile import ELF64, require_disk, require_kernel
@@ -77,8 +77,7 @@ class Session:
                  keep_logs: bool = False, ready_timeout: float = 10.0,
                  debug_log: str | None = None, append: str | None = None,
                  image: Path | None = None, symbols: Path | None = None,
-                 restore: bool = True, states: "StateStore | None" = None,
-                 qemu_args: Sequence[str] = ()) -> None:
+                 restore: bool = True, states: "StateStore | None" = None) -> None:
         if kernel is None and image is None:
             raise UserError("nothing to boot: give a kernel or a disk image")
         self.kind = require_kernel(kernel) if kernel is not None else None
@@ -105,7 +104,6 @@ class Session:
         self.symbols = Symbols.empty()
         self.ready_line: str | None = None
         self.restore = restore
-        self.qemu_args = list(qemu_args)  # appended to QEMU's command line (record/replay)
         self.states = states
         self.restored: "SavedState | None" = None  # the state this session was restored from
         self._store: "StateStore | None" = None
@@ -149,7 +147,7 @@ class Session:
     def _launch_qemu(self, saved: "SavedState | None") -> None:
         self.qemu = QemuMachine(self.profile, self.run, kernel=self.kernel, paused=True,
                                 debug_log=self.debug_log, append=self.append, image=self.image,
-                                incoming=saved is not None, extra_args=self.qemu_args)
+                                incoming=saved is not None)
         self.qemu.launch(while_starting=self._load_symbols)
         if saved is not None:
             # What the guest printed before the state was saved, then what it prints now.

@@ -11,6 +11,7 @@ from lab.checks.base import Check, Verdict
 from lab.checks.probe import run as probe_checks
 from lab.errors import UserError
 from lab.experiments.probe import ProbeObservation, run_probe
+from lab.experiments.record import record_probe
 from lab.machine import replay
 from lab.runs.vm import VmSpec
 from lab.scenarios import kvm_excluded, probes
@@ -55,9 +56,10 @@ def probe(vm: VmSpec, p: Probe, *, timeout: float = 10.0, record: Path | None = 
             raise UserError("--record needs the TCG accelerator and a kernel booted without a disk "
                             "(record/replay counts instructions; a disk needs blkreplay)")
         recording = replay.start(record, p.name, vm.profile.name, vm.kernel)
-    obs = run_probe(vm.kernel, vm.profile, p, log_dir=vm.log_dir, timeout=timeout, restore=vm.restore,
-                    recording=recording)
-    if recording is not None:
+    if recording is None:
+        obs = run_probe(vm.kernel, vm.profile, p, log_dir=vm.log_dir, timeout=timeout, restore=vm.restore)
+    else:
+        obs = record_probe(vm.profile, p, recording, timeout=timeout)
         print(f"lab: recorded {p.name} in {recording.path}"
               + (f"; replay it with: lab debug --replay {recording.path}" if recording.end_icount is not None
                  else "; it did not reach its end, so it cannot be replayed"), file=sys.stderr)

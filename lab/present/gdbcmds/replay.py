@@ -95,8 +95,6 @@ def _push_note(entry) -> str:
     from lab.x86.vectors import mnemonic, pushes_error_code
 
     d = entry.delivery
-    if d is None:
-        return "no delivery followed: the CPU shut down (triple fault)"
     gate = next((g for g in live_gates() if g.vector == d.vector), None)
     if gate is None or not gate.present:
         return f"the IDT has no present gate for {mnemonic(d.vector)}: the CPU could not deliver it"
@@ -160,5 +158,7 @@ class LabGoto(LabCommand):
             gdb.execute("stepi", to_string=True)  # the delivery: the handler's first instruction
             print(f"lab-goto: delivered; now at the handler's entry {symbols().describe(LiveTarget().registers()['rip'])}; "
                   f"lab-frame decodes what the CPU pushed")
+        elif entry.delivery is None:
+            print(f"lab-goto: no delivery followed: {entry.outcome}")
         else:
             print(f"lab-goto: {_push_note(entry)}; then: {entry.outcome}")
