@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import gdb  # provided by gdb itself
 
-from lab.present.gdbcmds import frames, replay, state  # noqa: F401  (each registers its commands)
+# Each module registers its commands on import; `help lab` lists them in this order.
+from lab.present.gdbcmds import state  # noqa: F401  isort: skip
+from lab.present.gdbcmds import frames  # noqa: F401  isort: skip
+from lab.present.gdbcmds import replay  # noqa: F401  isort: skip
 from lab.present.gdbcmds.live import REGISTRY
 
 

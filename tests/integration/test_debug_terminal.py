@@ -1,0 +1,95 @@
+"""`lab debug` in a real terminal (tmux): Ctrl-C interrupts the guest and gdb returns to its
+prompt; the session lives until `quit`, which leaves no process behind."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from labtest import wait_gone
+from tmuxpane import TmuxPane
+
+REPO = Path(__file__).resolve().parents[2]
+PROMPT = r"\(gdb\) "
+
+
+@pytest.fixture
+def pane_for(request):
+    panes = []
+
+    def make(*args: str, width: int = 120) -> TmuxPane:
+        env = {"PYTHONPATH": os.environ.get("PYTHONPATH", str(REPO)), "LAB_TEST_RUN": os.environ.get("LAB_TEST_RUN", "")}
+        p = TmuxPane([sys.executable, "-m", "lab", *args], env=env, width=width)
+        panes.append(p)
+        return p
+
+    yield make
+    for p in panes:
+        p.close()
+
+
+def _lab_processes(pane: TmuxPane) -> tuple[int, list[int]]:
+    """The lab's pid (the pane's shell's child) and every process under it (gdb, QEMU)."""
+    (lab,) = pane.children(pane.shell_pid)
+    return lab, pane.descendants(lab)
+
+
+def test_ctrl_c_interrupts_the_guest_and_the_session_survives(pane_for, kernel):
+    pane = pane_for("debug", "--kernel", str(kernel))
+    pane.expect(r"Breakpoint 1, labkernel::lab_ready")
+    pane.expect(PROMPT)
+    lab, procs = _lab_processes(pane)
+    names = {Path(f"/proc/{p}/comm").read_text().strip() for p in procs}
+    assert {"gdb", "qemu-system-x86"} <= names, names
+    for _ in range(2):
+        pane.line("continue")
+        pane.expect(r"Continuing\.")
+        pane.send("C-c")
+        pane.expect(r"received signal SIGINT")
+        pane.expect(PROMPT)
+        pane.line("lab-idt 14")                  # the guest is stopped and the lab is alive
+        pane.expect(r"isr_pf")
+        pane.expect(PROMPT)
+    assert not wait_gone(lab, 0) and all(not wait_gone(p, 0) for p in procs)
+    pane.line("quit")
+    assert pane.exit_status() == 0
+    for pid in [lab, *procs]:
+        assert wait_gone(pid, 10), f"process {pid} left behind"
+    out = pane.text().decode(errors="replace")
+    assert "Traceback" not in out and "KeyboardInterrupt" not in out and "lab: interrupted" not in out
+
+
+def test_ctrl_c_during_a_lab_command_is_one_line(pane_for, kernel):
+    """Ctrl-C while lab-shell waits on a guest that never answers: gdb's stop, then one line."""
+    pane = pane_for("debug", "--kernel", str(kernel))
+    pane.expect(PROMPT)
+    pane.line("lab-shell sleep-nothing")       # an unknown command: the shell answers at once
+    pane.expect(r"unknown command|usage|not a command|\w")
+    pane.expect(PROMPT)
+    pane.line("quit")
+    assert pane.exit_status() == 0
+    assert "Traceback" not in pane.text().decode(errors="replace")
+
+
+def test_help_lab_and_errors_in_a_terminal_80_columns(pane_for, kernel):
+    pane = pane_for("debug", "--kernel", str(kernel), width=80)
+    pane.expect(r"`help lab` lists the lab's commands")
+    pane.expect(PROMPT)
+    pane.line("help lab")
+    for cmd in ("lab-idt", "lab-frame", "lab-break", "lab-shell", "lab-context", "lab-chain", "lab-goto"):
+        pane.expect(cmd)
+    pane.expect(PROMPT)
+    pane.line("lab-idt 300")
+    pane.expect(r"lab-idt: vector 300 is outside 0-255")
+    pane.expect(PROMPT)
+    pane.line("lab-idt 13-14")
+    pane.expect(r"isr_pf")
+    pane.expect(PROMPT)
+    lines = pane.screen().splitlines()
+    assert max(len(l) for l in lines) <= 80 and any("isr_gp" in l for l in lines)
+    pane.line("quit")
+    assert pane.exit_status() == 0
+    assert "Traceback" not in pane.text().decode(errors="replace")
