@@ -94,7 +94,7 @@ def debug(kernel: Path | None, profile: Profile, at: str | None, gdb_args: list[
     relay = None
     try:
         qemu.launch()
-        relay = ShellRelay(qemu.serial, run, stop_guest=lambda: qemu.qmp_cmd("stop"))
+        relay = ShellRelay(qemu.serial, run)
         run_to = ["-ex", f"hbreak *{stop:#x}", "-ex", "continue", "-ex", "delete"] if stop is not None else []
         argv = [gdb_binary(), *gdb_prelude(elf), "-ex", f"target remote {qemu.gdb_socket}", *run_to, *gdb_args]
         where = f"stopped at {at or 'lab_ready'}" if stop is not None else "paused at the reset vector"
@@ -143,7 +143,7 @@ def replay(path: Path, gdb_args: list[str]) -> int:
     relay = None
     try:
         qemu.launch()
-        relay = ShellRelay(qemu.serial, run, stop_guest=lambda: qemu.qmp_cmd("stop"))
+        relay = ShellRelay(qemu.serial, run)
         to_end = ["-ex", f"monitor replay_break {rec.end_icount}", "-ex", "continue"]
         argv = [gdb_binary(), *gdb_prelude(rec.kernel), "-ex", f"target remote {qemu.gdb_socket}", *to_end, *gdb_args]
         print(f"lab: replaying {rec.probe} ({rec.path}) to its end, instruction {rec.end_icount}; "

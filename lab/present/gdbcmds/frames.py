@@ -5,6 +5,7 @@ the context view printed at every stop at a handler's entry."""
 from __future__ import annotations
 
 import socket
+import threading
 
 import gdb  # provided by gdb itself
 
@@ -12,7 +13,7 @@ from lab.errors import UserError
 from lab.present.gdbcmds.live import (LabCommand, LiveTarget, command, console, one_line, parse_vector,
                                       replaying, shell_socket, symbols)
 
-#: How long lab-shell waits for the kernel's reply (the relay's bound; it stops the guest then).
+#: How long lab-shell waits for the kernel's reply (the relay's bound, lab/machine/relay.py).
 SHELL_REPLY_TIMEOUT = 10.0
 
 
@@ -84,9 +85,16 @@ class LabStack(LabCommand):
         console().print(stack_table(parse_int(arg, "the number of frames") if arg else 8))
 
 
+def _interrupt_if_running() -> None:
+    thread = gdb.selected_thread()
+    if thread is not None and thread.is_running():
+        gdb.execute("interrupt")
+
+
 def shell_request(kind: str, line: str) -> str:
-    """Sends `kind line` to `lab debug`'s shell relay: `type` only types the line; `ask` also
-    has the relay stop the guest once the shell's prompt is back, and returns the reply."""
+    """Sends `kind line` to `lab debug`'s shell relay: `type` only types the line; `ask` runs
+    the guest until the relay answers with the shell's reply (the relay waits for the prompt),
+    then stops it again, and returns the reply."""
     if replaying():
         raise UserError("a replay's kernel input is the recording's: nothing can be typed into it")
     with socket.socket(socket.AF_UNIX) as s:
@@ -94,12 +102,41 @@ def shell_request(kind: str, line: str) -> str:
         s.sendall(f"{kind} {line}\n".encode())
         if kind != "ask":
             return ""
-        gdb.execute("continue", to_string=True)  # the relay stops the guest when the reply is in
-        s.settimeout(SHELL_REPLY_TIMEOUT)
-        reply = s.makefile("rb").read().decode(errors="replace")
+        answer: list[bytes] = []
+        s.settimeout(SHELL_REPLY_TIMEOUT + 5)  # the relay's own bound comes first
+
+        cancelled = threading.Event()  # the guest stopped elsewhere: no interrupt for this one
+
+        def read_answer() -> None:
+            try:
+                with s.makefile("rb") as f:
+                    answer.append(f.read())
+            except OSError:
+                pass
+            if not cancelled.is_set():  # gdb runs it in its own thread: stops the guest
+                gdb.post_event(lambda: None if cancelled.is_set() else _interrupt_if_running())
+
+        reader = threading.Thread(target=read_answer, daemon=True)
+        stops: list = []
+        gdb.events.stop.connect(stops.append)
+        try:
+            reader.start()
+            gdb.execute("continue", to_string=True)
+        finally:
+            gdb.events.stop.disconnect(stops.append)
+        if any(isinstance(e, gdb.BreakpointEvent) for e in stops):
+            # Stopped at a breakpoint before the shell answered: hang up and say where.
+            cancelled.set()
+            s.shutdown(socket.SHUT_RDWR)
+            reader.join(SHELL_REPLY_TIMEOUT)
+            raise UserError(f"the guest stopped at a breakpoint before the shell answered {line!r} "
+                            f"(at {symbols().describe(LiveTarget().registers()['rip']) or 'no symbol'})")
+        reader.join(SHELL_REPLY_TIMEOUT + 5)
+        cancelled.set()  # answered, or the guest stopped for another reason: nothing more to stop
+    reply = answer[0].decode(errors="replace") if answer else ""
     status, _, text = reply.partition("\n")
     if status != "ok":
-        raise UserError(status)
+        raise UserError(status or "the shell relay did not answer")
     return text
 
 
