@@ -121,7 +121,7 @@ def shell_request(kind: str, line: str) -> str:
         gdb.events.stop.connect(stops.append)
         try:
             reader.start()
-            gdb.execute("continue", to_string=True)
+            gdb.execute("continue")  # not to_string: the stop's printing (lab-context) is the user's
         finally:
             gdb.events.stop.disconnect(stops.append)
         if any(isinstance(e, gdb.BreakpointEvent) for e in stops):
