@@ -62,12 +62,23 @@ def test_ctrl_c_interrupts_the_guest_and_the_session_survives(pane_for, kernel):
     assert "Traceback" not in out and "KeyboardInterrupt" not in out and "lab: interrupted" not in out
 
 
-def test_ctrl_c_during_a_lab_command_is_one_line(pane_for, kernel):
-    """Ctrl-C while lab-shell waits on a guest that never answers: gdb's stop, then one line."""
+def test_ctrl_c_while_a_lab_command_runs_the_guest(pane_for, kernel):
+    """lab-shell's replies (an error reply too), then Ctrl-C while the guest runs with a timer
+    ticking: gdb stops it and lab-shell still talks to the kernel afterwards."""
     pane = pane_for("debug", "--kernel", str(kernel))
     pane.expect(PROMPT)
-    pane.line("lab-shell sleep-nothing")       # an unknown command: the shell answers at once
-    pane.expect(r"unknown command|usage|not a command|\w")
+    pane.line("lab-shell nope")
+    pane.expect(r"error: unknown command 'nope' \(try 'help'\)")
+    pane.expect(PROMPT)
+    pane.line("lab-shell timer pit 100")   # the shell answers; then a tick-driven guest runs on
+    pane.expect(PROMPT)
+    pane.line("continue")
+    pane.expect(r"Continuing\.")
+    pane.send("C-c")
+    pane.expect(r"received signal SIGINT")
+    pane.expect(PROMPT)
+    pane.line("lab-shell ticks")
+    pane.expect(r"ticks")
     pane.expect(PROMPT)
     pane.line("quit")
     assert pane.exit_status() == 0
@@ -90,6 +101,53 @@ def test_help_lab_and_errors_in_a_terminal_80_columns(pane_for, kernel):
     pane.expect(PROMPT)
     lines = pane.screen().splitlines()
     assert max(len(l) for l in lines) <= 80 and any("isr_gp" in l for l in lines)
+    pane.line("quit")
+    assert pane.exit_status() == 0
+    assert "Traceback" not in pane.text().decode(errors="replace")
+
+
+def test_break_shell_and_context_in_a_terminal(pane_for, kernel):
+    pane = pane_for("debug", "--kernel", str(kernel))
+    pane.expect(PROMPT)
+    pane.line("lab-context on")
+    pane.expect(PROMPT)
+    pane.line("lab-break #UD")
+    pane.expect(r"the entry of the #UD handler \(vector 6\)")
+    pane.expect(PROMPT)
+    pane.line("lab-shell fire ud")
+    pane.expect(r"lab-context: #UD \(vector 6\) at isr_ud")
+    pane.expect(r"labkernel::fire::fire\+0x")
+    pane.expect(r"stopped at a breakpoint before the shell answered 'fire ud'")
+    pane.expect(PROMPT)
+    pane.line("delete")
+    pane.expect(PROMPT)
+    pane.line("lab-shell info")
+    pane.expect(r"info version=\S+ boot=multiboot")
+    pane.expect(PROMPT)
+    pane.line("quit")
+    assert pane.exit_status() == 0
+    assert "Traceback" not in pane.text().decode(errors="replace")
+
+
+def test_replay_in_a_terminal(pane_for, kernel, tmp_path):
+    from labtest import lab_cli
+
+    r = lab_cli("probe", "df-no-ist", "--kernel", str(kernel), "--record", str(tmp_path), timeout=120)
+    assert r.returncode == 0, r.stderr
+    pane = pane_for("debug", "--replay", str(tmp_path / "df-no-ist"))
+    pane.expect(r"lab_recurse")                  # positioned at the end: the faulting instruction
+    pane.expect(PROMPT)
+    pane.line("lab-chain")
+    pane.expect(r"triple fault")
+    pane.expect(PROMPT)
+    pane.line("reverse-stepi")
+    pane.expect(PROMPT)
+    pane.line("lab-goto 1")
+    pane.expect(r"lab-goto: #1 #PF, raised by the instruction; the CPU is at 0008:0x[0-9a-f]+ \(lab_recurse\+")
+    pane.expect(PROMPT)
+    pane.line("reverse-continue")
+    pane.send("C-c")                             # Ctrl-C during a reverse-continue: still a session
+    pane.expect(PROMPT)
     pane.line("quit")
     assert pane.exit_status() == 0
     assert "Traceback" not in pane.text().decode(errors="replace")
