@@ -11,9 +11,10 @@ setup:
 build:
     @lab build
 
-# the guest's serial console on this terminal (Ctrl-A X quits); prints how to attach gdb
-boot profile="tcg":
-    @lab boot --profile "$1"
+# the guest's serial console on this terminal (Ctrl-A X quits); prints the command that
+# attaches gdb: just boot --kernel X --profile tcg
+boot *args:
+    @lab boot "$@"
 
 # boot, stop at ready, decode and check IDT, GDT and TSS (pass --json for machines)
 inspect *args:
@@ -51,13 +52,17 @@ frame *args:
 claims *args:
     @lab claims "$@"
 
-# gdb with the lab's commands, stopped at lab_ready (or --at SYMBOL)
+# gdb with the lab's commands, stopped at lab_ready (or --at SYMBOL); Ctrl-C stops the guest
 debug *args:
     @lab debug "$@"
 
-# attach gdb with the lab's commands to a running `just boot`
-attach socket:
-    @lab attach "$1"
+# gdb on a recording (just probe df-no-ist --record), at its end: reverse-stepi, lab-chain, lab-goto N
+replay run *args:
+    @lab debug --replay "$@"
+
+# attach gdb with the lab's commands and the kernel's symbols to a running `just boot`
+attach socket *args:
+    @lab attach "$@"
 
 # walk the page tables: just translate lab_ready 0x40002000
 translate +args:
