@@ -97,6 +97,10 @@ soak *args:
 bench runs="7":
     @python3 -m lab.scripts.bench --runs "$1"
 
+# the interactive path: `lab debug` to its prompt, record and replay of df-no-ist (medians)
+bench-debug runs="5":
+    @python3 -m lab.scripts.debug_bench --runs "$1"
+
 # Debian's own Linux kernel (apt-get download, cached), inspected at its panic for want of a root disk
 inspect-linux *args:
     @lab inspect --kernel "$(python3 -m lab.host.distro)" --append "console=ttyS0 nokaslr" --when "Kernel panic" --ready-timeout 60 "$@"
