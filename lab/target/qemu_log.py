@@ -115,6 +115,7 @@ class ChainEntry:
     delivery: LogEvent | None  # the `v=` line of its delivery (a #DF when it combined into one)
     position: LogEvent | None  # where the CPU was: IP and SP of the delivery (or of the one before)
     outcome: str  # delivered | "raised #N while delivered" | triple fault
+    handled: bool = False  # delivered, and nothing was raised during the delivery: its handler ran
 
 
 def fatal_chain(items) -> list[ChainEntry]:
@@ -131,13 +132,14 @@ def fatal_chain(items) -> list[ChainEntry]:
         between = tail[i + 1:end]
         delivery = next((e for e in between if isinstance(e, LogEvent) and e.vector in (ce.new, DF)), None)
         position = delivery if delivery is not None else (out[-1].position if out else None)
+        handled = False
         if any(isinstance(e, TripleFault) for e in between):
             outcome = "triple fault: the CPU shut down"
         elif n < len(raised):
             outcome = f"its delivery raised #{n + 1}"
         else:
-            outcome = "delivered"
+            outcome, handled = "delivered", delivery is not None
         if delivery is not None and delivery.vector != ce.new:
             outcome = f"combined with #{n - 1} into #DF; " + outcome.replace("its delivery", "the #DF's delivery")
-        out.append(ChainEntry(n, ce.new, ce.old, delivery, position, outcome))
+        out.append(ChainEntry(n, ce.new, ce.old, delivery, position, outcome, handled))
     return out

@@ -55,11 +55,28 @@ CHAINS = [
 ]
 
 
+# The double-fault probe: the #PF's delivery raised a #PF, combined into a #DF delivered on IST1.
+DOUBLE_FAULT = """\
+check_exception old: 0xffffffff new 0xe
+     1: v=0e e=0002 i=0 cpl=0 IP=0008:0000000000106cb4 pc=0000000000106cb4 SP=0010:0000000000143000 CR2=0000000000142ff8
+check_exception old: 0xe new 0xe
+     2: v=08 e=0000 i=0 cpl=0 IP=0008:0000000000106cb4 pc=0000000000106cb4 SP=0010:0000000000143000 env->regs[R_EAX]=0000000000143018
+"""
+CHAINS.append((DOUBLE_FAULT, [(1, 0x0E, None, 0x0E, "its delivery raised #2"),
+                              (2, 0x0E, 0x0E, 0x08, "combined with #1 into #DF; delivered")]))
+
+
 @pytest.mark.parametrize("log, expected", CHAINS)
 def test_fatal_chain(log, expected):
     got = [(e.number, e.vector, e.during, e.delivery.vector if e.delivery else None, e.outcome)
            for e in fatal_chain(parse(log))]
     assert got == expected
+
+
+@pytest.mark.parametrize("log, handled", [(DF_NO_IST, [False, False, False]), (HANDLED, [True]),
+                                          (DOUBLE_FAULT, [False, True]), (IDT_LIMIT0, [False, False, False])])
+def test_fatal_chain_handled(log, handled):
+    assert [e.handled for e in fatal_chain(parse(log))] == handled
 
 
 def test_fatal_chain_positions_are_the_raising_instruction():

@@ -136,8 +136,8 @@ class LabGoto(LabCommand):
         pos = entry.position
         if pos is None:
             raise UserError(f"QEMU's log gives no position for exception {n}")
-        if icount() != rec.end_icount or not _at(pos):
-            _to_end(rec)
+        if not _at(pos) and icount() < rec.end_icount:
+            _to_end(rec)  # (never past the end: the replay's log ends there)
         hops = 0
         while not _at(pos):
             if hops == MAX_REVERSE_HOPS:
@@ -154,7 +154,7 @@ class LabGoto(LabCommand):
               f"{regs['cs']:04x}:{regs['rip']:#x} ({symbols().describe(regs['rip'])}), RSP {regs['ss']:04x}:"
               f"{regs['rsp']:#x}, instruction {icount()} of the replay")
         print(f"lab-goto: QEMU logged there: {entry.delivery.line if entry.delivery else pos.line}")
-        if entry.outcome == "delivered" and entry.delivery is not None:
+        if entry.handled:
             gdb.execute("stepi", to_string=True)  # the delivery: the handler's first instruction
             print(f"lab-goto: delivered; now at the handler's entry {symbols().describe(LiveTarget().registers()['rip'])}; "
                   f"lab-frame decodes what the CPU pushed")
