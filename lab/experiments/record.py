@@ -64,7 +64,12 @@ def record_probe(profile: Profile, probe: Probe, recording: Recording, *,
             obs.outcome = HUNG
             obs.evidence.append(f"{exc.message}; serial tail:\n{serial.tail(800).strip()}")
         if obs.outcome != HUNG:
-            recording.end_icount = parse_info_replay(qemu.hmp("info replay"))
+            end = parse_info_replay(qemu.hmp("info replay"))
+            # A reset ends the run at the instruction that raised it (the replay stops before
+            # it). A run stopped through QMP was stopped asleep in `hlt` (the kernel halts or
+            # waits for input): its last instruction is that hlt, after which the replay, with
+            # no wake-up in the log, would never reach the count; it stops one before.
+            recording.end_icount = end if obs.outcome == TRIPLE_FAULT else end - 1
             recording.save()
     finally:
         if serial is not None:

@@ -13,8 +13,9 @@ from lab.errors import UserError
 from lab.machine.replay import REPLAY_ENV, Recording, parse_info_replay
 from lab.present.gdbcmds.live import LabCommand, LiveTarget, command, console, parse_int, symbols
 
-#: lab-goto's bound on reverse-continues to an instruction that ran before with another RSP.
-MAX_REVERSE_HOPS = 64
+#: lab-goto's bound on reverse-continues to an instruction that ran before with another RSP
+#: (each one replays from the recording's start).
+MAX_REVERSE_HOPS = 16
 
 
 def recording() -> Recording:
@@ -86,6 +87,25 @@ def _at(pos) -> bool:
     return regs.get("rip") == pos.rip and regs.get("rsp") == pos.rsp
 
 
+def _in_handler(entry) -> bool:
+    """At the first instruction of the handler of `entry`'s delivery, with the frame naming the
+    logged IP: the delivery has happened. (The faulting instruction and the handler's first one
+    share an instruction count, so reverse-continue to the first may stop at the second.)"""
+    from lab.present.gdbcmds.frames import live_gates
+    from lab.x86.frames import QWORD, qwords
+    from lab.x86.vectors import pushes_error_code
+
+    d = entry.delivery
+    if not entry.handled or d is None:
+        return False
+    regs = LiveTarget().registers()
+    gate = next((g for g in live_gates() if g.vector == d.vector), None)
+    if gate is None or not gate.present or regs.get("rip") != gate.offset:
+        return False
+    slot = regs["rsp"] + (QWORD if pushes_error_code(d.vector) else 0)
+    return qwords(LiveTarget().read_memory(slot, QWORD))[0] == entry.position.rip
+
+
 def _push_note(entry) -> str:
     """Where the CPU had to push the frame of the delivery at `entry`, and whether it could."""
     from lab.present.gdbcmds.frames import live_gates
@@ -139,7 +159,7 @@ class LabGoto(LabCommand):
         if not _at(pos) and icount() < rec.end_icount:
             _to_end(rec)  # (never past the end: the replay's log ends there)
         hops = 0
-        while not _at(pos):
+        while not (_at(pos) or _in_handler(entry)):
             if hops == MAX_REVERSE_HOPS:
                 raise UserError(f"{pos.rip:#x} ran {hops} times before the end with another RSP than "
                                 f"{pos.rsp:#x}; use reverse-continue with a breakpoint there")
@@ -149,6 +169,13 @@ class LabGoto(LabCommand):
             if icount() == before:
                 raise UserError(f"the replay never ran {pos.rip:#x} with RSP {pos.rsp:#x}")
             hops += 1
+        if _in_handler(entry):
+            print(f"lab-goto: #{n} {mnemonic(entry.vector)}, raised by {_raised_by(entry)} at {pos.rip:#x} "
+                  f"({symbols().describe(pos.rip)}), RSP {pos.rsp:#x}; delivered: now at the handler's entry "
+                  f"{symbols().describe(LiveTarget().registers()['rip'])}, instruction {icount()} of the replay; "
+                  f"lab-frame decodes what the CPU pushed")
+            print(f"lab-goto: QEMU logged: {entry.delivery.line}")
+            return
         regs = LiveTarget().registers()
         print(f"lab-goto: #{n} {mnemonic(entry.vector)}, raised by {_raised_by(entry)}; the CPU is at "
               f"{regs['cs']:04x}:{regs['rip']:#x} ({symbols().describe(regs['rip'])}), RSP {regs['ss']:04x}:"
