@@ -151,3 +151,20 @@ def test_replay_in_a_terminal(pane_for, kernel, tmp_path):
     pane.line("quit")
     assert pane.exit_status() == 0
     assert "Traceback" not in pane.text().decode(errors="replace")
+
+
+def test_sigterm_reaps_the_session(pane_for, kernel):
+    """SIGTERM to the lab while gdb owns the terminal and the guest runs: the lab ends with 143
+    and takes gdb and QEMU with it."""
+    import signal
+
+    pane = pane_for("debug", "--kernel", str(kernel))
+    pane.expect(PROMPT)
+    lab, procs = _lab_processes(pane)
+    pane.line("continue")
+    pane.expect(r"Continuing\.")
+    os.kill(lab, signal.SIGTERM)
+    assert pane.exit_status() == 143
+    for pid in [lab, *procs]:
+        assert wait_gone(pid, 10), f"process {pid} left behind"
+    assert "lab: terminated" in pane.text().decode(errors="replace")
