@@ -12,7 +12,6 @@ from labtest import lab_cli
 from lab.target.qemu_log import LogEvent, fatal_chain, parse
 from lab.target.symbols import Symbols
 
-REG = r"^{name}\s+(0x[0-9a-f]+)"
 
 
 def _regs(block: str) -> dict[str, int]:
