@@ -52,6 +52,10 @@ frame *args:
 claims *args:
     @lab claims "$@"
 
+# runs' --json output as one HTML report with pictures: just report fire.json -o report.html
+report +args:
+    @lab report "$@"
+
 # gdb with the lab's commands, stopped at lab_ready (or --at SYMBOL); Ctrl-C stops the guest
 debug *args:
     @lab debug "$@"
@@ -104,3 +108,11 @@ bench-debug runs="5":
 # Debian's own Linux kernel (apt-get download, cached), inspected at its panic for want of a root disk
 inspect-linux *args:
     @lab inspect --kernel "$(python3 -m lab.host.distro)" --append "console=ttyS0 nokaslr" --when "Kernel panic" --ready-timeout 60 "$@"
+
+# the QEMUs the lab can run (system 7.2, 10.0 from set-up), with versions
+qemus *args:
+    @lab qemus "$@"
+
+# every scenario, probe and claim on every backend (each QEMU with TCG, KVM), one table
+matrix *args:
+    @lab matrix "$@"

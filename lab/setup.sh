@@ -7,13 +7,16 @@
 #           rust-web-llvm + lld-22 (rust-lld, bootloader 0.9's linker; LLVM 22's objcopy/ar);
 #           for the UEFI path (--uefi), ovmf (the firmware) + mtools (the FAT image for an EFI
 #           executable)
+#           for the HTML report's browser test, chromium; for terminal tests, tmux
+#   QEMU 10.0 beside the system's 7.2 (bookworm-backports, unpacked into a private prefix, never
+#           installed over it: lab/setup-qemu.sh; `lab qemus` lists both)
 #   PyPI:   this package (editable) with its test extras, which bring pytest and `just`
 #   crates: bootimage, pinned (cargo install); the kernel's dependencies, pinned by
 #           kernel/Cargo.lock (fetched by the first build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-debs=(qemu-system-x86 qemu-utils gdb binutils rustc-web cargo-web rust-web-src rust-web-llvm lld-22 ovmf mtools)
+debs=(qemu-system-x86 qemu-utils gdb binutils rustc-web cargo-web rust-web-src rust-web-llvm lld-22 ovmf mtools chromium tmux)
 missing=()
 for p in "${debs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -25,6 +28,8 @@ if ((${#missing[@]})); then
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+
+bash lab/setup-qemu.sh
 
 echo "setup: installing the lab (pip install -e '.[test]')"
 pip_install() { python3 -m pip install -q --disable-pip-version-check "$@" --config-settings editable_mode=compat -e '.[test]'; }

@@ -403,7 +403,7 @@ pub fn fire(s: &'static Scenario, style: Style, vector: u8) {
         if seen == u64::MAX { -1 } else { seen as i64 },
         if error == u64::MAX { -1 } else { error as i64 },
         SEEN_RIP.load(Ordering::SeqCst),
-        if SEEN_STYLE.load(Ordering::SeqCst) == 1 { "stub" } else { "x86-interrupt" },
+        match SEEN_STYLE.load(Ordering::SeqCst) { 1 => "stub", 2 => "tutorial", _ => "x86-interrupt" },
     );
 }
 
@@ -436,13 +436,13 @@ pub const NO_ERROR_CODE: u64 = u64::MAX;
 /// The C-ABI core of `on_exception`, unmangled so a debugger can stop on it and read its
 /// arguments: RDI = vector, RSI = address of the CPU-pushed RIP/CS/RFLAGS/RSP/SS frame (inside
 /// the `TrapFrame` for the stub style), RDX = error code or `NO_ERROR_CODE`, RCX = style
-/// (0 = x86-interrupt, 1 = stub). Part of the contract (kernel/CONTRACT.md).
+/// (0 = x86-interrupt, 1 = stub, 2 = tutorial). Part of the contract (kernel/CONTRACT.md).
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "C" fn lab_on_exception(vector: u64, frame: *mut InterruptFrame, error: u64, style: u64) -> bool {
     let vector = vector as u8;
     let error = (error != NO_ERROR_CODE).then_some(error);
-    let style = if style == 1 { Style::Stub } else { Style::X86Interrupt };
+    let style = match style { 1 => Style::Stub, 2 => Style::Tutorial, _ => Style::X86Interrupt };
     let active = ACTIVE.load(Ordering::SeqCst);
     if active == 0 {
         return false;
@@ -457,7 +457,7 @@ pub extern "C" fn lab_on_exception(vector: u64, frame: *mut InterruptFrame, erro
     SEEN_VECTOR.store(vector as u64, Ordering::SeqCst);
     SEEN_ERROR.store(error.unwrap_or(u64::MAX), Ordering::SeqCst);
     SEEN_RIP.store(rip, Ordering::SeqCst);
-    SEEN_STYLE.store(matches!(style, Style::Stub) as u8, Ordering::SeqCst);
+    SEEN_STYLE.store(style as u8, Ordering::SeqCst);
     let resume = s.labels.resume;
     let set_rip = |v: u64| unsafe { (&raw mut (*frame).rip).write_volatile(v) };
     match vector {

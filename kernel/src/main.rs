@@ -16,6 +16,7 @@ mod shell;
 mod syscall;
 mod task;
 mod timer;
+mod trial;
 mod user;
 
 use arch::x86_64 as cpu;

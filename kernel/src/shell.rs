@@ -50,7 +50,7 @@ const COMMANDS: &[Command] = &[
     },
     Command {
         name: "fire",
-        usage: "fire <scenario> [x86-interrupt|stub] [vector]",
+        usage: "fire <scenario> [x86-interrupt|stub|tutorial] [vector]",
         help: "raise an exception from its harness (see 'scenarios'); the handler fixes it up and returns",
         run: cmd_fire,
     },
@@ -62,7 +62,7 @@ const COMMANDS: &[Command] = &[
     },
     Command {
         name: "style",
-        usage: "style <vector> <x86-interrupt|stub>",
+        usage: "style <vector> <x86-interrupt|stub|tutorial>",
         help: "choose the handler style of one vector",
         run: cmd_style,
     },
@@ -136,6 +136,16 @@ const COMMANDS: &[Command] = &[
         usage: "user run <program> | user list",
         help: "run a ring-3 program in its own address space and report how it ended",
         run: cmd_user,
+    },
+    Command {
+        name: "trial",
+        usage: "trial <pairs|tlb|eoi|stacks|swapgs|tutorial>",
+        help: "the tutorial texts' experiments (kernel/src/trial): measured lines, then 'trial done'",
+        run: |cmd, args, _| match args.next() {
+            Some(name) if crate::trial::execute(name) => {}
+            Some(name) => cmd.unknown("trial", name),
+            None => cmd.usage_error(),
+        },
     },
     Command { name: "kill", usage: "kill", help: "end every task but the shell", run: |_, _, _| {
         task::kill_all();

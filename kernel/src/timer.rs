@@ -53,6 +53,34 @@ static RATE: AtomicU64 = AtomicU64::new(0);
 static SOURCE: AtomicU8 = AtomicU8::new(0);
 static ARMED_TSC: AtomicU64 = AtomicU64::new(0);
 static FIRST_TICK_TSC: AtomicU64 = AtomicU64::new(0);
+/// Ticks a `measure` window keeps the TSC of (a 1000 Hz tick over a 1 s window fits).
+pub const TICK_LOG_LEN: usize = 1024;
+
+/// The TSC at each tick of the last `measure` window, in order (contract: `LAB_TICK_LOG`, read
+/// by the lab after the window; the layout is declared in lab/labkernel/layouts.py). `count`
+/// is every tick of the window, `tsc` holds the first `TICK_LOG_LEN` of them.
+#[repr(C)]
+pub struct TickLog {
+    pub count: AtomicU64,
+    pub tsc: [AtomicU64; TICK_LOG_LEN],
+}
+const _: () = assert!(core::mem::size_of::<TickLog>() == 8 + 8 * TICK_LOG_LEN);
+
+#[unsafe(no_mangle)]
+#[used]
+pub static LAB_TICK_LOG: TickLog = TickLog { count: AtomicU64::new(0), tsc: [const { AtomicU64::new(0) }; TICK_LOG_LEN] };
+/// Set for the length of a `measure` window: only its ticks are logged.
+static LOGGING: AtomicBool = AtomicBool::new(false);
+
+fn log_tick() {
+    if LOGGING.load(Ordering::Relaxed) {
+        let i = LAB_TICK_LOG.count.fetch_add(1, Ordering::Relaxed) as usize;
+        if i < TICK_LOG_LEN {
+            LAB_TICK_LOG.tsc[i].store(rdtsc(), Ordering::Relaxed);
+        }
+    }
+}
+
 /// Set while interrupts cannot be trusted to wake `hlt` (the no-EOI pitfall blocks IRQ4 too):
 /// the shell then polls the UART instead of sleeping.
 pub static POLL_CONSOLE: AtomicBool = AtomicBool::new(false);
@@ -160,6 +188,7 @@ pub fn init() {
 /// says not to.
 pub fn on_tick(from_user: bool) {
     TICKS.fetch_add(1, Ordering::Relaxed);
+    log_tick();
     if pitfall() != Pitfall::NoEoi {
         pic::end_of_interrupt(vector::TIMER);
     }
@@ -170,6 +199,7 @@ pub fn on_tick(from_user: bool) {
 /// The local APIC timer's handler body (the APIC tick hook): count, record the first tick's TSC (one-shot delay), EOI.
 pub fn on_apic_tick(from_user: bool) {
     TICKS.fetch_add(1, Ordering::Relaxed);
+    log_tick();
     let _ = FIRST_TICK_TSC.compare_exchange(0, rdtsc(), Ordering::SeqCst, Ordering::SeqCst);
     if pitfall() != Pitfall::NoEoi {
         lapic::end_of_interrupt();
@@ -183,18 +213,22 @@ pub fn oneshot_delay_us() -> u64 {
     if f == 0 || a == 0 { 0 } else { (f - a) * 1_000_000 / tsc_hz() }
 }
 
-/// Counts ticks over `ms` milliseconds of TSC time with interrupts enabled. Spins (`pause`)
+/// Counts ticks over `ms` milliseconds of TSC time with interrupts enabled, logging each
+/// tick's TSC in `LAB_TICK_LOG`. Spins (`pause`)
 /// instead of halting: with the no-EOI pitfall no interrupt would end a `hlt`.
 pub fn measure(ms: u64) -> (u64, u64, u64) {
     let cycles = tsc_hz() * ms / 1000;
     let t0 = rdtsc();
     let k0 = TICKS.load(Ordering::SeqCst);
     let s0 = crate::task::SWITCHES.load(Ordering::SeqCst);
+    LAB_TICK_LOG.count.store(0, Ordering::SeqCst);
+    LOGGING.store(true, Ordering::SeqCst);
     x86_64::instructions::interrupts::enable();
     while rdtsc() - t0 < cycles {
         core::hint::spin_loop();
     }
     x86_64::instructions::interrupts::disable();
+    LOGGING.store(false, Ordering::SeqCst);
     (TICKS.load(Ordering::SeqCst) - k0, rdtsc() - t0, crate::task::SWITCHES.load(Ordering::SeqCst) - s0)
 }
 

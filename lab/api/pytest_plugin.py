@@ -12,13 +12,22 @@ The kernel is the one lab.toml names (found from pytest's rootdir), or `--lab-ke
 
     def test_tables(lab_inspection):
         assert not lab_inspection.failed, lab_inspection.summary()
+
+A failing test that used a fixture gets an HTML report of what its VM produced (inspections,
+fires; lab/present/html) in `--lab-report-dir` (default: pytest's base temporary directory,
+lab-reports/), and its failure output names the file (a "lab report" section), so CI can keep
+it as an artifact.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
+
+#: The item's key under which its fixtures leave what they produced ((name, JSON) pairs).
+RESULTS = pytest.StashKey[list]()
 
 
 def pytest_addoption(parser):
@@ -27,6 +36,8 @@ def pytest_addoption(parser):
     g.addoption("--lab-config", metavar="FILE", help="the lab.toml to use (default: the nearest from the rootdir)")
     g.addoption("--lab-profile", metavar="NAME|FILE", help="the QEMU profile (default: lab.toml's, else tcg)")
     g.addoption("--lab-append", metavar="CMDLINE", help="the kernel command line (default: lab.toml's)")
+    g.addoption("--lab-report-dir", metavar="DIR",
+                help="where a failing test's HTML report goes (default: <basetemp>/lab-reports)")
 
 
 def pytest_configure(config):
@@ -53,11 +64,53 @@ def lab_vm(request):
     """A VM of the kernel under test, stopped where lab.toml says (or the marker), for one test."""
     marker = request.node.get_closest_marker("lab")
     with _vm(request.config, **(marker.kwargs if marker else {})) as vm:
+        request.node.stash[RESULTS] = vm.results  # the same list: filled as the test runs
         yield vm
+
+
+#: The session's inspection, for the report of a failing test that used it.
+INSPECTION = pytest.StashKey[object]()
 
 
 @pytest.fixture(scope="session")
 def lab_inspection(request):
     """The kernel under test inspected once (IDT, GDT, TSS, registers, checks)."""
     with _vm(request.config) as vm:
-        return vm.inspect()
+        report = vm.inspect()
+    request.config.stash[INSPECTION] = report
+    return report
+
+
+def _report_dir(config) -> Path:
+    named = config.getoption("--lab-report-dir")
+    if named:
+        return Path(named)
+    return config._tmp_path_factory.getbasetemp() / "lab-reports"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if not report.failed:
+        return
+    results = list(item.stash.get(RESULTS, []))
+    inspection = item.config.stash.get(INSPECTION, None)
+    if "lab_inspection" in item.fixturenames and inspection is not None:
+        results.insert(0, ("lab_inspection", inspection.to_json()))
+    if not results:
+        return
+    import json
+
+    from lab.present.html.page import write
+
+    directory = _report_dir(item.config)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / (re.sub(r"[^\w.-]+", "_", item.nodeid).strip("_") + ".html")
+    try:
+        write(path, json.loads(json.dumps(results, default=str)), f"lab report: {item.nodeid}")
+    except Exception as exc:  # the test's own failure matters more; say why there is no report
+        report.sections.append(("lab report", f"no HTML report: {exc}"))
+        return
+    report.sections.append(("lab report", f"HTML report of this test's VM: {path}"))
+    item.user_properties.append(("lab_report", str(path)))

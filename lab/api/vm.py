@@ -26,6 +26,9 @@ class VM:
         self.session: Session | None = None
         self.stopped_at: str | None = None  # a line saying where the CPU stopped
         self.waivers: dict[str, str] = {}  # lab.toml's expected findings (from_config)
+        #: (name, JSON) of every result this VM produced, in order: the pytest plugin writes
+        #: them as the HTML report of a failing test (lab/present/html)
+        self.results: list[tuple[str, object]] = []
 
     @classmethod
     def from_config(cls, path: Path | None = None, **options) -> "VM":
@@ -70,6 +73,7 @@ class VM:
                                 self.spec.profile.name, self.stopped_at or "",
                                 self.waivers if waivers is None else waivers)
         report.timings["read_decode_check"] = time.monotonic() - t0
+        self.results.append(("VM.inspect", report.to_json()))
         return report
 
     def registers(self) -> dict[str, int]:
@@ -98,7 +102,9 @@ class VM:
     def fire(self, *names: str, timeout: float = 5.0) -> list[InjectResult]:
         """Kernel-agnostic exceptions (de bp nmi ud gp pf; none: all) raised at the stop, each
         frame checked, and the CPU put back exactly as it was."""
-        return inject_all(self._live(), selected(list(names) or ["all"]), timeout=timeout)
+        results = inject_all(self._live(), selected(list(names) or ["all"]), timeout=timeout)
+        self.results.append(("VM.fire", {"stop": self.stopped_at or "", "results": [r.to_json() for r in results]}))
+        return results
 
 
 def boot(kernel: str | Path | None = None, *, profile: str | None = None, append: str | None = None,

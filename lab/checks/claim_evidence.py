@@ -15,6 +15,8 @@ class Evidence:
     tasks: object = None  # (TasksObservation, checks)
     ring3: object = None  # (Ring3Observation, checks, outcomes)
     timer: object = None  # (TimerObservation, checks)
+    trials: dict = field(default_factory=dict)  # accel -> TrialObservation (lab/experiments/trial.py)
+    accel: str = ""  # the accelerator the other experiments ran on (tcg | kvm)
 
 
 def _fires(ev: Evidence, pred=lambda r: True):

@@ -11,6 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from lab.checks.base import Check, Checks, Verdict, verdict
+# A fire's outcome (PASS, STALE, DEVIATION, FAIL) against its QEMU version's record; re-exported.
+from lab.checks.deviation import (OUTCOME_DEVIATION, OUTCOME_FAIL, OUTCOME_PASS,  # noqa: F401
+                                  OUTCOME_STALE, outcome)
 from lab.scenarios.exceptions import RIP_CR2, RIP_FAULT, RIP_LOOP, RIP_NEXT, ExceptionScenario
 from lab.x86.frames import (ARITHMETIC_FLAGS, INTERRUPT_FRAME, QWORD, RFLAGS, RFLAGS_IF, RFLAGS_RF,
                             TRAP_FRAME_GPRS,
@@ -188,13 +191,23 @@ def check_error_code(obs, s) -> Check:
 
 
 def check_cr2(obs, s) -> Check:
-    title = "CR2 holds the faulting linear address"
-    if obs.expected_cr2 is None:
-        return C.skip("fire.cr2", title, "not a page fault")
-    if obs.entry is None:
-        return C.skip("fire.cr2", title, NO_ENTRY)
-    return C.result("fire.cr2", title, obs.entry["cr2"] == obs.expected_cr2,
-                   [f"CR2 {obs.entry['cr2']:#x}, expected {obs.expected_cr2:#x}"])
+    """#PF: CR2 holds the faulting linear address. Every other exception leaves CR2 as it was
+    (SDM vol. 3A §6.15, Interrupt 14: only a page fault loads CR2)."""
+    # At the gate's handler; else (the vector's gate was not the scenario's) at lab_on_exception,
+    # where every handler reports before it can fault.
+    source = obs.entry or obs.delivered
+    if source is None or source.get("cr2") is None:
+        return C.skip("fire.cr2", "CR2", NO_ENTRY)
+    got = source["cr2"]
+    if obs.expected_cr2 is not None:
+        return C.result("fire.cr2", "CR2 holds the faulting linear address", got == obs.expected_cr2,
+                        [f"CR2 {got:#x}, expected {obs.expected_cr2:#x}"])
+    title = "CR2 unchanged: only a page fault writes CR2"
+    before = obs.before.get("cr2")
+    if before is None:
+        return C.skip("fire.cr2", title, "CR2 was not read before the event")
+    return C.result("fire.cr2", title, got == before,
+                    [f"CR2 {got:#x} at the handler, {before:#x} before the event"])
 
 
 def check_trap_frame(obs, s) -> Check:
@@ -258,20 +271,3 @@ CHECKS = (check_vector, check_layout, check_alignment, check_rip, check_selector
 
 def run(obs, s: ExceptionScenario) -> list[Check]:
     return [c(obs, s) for c in CHECKS]
-
-
-OUTCOME_PASS, OUTCOME_FAIL, OUTCOME_DEVIATION = "PASS", "FAIL", "DEVIATION"
-
-
-def outcome(obs, s: ExceptionScenario, checks: list[Check]) -> tuple[str, str]:
-    """PASS; DEVIATION when it fails exactly as the accelerator's recorded deviation says;
-    otherwise FAIL. Returns (outcome, note)."""
-    if not any(c.verdict is Verdict.FAIL for c in checks):
-        return OUTCOME_PASS, ""
-    dev = s.tcg if obs.accel == "tcg" and not obs.timeout else None
-    if dev is not None:
-        got = obs.delivered["vector"] if obs.delivered else None
-        code = obs.delivered["error_code"] if obs.delivered else None
-        if got == dev.vector and (dev.error_code is None or code == dev.error_code):
-            return OUTCOME_DEVIATION, dev.note
-    return OUTCOME_FAIL, ""

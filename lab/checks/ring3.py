@@ -69,20 +69,19 @@ def interrupt_check(i) -> Check:
                f"TSS.RSP0 {i.tss_rsp0:#x}"])
 
 
-#: Measured on QEMU 7.2 TCG: no alignment checking, so the `ac` program's load succeeds and
-#: the `ud2` after it raises #UD.
-TCG_DEVIATIONS = {"ac": (6, "QEMU 7.2 TCG does not implement alignment checking (#AC): the misaligned "
-                            "load succeeds and the following ud2 raises #UD")}
+def fault_check(f, accel: str, qemu: str = "") -> tuple[Check, str]:
+    """(check, outcome) with outcome PASS | FAIL | DEVIATION: a deviation recorded for this
+    accelerator and QEMU version (lab/scenarios/deviations.py, `ring3:<program>`)."""
+    from lab.checks.deviation import version_of
+    from lab.scenarios.deviations import applicable
 
-
-def fault_check(f, accel: str) -> tuple[Check, str]:
-    """(check, outcome) with outcome PASS | FAIL | DEVIATION."""
     title = f"{f.program}: {mnemonic(f.expected_vector)} from ring 3 with a user frame and error code {f.expected_error:#x}"
     got = f.report.get("vector")
     if f.entry is None:
-        dev = TCG_DEVIATIONS.get(f.program) if accel == "tcg" else None
-        outcome = "DEVIATION" if dev and dev[0] == got else "FAIL"
-        ev = [f"delivered {mnemonic(got) if got is not None else 'nothing'} instead"] + ([dev[1]] if dev else [])
+        devs = applicable(f"ring3:{f.program}", accel, version_of(qemu))
+        seen = [d for d in devs if d.vector == got]
+        outcome = "DEVIATION" if seen else "FAIL"
+        ev = [f"delivered {mnemonic(got) if got is not None else 'nothing'} instead"] + [d.note(qemu or "?") for d in seen]
         return C.make(f"ring3.fault-{f.program}", title, Verdict.FAIL, tuple(ev)), outcome
     st = f.entry["stack"]
     ec, rip, cs, rflags, rsp, ss = st
@@ -114,7 +113,7 @@ def run(o) -> tuple[list[Check], dict[str, str]]:
     checks = syscall_checks(o.syscall) + [interrupt_check(o.interrupt)]
     outcomes = {}
     for f in o.faults:
-        c, outcome = fault_check(f, o.accel)
+        c, outcome = fault_check(f, o.accel, getattr(o, "qemu", ""))
         checks.append(c)
         outcomes[f.program] = outcome
     checks.append(bench_check(o.bench))

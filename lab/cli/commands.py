@@ -34,6 +34,7 @@ def _vm(args):
     from lab.runs.vm import spec_from
 
     return spec_from(_config(args), kernel=_path(args.kernel), profile=args.profile,
+                     qemu=getattr(args, "qemu", None),
                      boot=getattr(args, "boot", None), memory=args.memory, initrd=_path(args.initrd),
                      qemu_args=tuple(args.qemu_args or ()), append=getattr(args, "append", None),
                      image=_path(getattr(args, "image", None)), symbols=_path(getattr(args, "symbols", None)),
@@ -50,23 +51,58 @@ def _stop(args):
     return stop_from(_config(args), at=args.at, after=args.after, when=args.when)
 
 
-def _emit(args, result, show, *, piped_width: int | None = None) -> int:
-    """--json prints the result's JSON; otherwise `show(result, console)`. Exit status 1 when
-    the result failed."""
+def _emit(args, result, show) -> int:
+    """--json prints the result's JSON; otherwise `show(result, console)`; --html also writes
+    the HTML report of that JSON. Exit status 1 when the result failed."""
+    data = result.to_json()
+    if getattr(args, "html", None):
+        _write_report(Path(args.html), [(f"lab {args.command}", data)], f"lab {args.command}")
     if args.json:
-        json.dump(result.to_json(), sys.stdout, indent=2, default=str)
+        json.dump(data, sys.stdout, indent=2, default=str)
         print()
     else:
-        from lab.present.console import PIPED_WIDTH, console
+        from lab.present.console import console
 
-        show(result, console(piped_width or PIPED_WIDTH))
+        show(result, console())
     return 1 if result.failed else 0
+
+
+def _write_report(path: Path, runs, title: str) -> None:
+    from lab.present.html.page import write
+
+    try:
+        write(path, json.loads(json.dumps(runs, default=str)), title)
+    except OSError as exc:
+        raise UserError(f"--html {path}: {exc.strerror}") from None
+
+
+def cmd_report(args) -> int:
+    """`lab report RUN.json... -o PATH`: the runs' JSON as one HTML report."""
+    runs = []
+    for name in args.runs:
+        try:
+            runs.append((name, json.loads(Path(name).read_text())))
+        except OSError as exc:
+            raise UserError(f"{name}: {exc.strerror}") from None
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{name}: not JSON ({exc.msg} at line {exc.lineno}); pass what a "
+                            "command printed with --json") from None
+    try:
+        from lab.present.html.page import write
+
+        write(Path(args.output), runs, args.title)
+    except OSError as exc:
+        raise UserError(f"-o {args.output}: {exc.strerror}") from None
+    print(args.output)
+    return 0
 
 
 def cmd_build(args) -> int:
     from lab.host.build import build_kernel
 
-    print(build_kernel(release=args.release, boot=args.boot, force=True))
+    # On a terminal cargo shows its own progress; to a pipe only the result (the ELF's path),
+    # the compiler's output kept for a failure.
+    print(build_kernel(release=args.release, boot=args.boot, force=True, quiet=not sys.stderr.isatty()))
     return 0
 
 
@@ -75,13 +111,14 @@ def cmd_inspect(args) -> int:
     from lab.runs.inspect import run_inspect
 
     stop = _stop(args)  # checked before anything boots
-    return _emit(args, run_inspect(_vm(args), stop, waivers=_config(args).waivers), show.inspect)
+    return _emit(args, run_inspect(_vm(args), stop, waivers=_config(args).waivers),
+                 lambda r, c: show.inspect(r, c, vectors=args.vectors))
 
 
 def cmd_fire(args) -> int:
     from lab.present import show
     from lab.runs.fire import run_fires, selected
-    from lab.scenarios.exceptions import STYLES, check_style
+    from lab.scenarios.exceptions import STYLES, check_style, check_tutorial_plan
 
     if args.agnostic:
         return _fire_agnostic(args)
@@ -90,10 +127,11 @@ def cmd_fire(args) -> int:
                         "kernel's harness: add --agnostic")
     styles = list(STYLES) if args.style == "both" else [check_style(args.style)]
     plan = selected(args.scenarios, styles)
+    check_tutorial_plan(plan)
     if args.vector is not None and any(s.name != "int" for s, _ in plan):
         raise UserError("--vector applies to the 'int' scenario only")
     result = run_fires(_vm(args), plan, vector=args.vector, inject_nmi=not args.no_inject,
-                       handler_timeout=args.handler_timeout)
+                       handler_timeout=args.timeout)
     return _emit(args, result, lambda r, c: show.fires(r, c, panels=args.verbose_panels))
 
 
@@ -105,7 +143,7 @@ def _fire_agnostic(args) -> int:
 
     injections = selected(args.scenarios)
     stop = _stop(args)  # checked before anything boots
-    result = run_injections(_vm(args), injections, stop, timeout=args.handler_timeout)
+    result = run_injections(_vm(args), injections, stop, timeout=args.timeout)
     return _emit(args, result, show.injections)
 
 
@@ -113,9 +151,14 @@ def cmd_probe(args) -> int:
     from lab.present import show
     from lab.runs.probe import run_probes, selected
 
+    from lab.present.console import progress
+
     chosen = selected(args.probes)
-    return _emit(args, run_probes(_vm(args), chosen, timeout=args.timeout, record=_path(args.record)),
-                 show.probes)
+    vm = _vm(args)
+    with progress("lab probe", total=len(chosen)) as bar:
+        result = run_probes(vm, chosen, timeout=args.timeout, record=_path(args.record),
+                            progress=lambda name, done, total: bar.step(f"lab probe: {name}", done))
+    return _emit(args, result, show.probes)
 
 
 def cmd_timer(args) -> int:
@@ -165,7 +208,22 @@ def cmd_claims(args) -> int:
     from lab.present import show
     from lab.runs.claims import run_claims
 
-    return _emit(args, run_claims(_vm(args)), show.claims, piped_width=show.CLAIMS_PIPED_WIDTH)
+    from lab.present.console import progress
+
+    if args.seed is not None:
+        from lab.checks.seedclaims import resolve
+
+        resolve(args.seed)  # a wrong name is one line, before anything boots
+    vm = _vm(args)
+    with progress("lab claims") as bar:
+        result = run_claims(vm, seed=args.seed,
+                            progress=lambda step, done, total: bar.step(f"lab claims: {step} ({done + 1}/{total})"))
+    if args.markdown and not args.json:
+        from lab.present.claims_md import markdown
+
+        print(markdown(result))
+        return 1 if result.failed else 0
+    return _emit(args, result, lambda r, c: show.claims(r, c, every=args.all_claims))
 
 
 def _gdb_args(args) -> list[str]:
@@ -198,9 +256,16 @@ def cmd_boot(args) -> int:
     return boot_interactive(vm.kernel, vm.profile)
 
 
-def _listing(lines: list[str]) -> int:
-    for line in lines:
-        print(line)
+def _listing(args, rows: list[dict], title: str) -> int:
+    """A catalog: a table, or with --json its rows."""
+    if args.json:
+        json.dump(rows, sys.stdout, indent=2)
+        print()
+    else:
+        from lab.present import show
+        from lab.present.console import console
+
+        console().print(show.listing_table(rows, title))
     return 0
 
 
@@ -208,27 +273,60 @@ def cmd_scenarios(args) -> int:
     from lab.present import show
     from lab.scenarios.exceptions import CATALOG
 
-    return _listing(show.scenarios_listing(CATALOG))
+    return _listing(args, show.scenario_rows(CATALOG), "exception scenarios (lab fire NAME)")
 
 
 def cmd_probes(args) -> int:
     from lab.present import show
     from lab.scenarios.probes import CATALOG
 
-    return _listing(show.probes_listing(CATALOG))
+    return _listing(args, show.probe_rows(CATALOG), "fatal-path probes (lab probe NAME)")
 
 
 def cmd_profiles(args) -> int:
     from lab.host import profiles
     from lab.present import show
 
-    return _listing(show.profiles_listing(profiles.load(n) for n in profiles.available()))
+    return _listing(args, show.profile_rows(profiles.load(n) for n in profiles.available()),
+                    "QEMU profiles (--profile NAME)")
+
+
+def cmd_matrix(args) -> int:
+    from lab.present import matrix as present
+    from lab.runs import matrix
+
+    if args.merge:
+        parts = []
+        for path in args.merge:
+            try:
+                parts.append(json.loads(path.read_text()))
+            except (OSError, ValueError) as exc:
+                raise UserError(f"--merge {path}: cannot be read as JSON ({exc})") from None
+        result = matrix.merge(parts)
+    else:
+        from lab.runs.vm import kernel_for
+
+        kernel = kernel_for(_path(args.kernel), command="matrix", needs_lab_kernel=True, release=args.release,
+                            boot="multiboot")
+        result = matrix.run_matrix(kernel, shard=args.shard, kvm=not args.no_kvm,
+                                   ready_timeout=args.ready_timeout or 10.0, restore=not args.fresh)
+    if args.markdown:
+        sys.stdout.write(present.markdown(result))
+        return 1 if result.failed else 0
+    return _emit(args, result, present.show)
+
+
+def cmd_qemus(args) -> int:
+    from lab.present.matrix import show_qemus
+    from lab.runs.matrix import find_qemus
+
+    return _emit(args, find_qemus(), show_qemus)
 
 
 COMMANDS = {
-    "build": cmd_build, "profiles": cmd_profiles, "inspect": cmd_inspect, "fire": cmd_fire,
+    "build": cmd_build, "profiles": cmd_profiles, "qemus": cmd_qemus, "matrix": cmd_matrix, "inspect": cmd_inspect, "fire": cmd_fire,
     "scenarios": cmd_scenarios, "probe": cmd_probe, "probes": cmd_probes, "timer": cmd_timer,
     "tasks": cmd_tasks, "ring3": cmd_ring3, "pcpu": cmd_pcpu, "frame": cmd_frame,
     "claims": cmd_claims, "debug": cmd_debug, "attach": cmd_attach, "translate": cmd_translate,
-    "boot": cmd_boot,
+    "boot": cmd_boot, "report": cmd_report,
 }

@@ -3,7 +3,8 @@
 
 Exit status: 0 all checks pass; 1 a check failed; 2 bad input (one line, no traceback);
 3 the lab itself failed (the message names the command, its status and the logs);
-130 interrupted; 143 terminated.
+130 interrupted; 141 the reader of stdout went away (`lab ... | head -1`: SIGPIPE's status,
+silently, as `yes | head` ends); 143 terminated.
 
 The signal handlers are installed before anything else is imported, so a SIGTERM or Ctrl-C
 that lands while the lab starts is the same one line and status as one that lands later. (One
@@ -31,6 +32,23 @@ def _install_signal_handlers() -> None:
     # was ignored by whatever started the lab (pytest-xdist's workers ignore it, and so do
     # their children unless told otherwise).
     signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+#: A closed stdout (the reader of a pipe exited): 128 + SIGPIPE, as a shell reports it.
+CLOSED_PIPE = 128 + signal.SIGPIPE
+
+
+def _closed_pipe() -> int:
+    """stdout's reader is gone: nothing more can be said there, and Python's own flush at exit
+    must not fail again, so stdout becomes /dev/null."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except OSError:
+        pass
+    return CLOSED_PIPE
 
 
 #: How each way of being stopped ends: (message, exit status).
@@ -91,7 +109,11 @@ def main(argv: list[str] | None = None) -> int:
             from lab.machine import gdb as early_gdb
 
             early_gdb.prestart()  # starts while the command's modules import
-        return args.func(args)
+        status = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
+        return status
+    except BrokenPipeError:
+        return _closed_pipe()
     except (Exception, KeyboardInterrupt, Terminated) as exc:
         return _report(exc)
     finally:

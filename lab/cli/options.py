@@ -50,6 +50,16 @@ def vector(text: str) -> int:
     return value
 
 
+def vectors(text: str) -> set[int]:
+    """A list of vectors and ranges: 0-31,0x80."""
+    from lab.present.compact import vector_list
+
+    try:
+        return vector_list(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--vectors: ")) from None
+
+
 def positive_int(text: str) -> int:
     try:
         value = int(text, 0)
@@ -74,6 +84,9 @@ def vm_options(sp, *, restore: bool = True) -> None:
     sp.add_argument("--release", action="store_true", help="build the release profile")
     sp.add_argument("--profile", metavar="NAME|FILE",
                     help=f"QEMU profile: a name from qemu-configs/ or a TOML file (default: {DEFAULT_PROFILE})")
+    sp.add_argument("--qemu", metavar="NAME|PATH",
+                    help="which QEMU runs the profile: system (default), a name `lab qemus` lists "
+                         "(10.0), or a path to a qemu-system-x86_64 (default: the profile's, lab.toml's)")
     boot = sp.add_mutually_exclusive_group()
     boot.add_argument("--boot", choices=ALL_BOOT_PATHS, help="how QEMU loads the kernel (default: the profile's, multiboot)")
     boot.add_argument("--uefi", dest="boot", action="store_const", const=UEFI,
@@ -110,13 +123,61 @@ def log_dir_option(sp, help: str = "keep serial/QEMU/gdb logs in DIR") -> None:
     sp.add_argument("--log-dir", metavar="DIR", help=help)
 
 
+def result_options(sp, *, log_help: str = "keep serial/QEMU/gdb logs in DIR") -> None:
+    """What every command that produces a result takes: --json, --html and --log-dir."""
+    json_option(sp)
+    sp.add_argument("--html", metavar="PATH", help="also write the result as a self-contained HTML "
+                    "report with pictures (the same as `lab report` of the --json output)")
+    log_dir_option(sp, log_help)
+
+
+def verbose_option(sp) -> None:
+    """-v, accepted before and after the command (SUPPRESS: the subcommand's default does not
+    overwrite a -v given before it)."""
+    sp.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                    help="print progress (pids, run dir) on stderr")
+
+
 def ready_timeout_option(sp, help: str = "bound on the wait for the kernel's ready marker") -> None:
     sp.add_argument("--ready-timeout", type=seconds, metavar="S",
                     help=f"{help} (default: lab.toml's, else {DEFAULT_READY_TIMEOUT:g})")
 
 
-def timeout_option(sp, flag: str, default: float, help: str) -> None:
-    sp.add_argument(flag, type=seconds, default=default, metavar="S", help=f"{help} (default: %(default)s)")
+def timeout_option(sp, default: float, help: str, *aliases: str) -> None:
+    """The command's own bound on its waits: always --timeout (the one spelling; `aliases` are
+    older names still accepted). The boot's bound is --ready-timeout."""
+    sp.add_argument("--timeout", *aliases, dest="timeout", type=seconds, default=default, metavar="S",
+                    help=f"{help} (default: %(default)s)")
+
+
+def shard(text: str) -> tuple[int, int]:
+    """--shard K/N: 1 <= K <= N."""
+    from lab.runs.matrix import parse_shard
+
+    try:
+        return parse_shard(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def matrix_options(sp) -> None:
+    """What `lab matrix` runs (every backend, or one shard of them) or joins (--merge)."""
+    sp.add_argument("--kernel", metavar="PATH", help="the lab kernel to run (default: build it)")
+    sp.add_argument("--release", action="store_true", help="build the release profile")
+    sp.add_argument("--fresh", action="store_true", help="boot every VM (no saved ready states)")
+    part = sp.add_mutually_exclusive_group()
+    part.add_argument("--shard", type=shard, metavar="K/N",
+                      help="run shard K of N: every N-th backend from the K-th (for a CI job matrix)")
+    part.add_argument("--merge", nargs="+", metavar="JSON", type=Path,
+                      help="join shards' `lab matrix --json` files into the one table (runs nothing)")
+    sp.add_argument("--no-kvm", action="store_true", help="leave KVM out even where /dev/kvm is usable")
+    out = sp.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="print the matrix as JSON (what --merge reads)")
+    out.add_argument("--markdown", action="store_true", help="print the exceptions table and the "
+                     "recorded deviations as Markdown (README's deviation table)")
+    sp.add_argument("--html", metavar="PATH", help="also write the matrix as a self-contained HTML "
+                    "report (the same as `lab report` of the --json output)")
+    ready_timeout_option(sp)
 
 
 def gdb_options(sp) -> None:
@@ -135,29 +196,39 @@ def parser(commands) -> LabParser:
     def add(name, help):
         sp = sub.add_parser(name, help=help, description=help)
         sp.set_defaults(func=commands[name])
+        verbose_option(sp)
         return sp
 
     def experiment(name, help):
         """A command that boots the lab kernel, observes and checks: VM options, --json,
-        --ready-timeout."""
+        --html, --log-dir, --ready-timeout."""
         sp = add(name, help)
         vm_options(sp)
-        json_option(sp)
+        result_options(sp)
         ready_timeout_option(sp)
+        return sp
+
+    def listing(name, help):
+        sp = add(name, help)
+        json_option(sp, "print the list as JSON")
         return sp
 
     sp = add("build", "build the lab kernel (cargo, build-std); --boot bios adds the disk image")
     sp.add_argument("--release", action="store_true")
     sp.add_argument("--boot", choices=BOOT_PATHS, default="multiboot",
                     help="bios: also make the BIOS disk image with cargo bootimage (default: %(default)s)")
-    add("profiles", "list the QEMU profiles")
+    listing("profiles", "list the QEMU profiles")
+    sp = add("qemus", "list the QEMUs the lab can run, with their versions (lab/setup-qemu.sh adds 10.0)")
+    json_option(sp)
 
     sp = add("inspect", "boot any x86-64 kernel, stop, decode and check IDT, GDT and TSS")
     vm_options(sp)
     foreign_options(sp)
-    json_option(sp, "print the report as JSON")
-    log_dir_option(sp)
+    result_options(sp)
     ready_timeout_option(sp, "bound on the wait for the stop (ready marker, --at, --when)")
+    sp.add_argument("--vectors", type=vectors, metavar="LIST",
+                    help="the IDT rows to print: vectors and ranges, e.g. 0-31,0x80 (default: every "
+                         "present gate, identical neighbours grouped)")
 
     sp = add("fire", "raise exceptions and check each frame against the manual: in the lab "
              "kernel through its harness, in any other kernel by writing one instruction at a stop")
@@ -169,45 +240,61 @@ def parser(commands) -> LabParser:
     sp.add_argument("--agnostic", action="store_true",
                     help="kernel-agnostic firing: one instruction written at the stop, in any kernel")
     sp.add_argument("--style", default="x86-interrupt",
-                    help="handler style: x86-interrupt, stub, or both (default: %(default)s)")
+                    help="handler style: x86-interrupt, stub, both, or tutorial (seed 002's stub; error-code "
+                         "vectors only) (default: %(default)s)")
     sp.add_argument("--vector", type=vector, help="vector for the 'int' scenario (default 0x80)")
-    json_option(sp)
     sp.add_argument("--panels", dest="verbose_panels", action="store_true",
-                    help="with several scenarios, print every panel, not just the summary")
-    log_dir_option(sp)
+                    help="print each scenario's stack and checks panels (default: one line per "
+                         "scenario, the panels of a failure)")
+    result_options(sp)
     ready_timeout_option(sp)
-    timeout_option(sp, "--handler-timeout", 5.0, "bound on the wait for the handler and the resume point")
+    timeout_option(sp, 5.0, "bound on the wait for the handler and the resume point", "--handler-timeout")
     sp.add_argument("--no-inject", action="store_true",
                     help="nmi: do not inject the NMI (shows a handler that is never reached)")
-    add("scenarios", "list the exception scenarios")
+    listing("scenarios", "list the exception scenarios")
 
     sp = add("probe", "double fault, its control, and triple-fault probes, each in a fresh VM")
     vm_options(sp)
     sp.add_argument("probes", nargs="+", metavar="PROBE", help="probe name(s), or 'all' (see `lab probes`)")
-    json_option(sp)
-    log_dir_option(sp, "keep each probe's logs in DIR/<probe>")
+    result_options(sp, log_help="keep each probe's logs in DIR/<probe>")
+    ready_timeout_option(sp)
     sp.add_argument("--record", nargs="?", const="recordings", metavar="DIR",
                     help="record each probe's run with QEMU's record/replay in DIR/<probe> (default DIR: "
                          "./recordings) for `lab debug --replay DIR/<probe>`; TCG, no disk")
-    timeout_option(sp, "--timeout", 10.0, "bound on each wait (reset, handler, report)")
-    add("probes", "list the fatal-path probes")
+    timeout_option(sp, 10.0, "bound on each wait (reset, handler, report)")
+    listing("probes", "list the fatal-path probes")
 
     sp = experiment("timer", "PIT tick rates (guest TSC and host clock) and the timer pitfalls")
     sp.add_argument("--rate", type=positive_int, action="append", metavar="HZ",
                     help="rate(s) to measure (default: 100 and 250; at 1000 Hz TCG can lose ticks under host load)")
     sp.add_argument("--window", type=positive_int, default=500, metavar="MS", help="measurement window (default: %(default)s)")
-    log_dir_option(sp)
     experiment("tasks", "tasks from kernel memory, their saved switch frames, a traced switch")
     experiment("ring3", "syscall entry with swapgs, an interrupt in ring 3, ring-3 faults, syscall rate")
     experiment("pcpu", "decode the per-CPU area through GS_BASE (layout checked against DWARF)")
     sp = experiment("frame", "stop at a handler and decode the frame the CPU pushed")
     sp.add_argument("--at", required=True, metavar="SYMBOL|ADDRESS", help="where to stop (a handler's entry)")
     sp.add_argument("--shell", required=True, metavar="LINE", help="kernel shell line that gets there, e.g. 'user run kread'")
-    timeout_option(sp, "--timeout", 10.0, "bound on the wait for the stop")
+    timeout_option(sp, 10.0, "bound on the wait for the stop")
+
+    sp = add("matrix", "the catalog, the probes and the claims on every backend (each QEMU with TCG, "
+             "KVM), in parallel: one table of verdicts, deviations with their upstream cause")
+    matrix_options(sp)
 
     sp = add("claims", "tutorial-style statements about x86-64, each decided by measurement")
     vm_options(sp)
-    json_option(sp)
+    result_options(sp, log_help="keep each experiment's logs in DIR/<experiment>")
+    ready_timeout_option(sp)
+    sp.add_argument("--all", dest="all_claims", action="store_true",
+                    help="print every claim with its evidence (default: a summary and the refuted "
+                         "or conditional ones)")
+    sp.add_argument("--seed", metavar="FILE",
+                    help="only the claims of one tutorial text of shared/seeds/ (its file name or number, e.g. 002)")
+    sp.add_argument("--markdown", action="store_true", help="print one Markdown table per text (the README's)")
+
+    sp = add("report", "write runs' JSON (what --json prints) as one self-contained HTML report")
+    sp.add_argument("runs", nargs="+", metavar="RUN.json", help="a JSON file a command printed with --json")
+    sp.add_argument("-o", "--output", required=True, metavar="PATH", help="the HTML file to write")
+    sp.add_argument("--title", default="lab report", help="the report's title (default: %(default)s)")
 
     sp = add("debug", "boot and open gdb with the lab's commands (lab-idt, lab-frame, lab-fire, ...)")
     vm_options(sp, restore=False)

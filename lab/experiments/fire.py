@@ -4,8 +4,8 @@ For one scenario (lab/scenarios/exceptions.py), in a booted `Session`:
 
 1. hardware breakpoint at `lab_plant_<n>`; the shell runs `fire <n> <style>`;
 2. at the plant point the lab writes fresh random sentinels into every general-purpose
-   register except RSP and the scenario's operands, and reads RSP/RFLAGS/CS/SS (the state the
-   exception interrupts: the next instructions do not change them);
+   register except RSP and the scenario's operands, and into CR2, and reads RSP/RFLAGS/CS/SS/CR2
+   (the state the exception interrupts: the next instructions do not change them);
 3. breakpoints at the handler the live IDT names for the vector, at `lab_on_exception`
    (every handler of both styles calls it, with RDI = vector, RSI = the CPU frame) and at
    `lab_resume_<n>`; continue (the NMI scenario gets QMP `inject-nmi` now);
@@ -37,6 +37,9 @@ ON_EXCEPTION = "lab_on_exception"
 INT_TABLE = "lab_int_table"
 INT_TABLE_STRIDE = 8
 TEST_PAGES = "LAB_TEST_PAGES"
+CR2_SENTINEL = 0x00C2_0000_0000_0000  # | random page bits: no address any scenario touches
+#: lab_on_exception's RCX (kernel/CONTRACT.md): the style of the handler that called it.
+HANDLER_STYLES = {0: "x86-interrupt", 1: "stub", 2: "tutorial"}
 
 
 @dataclass
@@ -56,7 +59,7 @@ class FireObservation:
     accel: str  # tcg | kvm: which recorded deviations apply
     labels: dict
     sentinels: dict[str, int]
-    before: dict[str, int]  # rsp, rflags, cs, ss at the plant point
+    before: dict[str, int]  # rsp, rflags, cs, ss, cr2 at the plant point
     gate: dict  # the live IDT gate for `vector` at fire time
     ist_top: int | None  # the TSS IST slot the gate names, if any
     expected_cr2: int | None
@@ -67,6 +70,7 @@ class FireObservation:
     kernel_report: dict = field(default_factory=dict)
     qemu_log: list[str] = field(default_factory=list)
     timeout: str | None = None  # set when the handler/resume point was not reached in time
+    qemu: str = ""  # the QEMU's version ("10.0.2"): which recorded deviations apply
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -159,8 +163,10 @@ class Firer:
         gdb.cont()
         self._expect_stop(labels.plant, f"the plant point of {scenario.name}")
         gdb.delete_breakpoint(bp)
-        gdb.write_registers(sentinels)
-        before = self._regs(("rsp", "rflags", "cs", "ss"))
+        # CR2 too: a sentinel of this fire, so a CR2 written by an earlier fire (or by this
+        # one, where only #PF may write it) is told apart (lab/checks/frame.py check_cr2).
+        gdb.write_registers({**sentinels, "cr2": CR2_SENTINEL | rng.getrandbits(32) << 12})
+        before = self._regs(("rsp", "rflags", "cs", "ss", "cr2"))
         gate = self._gate(vector)
         ist_top = None
         if gate.ist:
@@ -171,7 +177,8 @@ class Firer:
             gate={"offset": gate.offset, "type": gate.type_name, "ist": gate.ist, "dpl": gate.dpl,
                   "present": gate.present, "symbol": self.symbols.describe(gate.offset)},
             ist_top=ist_top,
-            expected_cr2=self.test_pages[scenario.cr2_page] if scenario.cr2_page is not None else None)
+            expected_cr2=self.test_pages[scenario.cr2_page] if scenario.cr2_page is not None else None,
+            qemu=self.s.profile.qemu_build.version_str)
 
         stops = {}
         if gate.present:
@@ -210,7 +217,7 @@ class Firer:
                     regs = self._regs(("rdi", "rsi", "rdx", "rcx", "cr2"))
                     obs.delivered = {"vector": regs["rdi"] & 0xFF, "frame": regs["rsi"],
                                      "error_code": None if regs["rdx"] == 2**64 - 1 else regs["rdx"],
-                                     "style": "stub" if regs["rcx"] == 1 else "x86-interrupt",
+                                     "style": HANDLER_STYLES.get(regs["rcx"], "x86-interrupt"),
                                      "cr2": regs["cr2"]}
                     if regs["rcx"] == 1:
                         base = regs["rsi"] - TRAP_FRAME.offset("rip")

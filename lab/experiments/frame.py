@@ -10,6 +10,7 @@ from lab.errors import UserError
 from lab.target.cpu import parse_info_registers
 from lab.x86.frames import INTERRUPT_FRAME, QWORD, describe_pf_error, qwords
 from lab.x86.idt import decode_idt
+from lab.x86.tss import TSS
 from lab.x86.vectors import PF, mnemonic, pushes_error_code
 
 
@@ -44,6 +45,8 @@ def decode_at_stop(gdb, hmp, symbols) -> dict:
         rows[0]["note"] = describe_pf_error(slots[0])
     return {"pc": pc, "symbol": symbols.describe(pc), "vectors": vectors, "mnemonic": mnemonic(vector),
             "error_code": slots[0] if ec else None, "rsp": rsp, "cr2": regs.get("cr2"), "slots": rows,
+            "stack_switch": stack_switch(gdb.read_memory, cpu.tr.base, next(g for g in gates if g.vector == vector),
+                                         slots[-4]),
             "note": "a software `int n` to this vector would push no error code" if ec else ""}
 
 
@@ -57,6 +60,19 @@ def handler_containing(gates, pc: int, symbols) -> tuple[int, int] | None:
         if loc is not None and loc.offset == 0 and loc.symbol.address < pc < loc.symbol.end:
             return g.vector, g.offset
     return None
+
+
+def stack_switch(read_memory, tss_base: int, gate, saved_cs: int) -> dict | None:
+    """Where the CPU took its new RSP from, read from the TSS now: the gate's IST slot, else
+    RSP0 when the interrupted code ran in ring 3 (a privilege change, SDM vol. 3A §6.14.4);
+    None when the frame was pushed on the interrupted stack."""
+    if gate.ist:
+        field = f"ist{gate.ist}"
+    elif saved_cs & 3:
+        field = "rsp0"
+    else:
+        return None
+    return {"field": field, "rsp": TSS.read_field(read_memory, tss_base, field)}
 
 
 def stop_at_handler(session, at: int, shell_line: str, timeout: float, what: str) -> dict:

@@ -59,12 +59,13 @@ class ProbeObservation:
 
 
 def run_probe(kernel: Path, profile: Profile, probe: Probe, *, log_dir: Path | None = None,
-              timeout: float = 10.0, restore: bool = True) -> ProbeObservation:
+              timeout: float = 10.0, restore: bool = True,
+              ready_timeout: float | None = None) -> ProbeObservation:
     t0 = time.monotonic()
     obs = ProbeObservation(probe.name, profile.name)
     debug_log = "int,cpu_reset" if profile.is_tcg else None
     session = Session(kernel, profile, log_dir=log_dir, debug_log=debug_log,
-                      ready_timeout=max(timeout, 10.0), restore=restore)
+                      ready_timeout=ready_timeout or max(timeout, 10.0), restore=restore)
     with session as s:
         s.boot_to_ready()
         sym = s.symbols.lookup(BOOT_STACK)

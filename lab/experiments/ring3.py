@@ -80,6 +80,7 @@ class Ring3Observation:
     faults: list[UserFault] = field(default_factory=list)
     bench: dict = field(default_factory=dict)
     seconds: dict = field(default_factory=dict)
+    qemu: str = ""  # the QEMU's version: which recorded deviations apply
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -225,7 +226,7 @@ class Ring3Lab:
 def observe(session: Session, seed: int | None = None) -> Ring3Observation:
     import time
 
-    obs = Ring3Observation(session.profile.accel)
+    obs = Ring3Observation(session.profile.accel, qemu=session.profile.qemu_build.version_str)
     lab = Ring3Lab(session)
     t0 = time.monotonic()
     obs.syscall = lab.syscall(seed)

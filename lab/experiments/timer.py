@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass, field, replace
 from lab.errors import GuestError
 from lab.host.profiles import Profile
 from lab.labkernel.contract import TIMER_VECTOR
+from lab.labkernel.layouts import TICK_LOG, TICK_LOG_SYMBOL, tick_intervals
 from lab.machine.session import Session
 from lab.target import shell
 from lab.target.cpu import parse_info_registers
@@ -67,6 +68,8 @@ class RateSample:
     reply_ticks: int  # between the two `ticks` replies around the window
     host_seconds_min: float  # host time from the first reply to sending the second command
     host_seconds_max: float  # host time from sending the first command to the second reply
+    #: TSC cycles between consecutive ticks of the window (the kernel's LAB_TICK_LOG)
+    intervals: list[int] = field(default_factory=list)
 
     @property
     def guest_rate(self) -> float:
@@ -108,6 +111,8 @@ class TimerObservation:
     apic_hz: dict[str, int] = field(default_factory=dict)  # {"by_pit": .., "by_tsc": ..}
     counts: dict[str, int] = field(default_factory=dict)  # pitfall -> ticks in its window
     gates: list[GateSample] = field(default_factory=list)
+    #: pitfall -> TSC cycles between the ticks of its window (LAB_TICK_LOG)
+    intervals: dict[str, list[int]] = field(default_factory=dict)
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -115,6 +120,9 @@ class TimerObservation:
             raw["guest_rate"], raw["host_rates"] = r.guest_rate, r.host_rates
             if self.tsc_reference_hz:
                 raw["reference_rate"] = r.reference_rate(self.tsc_reference_hz)
+            raw["intervals_us"] = [c * 1e6 / r.tsc_hz for c in r.intervals]
+        tsc_hz = self.rates[0].tsc_hz if self.rates else None
+        d["intervals_us"] = {p: [c * 1e6 / tsc_hz for c in cs] for p, cs in self.intervals.items()} if tsc_hz else {}
         return d
 
 
@@ -128,6 +136,20 @@ class TimerLab:
 
     def _ticks(self) -> int:
         return int(shell.fields(self.cmd("ticks"), "ticks")["count"])
+
+    def tick_intervals(self) -> list[int]:
+        """The TSC cycles between the ticks of the last `measure` window, read from the
+        kernel's LAB_TICK_LOG with the CPU stopped (an idle shell: it waits for a line)."""
+        gdb = self.s.gdb
+        sym = self.s.symbols.lookup(TICK_LOG_SYMBOL)
+        if sym is None:
+            return []  # an older lab kernel: counts only
+        gdb.interrupt()
+        try:
+            raw = gdb.read_memory(sym.address, TICK_LOG.size)
+        finally:
+            gdb.cont()
+        return tick_intervals(raw)[1]
 
     def _ticks_timed(self) -> tuple[int, float, float]:
         """A `ticks` reply's count, with the host time before sending it and after its reply."""
@@ -144,7 +166,8 @@ class TimerLab:
         after, sent1, got1 = self._ticks_timed()
         self.cmd("timer stop")
         return RateSample(source, hz, configured, window_ms, int(m["ticks"]), int(m["tsc_cycles"]),
-                          int(m["tsc_hz"]), after - before, sent1 - got0, got1 - sent0)
+                          int(m["tsc_hz"]), after - before, sent1 - got0, got1 - sent0,
+                          self.tick_intervals())
 
     def apic_calibration(self) -> dict[str, int]:
         f = shell.fields(self.cmd("timer apic calibrate"), "timer apic calibrate")
@@ -159,9 +182,9 @@ class TimerLab:
         self.cmd("timer stop")
         return OneShotSample(us, int(after["count"]) - before, int(after["oneshot_delay_us"]))
 
-    def count(self, pitfall: str, hz: int = 100, window_ms: int = 300) -> int:
+    def count(self, pitfall: str, hz: int = 100, window_ms: int = 300) -> tuple[int, list[int]]:
         """Ticks from the timer's start to the end of a `window_ms` window (the first tick
-        may come before the window opens)."""
+        may come before the window opens), and the TSC cycles between the window's ticks."""
         self.cmd(f"timer pitfall {pitfall}")
         before = self._ticks()
         self.cmd(f"timer pit {hz}")
@@ -169,7 +192,7 @@ class TimerLab:
         ticks = self._ticks() - before
         self.cmd("timer stop")
         self.cmd("timer pitfall none")
-        return ticks
+        return ticks, self.tick_intervals()
 
     def _mask_irq0(self) -> None:
         """Masks IRQ0 in the master 8259 (IMR, port 0x21) from QEMU's monitor, the CPU stopped.
@@ -222,7 +245,7 @@ def observe(session: Session, rates=(100, 250), window_ms: int = 500,
     obs.apic_hz = lab.apic_calibration()
     obs.oneshot = lab.oneshot(oneshot_us)
     for pitfall in ("no-eoi", "masked"):
-        obs.counts[pitfall] = lab.count(pitfall)
+        obs.counts[pitfall], obs.intervals[pitfall] = lab.count(pitfall)
     for pitfall in ("none", "trap-gate"):
         obs.gates.append(lab.gate(pitfall))
     return obs

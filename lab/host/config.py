@@ -13,6 +13,7 @@ and which findings it expects. Found from the current directory upwards (or name
 
     [vm]
     profile = "tcg"               # a profile's name, or a TOML file
+    qemu = "10.0"                 # which QEMU: system, a name `lab qemus` lists, or a path
     memory = "512M"
     qemu_args = ["-smp", "2"]
     ready_timeout = 30            # seconds
@@ -47,7 +48,7 @@ _STR, _NUM, _STRS, _CMD = "a string", "a positive number", "a list of strings", 
 SCHEMA: dict[str, dict[str, str]] = {
     "kernel": {"path": _STR, "build": _CMD, "symbols": _STR, "append": _STR, "initrd": _STR,
                "image": _STR, "boot": _STR},
-    "vm": {"profile": _STR, "memory": _STR, "qemu_args": _STRS, "ready_timeout": _NUM},
+    "vm": {"profile": _STR, "qemu": _STR, "memory": _STR, "qemu_args": _STRS, "ready_timeout": _NUM},
     "stop": {"at": _STR, "after": _NUM, "when": _STR},
     "waivers": {},  # any check id, each a string
 }
@@ -67,6 +68,7 @@ class LabConfig:
     image: Path | None = None
     boot: str | None = None
     profile: str | None = None
+    qemu: str | None = None
     memory: str | None = None
     qemu_args: tuple[str, ...] = ()
     ready_timeout: float | None = None
@@ -137,6 +139,8 @@ def load(path: Path | None) -> LabConfig:
             kw[key] = tuple(value)
         elif (section, key) == ("vm", "profile") and ("/" in value or value.endswith(".toml")):
             kw[key] = str((path.parent / value).resolve())
+        elif (section, key) == ("vm", "qemu") and "/" in value:
+            kw[key] = str((path.parent / value).expanduser().resolve())
         else:
             kw[key] = value
     stops = [k for k in ("at", "after", "when") if k in kw]

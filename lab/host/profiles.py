@@ -12,6 +12,8 @@ is per run (sockets, logs, the kernel). Keys:
     args         extra QEMU argv elements
     boot         multiboot (default) | bios: how the kernel is loaded (lab/host/bootpath.py);
                  `--boot` on the command line overrides it
+    qemu         which QEMU runs it: `system` (default), a name `lab qemus` lists (`10.0`) or a
+                 path to a binary (lab/host/qemus.py); `--qemu` and lab.toml's [vm] qemu override it
 """
 
 from __future__ import annotations
@@ -42,6 +44,23 @@ class Profile:
     requires: tuple[str, ...] = ()
     args: tuple[str, ...] = field(default_factory=tuple)
     boot: str = DEFAULT_BOOT
+    qemu: str | None = None  # lab/host/qemus.py resolve(): None is the system's
+
+    def with_qemu(self, qemu: str | None) -> "Profile":
+        """This profile run by another QEMU (None keeps the profile's own)."""
+        return self if qemu is None else replace(self, qemu=qemu)
+
+    @property
+    def qemu_build(self):
+        """The QEMU that runs this profile (lab/host/qemus.py), probed once per process."""
+        from lab.host import qemus
+
+        return qemus.resolve(self.qemu)
+
+    @property
+    def backend(self) -> str:
+        """What a measurement belongs to: the accelerator and QEMU's version, e.g. "tcg/10.0.2"."""
+        return f"{self.accel}/{self.qemu_build.version_str}"
 
     def with_boot(self, boot: str | None) -> "Profile":
         """This profile with its boot path replaced (None keeps the profile's own)."""
@@ -112,6 +131,7 @@ def load(name: str, config_dir: Path = CONFIG_DIR) -> Profile:
             requires=tuple(data.get("requires", ())),
             args=tuple(str(a) for a in data.get("args", ())),
             boot=check_boot(str(data.get("boot", DEFAULT_BOOT))),
+            qemu=str(data["qemu"]) if "qemu" in data else None,
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise UserError(f"profile {path}: invalid ({type(exc).__name__}: {exc})") from None

@@ -30,3 +30,23 @@ TASK = Struct("Task", 0x48, "kernel/src/task.rs", (
 SWITCH_FRAME = Struct("SwitchFrame", 7 * 8, "kernel/src/task.rs", tuple(
     StructField(n, i * 8, 8) for i, n in enumerate(("r15", "r14", "r13", "r12", "rbp", "rbx", "ret"))))
 assert TASK.size == 0x48 and SWITCH_FRAME.size == 56
+
+#: kernel/src/timer.rs `TickLog` (symbol `LAB_TICK_LOG`): the TSC at each tick of the last
+#: `measure` window; `count` is every tick of the window, `tsc` the first TICK_LOG_LEN of them.
+TICK_LOG_SYMBOL = "LAB_TICK_LOG"
+TICK_LOG_LEN = 1024
+TICK_LOG = Struct("TickLog", 8 + 8 * TICK_LOG_LEN, "kernel/src/timer.rs", (
+    StructField("count", 0x00, 8),
+    StructField("tsc", 0x08, 8 * TICK_LOG_LEN),
+))
+assert TICK_LOG.size == 8200
+
+
+def tick_intervals(raw: bytes) -> tuple[int, list[int]]:
+    """A TickLog's tick count and the TSC cycles between consecutive logged ticks."""
+    if len(raw) != TICK_LOG.size:
+        raise ValueError(f"TickLog: expected {TICK_LOG.size} bytes, got {len(raw)}")
+    count = int.from_bytes(raw[TICK_LOG.offset("count"):][:8], "little")
+    off = TICK_LOG.offset("tsc")
+    stamps = [int.from_bytes(raw[off + 8 * i: off + 8 * i + 8], "little") for i in range(min(count, TICK_LOG_LEN))]
+    return count, [b - a for a, b in zip(stamps, stamps[1:])]

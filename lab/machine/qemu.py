@@ -20,7 +20,6 @@ from lab.errors import LabError, LabTimeout, ProcessDied
 from lab.machine.process import Deadline, reap, spawn, wait_exit, wait_readable
 from lab.machine.rundir import RunDir
 from lab.host.profiles import Profile
-from lab.host.toolchain import qemu_binary
 
 DEBUG_EXIT_IOBASE = 0xF4
 QMP_COMMAND_TIMEOUT = 5.0  # every QMP command is bounded (qemu.qmp waits forever by default)
@@ -35,7 +34,9 @@ def base_argv(profile: Profile, kernel: Path | None, append: str | None = None,
     there."""
     check_media(profile.boot, kernel, append, image, machine=profile.machine)
     profile = replace(profile, memory=memory_for(profile.boot, profile.memory))
-    return [qemu_binary(), *profile.qemu_args(),
+    qemu = profile.qemu_build
+    bios = qemu.microvm_bios() if profile.machine.split(",")[0] == "microvm" and "-bios" not in profile.args else []
+    return [*qemu.argv(), *profile.qemu_args(), *bios,
             "-nodefaults", "-no-user-config", "-display", "none", "-vga", "none", "-no-reboot",
             "-device", f"isa-debug-exit,iobase={DEBUG_EXIT_IOBASE:#x},iosize=0x04",
             *media_args(profile.boot, kernel, append, image, private_dir)]
@@ -160,7 +161,7 @@ class QemuMachine:
             self._pre_launch()
             self._stderr = open(self.stderr_log, "wb")
             self.proc = spawn(argv, stdin=subprocess.DEVNULL, stdout=self._stderr,
-                              stderr=subprocess.STDOUT)
+                              stderr=subprocess.STDOUT, env=self.profile.qemu_build.env())
             if while_starting is not None:
                 while_starting()
             self._post_launch()
@@ -219,25 +220,38 @@ class QemuMachine:
 
     # -- saved states (QEMU migration to and from a file) ---------------------------------
     def save_state(self, path: Path, timeout: float = 30.0) -> None:
-        """Writes the whole VM state to `path` (QMP `migrate` to a file descriptor passed with
-        SCM_RIGHTS: no shell, no port). The VM must be paused; QEMU leaves it in
-        `postmigrate`, finished."""
-        with open(path, "wb") as f:
-            self._migrate("migrate", f.fileno(), timeout, f"QEMU to save its state to {path}")
+        """Writes the whole VM state to `path` (QMP `migrate`: a `file:` URI where this QEMU has
+        it, 8.2 on; else a file descriptor passed with SCM_RIGHTS, `fd:`, which 10.0 deprecates
+        for files; no shell, no port). The VM must be paused; QEMU leaves it in `postmigrate`,
+        finished."""
+        self._migrate("migrate", path, "wb", timeout, f"QEMU to save its state to {path}")
 
     def load_state(self, path: Path, timeout: float = 30.0) -> None:
         """Loads a state written by save_state into this QEMU, launched with `incoming`; returns
         once QEMU reports the migration completed (the VM then stays paused, as saved)."""
         if not self.incoming:
             raise LabError("load_state needs a QEMU launched with incoming=True", logs=self.run.logs)
-        with open(path, "rb") as f:
-            self._migrate("migrate-incoming", f.fileno(), timeout, f"QEMU to load the state {path}")
+        self._migrate("migrate-incoming", path, "rb", timeout, f"QEMU to load the state {path}")
 
-    def _migrate(self, command: str, fd: int, timeout: float, what: str) -> None:
+    @property
+    def migration_uri_kind(self) -> str:
+        """`file` or `fd`: how this QEMU is given a state file (lab/host/qemus.py decides by
+        the version the binary reports)."""
+        return "file" if self.profile.qemu_build.file_migration else "fd"
+
+    def _uri_kind(self, path: Path) -> str:
+        # QEMU reads options after a comma in a file: URI (",offset=N"): such a path goes by fd.
+        return "fd" if "," in str(path) else self.migration_uri_kind
+
+    def _migrate(self, command: str, path: Path, mode: str, timeout: float, what: str) -> None:
         self.qmp_cmd("migrate-set-capabilities", capabilities=[{"capability": "events", "state": True}])
-        self.qmp.send_fd_scm(fd)  # claimed by the next getfd; QEMU keeps its own copy
-        self.qmp_cmd("getfd", fdname="lab-state")
-        self.qmp_cmd(command, uri="fd:lab-state")
+        if self._uri_kind(path) == "file":
+            self.qmp_cmd(command, uri=f"file:{Path(path).resolve()}")
+        else:
+            with open(path, mode) as f:
+                self.qmp.send_fd_scm(f.fileno())  # claimed by the next getfd; QEMU keeps its own copy
+                self.qmp_cmd("getfd", fdname="lab-state")
+                self.qmp_cmd(command, uri="fd:lab-state")
         deadline = Deadline(timeout, what)
         while True:
             # QMP events do not tell that QEMU died (it aborts on a state it cannot take):

@@ -85,8 +85,8 @@ class Session:
             require_disk(image)
         profile.check_usable()
         # Missing tools are user errors: find out before any process or directory exists.
-        from lab.host.toolchain import gdb_binary, qemu_binary
-        qemu_binary()
+        from lab.host.toolchain import gdb_binary
+        profile.qemu_build  # the QEMU the profile names, probed (ToolMissing/UserError if none)
         gdb_binary()
         self.kernel = kernel
         self.profile = profile

@@ -15,13 +15,15 @@ a nested host. `just bench` measures both ways side by side.
    bytes of `lab_ready`, continues, and interrupts, which stops the VM as *paused*. The
    kernel reaches `lab_ready` with IF=0, so the spin takes no interrupt, and `jmp` changes no
    register or flag; the two bytes are written back before the save. RIP is checked.
-3. QMP `migrate` writes the stream to a file descriptor the lab passes (SCM_RIGHTS).
+3. QMP `migrate` writes the stream: to a `file:` URI where the QEMU has it (8.2 on; 10.0 warns
+   that `fd:` on a file is deprecated), else to a file descriptor the lab passes (SCM_RIGHTS),
+   decided by the version the binary reports (lab/host/qemus.py).
 
 The serial output of that boot is kept beside the stream: a restored session has its ready
 line, and its `serial.log` starts with the boot that made the state.
 
 **Restoring:** QEMU starts with `-incoming defer`; QMP `migrate-incoming` reads the stream
-from a passed descriptor; the `MIGRATION` event "completed" is the handshake. The VM stays
+the same way (`file:` or a passed descriptor); the `MIGRATION` event "completed" is the handshake. The VM stays
 paused at `lab_ready`, exactly where a booted session stops.
 
 States live in `$XDG_CACHE_HOME/x86-kernel-lab/states` (or `~/.cache/...`), a stream of about

@@ -8,6 +8,7 @@ from rich.table import Table
 
 from lab.checks.base import Check, Verdict
 
+from lab.present.compact import group_gates
 from lab.present.rows import gdt_rows, idt_rows, tss_rows
 from lab.x86.vectors import mnemonic
 
@@ -22,34 +23,47 @@ def _hex(v: int, width: int = 0) -> str:
 
 
 def idt_table(rows: list[dict], title: str = "IDT") -> Table:
+    """rows: lab.present.rows idt_rows, perhaps grouped (compact.group_gates). The symbol column
+    only when some handler has one; a group's handlers as the first and the stride."""
     t = Table(title=title, title_justify="left")
-    for col in ("vec", "name", "handler", "symbol", "sel", "type", "DPL", "P", "IST"):
-        t.add_column(col, justify="right" if col in ("vec", "DPL", "P", "IST") else "left")
+    symbols = any(r["symbol"] for r in rows)
+    cols = ("vec", "name", "handler") + (("symbol",) if symbols else ()) + ("sel", "type", "DPL", "P", "IST")
+    for col in cols:
+        t.add_column(col, justify="right" if col in ("vec", "DPL", "P", "IST") else "left",
+                     overflow="fold")
     for r in rows:
-        t.add_row(str(r["vector"]), r["mnemonic"], _hex(r["handler"], 16), escape(r["symbol"]),
-                  _hex(r["selector"], 4), r["type"], str(r["dpl"]), str(int(r["present"])),
+        vec, name, handler = str(r["vector"]), r["mnemonic"], _hex(r["handler"])
+        if r.get("count", 1) > 1:
+            vec, name = f"{r['vector']}-{r['last_vector']}", f"x{r['count']}"
+            handler += f" +{r['stride']:#x} each" if r.get("stride") else ""
+        elif r["vector"] >= 32:
+            name = ""  # "IRQ/INT <v>" says no more than the vector
+        cells = [vec, name, handler] + ([escape(r["symbol"])] if symbols else [])
+        t.add_row(*cells, _hex(r["selector"], 4), r["type"], str(r["dpl"]), str(int(r["present"])),
                   str(r["ist"]) if r["ist"] else "-")
     return t
 
 
 def gdt_table(rows: list[dict], title: str = "GDT") -> Table:
+    """The symbol column only when some descriptor's base has one."""
     t = Table(title=title, title_justify="left")
-    for col in ("sel", "kind", "base", "limit", "DPL", "flags", "symbol", "raw"):
-        t.add_column(col)
+    symbols = any(r.get("symbol") for r in rows)
+    for col in ("sel", "kind", "base", "limit", "DPL", "flags") + (("symbol",) if symbols else ()) + ("raw",):
+        t.add_column(col, overflow="fold")
     for r in rows:
         sel = _hex(r["selector"], 4)
         if r.get("count", 1) > 1:  # a folded run of null descriptors
             sel = f"{sel}-{_hex(r['last_selector'], 4)}"
         kind = r["kind"] if r.get("count", 1) == 1 else f"null x{r['count']}"
-        t.add_row(sel, kind, _hex(r["base"]), _hex(r["limit"]),
-                  str(r["dpl"]), r["flags"], escape(r.get("symbol", "")), r["raw"])
+        t.add_row(sel, kind, _hex(r["base"]), _hex(r["limit"]), str(r["dpl"]), r["flags"],
+                  *([escape(r.get("symbol", ""))] if symbols else []), r["raw"])
     return t
 
 
 def tss_table(rows: list[dict], title: str = "TSS") -> Table:
     t = Table(title=title, title_justify="left")
     for col in ("field", "value", "points into"):
-        t.add_column(col)
+        t.add_column(col, overflow="fold")
     for r in rows:
         t.add_row(r["field"], _hex(r["value"]), escape(r["points_into"]))
     return t
@@ -72,7 +86,9 @@ def verdict_line(checks: list[Check]) -> str:
                     if n or vd in ALWAYS_COUNTED)
 
 
-def print_report(report, console: Console) -> None:
+def print_report(report, console: Console, *, vectors: set[int] | None = None) -> None:
+    """The tables and checks of `lab inspect`: every present gate with identical neighbours
+    grouped, or exactly the `vectors` asked for (absent ones included)."""
     v = report.view
     cpu = v.state.cpu
     console.print(f"[bold]{report.kernel}[/] profile={report.profile}  {report.ready_line}")
@@ -80,7 +96,13 @@ def print_report(report, console: Console) -> None:
                   f"GDTR base={cpu.gdtr.base:#x} limit={cpu.gdtr.limit:#x}   "
                   f"TR={cpu.tr.selector:#06x} base={cpu.tr.base:#x} limit={cpu.tr.limit:#x}")
     absent = sum(1 for g in v.idt if not g.present)
-    console.print(idt_table(idt_rows(v), title=f"IDT ({len(v.idt) - absent} present, {absent} not present)"))
+    title = f"IDT ({len(v.idt) - absent} present, {absent} not present)"
+    if vectors is None:
+        rows = group_gates(idt_rows(v))
+    else:
+        rows = [r for r in idt_rows(v, all_gates=True) if r["vector"] in vectors]
+        title += f", {len(rows)} selected"
+    console.print(idt_table(rows, title=title))
     console.print(gdt_table(gdt_rows(v)))
     console.print(tss_table(tss_rows(v)))
     console.print(checks_table(report.checks))
@@ -90,7 +112,10 @@ def print_report(report, console: Console) -> None:
     console.print(verdict_line(report.checks) + f"   ({report.timings.get('total', 0):.3f} s)")
 
 
-OUTCOME_STYLE = {"PASS": "bold green", "FAIL": "bold red", "DEVIATION": "bold yellow", "SKIP": "dim"}
+OUTCOME_STYLE = {"PASS": "bold green", "FAIL": "bold red", "DEVIATION": "bold yellow", "STALE": "bold magenta",
+                 "SKIP": "dim"}
+#: How a fire's note is introduced, by its outcome (lab/checks/deviation.py).
+NOTE_LABEL = {"DEVIATION": "recorded deviation", "STALE": "stale record", "FAIL": "not recorded"}
 
 
 def print_fire(result, symbols, console: Console) -> None:
@@ -101,37 +126,24 @@ def print_fire(result, symbols, console: Console) -> None:
     rows = result.stack_rows(symbols)
     stack = Table(title=f"stack at {escape(obs.gate['symbol'])} entry", title_justify="left")
     for col in ("address", "value", "slot", ""):
-        stack.add_column(col)
+        stack.add_column(col, overflow="fold")
     for r in rows:
         stack.add_row(_hex(r["address"]), f"{r['value']:#018x}", r["slot"], escape(r["note"]))
     parts = [stack] if rows else [f"[yellow]no entry into {obs.gate['symbol']} "
                                   f"(delivered: {obs.delivered['vector'] if obs.delivered else 'nothing'})[/]"]
     parts.append(checks_table(result.checks, title="checks"))
     if result.note:
-        parts.append(f"[yellow]documented deviation:[/] {result.note}")
+        parts.append(f"[yellow]{NOTE_LABEL.get(result.outcome, 'note')}:[/] {escape(result.note)}")
     title = (f"{result.scenario.name} ({escape(result.scenario.summary)}) · vector {obs.vector} · "
              f"{obs.style} · [{OUTCOME_STYLE[result.outcome]}]{result.outcome}[/] · "
              f"{result.seconds * 1000:.0f} ms")
     console.print(Panel(Group(*parts), title=title, title_align="left"))
 
 
-def print_fire_summary(results, console: Console) -> None:
-    t = Table(title="lab fire: summary", title_justify="left")
-    for col in ("scenario", "vector", "style", "outcome", "failed checks", "ms"):
-        t.add_column(col)
-    for r in results:
-        failed = ", ".join(c.id for c in r.checks if c.verdict is Verdict.FAIL)
-        t.add_row(r.scenario.name, str(r.observation.vector), r.observation.style,
-                  f"[{OUTCOME_STYLE[r.outcome]}]{r.outcome}[/]", failed, f"{r.seconds * 1000:.0f}")
-    console.print(t)
-    counts = {k: sum(1 for r in results if r.outcome == k) for k in ("PASS", "FAIL", "DEVIATION")}
-    console.print(" ".join(f"[{OUTCOME_STYLE[k]}]{n} {k}[/]" for k, n in counts.items()))
-
-
 def print_injections(results, console: Console, stop_line: str) -> None:
     t = Table(title=f"lab fire --agnostic: {escape(stop_line)}", title_justify="left")
     for col in ("injection", "vector", "gate", "outcome", "failed checks", "ms"):
-        t.add_column(col)
+        t.add_column(col, overflow="fold")
     for r in results:
         o = r.observation
         vector = f"{r.injection.vector} {mnemonic(r.injection.vector)}"
@@ -173,7 +185,7 @@ def print_translation(t, console: Console) -> None:
              else f"{t.va:#x}: no translation: {t.fault}")
     table = Table(title=f"{title}   CR3={t.cr3:#x}", title_justify="left")
     for col in ("level", "index", "entry at (phys)", "entry", "flags"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold")
     for st in t.steps:
         table.add_row(st.level, str(st.index), _hex(st.entry_address), f"{st.entry:#018x}", st.flags)
     console.print(table)
@@ -201,7 +213,7 @@ def frame_table(f: dict) -> Table:
     t = Table(title=f"{f['mnemonic']} frame at {escape(f['symbol'])} (vector {f['vectors'][0]}), RSP {f['rsp']:#x}",
               title_justify="left")
     for col in ("address", "slot", "value", "note"):
-        t.add_column(col)
+        t.add_column(col, overflow="fold")
     for r in f["slots"]:
         t.add_row(f"{r['address']:#x}", r["slot"], f"{r['value']:#018x}", escape(r["note"]))
     return t
@@ -212,7 +224,7 @@ def pcpu_table(address: int, fields: dict, gs_base: int) -> Table:
 
     t = Table(title=f"PERCPU at {address:#x} (GS_BASE now {gs_base:#x})", title_justify="left")
     for col in ("offset", "field", "value"):
-        t.add_column(col)
+        t.add_column(col, overflow="fold")
     for f in PERCPU.fields:
         t.add_row(f"{f.offset:#04x}", f.name, f"{fields[f.name]:#x}")
     return t

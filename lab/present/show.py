@@ -7,19 +7,20 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from lab.checks.base import Verdict
 from lab.checks.claims import REFUTED, UNMEASURED
-from lab.present.render import (checks_table, frame_table, pcpu_table, print_fire, print_fire_summary,
+from lab.present.compact import probe_rows, profile_rows, scenario_rows  # noqa: F401 (the CLI's)
+from lab.present.render import (OUTCOME_STYLE, checks_table, frame_table, pcpu_table, print_fire,
                                 print_injections, print_probes, print_report, print_tasks,
                                 print_translation)
 
 CLAIM_STYLE = {"holds": "green", "holds only under a condition": "yellow", REFUTED: "bold red",
                UNMEASURED: "dim"}
-#: `lab claims` piped: its evidence column is wide.
-CLAIMS_PIPED_WIDTH = 170
+CONDITIONAL = "holds only under a condition"
 
 
-def inspect(report, console: Console) -> None:
-    print_report(report, console)
+def inspect(report, console: Console, *, vectors: set[int] | None = None) -> None:
+    print_report(report, console, vectors=vectors)
 
 
 def timer(r, console: Console) -> None:
@@ -57,13 +58,27 @@ def probes(r, console: Console) -> None:
     print_probes([(x.probe, x.observation, x.checks, x.verdict) for x in r.results], console)
 
 
+def fire_line(x) -> str:
+    """One scenario in one line: outcome, name, vector, style, time, what failed."""
+    o = x.observation
+    failed = [c.id for c in x.checks if c.verdict is Verdict.FAIL]
+    gate = f"IST{o.gate['ist']}" if o.gate.get("ist") else ""
+    return (f"[{OUTCOME_STYLE[x.outcome]}]{x.outcome:9}[/] {escape(x.scenario.name):16} {o.vector:>3} "
+            f"{o.style:13} {x.seconds * 1000:5.0f} ms {gate:4} "
+            + (f"failed: {escape(', '.join(failed))}" if failed else escape(x.scenario.summary)))
+
+
 def fires(r, console: Console, *, panels: bool = False) -> None:
+    """One line per scenario (--panels: every stack and checks panel; a failure's panel
+    always), then the counts."""
     results = r.results
     for x in results:
-        if len(results) == 1 or panels or x.outcome == "FAIL":
+        if panels or x.outcome == "FAIL":
             print_fire(x, r.symbols, console)
-    if len(results) > 1:
-        print_fire_summary(results, console)
+    for x in results:
+        console.print(fire_line(x), no_wrap=True, overflow="ellipsis")
+    counts = {k: sum(1 for x in results if x.outcome == k) for k in ("PASS", "FAIL", "DEVIATION", "STALE")}
+    console.print(" ".join(f"[{OUTCOME_STYLE[k]}]{n} {k}[/]" for k, n in counts.items()))
 
 
 def injections(r, console: Console) -> None:
@@ -80,20 +95,29 @@ def claims_table(results: list[dict], profile: str) -> Table:
     return t
 
 
-def claims(r, console: Console) -> None:
-    console.print(claims_table(r.claims, r.profile))
+def claims(r, console: Console, *, every: bool = False) -> None:
+    """The counts, then the refuted, conditional and unmeasured claims (`every`: all of them)."""
+    shown = r.claims if every else [c for c in r.claims if c["verdict"] in (REFUTED, CONDITIONAL, UNMEASURED)]
+    if shown:
+        console.print(claims_table(shown, r.profile))
     counts = {v: sum(1 for c in r.claims if c["verdict"] == v) for v in CLAIM_STYLE}
-    console.print(", ".join(f"{n} {v}" for v, n in counts.items()))
+    console.print(f"lab claims on {r.profile}: " + ", ".join(f"[{CLAIM_STYLE[v]}]{n} {v}[/]" for v, n in counts.items()))
+    if not every:
+        console.print("[dim](--all prints every claim with its evidence)[/]")
 
 
-def scenarios_listing(catalog) -> list[str]:
-    return [f"{s.name:16} {s.vector:>3}  {s.summary}" + (f"  [TCG: {s.tcg.note}]" if s.tcg else "")
-            for s in catalog]
+def _cell(value, key: str) -> str:
+    if isinstance(value, list):
+        return (" -> " if key == "chain" else "\n").join(value)
+    return "" if value is None else str(value)
 
 
-def probes_listing(catalog) -> list[str]:
-    return [f"{p.name:18} {p.expected:22} {p.summary}" for p in catalog]
-
-
-def profiles_listing(profiles) -> list[str]:
-    return [f"{p.name:8} {p.description}" for p in profiles]
+def listing_table(rows: list[dict], title: str) -> Table:
+    """A catalog's rows (compact.py) as a table that folds to the console's width."""
+    t = Table(title=title, title_justify="left")
+    keys = [k for k in rows[0] if any(r[k] not in (None, "", []) for r in rows)] if rows else []
+    for k in keys:
+        t.add_column(k, overflow="fold")
+    for r in rows:
+        t.add_row(*(escape(_cell(r[k], k)) for k in keys))
+    return t

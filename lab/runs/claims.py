@@ -1,12 +1,21 @@
 """`lab claims`: runs the experiments the claims need, each in its own VM, through the same
 runners as the commands that show them, and decides every claim from their evidence
-(lab/checks/claims.py)."""
+(lab/checks/claims.py, and lab/checks/seedclaims for the tutorial texts' claims).
+
+`lab claims --seed FILE` decides one text's claims and runs only the experiments they weigh.
+The kernel trials (lab/experiments/trial.py) run on the VM's accelerator and, where it is
+usable here, on the other one too (TCG and KVM), so each claim names what it was measured on.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from lab.checks import seedclaims
 from lab.checks.claims import UNMEASURED, Evidence, evaluate
+from lab.errors import UserError
+from lab.experiments import trial as trial_exp
+from lab.host import profiles
 from lab.runs import experiments
 from lab.runs.fire import fire, runnable
 from lab.runs.probe import run_probes
@@ -16,28 +25,77 @@ from lab.scenarios.exceptions import CATALOG, STYLES
 
 #: The probes whose evidence the claims weigh.
 PROBES = ("double-fault", "control", "df-no-ist", "df-not-present", "idt-limit0")
+#: A KVM boot on a loaded host can take longer than a TCG one's default bound.
+OTHER_BACKEND_READY_TIMEOUT = 30.0
 
 
-def collect(vm: VmSpec) -> Evidence:
-    """Runs the experiments the claims need, each in its own VM."""
-    ev = Evidence()
-    plan = runnable([(s, st) for s in CATALOG for st in STYLES], vm.profile)
-    ev.fires, _ = fire(vm.kernel, vm.profile, plan, ready_timeout=vm.ready_timeout, restore=vm.restore)
-    for r in run_probes(vm, [probes.get(n) for n in PROBES], announce=False).results:
-        ev.probes[r.probe.name] = (r.observation, r.checks)
-    tasks = experiments.tasks(vm)
-    ev.tasks = (tasks.observation, tasks.checks)
-    ring3 = experiments.ring3(vm)
-    ev.ring3 = (ring3.observation, ring3.checks, ring3.extra["outcomes"])
-    timer = experiments.timer(vm, rates=(100,), window_ms=200)
-    ev.timer = (timer.observation, timer.checks)
+def trial_backends(vm: VmSpec) -> list[VmSpec]:
+    """The VM itself, then the same VM on the other accelerator where that is usable."""
+    other = "kvm" if vm.profile.is_tcg else "tcg"
+    try:
+        prof = profiles.load(other)
+        prof.check_usable()
+    except UserError:
+        return [vm]
+    prof = prof.with_boot(vm.profile.boot)
+    return [vm, replace(vm, profile=prof, ready_timeout=max(vm.ready_timeout, OTHER_BACKEND_READY_TIMEOUT))]
+
+
+def trials(vm: VmSpec) -> dict:
+    out = {}
+    for spec in trial_backends(vm):
+        spec = spec.with_logs(spec.log_dir / spec.profile.name if spec.log_dir else None)
+        with spec.session() as s:
+            s.boot_to_ready()
+            obs = trial_exp.observe(s)
+        out[obs.accel] = obs
+    return out
+
+
+def collect(vm: VmSpec, kinds=seedclaims.KINDS, progress=None) -> Evidence:
+    """Runs the experiments `kinds` names (fires, probes, tasks, ring3, timer, trials), each in
+    its own VM (logs, if kept, in LOG_DIR/<experiment>). `progress(step, done, total)`, if
+    given, is called as each starts."""
+    ev = Evidence(accel=vm.profile.accel)
+    steps = [k for k in ("fires", "probes", "tasks", "ring3", "timer", "trials") if k in kinds]
+    step = (lambda name: progress(name, steps.index(name), len(steps))) if progress else (lambda name: None)
+
+    def logs(name):
+        return vm.with_logs(vm.log_dir / name if vm.log_dir else None)
+
+    if "fires" in kinds:
+        step("fires")
+        plan = runnable([(s, st) for s in CATALOG for st in STYLES], vm.profile)
+        ev.fires, _ = fire(vm.kernel, vm.profile, plan, ready_timeout=vm.ready_timeout, restore=vm.restore,
+                           log_dir=logs("fire").log_dir)
+    if "probes" in kinds:
+        step("probes")
+        for r in run_probes(logs("probe"), [probes.get(n) for n in PROBES], announce=False).results:
+            ev.probes[r.probe.name] = (r.observation, r.checks)
+    if "tasks" in kinds:
+        step("tasks")
+        tasks = experiments.tasks(logs("tasks"))
+        ev.tasks = (tasks.observation, tasks.checks)
+    if "ring3" in kinds:
+        step("ring3")
+        ring3 = experiments.ring3(logs("ring3"))
+        ev.ring3 = (ring3.observation, ring3.checks, ring3.extra["outcomes"])
+    if "timer" in kinds:
+        step("timer")
+        timer = experiments.timer(logs("timer"), rates=(100,), window_ms=200)
+        ev.timer = (timer.observation, timer.checks)
+    if "trials" in kinds:
+        step("trials")
+        ev.trials = trials(logs("trials"))
     return ev
 
 
 @dataclass
 class ClaimsResult:
     profile: str
-    claims: list[dict]  # lab.checks.claims.evaluate
+    claims: list[dict]  # lab.checks.claims.evaluate, then lab.checks.seedclaims.evaluate
+    backends: list[str]  # where the kernel trials ran, e.g. "TCG (QEMU 7.2.15)"
+    seed: str | None = None
 
     @property
     def failed(self) -> bool:
@@ -48,5 +106,17 @@ class ClaimsResult:
         return self.claims
 
 
-def run_claims(vm: VmSpec) -> ClaimsResult:
-    return ClaimsResult(vm.profile.name, evaluate(collect(vm)))
+def run_claims(vm: VmSpec, seed: str | None = None, progress=None) -> ClaimsResult:
+    """Every claim, or (`seed`) one tutorial text's. `progress` as collect's."""
+    prof = vm.profile
+    measured_on = f"{prof.name} ({prof.accel.upper()}, QEMU {prof.qemu_build.version_str})"
+    if seed is not None:
+        name = seedclaims.resolve(seed)
+        chosen = seedclaims.SEEDS[name][1]
+        ev = collect(vm, seedclaims.needs(chosen), progress)
+        claims = seedclaims.evaluate(ev, chosen)
+    else:
+        ev = collect(vm, progress=progress)
+        claims = evaluate(ev) + seedclaims.evaluate(ev, seedclaims.ALL)
+        name = None
+    return ClaimsResult(measured_on, claims, [o.backend for o in ev.trials.values()], name)

@@ -65,7 +65,7 @@ def boot_interactive(kernel: Path, profile: Profile) -> int:
           f"lab: attach gdb with the lab's commands from another terminal with:\n"
           f"     {attach_command(gdb_sock, kernel)}", file=sys.stderr)
     try:
-        with TerminalProcess(argv, name="QEMU") as qemu:  # QEMU needs the terminal
+        with TerminalProcess(argv, env=profile.qemu_build.env(), name="QEMU") as qemu:  # QEMU needs the terminal
             status = ExitStatus(qemu.wait())
     finally:
         run.close(failed=False)

@@ -57,7 +57,8 @@ def probe(vm: VmSpec, p: Probe, *, timeout: float = 10.0, record: Path | None = 
                             "(record/replay counts instructions; a disk needs blkreplay)")
         recording = replay.start(record, p.name, vm.profile.name, vm.kernel)
     if recording is None:
-        obs = run_probe(vm.kernel, vm.profile, p, log_dir=vm.log_dir, timeout=timeout, restore=vm.restore)
+        obs = run_probe(vm.kernel, vm.profile, p, log_dir=vm.log_dir, timeout=timeout, restore=vm.restore,
+                        ready_timeout=vm.ready_timeout)
     else:
         obs = record_probe(vm.profile, p, recording, timeout=timeout)
         print(f"lab: recorded {p.name} in {recording.path}"
@@ -71,12 +72,14 @@ def selected(names: list[str]) -> list[Probe]:
 
 
 def run_probes(vm: VmSpec, chosen: list[Probe], *, timeout: float = 10.0, announce=True,
-               record: Path | None = None) -> ProbesResult:
+               progress=None, record: Path | None = None) -> ProbesResult:
     """Each probe in its own VM (logs, if kept, in LOG_DIR/<probe>; recorded, with `record`, in
     RECORD/<probe>); probes this accelerator is known not to run are skipped, with their reason
-    on stderr when `announce`."""
+    on stderr when `announce`. `progress(name, done, total)`, if given, is called as each starts."""
     results = []
-    for p in chosen:
+    for i, p in enumerate(chosen):
+        if progress is not None:
+            progress(p.name, i, len(chosen))
         why = kvm_excluded(p, vm.profile.accel)
         if why:
             if announce:

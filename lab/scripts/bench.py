@@ -21,6 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from lab.present.console import progress
 from lab.host import profiles
 from lab.host.bootpath import BIOS
 from lab.host.build import build_kernel
@@ -71,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--machines", nargs="*", default=["tcg-q35", "tcg-microvm"], metavar="PROFILE",
                     help="other machine types to boot beside the floor (default: %(default)s)")
     ap.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    ap.add_argument("--cases", nargs="+", metavar="TEXT",
+                    help="only the cases whose name contains one of these (the floor always runs)")
     args = ap.parse_args(argv)
 
     profile = profiles.load(args.profile)
@@ -106,12 +109,17 @@ def main(argv: list[str] | None = None) -> int:
         "lab fire pf-write (cold)": ([lab, "fire", "pf-write", *on], 0),
         "lab fire all (cold, one style)": ([lab, "fire", "all", *on], 0),
         "lab fire all --style both (cold)": ([lab, "fire", "all", "--style", "both", *on], 0),
+        # Every backend (TCG on each QEMU `lab qemus` finds, KVM where usable), in parallel.
+        "lab matrix (catalog both styles + probes + claims, every backend)": ([lab, "matrix", "--json"], 0),
         "lab probe df-no-ist (one triple-fault probe)": ([lab, "probe", "df-no-ist", *on], 0),
         "lab probe all (7 probes, a restored VM each)": ([lab, "probe", "all", *on], 0),
         "lab probe all --fresh (7 probes, a booted VM each)": ([lab, "probe", "all", "--fresh", *on], 0),
         "lab probe all --boot bios (restored)": ([lab, "probe", "all", "--boot", "bios", *on], 0),
         "lab probe all --boot bios --fresh (booted)": ([lab, "probe", "all", "--boot", "bios", "--fresh", *on], 0),
     }
+    if args.cases:
+        first = next(iter(cases))
+        cases = {n: c for n, c in cases.items() if n == first or any(t in n for t in args.cases)}
     samples: dict[str, list[float]] = {name: [] for name in cases}
     with tempfile.TemporaryDirectory(prefix="lab-bench-") as scratch:
         def env(case: tuple) -> dict | None:
@@ -120,14 +128,18 @@ def main(argv: list[str] | None = None) -> int:
                 return None
             return {**os.environ, "LAB_STATE_DIR": tempfile.mkdtemp(dir=scratch)}
 
-        for name, case in cases.items():  # warm-up, untimed: makes the saved states
-            _timed(case[0], case[1], env=env(case))
-        for _ in range(args.runs):
-            for name, case in cases.items():
-                samples[name].append(_timed(case[0], case[1], env=env(case)))
+        with progress("lab bench", total=len(cases) * (args.runs + 1)) as bar:
+            for name, case in cases.items():  # warm-up, untimed: makes the saved states
+                bar.advance(description=f"warm-up: {name}")
+                _timed(case[0], case[1], env=env(case))
+            for run in range(args.runs):
+                for name, case in cases.items():
+                    bar.advance(description=f"run {run + 1}/{args.runs}: {name}")
+                    samples[name].append(_timed(case[0], case[1], env=env(case)))
 
-    samples["one fired exception in a running VM (fire+stop+decode+checks)"] = _fire_in_running_vm(
-        kernel, profile, args.runs)
+    if not args.cases:
+        samples["one fired exception in a running VM (fire+stop+decode+checks)"] = _fire_in_running_vm(
+            kernel, profile, args.runs)
     if args.suite_runs:
         suite = [sys.executable, "-m", "pytest", str(REPO_ROOT / "tests"), "-q", "-p", "no:cacheprovider"]
         parallel, serial = [], []
@@ -140,8 +152,9 @@ def main(argv: list[str] | None = None) -> int:
     results = [{"case": name, "median_s": statistics.median(s), "min_s": min(s), "max_s": max(s),
                 "runs": len(s), "ratio_to_floor": statistics.median(s) / floor}
                for name, s in samples.items()]
-    from rich.console import Console
     from rich.table import Table
+
+    from lab.present.console import console
 
     t = Table(title=f"lab bench: profile {profile.name}, {args.runs} runs each, interleaved",
               title_justify="left")
@@ -150,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     for r in results:
         t.add_row(r["case"], f"{r['median_s'] * 1000:.0f} ms", f"{r['min_s'] * 1000:.0f} ms",
                   f"{r['max_s'] * 1000:.0f} ms", f"{r['ratio_to_floor']:.1f}")
-    Console(width=120).print(t)
+    console().print(t)
     if args.json:
         Path(args.json).write_text(json.dumps({"profile": profile.name, "results": results}, indent=2))
     return 0

@@ -86,7 +86,7 @@ def test_cli_json(kernel):
 
 
 def test_cli_table(kernel):
-    r = lab_cli("inspect", "--kernel", str(kernel))
+    r = lab_cli("inspect", "--kernel", str(kernel), env={"COLUMNS": "200"})  # no cell folded
     assert r.returncode == 0, r.stderr
     for text in ("IDT", "GDT", "TSS", "isr_df", "top of DOUBLE_FAULT_STACK", "tss-busy", "PASS"):
         assert text in r.stdout

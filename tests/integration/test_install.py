@@ -52,8 +52,8 @@ def run(venv: Path, cwd: Path, *argv: str, timeout: float = 300) -> subprocess.C
 def test_the_installed_lab_is_not_the_checkout(venv, user_repo):
     r = run(venv, user_repo, "python", "-c", "import lab; print(lab.__file__)")
     assert r.returncode == 0 and str(venv) in r.stdout and str(CHECKOUT) not in r.stdout, r.stdout + r.stderr
-    r = run(venv, user_repo, "lab", "profiles")
-    assert r.returncode == 0 and {"tcg", "kvm", "tcg-q35", "tcg-microvm"} <= {l.split()[0] for l in r.stdout.splitlines()}
+    r = run(venv, user_repo, "lab", "profiles", "--json")
+    assert r.returncode == 0 and {"tcg", "kvm", "tcg-q35", "tcg-microvm"} <= {p["name"] for p in json.loads(r.stdout)}
 
 
 def test_inspect_of_their_kernel_from_lab_toml(venv, user_repo):

@@ -109,3 +109,14 @@ def test_syscall_claims_follow_the_evidence():
     assert verdict("syscall-rcx-r11", Evidence(ring3=ring3())) == HOLDS
     stack_switched = lambda d: d["syscall"]["steps"]["lab_syscall_entry"].update(rsp=0x165000)
     assert verdict("syscall-rcx-r11", Evidence(ring3=ring3(stack_switched))) == REFUTED
+
+
+def test_error_code_vectors_names_the_vectors_not_raised_ts_among_them():
+    ev = Evidence()
+    ev.fires = fires()
+    claim = next(r for r in evaluate(ev) if r["id"] == "error-code-vectors")
+    unraised = claim["evidence"][-1]
+    assert "10" in unraised.split("(")[1] and "17" in unraised  # #TS and #AC: no fire raises them
+    ev.fires = fires(lambda key, raw: raw["delivered"].update(vector=10) if key.startswith("pf-write") else None)
+    claim = next(r for r in evaluate(ev) if r["id"] == "error-code-vectors")
+    assert "(10," not in claim["evidence"][-1]  # measured now: no longer listed as not raised

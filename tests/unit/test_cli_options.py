@@ -19,9 +19,14 @@ def flags(command: str) -> set[str]:
 #: Commands that start a VM of a kernel; those that may restore the saved ready state.
 VM = {"inspect", "fire", "probe", "timer", "tasks", "ring3", "pcpu", "frame", "claims", "debug",
       "translate", "boot"}
-RESTORING = VM - {"debug", "boot"}
-JSON = {"inspect", "fire", "probe", "timer", "tasks", "ring3", "pcpu", "frame", "claims", "translate"}
-READY_TIMEOUT = {"inspect", "fire", "timer", "tasks", "ring3", "pcpu", "frame", "translate"}
+RESTORING = VM - {"debug", "boot"} | {"matrix"}
+#: Commands that produce a result: --json, --html and --log-dir on each.
+RESULT = {"inspect", "fire", "probe", "timer", "tasks", "ring3", "pcpu", "frame", "claims", "translate"}
+JSON = RESULT | {"scenarios", "probes", "profiles", "matrix", "qemus"}
+HTML = RESULT | {"matrix"}  # the matrix keeps no logs of its own (its backends run in parallel)
+READY_TIMEOUT = RESULT | {"matrix"}
+#: The command's own bound on its waits, always spelt --timeout.
+TIMEOUT = {"fire", "probe", "frame"}
 FOREIGN = {"inspect", "fire", "debug"}
 STOPS = {"inspect", "fire"}
 
@@ -38,6 +43,11 @@ def test_shared_options_are_on_every_command_that_takes_them(command):
     assert ("--fresh" in f) == (command in RESTORING)
     assert ("--json" in f) == (command in JSON)
     assert ("--ready-timeout" in f) == (command in READY_TIMEOUT)
+    assert ("--html" in f) == (command in HTML)
+    assert ("--log-dir" in f) == (command in RESULT)
+    assert ("--timeout" in f) == (command in TIMEOUT)
+    assert not {o for o in f if o.endswith("timeout")} - {"--timeout", "--ready-timeout", "--handler-timeout"}
+    assert {"-v", "--verbose"} <= f
     assert ({"--image", "--append", "--symbols"} <= f) == (command in FOREIGN)
     assert ({"--after", "--when"} <= f) == (command in STOPS)
 
@@ -51,7 +61,9 @@ def test_shared_options_are_on_every_command_that_takes_them(command):
     (["inspect", "--after", "soon"], "--after: 'soon' is not a number of seconds"),
     (["fire", "int", "--vector", "300"], "--vector: vector 300 is outside 0-255"),
     (["fire", "int", "--vector", "x"], "--vector: 'x' is not a vector number"),
-    (["fire", "ud", "--handler-timeout", "0"], "--handler-timeout: needs a positive"),
+    (["fire", "ud", "--timeout", "0"], "--timeout/--handler-timeout: needs a positive"),
+    (["inspect", "--vectors", "1-300"], "--vectors: '1-300' is outside 0-255"),
+    (["inspect", "--vectors", "x"], "--vectors: 'x' is not a vector"),
     (["probe", "all", "--timeout", "nan"], "--timeout: needs a positive"),
     (["timer", "--rate", "0"], "--rate: needs a positive number, not 0"),
     (["timer", "--window", "-1"], "--window: needs a positive number"),
@@ -72,6 +84,13 @@ def test_a_bad_value_is_one_line_and_exit_2(argv, needle, capsys):
 
 @pytest.mark.parametrize("argv, dest, value", [
     (["inspect", "--ready-timeout", "2.5"], "ready_timeout", 2.5),
+    (["fire", "ud", "--handler-timeout", "2"], "timeout", 2.0),  # the older spelling
+    (["inspect", "--vectors", "0-3,0x80"], "vectors", {0, 1, 2, 3, 0x80}),
+    (["inspect", "-v"], "verbose", True),  # after the command
+    (["-v", "inspect"], "verbose", True),  # and before it
+    (["inspect"], "verbose", False),
+    (["report", "a.json", "b.json", "-o", "r.html"], "runs", ["a.json", "b.json"]),
+    (["claims", "--all"], "all_claims", True),
     (["fire", "int", "--vector", "0x80"], "vector", 0x80),
     (["timer", "--rate", "100", "--rate", "250"], "rate", [100, 250]),
     (["inspect"], "ready_timeout", None),  # lab.toml's, else 10 s (lab/cli/commands.py)

@@ -114,3 +114,26 @@ def test_the_caller_wins_and_lab_toml_fills_the_rest(tmp_path):
     assert (spec.profile.boot, spec.append, spec.ready_timeout) == ("multiboot", "loud", 5.0)
     assert stop_from(cfg).at == "kmain" and stop_from(cfg, when="x").at is None
     assert spec_from(config.LabConfig(), kernel=kernel).ready_timeout == config.DEFAULT_READY_TIMEOUT
+
+
+def test_which_qemu_from_lab_toml_a_profile_or_the_caller(tmp_path):
+    """[vm] qemu names a QEMU (a name, or a path relative to lab.toml); the caller's --qemu wins;
+    a profile's own `qemu` key is kept when neither names one."""
+    from lab.host import profiles
+    from lab.runs.vm import spec_from
+
+    kernel = tmp_path / "k.elf"
+    kernel.write_bytes(b"\x7fELF\x02" + bytes(13) + b"\x3e" + bytes(64))
+    cfg = config.load(write(tmp_path, '[kernel]\npath = "k.elf"\n[vm]\nqemu = "10.0"\n'))
+    assert cfg.qemu == "10.0"
+    assert spec_from(cfg).profile.qemu == "10.0"
+    assert spec_from(cfg, qemu="system").profile.qemu == "system"
+    assert config.load(write(tmp_path, '[vm]\nqemu = "q/bin/qemu-system-x86_64"\n')).qemu == \
+        str(tmp_path / "q/bin/qemu-system-x86_64")
+    with pytest.raises(UserError, match="vm.qemu must be a string"):
+        config.load(write(tmp_path, '[vm]\nqemu = 10\n'))
+    own = tmp_path / "mine.toml"
+    own.write_text('description = "x"\nmachine = "pc"\naccel = "tcg"\ncpu = "qemu64"\nmemory = "128M"\nqemu = "10.0"\n')
+    assert profiles.load(str(own)).qemu == "10.0"
+    assert profiles.load(str(own)).with_qemu(None).qemu == "10.0"
+    assert profiles.load("tcg").qemu is None

@@ -9,6 +9,7 @@ pub mod paging;
 pub mod stacks;
 pub mod stubs;
 pub mod tss;
+pub mod tutorial_stubs;
 
 /// Loads GDT (with the TSS descriptor), TR and IDT; enables x87/SSE; maps the test pages.
 /// Call once, with interrupts off.
