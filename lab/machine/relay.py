@@ -37,12 +37,17 @@ class ShellRelay:
             threading.Thread(target=target, daemon=True).start()
 
     def _pump(self) -> None:
-        while data := self.serial.recv(4096):
-            self.log.write(data)
-            self.log.flush()
-            with self._changed:
-                self._output += data
-                self._changed.notify_all()
+        try:
+            while data := self.serial.recv(4096):
+                with self._changed:
+                    if self.log.closed:
+                        return
+                    self.log.write(data)
+                    self.log.flush()
+                    self._output += data
+                    self._changed.notify_all()
+        except OSError:
+            return  # the session is closing: QEMU's socket went first
 
     def _accept(self) -> None:
         while True:
@@ -99,7 +104,8 @@ class ShellRelay:
 
     def close(self) -> None:
         self.listener.close()
-        self.log.close()
+        with self._changed:  # not while the pump writes
+            self.log.close()
 
 
 def reply_of(output: bytes, line: bytes) -> bytes | None:

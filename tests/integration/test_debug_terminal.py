@@ -31,6 +31,20 @@ def pane_for(request):
         p.close()
 
 
+def _interrupt(pane: TmuxPane) -> None:
+    """Ctrl-C while the guest runs, until gdb reports the stop. gdb 13 can lose a Ctrl-C that
+    lands between its "Continuing." and the remote target's resume (seen here about once in
+    20 runs under load): then, as a person would, press it again, at most twice more."""
+    for attempt in range(3):
+        pane.send("C-c")
+        try:
+            pane.expect(r"received signal SIGINT", timeout=5 if attempt < 2 else 30)
+            return
+        except AssertionError:
+            if attempt == 2:
+                raise
+
+
 def _lab_processes(pane: TmuxPane) -> tuple[int, list[int]]:
     """The lab's pid (the pane's shell's child) and every process under it (gdb, QEMU)."""
     (lab,) = pane.children(pane.shell_pid)
@@ -47,8 +61,7 @@ def test_ctrl_c_interrupts_the_guest_and_the_session_survives(pane_for, kernel):
     for _ in range(2):
         pane.line("continue")
         pane.expect(r"Continuing\.")
-        pane.send("C-c")
-        pane.expect(r"received signal SIGINT")
+        _interrupt(pane)
         pane.expect(PROMPT)
         pane.line("lab-idt 14")                  # the guest is stopped and the lab is alive
         pane.expect(r"isr_pf")
@@ -74,8 +87,7 @@ def test_ctrl_c_while_a_lab_command_runs_the_guest(pane_for, kernel):
     pane.expect(PROMPT)
     pane.line("continue")
     pane.expect(r"Continuing\.")
-    pane.send("C-c")
-    pane.expect(r"received signal SIGINT")
+    _interrupt(pane)
     pane.expect(PROMPT)
     pane.line("lab-shell ticks")
     pane.expect(r"ticks")

@@ -1,7 +1,9 @@
 """A program in a real terminal: a tmux pane (its own tmux server), driven as a person does
 (send-keys, including C-c, which the terminal turns into SIGINT for the whole foreground
 process group) and read back two ways: everything the pane printed, through `pipe-pane` into
-a FIFO (waits are handshakes on that output, bounded), and the screen (`capture-pane`)."""
+a FIFO (waits are handshakes on that output, bounded), and the screen (`capture-pane`).
+(tests/integration/tmuxterm.py is the report's terminal; this one adds the FIFO, C-c and the
+pane's processes.)"""
 
 from __future__ import annotations
 
@@ -12,7 +14,6 @@ import shlex
 import subprocess
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 ANSI = re.compile(rb"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[()][0-9A-Za-z]|\x1b[=>]|\r")
@@ -22,7 +23,7 @@ START = "lab-pane-start"
 class TmuxPane:
     def __init__(self, argv: list[str], *, env: dict[str, str] | None = None, width: int = 120, height: int = 40):
         self.dir = Path(tempfile.mkdtemp(prefix="lab-tmux-"))
-        self.server = f"lab-test-{uuid.uuid4().hex[:8]}"
+        self.server = self.dir / "tmux.sock"  # a private server, its socket in the 0700 temp dir
         self.fifo = self.dir / "pane.fifo"
         os.mkfifo(self.fifo)
         # O_RDWR: the read end never sees EOF, so select() blocks until output arrives.
@@ -45,7 +46,7 @@ class TmuxPane:
         self.send("Enter")
 
     def tmux(self, *args: str) -> str:
-        return subprocess.run(["tmux", "-L", self.server, "-f", "/dev/null", *args], check=True,
+        return subprocess.run(["tmux", "-S", str(self.server), "-f", "/dev/null", *args], check=True,
                               capture_output=True, text=True).stdout
 
     def send(self, *keys: str) -> None:
