@@ -1,13 +1,12 @@
 """`lab probe NAME --record`: a probe's run under QEMU's record/replay (lab/machine/replay.py),
 for `lab debug --replay`.
 
-The recorded VM boots and runs without gdb (a gdb stop while recording left a log that its
-replay could not follow: "Missing character write event", seen here on QEMU 7.2): the lab
-waits for the shell's prompt on serial, types the probe's command (serial input is recorded),
-and waits for the end: QMP `SHUTDOWN` for a triple fault (`-action shutdown=pause` keeps QEMU
-alive to be asked its instruction count), the kernel's report for the double-fault probes,
-after which the VM is stopped. The chain and the last state come from the recorded run's
-`-d int` log, as in `lab probe`.
+The recorded VM boots and runs without gdb: the lab waits for the shell's prompt on serial,
+types the probe's command (serial input is recorded) and waits for QMP `SHUTDOWN`, the triple
+fault's reset (`-action shutdown=pause` keeps QEMU alive to be asked its instruction count).
+Only the triple-fault probes are recorded (lab/runs/probe.py): the others end asleep in `hlt`,
+stopped through QMP, and replays of such runs stopped at different places. The chain and the
+last state come from the recorded run's `-d int` log, as in `lab probe`.
 """
 
 from __future__ import annotations
@@ -21,7 +20,7 @@ from lab.machine.qemu import QemuMachine
 from lab.machine.replay import Recording, parse_info_replay
 from lab.machine.rundir import RunDir
 from lab.machine.serial import SerialConsole
-from lab.scenarios.probes import DOUBLE_FAULT_HALT, SURVIVES, TRIPLE_FAULT, Probe
+from lab.scenarios.probes import TRIPLE_FAULT, Probe
 from lab.target import qemu_log
 from lab.x86.vectors import mnemonic
 
@@ -50,26 +49,13 @@ def record_probe(profile: Profile, probe: Probe, recording: Recording, *,
         qemu.drain_events()
         serial.send_line(probe.command)
         try:
-            if probe.expected == TRIPLE_FAULT:
-                _wait_reset(_Shutdowns(qemu), obs, timeout)
-            else:
-                m = serial.expect(rb"DOUBLE FAULT [^\r\n]*\r?\n", timeout, "the kernel's double-fault report")
-                obs.report = m.group(0).decode().strip()
-                marker = rb"shell restarted" if probe.expected == SURVIVES else rb"HALTED after double fault"
-                serial.expect(marker, timeout, "the kernel's end of the probe")
-                obs.outcome = SURVIVES if probe.expected == SURVIVES else DOUBLE_FAULT_HALT
-                obs.evidence.append(obs.report)
-                qemu.qmp_cmd("stop")
+            _wait_reset(_Shutdowns(qemu), obs, timeout)
         except LabTimeout as exc:
             obs.outcome = HUNG
             obs.evidence.append(f"{exc.message}; serial tail:\n{serial.tail(800).strip()}")
-        if obs.outcome != HUNG:
-            end = parse_info_replay(qemu.hmp("info replay"))
-            # A reset ends the run at the instruction that raised it (the replay stops before
-            # it). A run stopped through QMP was stopped asleep in `hlt` (the kernel halts or
-            # waits for input): its last instruction is that hlt, after which the replay, with
-            # no wake-up in the log, would never reach the count; it stops one before.
-            recording.end_icount = end if obs.outcome == TRIPLE_FAULT else end - 1
+        if obs.outcome == TRIPLE_FAULT:
+            # The reset ends the run at the instruction that raised it: the replay stops there.
+            recording.end_icount = parse_info_replay(qemu.hmp("info replay"))
             recording.save()
     finally:
         if serial is not None:

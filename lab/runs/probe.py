@@ -15,7 +15,7 @@ from lab.experiments.record import record_probe
 from lab.machine import replay
 from lab.runs.vm import VmSpec
 from lab.scenarios import kvm_excluded, probes
-from lab.scenarios.probes import Probe
+from lab.scenarios.probes import TRIPLE_FAULT, Probe
 
 
 @dataclass
@@ -55,6 +55,11 @@ def probe(vm: VmSpec, p: Probe, *, timeout: float = 10.0, record: Path | None = 
         if not vm.profile.is_tcg or vm.image is not None or vm.profile.boot != "multiboot":
             raise UserError("--record needs the TCG accelerator and a kernel booted without a disk "
                             "(record/replay counts instructions; a disk needs blkreplay)")
+        if p.expected != TRIPLE_FAULT:
+            # Their runs end asleep in `hlt`, stopped through QMP: a replay of such a recording
+            # stopped at different places and its reverse-continue hung in about 1 run in 3.
+            raise UserError(f"--record records the triple-fault probes (a run that ends in a reset); "
+                            f"{p.name} ends with the kernel {p.expected!r}")
         recording = replay.start(record, p.name, vm.profile.name, vm.kernel)
     if recording is None:
         obs = run_probe(vm.kernel, vm.profile, p, log_dir=vm.log_dir, timeout=timeout, restore=vm.restore,
