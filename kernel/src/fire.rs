@@ -6,7 +6,7 @@
 //!
 //! | label | where |
 //! | `lab_fire_<n>` | entry: saves callee-saved registers and RFLAGS, leaves RSP 8 mod 16, `sti` |
-//! | `lab_plant_<n>` | a `nop`; the lab stops here and plants sentinels in the registers |
+//! | `lab_plant_<n>` | a `nop`; the lab stops here and plants sentinels in the registers; then the interrupted RSP/RFLAGS/CS/SS and a plant count go to `LAB_OBSERVER_PLANT` (observer.rs) |
 //! | `lab_fault_<n>` | the instruction that raises the exception |
 //! | `lab_fault_end_<n>` | the instruction after it (a trap's saved RIP) |
 //! | `lab_resume_<n>` | where fault fix-ups return to; restores and returns |
@@ -71,6 +71,17 @@ macro_rules! harness_asm {
             .global lab_plant_\name
         lab_plant_\name:
             nop
+            /* the interrupted context, for the in-guest observer (observer.rs) */
+            mov qword ptr [rip + LAB_OBSERVER_PLANT], rsp
+            pushfq
+            pop qword ptr [rip + LAB_OBSERVER_PLANT + 8]
+            mov word ptr [rip + LAB_OBSERVER_PLANT + 16], cs
+            mov word ptr [rip + LAB_OBSERVER_PLANT + 24], ss
+            push rax                /* plant count + 1, leaving RAX and the flags alone */
+            mov rax, qword ptr [rip + LAB_OBSERVER_PLANT + 32]
+            lea rax, [rax + 1]
+            mov qword ptr [rip + LAB_OBSERVER_PLANT + 32], rax
+            pop rax
         .endm
         .macro LAB_FAULT name
             .global lab_fault_\name

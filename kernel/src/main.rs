@@ -12,7 +12,9 @@ mod boot;
 mod drivers;
 mod fatal;
 mod fire;
+mod observer;
 mod shell;
+mod smp;
 mod syscall;
 mod task;
 mod timer;
@@ -43,15 +45,18 @@ pub fn kernel_main(boot: boot::BootPath, boot_info: u64, cmdline: &str) -> ! {
     serial_println!("labkernel {VERSION} boot={} boot_info={boot_info:#x} cmdline={cmdline:?}", boot.name());
     // Features hook into the arch layer's handlers (arch/x86_64/hooks.rs) before any vector
     // can reach a handler: interrupts are off and the IDT is not loaded yet.
+    observer::init(); // first: it records every exception, claims none
     fire::init();
     user::init();
     fatal::init();
     timer::init();
+    smp::register();
     cpu::init();
     drivers::pic::init();
     drivers::lapic::init();
     task::init();
     syscall::init();
+    smp::init();
     serial_println!("{READY_MARKER} version={VERSION} boot={}", boot.name());
     lab_ready();
     if cmdline.split_whitespace().any(|w| w == EXIT_AT_READY) {

@@ -55,6 +55,12 @@ const COMMANDS: &[Command] = &[
         run: cmd_fire,
     },
     Command {
+        name: "observed",
+        usage: "observed",
+        help: "the in-guest observer's records not printed yet: a header, then 'record <hex>' lines",
+        run: |_, _, _| crate::observer::print_new(),
+    },
+    Command {
         name: "scenarios",
         usage: "scenarios",
         help: "list the fire scenarios: name vector description",
@@ -151,6 +157,14 @@ const COMMANDS: &[Command] = &[
         task::kill_all();
         serial_println!("killed");
     } },
+    Command { name: "on", usage: "on <cpu> fire <scenario> [x86-interrupt|stub] [vector] | on <cpu> swapgs", help: "run a fire scenario, or swapgs, on that CPU", run: cmd_on },
+    Command { name: "timers", usage: "timers <1-10000 ms> <cpu>:<hz> ...", help: "APs run their own local APIC timers at these rates, at once", run: |cmd, args, _| {
+        if crate::smp::cmd_timers(args.next(), args).is_err() { cmd.usage_error() }
+    } },
+    Command { name: "cpus", usage: "cpus", help: "one line per CPU: TSS, stacks, GS base, IPIs taken", run: |_, _, _| crate::smp::list() },
+    Command { name: "ipi", usage: "ipi <cpu> <fixed|nmi|triple>", help: "send an IPI to a CPU (fixed: a timed round trip; triple: it triple-faults)", run: |cmd, args, _| {
+        if crate::smp::cmd_ipi(args.next(), args.next()).is_err() { cmd.usage_error() }
+    } },
     Command {
         name: "exit",
         usage: "exit <code>",
@@ -194,26 +208,54 @@ fn parse_style(cmd: &Command, word: Option<&str>) -> Result<Style, ()> {
     }
 }
 
-fn cmd_fire(cmd: &Command, args: &mut Args, _: BootPath) {
+/// `<scenario> [style] [vector]` of `fire` (and of `on <cpu> fire`); None after printing why not.
+fn parse_fire(cmd: &Command, args: &mut Args) -> Option<(&'static fire::Scenario, Style, u8)> {
     let Some(name) = args.next() else {
-        return cmd.usage_error();
+        cmd.usage_error();
+        return None;
     };
     let Some(scenario) = fire::find(name) else {
-        return serial_println!("error: unknown scenario '{name}' (see 'scenarios')");
+        serial_println!("error: unknown scenario '{name}' (see 'scenarios')");
+        return None;
     };
-    let Ok(style) = parse_style(cmd, args.next()) else { return };
+    let style = parse_style(cmd, args.next()).ok()?;
     let vector = match args.next().map(parse_u32) {
         None => scenario.vector,
         Some(Some(v)) if scenario.name == "int" && v <= 255 => v as u8,
-        Some(_) => return serial_println!("error: a vector (0-255) is only accepted by 'int'"),
+        Some(_) => {
+            serial_println!("error: a vector (0-255) is only accepted by 'int'");
+            return None;
+        }
     };
     if scenario.name == "int" {
         let d = idt::LAB_IDT_DECL[vector as usize];
         if d.present == 0 || d.dpl != 3 && vector != fire::SOFT_INT_VECTOR && crate::arch::x86_64::vectors_with_error_code(vector) {
-            return serial_println!("error: int {vector}: no present gate, or the handler expects a CPU error code that int never pushes");
+            serial_println!("error: int {vector}: no present gate, or the handler expects a CPU error code that int never pushes");
+            return None;
         }
     }
-    fire::fire(scenario, style, vector);
+    Some((scenario, style, vector))
+}
+
+fn cmd_fire(cmd: &Command, args: &mut Args, _: BootPath) {
+    if let Some((scenario, style, vector)) = parse_fire(cmd, args) {
+        fire::fire(scenario, style, vector);
+    }
+}
+
+/// `on <cpu> fire <scenario> [style] [vector]`: the same scenario, run by CPU `<cpu>` (`smp`);
+/// `on <cpu> swapgs`: what swapgs gives that CPU.
+fn cmd_on(cmd: &Command, args: &mut Args, _: BootPath) {
+    let cpu = args.next().and_then(parse_u32);
+    match (cpu, args.next()) {
+        (Some(k), Some("fire")) => {
+            if let Some((scenario, style, vector)) = parse_fire(cmd, args) {
+                crate::smp::fire_on(k as usize, scenario, style, vector);
+            }
+        }
+        (Some(k), Some("swapgs")) => crate::smp::swapgs_on(k as usize),
+        _ => cmd.usage_error(),
+    }
 }
 
 fn cmd_style(cmd: &Command, args: &mut Args, _: BootPath) {

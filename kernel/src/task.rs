@@ -89,6 +89,12 @@ pub struct PerCpu {
 }
 const _: () = assert!(size_of::<PerCpu>() == 64);
 
+impl PerCpu {
+    /// An area with nothing in it yet (the application processors' copies: `smp`).
+    pub const EMPTY: PerCpu = PerCpu { current: core::ptr::null_mut(), kernel_rsp: 0, user_rsp: 0,
+                                       switches: 0, self_ptr: 0, _pad: [0; 3] };
+}
+
 pub mod percpu_off {
     pub const CURRENT: usize = 0x00;
     pub const KERNEL_RSP: usize = 0x08;

@@ -10,10 +10,12 @@ from lab.host import config as lab_config
 from lab.host.config import LabConfig
 from lab.machine.session import Session, Stop, worth_keeping
 from lab.runs.inject import InjectResult, inject_all
+from lab.checks.smp_labkernel import percpu_bytes
 from lab.runs.inspect import InspectReport, checked_report
 from lab.runs.vm import VmSpec, spec_from, stop_from
 from lab.scenarios.injections import selected
 from lab.target.cpu import parse_info_registers, read_state, require_long_mode
+from lab.target.cpus import read_machine
 
 
 class VM:
@@ -69,9 +71,10 @@ class VM:
         `waivers` ({check id: reason}, default lab.toml's) turn expected findings WAIVED."""
         s = self._live()
         t0 = time.monotonic()
-        report = checked_report(read_state(s.gdb), s.symbols, self.spec.kernel or self.spec.image,
+        state, cpus = read_machine(s.gdb, percpu_bytes(s.symbols))
+        report = checked_report(state, s.symbols, self.spec.kernel or self.spec.image,
                                 self.spec.profile.name, self.stopped_at or "",
-                                self.waivers if waivers is None else waivers)
+                                self.waivers if waivers is None else waivers, cpus)
         report.timings["read_decode_check"] = time.monotonic() - t0
         self.results.append(("VM.inspect", report.to_json()))
         return report
@@ -109,7 +112,8 @@ class VM:
 
 def boot(kernel: str | Path | None = None, *, profile: str | None = None, append: str | None = None,
          symbols: str | Path | None = None, image: str | Path | None = None,
-         initrd: str | Path | None = None, memory: str | None = None, qemu_args=(),
+         initrd: str | Path | None = None, memory: str | None = None, cpus: int | None = None,
+         qemu_args=(),
          at: str | None = None, after: float | None = None, when: str | None = None,
          ready_timeout: float | None = None, log_dir: str | Path | None = None,
          restore: bool = True, boot_path: str | None = None,
@@ -121,7 +125,7 @@ def boot(kernel: str | Path | None = None, *, profile: str | None = None, append
     cfg = config or LabConfig()
     path = lambda p: None if p is None else Path(p)
     spec = spec_from(cfg, kernel=path(kernel), profile=profile, boot=boot_path, memory=memory,
-                     initrd=path(initrd), qemu_args=tuple(qemu_args), append=append, image=path(image),
+                     cpus=cpus, initrd=path(initrd), qemu_args=tuple(qemu_args), append=append, image=path(image),
                      symbols=path(symbols), ready_timeout=ready_timeout, log_dir=path(log_dir),
                      restore=restore)
     vm = VM(spec, stop_from(cfg, at=at, after=after, when=when))

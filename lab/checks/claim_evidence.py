@@ -17,6 +17,7 @@ class Evidence:
     timer: object = None  # (TimerObservation, checks)
     trials: dict = field(default_factory=dict)  # accel -> TrialObservation (lab/experiments/trial.py)
     accel: str = ""  # the accelerator the other experiments ran on (tcg | kvm)
+    smp: object = None  # (list of CpuView on several CPUs, ApTripleFault) (lab/checks/claim_judges_smp.py)
 
 
 def _fires(ev: Evidence, pred=lambda r: True):

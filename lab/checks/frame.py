@@ -74,6 +74,7 @@ def check_vector(obs, s) -> Check:
 
 
 NO_ENTRY = "the handler for the expected vector was not entered"
+GUEST_NO_SENTINELS = "the in-guest observer plants no register sentinels (use --observer gdb)"
 
 
 def check_layout(obs, s) -> Check:
@@ -214,6 +215,8 @@ def check_trap_frame(obs, s) -> Check:
     title = "the stub's TrapFrame holds the interrupted registers, vector and error code"
     if obs.style != "stub":
         return C.skip("fire.trap-frame", title, "x86-interrupt style: no TrapFrame")
+    if obs.observer == "guest":
+        return C.skip("fire.trap-frame", title, GUEST_NO_SENTINELS)
     if obs.trap_frame is None:
         return C.skip("fire.trap-frame", title, "no exception reached the stub")
     tf, problems = obs.trap_frame, []
@@ -236,6 +239,8 @@ def check_trap_frame(obs, s) -> Check:
 
 def check_resume(obs, s) -> Check:
     title = "after iretq every planted register still holds its sentinel"
+    if obs.observer == "guest":
+        return C.skip("fire.resume", title, GUEST_NO_SENTINELS)
     if obs.after is None:
         return C.skip("fire.resume", title, "the resume point was not reached")
     bad = [f"{r} {obs.after[r]:#x} != {v:#x}" for r, v in obs.sentinels.items() if obs.after[r] != v]
@@ -264,9 +269,54 @@ def check_qemu_log(obs, s) -> Check:
     return C.result("fire.qemu-log", title, ok, [e.line for e in match][:2] or ["no line for this vector"])
 
 
+def check_observers_agree(obs, s) -> Check:
+    """The gdb view and the in-guest record of the same fire (TCG: both are available)."""
+    title = "gdb's view and the kernel's own record of the exception agree"
+    if obs.observer != "gdb":
+        return C.skip("fire.observers-agree", title, "observed by the kernel alone (--observer guest)")
+    if obs.guest is None:
+        return C.skip("fire.observers-agree", title, "the kernel has no in-guest observer")
+    problems = observer_differences(obs)
+    ev = problems or ([f"{len(obs.guest)} record(s): vector, error code, entry RSP, the frame's words, "
+                       f"RFLAGS (system flags) and CR2 in the handler and the interrupted context are the same"]
+                      if obs.guest else ["neither saw an exception"])
+    return C.result("fire.observers-agree", title, not problems, ev)
+
+
+#: RFLAGS bits the handler's own code changes between its first instruction (gdb) and the
+#: kernel's hook: the arithmetic flags (its compares), and RF.
+HANDLER_VOLATILE = ARITHMETIC_FLAGS | RFLAGS_RF
+
+
+def observer_differences(obs) -> list[str]:
+    """What gdb saw and the kernel recorded differently; [] when they agree."""
+    recs = obs.guest
+    got = obs.delivered["vector"] if obs.delivered else None
+    if not recs:
+        return [] if got is None else [f"gdb saw {_vec(got)} delivered, the kernel recorded nothing"]
+    first, out = recs[0], []
+    if got != first["vector"] or (obs.delivered or {}).get("error_code") != first["error_code"]:
+        out.append(f"delivered: gdb {_vec(got)} error code {(obs.delivered or {}).get('error_code')}, "
+                   f"kernel {_vec(first['vector'])} error code {first['error_code']}")
+    for name in ("rsp", "rflags", "cs", "ss"):
+        if obs.before.get(name) != first["plant"][name]:
+            out.append(f"interrupted {name}: gdb {obs.before.get(name):#x}, kernel {first['plant'][name]:#x}")
+    entry = next((r for r in recs if r["vector"] == obs.vector), None)
+    if (obs.entry is None) != (entry is None):
+        out.append(f"the {_vec(obs.vector)} handler was entered: gdb {obs.entry is not None}, kernel {entry is not None}")
+    elif entry is not None:
+        pairs = [("entry RSP", obs.entry["rsp"], entry["entry_rsp"]),
+                 ("RFLAGS in the handler (system flags)", obs.entry["rflags"] & ~HANDLER_VOLATILE,
+                  entry["rflags"] & ~HANDLER_VOLATILE),
+                 ("CR2", obs.entry["cr2"], entry["cr2"])]
+        pairs += [(f"[rsp+{i * QWORD:#04x}]", a, b) for i, (a, b) in enumerate(zip(obs.entry["stack"], entry["words"]))]
+        out += [f"{what}: gdb {a:#x}, kernel {b:#x}" for what, a, b in pairs if a != b]
+    return out
+
+
 CHECKS = (check_vector, check_layout, check_alignment, check_rip, check_selectors, check_rsp,
           check_rflags, check_if, check_error_code, check_cr2, check_trap_frame, check_resume,
-          check_qemu_log)
+          check_qemu_log, check_observers_agree)
 
 
 def run(obs, s: ExceptionScenario) -> list[Check]:

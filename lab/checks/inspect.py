@@ -1,11 +1,14 @@
-"""Every check `lab inspect` runs: the generic tier, then the lab-kernel tier."""
+"""Every check `lab inspect` runs: the generic tier, the lab-kernel tier, then, on a machine
+with several CPUs, the cross-CPU checks (lab/checks/smp.py)."""
 
 from __future__ import annotations
 
-from lab.checks import generic, labkernel
+from lab.checks import generic, labkernel, smp, smp_labkernel
 from lab.checks.base import Check
 from lab.checks.view import View
 
 
-def run_all(view: View) -> list[Check]:
-    return generic.run(view) + labkernel.run(view)
+def run_all(view: View, cpus: list[smp.CpuView] = ()) -> list[Check]:
+    """`view`: the boot CPU's; `cpus`: every CPU's (lab/checks/smp.py views), or none."""
+    cpus = list(cpus)
+    return generic.run(view) + labkernel.run(view) + smp.run(cpus) + smp_labkernel.run(cpus, view.symbols)

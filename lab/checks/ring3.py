@@ -17,7 +17,10 @@ RF_AND_FIXED = (1 << 16) | (1 << 1)  # SYSCALL clears RF; bit 1 always reads 1
 
 
 
-def syscall_checks(o) -> list[Check]:
+def syscall_checks(o, unobserved: str | None = None) -> list[Check]:
+    if o is None:
+        return [C.result("syscall.reached", "SYSCALL from ring 3 enters the kernel at LSTAR in ring 0",
+                         False, [unobserved or "the syscall path was not observed"])]
     u, st = o.user, o.steps
     ret = u["rip"] + SYSCALL_LEN
     entry, after_gs, after_stack = st["lab_syscall_entry"], st["lab_syscall_after_swapgs"], st["lab_syscall_after_stack"]
@@ -104,13 +107,16 @@ def fault_check(f, accel: str, qemu: str = "") -> tuple[Check, str]:
 
 
 def bench_check(b) -> Check:
+    if "fault" in b:
+        return C.result("syscall.bench", "syscall round trips complete (getpid x 100000)", False,
+                        [f"the benchmark faulted: {b['fault']}"])
     return C.result("syscall.bench", "syscall round trips complete (getpid x 100000)", b.get("syscalls") == 100000 and b.get("code") == 0,
               [f"{b.get('syscalls')} syscalls in {b.get('tsc_cycles', 0) / max(b.get('tsc_hz', 1), 1) * 1000:.1f} ms = "
                f"{b.get('per_s', 0):,.0f}/s"])
 
 
 def run(o) -> tuple[list[Check], dict[str, str]]:
-    checks = syscall_checks(o.syscall) + [interrupt_check(o.interrupt)]
+    checks = syscall_checks(o.syscall, o.unobserved.get("syscall")) + [interrupt_check(o.interrupt)]
     outcomes = {}
     for f in o.faults:
         c, outcome = fault_check(f, o.accel, getattr(o, "qemu", ""))

@@ -36,6 +36,7 @@ def _vm(args):
     return spec_from(_config(args), kernel=_path(args.kernel), profile=args.profile,
                      qemu=getattr(args, "qemu", None),
                      boot=getattr(args, "boot", None), memory=args.memory, initrd=_path(args.initrd),
+                     cpus=args.cpus,
                      qemu_args=tuple(args.qemu_args or ()), append=getattr(args, "append", None),
                      image=_path(getattr(args, "image", None)), symbols=_path(getattr(args, "symbols", None)),
                      ready_timeout=getattr(args, "ready_timeout", None), log_dir=_path(getattr(args, "log_dir", None)),
@@ -130,8 +131,13 @@ def cmd_fire(args) -> int:
     check_tutorial_plan(plan)
     if args.vector is not None and any(s.name != "int" for s, _ in plan):
         raise UserError("--vector applies to the 'int' scenario only")
+    if args.cpu < 0:
+        raise UserError(f"--cpu {args.cpu}: a CPU index, 0 or more")
+    if args.cpu and any(s.name == "nmi" for s, _ in plan):
+        raise UserError("--cpu: 'nmi' runs on the boot CPU only (QMP inject-nmi reaches every CPU); "
+                        "`ipi <cpu> nmi` in the shell sends one CPU an NMI")
     result = run_fires(_vm(args), plan, vector=args.vector, inject_nmi=not args.no_inject,
-                       handler_timeout=args.timeout)
+                       handler_timeout=args.timeout, observer=args.observer, cpu=args.cpu)
     return _emit(args, result, lambda r, c: show.fires(r, c, panels=args.verbose_panels))
 
 

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from lab.host.bootpath import ALL_BOOT_PATHS, BOOT_PATHS, UEFI
-from lab.host.profiles import DEFAULT_PROFILE
+from lab.host.profiles import DEFAULT_PROFILE, MAX_CPUS
 from lab.host.config import DEFAULT_READY_TIMEOUT
 from lab.x86.vectors import MAX_VECTOR
 
@@ -70,6 +70,14 @@ def positive_int(text: str) -> int:
     return value
 
 
+def cpu_count(text: str) -> int:
+    """A number of vCPUs, 1-MAX_CPUS."""
+    value = positive_int(text)
+    if value > MAX_CPUS:
+        raise argparse.ArgumentTypeError(f"at most {MAX_CPUS} vCPUs, not {value}")
+    return value
+
+
 # -- option groups ------------------------------------------------------------------------------
 
 def vm_options(sp, *, restore: bool = True) -> None:
@@ -93,6 +101,9 @@ def vm_options(sp, *, restore: bool = True) -> None:
                       help="boot through UEFI firmware (OVMF): the EFI executable --kernel names, on a "
                            "FAT image the lab makes, or the UEFI disk --image names (= --boot uefi)")
     sp.add_argument("--memory", metavar="SIZE", help="guest memory, e.g. 512M or 2G (default: the profile's)")
+    sp.add_argument("--cpus", type=cpu_count, metavar="N",
+                    help="vCPUs (QEMU -smp N; default: lab.toml's, else the profile's, 1); inspect "
+                         "then reads and checks every CPU")
     sp.add_argument("--initrd", metavar="PATH", help="an initial ramdisk for a Linux-style kernel (-initrd)")
     sp.add_argument("--qemu-arg", action="append", metavar="ARG", dest="qemu_args",
                     help="one more QEMU argument (repeatable: --qemu-arg=-smp --qemu-arg=2)")
@@ -243,6 +254,11 @@ def parser(commands) -> LabParser:
                     help="handler style: x86-interrupt, stub, both, or tutorial (seed 002's stub; error-code "
                          "vectors only) (default: %(default)s)")
     sp.add_argument("--vector", type=vector, help="vector for the 'int' scenario (default 0x80)")
+    sp.add_argument("--observer", choices=("guest", "gdb"),
+                    help="who records each exception: guest (the kernel's own records, no breakpoint "
+                         "or stop; judged on KVM too) or gdb (breakpoints at the handler; sentinels "
+                         "in the registers; on TCG also compared with the kernel's records). "
+                         "Default: guest where the kernel has the observer, else gdb")
     sp.add_argument("--panels", dest="verbose_panels", action="store_true",
                     help="print each scenario's stack and checks panels (default: one line per "
                          "scenario, the panels of a failure)")
@@ -251,6 +267,9 @@ def parser(commands) -> LabParser:
     timeout_option(sp, 5.0, "bound on the wait for the handler and the resume point", "--handler-timeout")
     sp.add_argument("--no-inject", action="store_true",
                     help="nmi: do not inject the NMI (shows a handler that is never reached)")
+    sp.add_argument("--cpu", type=int, default=0, metavar="K",
+                    help="run the scenarios on CPU K (an AP the lab kernel started: needs --cpus > K; "
+                         "default: 0, the boot CPU)")
     listing("scenarios", "list the exception scenarios")
 
     sp = add("probe", "double fault, its control, and triple-fault probes, each in a fresh VM")

@@ -23,6 +23,8 @@ import random
 from dataclasses import asdict, dataclass, field
 
 from lab.errors import GuestError, LabError, LabTimeout, UserError
+from lab.labkernel.layouts import OBSERVER_HEADER, OBSERVER_SIZE, OBSERVER_SYMBOL
+from lab.labkernel.observer import STYLES as OBSERVER_STYLES, decode_buffer
 from lab.machine.process import Deadline
 from lab.machine.session import Session
 from lab.scenarios.exceptions import RIP_LOOP, ExceptionScenario
@@ -39,7 +41,7 @@ INT_TABLE_STRIDE = 8
 TEST_PAGES = "LAB_TEST_PAGES"
 CR2_SENTINEL = 0x00C2_0000_0000_0000  # | random page bits: no address any scenario touches
 #: lab_on_exception's RCX (kernel/CONTRACT.md): the style of the handler that called it.
-HANDLER_STYLES = {0: "x86-interrupt", 1: "stub", 2: "tutorial"}
+HANDLER_STYLES = dict(enumerate(OBSERVER_STYLES))
 
 
 @dataclass
@@ -71,6 +73,9 @@ class FireObservation:
     qemu_log: list[str] = field(default_factory=list)
     timeout: str | None = None  # set when the handler/resume point was not reached in time
     qemu: str = ""  # the QEMU's version ("10.0.2"): which recorded deviations apply
+    observer: str = "gdb"  # gdb: breakpoints and stops; guest: the kernel's own records
+    guest: list[dict] | None = None  # the in-guest observer's records of this fire, if it has one
+    plant_number: int | None = None  # guest observer: the kernel's plant count of this fire
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -93,21 +98,49 @@ class Firer:
     target. Shell input sent while the CPU is stopped waits in the serial socket: QEMU's 16550
     takes only what its FIFO can hold."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, cpu: int = 0) -> None:
+        """`cpu`: the CPU that runs the scenarios (the kernel's `on <cpu> fire`; 0: the boot
+        CPU, `fire`); its own TSS gives the IST tops."""
         self.s = session
+        self.cpu = cpu
         self.gdb = session.gdb
         self.symbols = session.symbols
         for needed in (ON_EXCEPTION, TEST_PAGES, INT_TABLE):
             if self.symbols.lookup(needed) is None:
                 raise UserError(f"{session.kernel}: no {needed} symbol; `lab fire` needs the lab kernel")
-        from lab.target.cpu import parse_info_registers
-
-        cpu = parse_info_registers(session.qemu.hmp("info registers"))
-        self.idtr = cpu.idtr
-        self.tss_base = cpu.tr.base
+        self._cpu = None
         pages = self.symbols.read(TEST_PAGES)
         self.test_pages = qwords(pages)
         self._log_offset = 0
+        self._observer = self.symbols.lookup(OBSERVER_SYMBOL)
+
+    def _live_cpu(self):
+        """IDTR and TR of the CPU the fires run on, from QEMU's monitor, read once, at the
+        first gdb fire."""
+        if self._cpu is None:
+            from lab.target.cpu import parse_info_registers
+
+            if self.cpu:
+                from lab.target.cpus import split_all_registers
+
+                text = split_all_registers(self.s.qemu.hmp("info registers -a")).get(self.cpu)
+                if text is None:
+                    raise UserError(f"the machine has no CPU {self.cpu}")
+            else:
+                text = self.s.qemu.hmp("info registers")
+            self._cpu = parse_info_registers(text)
+        return self._cpu
+
+    @property
+    def idtr(self):
+        return self._live_cpu().idtr
+
+    @property
+    def tss_base(self) -> int:
+        return self._live_cpu().tr.base
+
+    def close(self) -> None:
+        """Between and after fires the CPU is stopped already (see the class's protocol)."""
 
     def labels(self, scenario: ExceptionScenario) -> Labels:
         raw = self.symbols.read(f"lab_labels_{scenario.symbol}")
@@ -158,8 +191,10 @@ class Firer:
         sentinels = {r: 0x5E00_0000_0000_0000 | (i << 40) | rng.getrandbits(32)
                      for i, r in enumerate(GPRS) if r not in scenario.operands}
 
+        guest_count = self._guest_count()
         bp = gdb.hbreak(f"*{labels.plant:#x}")
-        serial.send_line(f"fire {scenario.name} {style}" + (f" {vector}" if scenario.name == "int" else ""))
+        on = f"on {self.cpu} " if self.cpu else ""
+        serial.send_line(f"{on}fire {scenario.name} {style}" + (f" {vector}" if scenario.name == "int" else ""))
         gdb.cont()
         self._expect_stop(labels.plant, f"the plant point of {scenario.name}")
         gdb.delete_breakpoint(bp)
@@ -235,7 +270,16 @@ class Firer:
         serial.wait_prompt(STOP_TIMEOUT)
         gdb.interrupt()
         obs.qemu_log = self._log_tail()
+        if self._observer is not None:  # what the kernel itself recorded of the same fire
+            raw = gdb.read_memory(self._observer.address, OBSERVER_SIZE)
+            obs.guest = [r.to_json() for r in decode_buffer(raw, after=guest_count).records]
         return obs
+
+    def _guest_count(self) -> int:
+        """The in-guest observer's record count now (CPU stopped), 0 without an observer."""
+        if self._observer is None:
+            return 0
+        return OBSERVER_HEADER.read_field(self.gdb.read_memory, self._observer.address, "count")
 
     def _give_up(self, obs: FireObservation, exc: LabTimeout) -> None:
         """Records the evidence of a fire that never reached its handler, stops the CPU and

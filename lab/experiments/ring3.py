@@ -11,7 +11,10 @@ from __future__ import annotations
 import random
 from dataclasses import asdict, dataclass, field
 
-from lab.errors import GuestError, UserError
+import re
+
+from lab.errors import GuestError, LabTimeout, UserError
+from lab.machine.process import Deadline
 from lab.machine.session import Session
 from lab.labkernel.layouts import PERCPU
 from lab.labkernel.layouts import TASK
@@ -22,6 +25,7 @@ from lab.x86.frames import GPRS, INTERRUPT_FRAME, QWORD, TRAP_FRAME, qwords
 from lab.x86.idt import read_gate
 
 STOP_TIMEOUT = 10.0
+SLICE = 0.05  # how long one wait for gdb lasts before the serial console is looked at
 SYSCALL_STEPS = ("lab_syscall_entry", "lab_syscall_after_swapgs", "lab_syscall_after_stack",
                  "syscall_dispatch", "lab_syscall_sysret")
 SYSCALL_LEN = 2  # 0F 05
@@ -36,6 +40,10 @@ USER_FAULTS = (
     ("kread", "lab_user_kread_fault", 14, 0x5, 0x100000),
     ("ac", "lab_user_ac_fault", 17, 0, None),
 )
+
+
+class ProgramEnded(GuestError):
+    """A user program ended (its `user fault` or `user exit` line) before the stop awaited."""
 
 
 @dataclass
@@ -81,6 +89,7 @@ class Ring3Observation:
     bench: dict = field(default_factory=dict)
     seconds: dict = field(default_factory=dict)
     qemu: str = ""  # the QEMU's version: which recorded deviations apply
+    unobserved: dict = field(default_factory=dict)  # part -> why it could not be observed
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -101,8 +110,27 @@ class Ring3Lab:
     def _regs(self) -> dict[str, int]:
         return self.gdb.registers()
 
-    def _stop(self, what: str) -> dict:
-        stop = self.gdb.wait_stopped(STOP_TIMEOUT, what)
+    def _stop(self, what: str, program: str | None = None) -> dict:
+        """The next stop, which must be a breakpoint. With `program`: waits in slices for the
+        stop or the kernel's line saying the program ended, whichever comes first: a program
+        that ends before the breakpoint raises ProgramEnded at once, not a timeout."""
+        if program is None:
+            stop = self.gdb.wait_stopped(STOP_TIMEOUT, what)
+        else:
+            deadline = Deadline(STOP_TIMEOUT, what)
+            ended = re.compile(rf"user (?:fault|exit) name={re.escape(program)}\b[^\r\n]*")
+            while True:
+                try:
+                    stop = self.gdb.wait_stopped(min(SLICE, max(deadline.remaining(), 0.001)), what)
+                    break
+                except LabTimeout:
+                    m = ended.search(self.s.serial.tail())
+                    if m:
+                        self.gdb.interrupt()
+                        raise ProgramEnded(f"{program} ended before {what}: the kernel reports "
+                                           f"'{m.group(0)}'", logs=self.s.logs) from None
+                    if deadline.expired():
+                        raise
         if stop.get("reason") != "breakpoint-hit":
             raise GuestError(f"stopped ({stop.get('reason')}) while waiting for {what}", logs=self.s.logs)
         return stop
@@ -126,10 +154,9 @@ class Ring3Lab:
         """The CPU is stopped with the shell idle. Runs `hello` and follows its first syscall."""
         gdb = self.gdb
         user_bp = gdb.hbreak(f"*{self.user_va('hello', 'lab_user_hello_syscall'):#x}")
-        step_bps = {gdb.hbreak(f"*{self.sym.lookup(n).address:#x}"): n for n in SYSCALL_STEPS}
         self.s.serial.send_line("user run hello")
         gdb.cont()
-        self._stop("the user program's syscall instruction")
+        self._stop("the user program's syscall instruction", program="hello")
         rng = random.Random(seed)
         sentinels = {r: 0x5E00_0000_0000_0000 | (i << 40) | rng.getrandbits(32)
                      for i, r in enumerate(GPRS) if r not in ARGS and r != "rbp"}
@@ -138,10 +165,15 @@ class Ring3Lab:
         user = self._regs()
         gdb.delete_breakpoint(user_bp)
         obs = SyscallObservation(user=user, sentinels=sentinels, fmask=self.fmask)
-        for _ in SYSCALL_STEPS:
+        # One breakpoint per step, set and deleted in turn (the steps run in this order):
+        # never more than the four KVM gives gdb.
+        for name in SYSCALL_STEPS:
+            bp = gdb.hbreak(f"*{self.sym.lookup(name).address:#x}")
             gdb.cont()
-            stop = self._stop("the next step of the syscall path")
-            name = step_bps[int(stop["bkptno"])]
+            stop = self._stop(f"{name}, the next step of the syscall path")
+            gdb.delete_breakpoint(bp)
+            if int(stop["bkptno"]) != bp:
+                raise GuestError(f"stopped at breakpoint {stop['bkptno']}, not at {name}", logs=self.s.logs)
             regs = self._regs()
             obs.steps[name] = regs
             if name == "lab_syscall_after_stack":
@@ -150,8 +182,6 @@ class Ring3Lab:
                 obs.trap_frame = TRAP_FRAME.decode(gdb.read_memory(regs["rdi"], TRAP_FRAME.size))
                 cur = obs.percpu.get("current") or self._percpu()[1]["current"]
                 obs.kstack_top = TASK.read_field(gdb.read_memory, cur, "kstack_top")
-        for number in step_bps:
-            gdb.delete_breakpoint(number)
         obs.result = self._finish(rb"user exit name=hello", "hello's exit")
         return obs
 
@@ -178,7 +208,7 @@ class Ring3Lab:
             gdb.delete_breakpoint(bp)
         if found is None:
             raise GuestError(f"no timer tick interrupted ring 3 in {max_stops} ticks", logs=self.s.logs)
-        self._finish(rb"user exit name=spin", "spin's exit")
+        self._finish(rb"user (?:exit|fault) name=spin", "spin's end")
         self.s.serial.send_line("timer stop")
         gdb.cont()
         self.s.serial.expect(rb"timer stopped", STOP_TIMEOUT, "the timer to stop")
@@ -215,10 +245,13 @@ class Ring3Lab:
     def bench(self) -> dict:
         self.gdb.cont()
         self.s.serial.send_line("user run bench")
-        m = self.s.serial.expect(rb"user exit name=bench[^\r\n]*\r?\n", 60, "the syscall benchmark")
+        m = self.s.serial.expect(rb"user (?:exit|fault) name=bench[^\r\n]*\r?\n", 60, "the syscall benchmark")
         self.s.serial.wait_prompt(STOP_TIMEOUT)
         self.gdb.interrupt()
-        d = shell.numbers(m.group(0).decode())
+        line = m.group(0).decode().strip()
+        if line.startswith("user fault"):
+            return {"fault": line}
+        d = shell.numbers(line)
         d["per_s"] = d["syscalls"] / (d["tsc_cycles"] / d["tsc_hz"])
         return d
 
@@ -229,7 +262,11 @@ def observe(session: Session, seed: int | None = None) -> Ring3Observation:
     obs = Ring3Observation(session.profile.accel, qemu=session.profile.qemu_build.version_str)
     lab = Ring3Lab(session)
     t0 = time.monotonic()
-    obs.syscall = lab.syscall(seed)
+    try:
+        obs.syscall = lab.syscall(seed)
+    except ProgramEnded as exc:  # e.g. a host's KVM that leaves SYSCALL at CPL 3
+        obs.unobserved["syscall"] = exc.message
+        session.serial.wait_prompt(STOP_TIMEOUT)
     obs.seconds["syscall_sequence"] = time.monotonic() - t0
     obs.interrupt = lab.interrupt_in_ring3()
     for program, label, vector, error, cr2 in USER_FAULTS:

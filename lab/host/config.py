@@ -15,6 +15,7 @@ and which findings it expects. Found from the current directory upwards (or name
     profile = "tcg"               # a profile's name, or a TOML file
     qemu = "10.0"                 # which QEMU: system, a name `lab qemus` lists, or a path
     memory = "512M"
+    cpus = 4                      # vCPUs (-smp)
     qemu_args = ["-smp", "2"]
     ready_timeout = 30            # seconds
 
@@ -44,11 +45,13 @@ FILE_NAME = "lab.toml"
 DEFAULT_READY_TIMEOUT = 10.0
 
 _STR, _NUM, _STRS, _CMD = "a string", "a positive number", "a list of strings", "a string or a list of strings"
+_INT = "a positive whole number"
 #: section -> key -> what the value must be.
 SCHEMA: dict[str, dict[str, str]] = {
     "kernel": {"path": _STR, "build": _CMD, "symbols": _STR, "append": _STR, "initrd": _STR,
                "image": _STR, "boot": _STR},
-    "vm": {"profile": _STR, "qemu": _STR, "memory": _STR, "qemu_args": _STRS, "ready_timeout": _NUM},
+    "vm": {"profile": _STR, "qemu": _STR, "memory": _STR, "cpus": _INT, "qemu_args": _STRS,
+           "ready_timeout": _NUM},
     "stop": {"at": _STR, "after": _NUM, "when": _STR},
     "waivers": {},  # any check id, each a string
 }
@@ -70,6 +73,7 @@ class LabConfig:
     profile: str | None = None
     qemu: str | None = None
     memory: str | None = None
+    cpus: int | None = None
     qemu_args: tuple[str, ...] = ()
     ready_timeout: float | None = None
     at: str | None = None
@@ -162,6 +166,7 @@ def _checked(path: Path, section: str, key: str, value):
         _STR: isinstance(value, str),
         _NUM: isinstance(value, (int, float)) and not isinstance(value, bool)
               and math.isfinite(value) and value > 0,
+        _INT: isinstance(value, int) and not isinstance(value, bool) and value > 0,
         _STRS: isinstance(value, list) and all(isinstance(v, str) for v in value),
         _CMD: isinstance(value, str) and value.strip() != "" or
               isinstance(value, list) and bool(value) and all(isinstance(v, str) for v in value),

@@ -31,6 +31,8 @@ from lab.host.toolchain import CONFIG_DIR
 DEFAULT_PROFILE = "tcg"
 #: QEMU's -m: a number with an optional unit.
 MEMORY = re.compile(r"[1-9][0-9]*[KMGT]?")
+#: The most vCPUs the lab asks QEMU for (`-smp`): the pc machine's limit in QEMU 7.2.
+MAX_CPUS = 255
 
 
 @dataclass(frozen=True)
@@ -67,13 +69,18 @@ class Profile:
         return self if boot is None else replace(self, boot=check_boot(boot))
 
     def customized(self, *, memory: str | None = None, initrd: Path | None = None,
-                   qemu_args: tuple[str, ...] = ()) -> "Profile":
+                   qemu_args: tuple[str, ...] = (), cpus: int | None = None) -> "Profile":
         """This profile with the user's additions: its memory size replaced, an initrd (for
-        Linux-style kernels) and extra QEMU arguments appended. Every one of them is part of
-        the command line, so of the saved ready state's key too."""
+        Linux-style kernels), the number of vCPUs (`-smp N`) and extra QEMU arguments
+        appended. Every one of them is part of the command line, so of the saved ready
+        state's key too."""
         if memory is not None and not MEMORY.fullmatch(memory):
             raise UserError(f"--memory {memory!r}: a size such as 512M or 2G")
+        if cpus is not None and not (isinstance(cpus, int) and 1 <= cpus <= MAX_CPUS):
+            raise UserError(f"--cpus {cpus!r}: a number of vCPUs, 1-{MAX_CPUS}")
         extra = list(qemu_args)
+        if cpus is not None:
+            extra = ["-smp", str(cpus), *extra]
         if initrd is not None:
             if not initrd.is_file():
                 raise UserError(f"initrd not found: {initrd}")

@@ -24,12 +24,19 @@ IDT_SYMBOL = "IDT"
 IDT_DECL_SYMBOL = "LAB_IDT_DECL"
 STACK_SECTION = ".stacks"
 HANDLER_PREFIX = "isr_"
+# kernel/src/smp: the application processors' TSSs, per-CPU areas and stacks (AP k: slot k - 1).
+PERCPU_SYMBOL = "PERCPU"
+TASKS_SYMBOL = "TASKS"
+AP_TSS_SYMBOL = "AP_TSS"
+AP_PERCPU_SYMBOL = "AP_PERCPU"
+AP_STACKS_SYMBOL = "LAB_AP_STACKS"  # an ApStacksDecl (lab/labkernel/layouts.py)
 
 # kernel/src/arch/x86_64/idt.rs `vector`: the lab kernel's own vectors (0-31 are the CPU's,
 # lab/x86/vectors.py).
 PIC1_OFFSET = FIRST_USER_VECTOR  # the 8259's IRQ0-7 are remapped to 32-39
 TIMER_VECTOR = PIC1_OFFSET  # IRQ0: the PIT
 APIC_TIMER_VECTOR = 0x30  # the local APIC timer
+IPI_VECTOR = 0x31  # fixed IPIs between CPUs (kernel/src/smp)
 SOFT_INT_VECTOR = 0x80  # the `int` scenario's ring-3-callable trap gate
 NOT_PRESENT_GATE = 0x41  # a valid interrupt gate with P=0: `int` to it gives #NP
 ZERO_GATE = 0x42  # an all-zero IDT entry (type 0): `int` to it gives #GP

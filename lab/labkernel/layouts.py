@@ -3,7 +3,10 @@ the DWARF the compiler emitted for them (`lab tasks`, `lab pcpu`):
 
 - `PerCpu`: one 64-byte cache line reached through the GS base in kernel mode;
 - `Task`: one entry of the kernel's task table;
-- `SwitchFrame`: what `lab_switch_to` leaves on a sleeping task's stack.
+- `SwitchFrame`: what `lab_switch_to` leaves on a sleeping task's stack;
+- `ApStacksDecl` (kernel/src/smp/mod.rs `LAB_AP_STACKS`): where each application processor's
+  stacks are: AP k's block at `base + (k - 1) * stride`, each stack's top at the block plus
+  its `*_top`.
 """
 
 from __future__ import annotations
@@ -50,3 +53,30 @@ def tick_intervals(raw: bytes) -> tuple[int, list[int]]:
     off = TICK_LOG.offset("tsc")
     stamps = [int.from_bytes(raw[off + 8 * i: off + 8 * i + 8], "little") for i in range(min(count, TICK_LOG_LEN))]
     return count, [b - a for a, b in zip(stamps, stamps[1:])]
+# -- the in-guest observer (kernel/src/observer.rs) ------------------------------------------
+OBSERVER_SOURCE = "kernel/src/observer.rs"
+OBSERVER_SYMBOL, OBSERVER_PLANT_SYMBOL = "LAB_OBSERVER", "LAB_OBSERVER_PLANT"
+OBSERVER_MAGIC = int.from_bytes(b"LABOBSV1", "little")
+OBSERVER_CAPACITY = 64
+OBSERVED_WORDS = 6  # error code (if any), RIP, CS, RFLAGS, RSP, SS from the entry RSP up
+NO_ERROR_CODE = 2**64 - 1
+
+PLANT = Struct("Plant", 40, OBSERVER_SOURCE, tuple(
+    StructField(n, i * 8, 8) for i, n in enumerate(("rsp", "rflags", "cs", "ss", "fire"))))
+_RECORD_WORDS = (("seq", "vector", "style", "error_code", "entry_rsp")
+                 + tuple(f"word{i}" for i in range(OBSERVED_WORDS))
+                 + ("rflags", "cr2", "cr3", "cs", "ss", "gate_low", "gate_high", "ist_top"))
+OBSERVER_RECORD = Struct("Record", 0xc0, OBSERVER_SOURCE, tuple(
+    StructField(n, i * 8, 8) for i, n in enumerate(_RECORD_WORDS)) + tuple(
+    StructField(f"plant_{f.name}", len(_RECORD_WORDS) * 8 + f.offset, 8) for f in PLANT.fields))
+OBSERVER_HEADER = Struct("Observer", 40, OBSERVER_SOURCE, tuple(
+    StructField(n, i * 8, 8) for i, n in enumerate(("magic", "record_size", "capacity", "count", "printed"))))
+OBSERVER_SIZE = OBSERVER_HEADER.size + OBSERVER_CAPACITY * OBSERVER_RECORD.size
+assert PLANT.size == 40 and OBSERVER_RECORD.size == 0xc0 and OBSERVER_RECORD.offset("plant_fire") == 0xb8
+assert OBSERVER_HEADER.size == 40 and OBSERVER_SIZE == 40 + 64 * 0xc0
+AP_STACKS_DECL = Struct("ApStacksDecl", 56, "kernel/src/smp/mod.rs", tuple(
+    StructField(n, i * 8, 8) for i, n in enumerate(
+        ("base", "stride", "run_top", "rsp0_top", "double_fault_top", "nmi_top", "machine_check_top"))))
+assert AP_STACKS_DECL.size == 56
+#: Which TSS slot each AP stack is (the boot CPU's numbering: #DF IST1, NMI IST2, #MC IST3).
+AP_STACK_SLOTS = {"rsp0": "rsp0_top", "ist1": "double_fault_top", "ist2": "nmi_top", "ist3": "machine_check_top"}

@@ -21,6 +21,7 @@ from lab.machine.rundir import RunDir
 from lab.host.toolchain import gdb_binary
 
 DEFAULT_TIMEOUT = 5.0
+MAX_HW_BREAKPOINTS = 4  # DR0-DR3 (SDM vol. 3B §18.2)
 
 
 @dataclass
@@ -55,6 +56,9 @@ class Gdb:
         self._pending: deque[dict] = deque()  # records read but not yet consumed
         self._register_names: list[str] | None = None
         self._exit_requested = False
+        self._commands: dict[int, str] = {}  # token -> command, for a result record that comes late
+        self._log_text: list[str] = []  # gdb's `&` log stream since the last result record
+        self._hw_breakpoints: set[int] = set()
 
     #: Set on the command line, so `launch` need not wait for gdb: its first MI command (the
     #: connect) does. mi-async: gdb keeps reading commands while the target runs, so
@@ -144,11 +148,33 @@ class Gdb:
                     self._log("<", r)
                 return records
 
+    def _error(self, r: dict, command: str) -> GdbError:
+        """GdbError for an ^error record: the command, gdb's message and what gdb logged
+        before it (e.g. "Cannot insert hardware breakpoint 5." before "Command aborted.")."""
+        msg = (r.get("payload") or {}).get("msg", "unknown error")
+        logged = " ".join(ln.strip() for ln in "".join(self._log_text).splitlines() if ln.strip())
+        self._log_text.clear()
+        return GdbError(f"gdb: {command}: {logged + ' ' if logged else ''}{msg}", **self._context(command))
+
+    def _check_late(self, r: dict, token: int | None) -> None:
+        """Every record read passes here. gdb's log stream is kept for the next error; an
+        ^error for an earlier command raises: `-exec-continue` answers ^running at once and
+        ^error later when resuming fails (breakpoints that cannot be inserted)."""
+        kind = r.get("type")
+        if kind == "log" and r.get("payload"):
+            self._log_text.append(r["payload"])
+        elif kind == "result" and r.get("token") != token:
+            if r.get("message") == "error":
+                raise self._error(r, self._commands.get(r.get("token"), f"(token {r.get('token')})"))
+            self._log_text.clear()
+
     def mi(self, command: str, timeout: float | None = None) -> MiResult:
-        """Sends one MI command and returns its own result record; ^error raises GdbError."""
+        """Sends one MI command and returns its own result record. Its ^error raises
+        GdbError, and so does a late ^error of an earlier command read meanwhile."""
         assert self._io is not None
         self._token += 1
         token = self._token
+        self._commands[token] = command
         line = f"{token}{command}"
         self._log(">", line)
         try:
@@ -160,11 +186,14 @@ class Gdb:
         console: list[str] = []
         while True:
             r = self._next(deadline, command)
+            self._check_late(r, token)
             kind = r.get("type")
             if kind == "result" and r.get("token") == token:
                 if r.get("message") == "error":
-                    msg = (r.get("payload") or {}).get("msg", "unknown error")
-                    raise GdbError(f"gdb: {command}: {msg}", **self._context(command))
+                    raise self._error(r, command)
+                self._log_text.clear()
+                if r.get("message") != "running":  # a running command may still fail later
+                    self._commands.pop(token, None)
                 return MiResult(token, r.get("message"), r.get("payload"), console)
             if kind == "notify" and r.get("message") in ("stopped", "running"):
                 self._async.append(r)
@@ -186,8 +215,10 @@ class Gdb:
             while self._async:
                 r = self._async.popleft()
                 if r.get("message") == "stopped":
+                    self._commands.clear()  # what was running did resume
                     return r.get("payload") or {}
             r = self._next(deadline, "(waiting for *stopped)")
+            self._check_late(r, None)
             if r.get("type") == "notify" and r.get("message") in ("stopped", "running"):
                 self._async.append(r)
 
@@ -199,24 +230,51 @@ class Gdb:
     def hbreak(self, location: str) -> int:
         """Hardware breakpoint, the lab's only kind: before the kernel is loaded the loader's
         copy would overwrite a software breakpoint's int3 under KVM, and on the nested KVM host
-        here a software breakpoint's int3 stops the VM with a KVM internal error."""
+        here a software breakpoint's int3 stops the VM with a KVM internal error. At most
+        MAX_HW_BREAKPOINTS at once (x86 has DR0-DR3; KVM gives gdb no more), on every
+        accelerator, so that what works on TCG works on KVM."""
+        if len(self._hw_breakpoints) >= MAX_HW_BREAKPOINTS:
+            raise LabError(f"gdb: hbreak {location}: {MAX_HW_BREAKPOINTS} hardware breakpoints are "
+                           f"already set (DR0-DR3); delete one first", logs=self.run.logs)
         r = self.mi(f"-break-insert -h {location}")
-        return int(r.payload["bkpt"]["number"])
+        number = int(r.payload["bkpt"]["number"])
+        self._hw_breakpoints.add(number)
+        return number
 
     def delete_breakpoint(self, number: int) -> None:
         self.mi(f"-break-delete {number}")
+        self._hw_breakpoints.discard(number)
 
     def cont(self) -> None:
         # A *stopped queued before this continue (e.g. the one target-select reports before
         # ^connected) describes a stop that is over; only later ones answer wait_stopped().
         self._async.clear()
         self.mi("-exec-continue")
+        # gdb answers ^running before it inserts the breakpoints and resumes, and ^error
+        # ("Cannot insert hardware breakpoint 5 ...") after it, while handling the same
+        # command: the answer to any next command comes after that error, which then raises.
+        self.mi("-gdb-show mi-async")
 
     def interrupt(self, timeout: float = 5.0) -> dict:
         """Stops a running target and waits for its *stopped record."""
         self._async.clear()
         self.mi("-exec-interrupt")
         return self.wait_stopped(timeout, "the target to stop after -exec-interrupt")
+
+    # -- threads: QEMU's gdbstub shows each vCPU as one thread ----------------------------
+    def threads(self) -> list[tuple[str, str]]:
+        """(gdb thread id, details) for every thread, in gdb's order (`-thread-info`); QEMU's
+        details name the vCPU: "CPU#1 [halted ]"."""
+        r = self.mi("-thread-info")
+        return [(t["id"], t.get("details", "")) for t in (r.payload or {}).get("threads", [])]
+
+    def current_thread(self) -> str | None:
+        return (self.mi("-thread-info").payload or {}).get("current-thread-id")
+
+    def select_thread(self, thread_id: str) -> None:
+        """Makes `thread_id` (a vCPU) the one registers and memory are read through
+        (`-thread-select`; gdb sends QEMU `Hg`)."""
+        self.mi(f"-thread-select {thread_id}")
 
     def read_memory(self, address: int, length: int) -> bytes:
         if length == 0:

@@ -66,7 +66,7 @@ class QemuMachine:
     def __init__(self, profile: Profile, run: RunDir, *, kernel: Path | None,
                  append: str | None = None, image: Path | None = None, paused: bool = True,
                  debug_log: str | None = None, extra_args: Sequence[str] = (),
-                 launch_timeout: float = 10.0, incoming: bool = False) -> None:
+                 launch_timeout: float = 10.0, incoming: bool = False, gdbstub: bool = True) -> None:
         self.profile = profile
         self.run = run
         self.kernel = kernel
@@ -76,6 +76,7 @@ class QemuMachine:
         self.debug_log = debug_log
         self.extra_args = list(extra_args)
         self.incoming = incoming  # waits for a saved state (load_state) instead of booting
+        self.gdbstub = gdbstub  # False: no -gdb at all (a run with no debugger, e.g. the KVM probe)
         self.launch_timeout = launch_timeout
         self.gdb_socket = run.socket("gdb")
         self.qmp_socket = run.socket("qmp")
@@ -110,8 +111,9 @@ class QemuMachine:
             "-chardev", f"socket,id=qmp,path={self.qmp_socket}",
             "-mon", "chardev=qmp,mode=control",
             "-chardev", f"socket,id=serial0,path={self.serial_socket}",
-            "-serial", "chardev:serial0",
-            "-gdb", f"unix:{self.gdb_socket},server=on,wait=off"]
+            "-serial", "chardev:serial0"]
+        if self.gdbstub:
+            argv += ["-gdb", f"unix:{self.gdb_socket},server=on,wait=off"]
         if self.paused:
             argv.append("-S")
         if self.debug_log:
@@ -150,7 +152,7 @@ class QemuMachine:
         except Exception as exc:  # qemu.qmp raises its own ConnectError/EOF types
             raise self._launch_failure(f"QMP handshake failed: {exc}") from exc
         self.qmp.settimeout(QMP_COMMAND_TIMEOUT)
-        if not self.gdb_socket.exists():
+        if self.gdbstub and not self.gdb_socket.exists():
             raise self._launch_failure("QEMU did not create its gdbstub socket")
 
     def launch(self, while_starting=None) -> None:

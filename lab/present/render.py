@@ -9,7 +9,7 @@ from rich.table import Table
 from lab.checks.base import Check, Verdict
 
 from lab.present.compact import group_gates
-from lab.present.rows import gdt_rows, idt_rows, tss_rows
+from lab.present.rows import cpu_rows, gdt_rows, idt_rows, shared_rows, tss_rows
 from lab.x86.vectors import mnemonic
 
 VERDICT_STYLE = {Verdict.PASS: "bold green", Verdict.FAIL: "bold red", Verdict.WARN: "bold yellow",
@@ -69,6 +69,41 @@ def tss_table(rows: list[dict], title: str = "TSS") -> Table:
     return t
 
 
+#: A 64-bit address (0x + 16 digits) and a cell's borders: the width of one CPU's column.
+CPU_COLUMN = 21
+#: The field column ("KERNEL_GS_BASE") and the outer borders.
+FIELD_COLUMN = 19
+
+
+def cpus_tables(rows: list[dict], shared: dict, width: int) -> list[Table]:
+    """The CPUs side by side, one column each, as many per table as `width` holds (3 at 80
+    columns, 4 at 120): state, TR, its TSS's stacks, IDTR, GDTR and the GS bases. The first
+    title says what the CPUs in long mode share."""
+    per = max(1, (width - FIELD_COLUMN) // CPU_COLUMN)
+    said = ", ".join(f"{k} {v}" for k, v in shared.items()) or "no CPU in long mode"
+    ist_used = sorted({n for r in rows for n, v in (r["tss"] or {}).items() if n.startswith("ist") and v})
+    fields = [("state", lambda r: ("long mode" if r["long_mode"] else "not started") + (", hlt" if r["halted"] else "")),
+              ("TR", lambda r: _hex(r["tr"]["selector"], 4)),
+              ("TSS", lambda r: _hex(r["tr"]["base"]) if r["tr"]["selector"] else "-"),
+              ("RSP0", lambda r: _hex(r["tss"]["rsp0"]) if r["tss"] else "-"),
+              *((n.upper(), lambda r, n=n: _hex(r["tss"][n]) if r["tss"] else "-") for n in ist_used),
+              ("IDTR", lambda r: f"{_hex(r['idtr']['base'])}/{_hex(r['idtr']['limit'])}"),
+              ("GDTR", lambda r: f"{_hex(r['gdtr']['base'])}/{_hex(r['gdtr']['limit'])}"),
+              ("GS_BASE", lambda r: _hex(r["gs_base"])), ("KERNEL_GS_BASE", lambda r: _hex(r["kernel_gs_base"]))]
+    tables = []
+    for at in range(0, len(rows), per):
+        chunk = rows[at:at + per]
+        title = f"CPUs ({len(rows)}; {said})" if at == 0 else None
+        t = Table(title=title, title_justify="left")
+        t.add_column("field")
+        for r in chunk:
+            t.add_column(f"CPU {r['cpu']}", overflow="fold")
+        for name, value in fields:
+            t.add_row(name, *(value(r) for r in chunk))
+        tables.append(t)
+    return tables
+
+
 def checks_table(checks: list[Check], title: str = "Checks") -> Table:
     t = Table(title=title, title_justify="left")
     for col in ("verdict", "tier", "check", "evidence"):
@@ -105,6 +140,9 @@ def print_report(report, console: Console, *, vectors: set[int] | None = None) -
     console.print(idt_table(rows, title=title))
     console.print(gdt_table(gdt_rows(v)))
     console.print(tss_table(tss_rows(v)))
+    if getattr(report, "cpus", None):
+        for table in cpus_tables(cpu_rows(report.cpus), shared_rows(report.cpus), console.width):
+            console.print(table)
     console.print(checks_table(report.checks))
     for id, reason in getattr(report, "unused_waivers", {}).items():
         console.print(f"[yellow]unused waiver[/] {escape(id)}: no FAIL or WARN to waive "

@@ -73,3 +73,39 @@ def tss_rows(v: View) -> list[dict]:
         row["points_into"] = f"top of {stack.display}" if stack else (v.symbols.describe(ptr) if ptr else "")
     rows.append({"field": "iomap_base", "value": v.tss.iomap_base, "points_into": ""})
     return rows
+
+
+def cpu_rows(cpus) -> list[dict]:
+    """One row per CPU (lab/checks/smp.py CpuView): its table registers, TR, the stacks in its
+    TSS and its GS bases."""
+    rows = []
+    for c in cpus:
+        cpu = c.cpu.cpu
+        tss = c.view.tss
+        rows.append({
+            "cpu": c.cpu.index, "thread": c.cpu.thread, "long_mode": c.cpu.long_mode,
+            "halted": c.cpu.halted, "cpl": c.cpu.cpl,
+            "rip": cpu.values.get("RIP", cpu.values.get("EIP")), "cr3": cpu.values.get("CR3"),
+            "idtr": {"base": cpu.idtr.base, "limit": cpu.idtr.limit},
+            "gdtr": {"base": cpu.gdtr.base, "limit": cpu.gdtr.limit},
+            "tr": {"selector": cpu.tr.selector, "base": cpu.tr.base, "limit": cpu.tr.limit},
+            "tss": None if tss is None else {"rsp0": tss.rsp[0],
+                                             **{name: v for name, v in zip(IST_NAMES, tss.ist)}},
+            "gs_base": c.cpu.gs_base, "kernel_gs_base": c.cpu.kernel_gs_base,
+        })
+    return rows
+
+
+#: What `shared_rows` compares across the CPUs in long mode.
+SHARED_FIELDS = (("idtr", lambda r: (r["idtr"]["base"], r["idtr"]["limit"])),
+                 ("gdtr", lambda r: (r["gdtr"]["base"], r["gdtr"]["limit"])),
+                 ("tss", lambda r: r["tr"]["base"]), ("cr3", lambda r: r["cr3"]),
+                 ("gs_base", lambda r: r["gs_base"]))
+
+
+def shared_rows(cpus) -> dict:
+    """{field: "shared" | "per-cpu"} over the CPUs in long mode (empty: none is)."""
+    rows = [r for r in cpu_rows(cpus) if r["long_mode"]]
+    if not rows:
+        return {}
+    return {name: "shared" if len({key(r) for r in rows}) == 1 else "per-cpu" for name, key in SHARED_FIELDS}

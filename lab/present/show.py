@@ -79,6 +79,11 @@ def fires(r, console: Console, *, panels: bool = False) -> None:
         console.print(fire_line(x), no_wrap=True, overflow="ellipsis")
     counts = {k: sum(1 for x in results if x.outcome == k) for k in ("PASS", "FAIL", "DEVIATION", "STALE")}
     console.print(" ".join(f"[{OUTCOME_STYLE[k]}]{n} {k}[/]" for k, n in counts.items()))
+    by_reason: dict[str, list[str]] = {}
+    for name, why in getattr(r, "not_run", {}).items():
+        by_reason.setdefault(why, []).append(name)
+    for why, names in by_reason.items():
+        console.print(f"not run: {', '.join(names)}: {escape(why)}")
 
 
 def injections(r, console: Console) -> None:
@@ -97,11 +102,12 @@ def claims_table(results: list[dict], profile: str) -> Table:
 
 def claims(r, console: Console, *, every: bool = False) -> None:
     """The counts, then the refuted, conditional and unmeasured claims (`every`: all of them)."""
+    on = getattr(r, "measured_on", "") or r.profile
     shown = r.claims if every else [c for c in r.claims if c["verdict"] in (REFUTED, CONDITIONAL, UNMEASURED)]
     if shown:
-        console.print(claims_table(shown, r.profile))
+        console.print(claims_table(shown, on))
     counts = {v: sum(1 for c in r.claims if c["verdict"] == v) for v in CLAIM_STYLE}
-    console.print(f"lab claims on {r.profile}: " + ", ".join(f"[{CLAIM_STYLE[v]}]{n} {v}[/]" for v, n in counts.items()))
+    console.print(f"lab claims on {on}: " + ", ".join(f"[{CLAIM_STYLE[v]}]{n} {v}[/]" for v, n in counts.items()))
     if not every:
         console.print("[dim](--all prints every claim with its evidence)[/]")
 

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from lab.checks.base import Check
 from lab.checks.frame import has_error_code, outcome, run
+from lab.errors import UserError
 from lab.experiments.fire import FireObservation, Firer, FireTimeout
+from lab.experiments.guest_fire import GuestFirer, has_observer
 from lab.machine.session import Session
 from lab.host.profiles import Profile
 from lab.runs.vm import VmSpec
+from lab.experiments import kvm_probe
+from lab.target.symbols import Symbols
 from lab import scenarios
 from lab.scenarios.exceptions import CATALOG, ExceptionScenario, get
 
@@ -53,16 +57,48 @@ def selected(names: list[str], styles: list[str]) -> list[tuple[ExceptionScenari
     return [(s, st) for s in scenarios for st in styles]
 
 
-def runnable(plan, profile: Profile):
-    """The plan minus what this host's KVM is known not to run (lab/scenarios/exceptions.py)."""
-    return scenarios.runnable(plan, profile.accel)
+def host_exclusions(kernel: Path, profile: Profile) -> dict[str, str]:
+    """On KVM: scenario -> why this host's KVM cannot run it, measured (and cached) by the
+    probe without gdb (lab/experiments/kvm_probe.py); nothing elsewhere."""
+    if profile.accel != "kvm":
+        return {}
+    result = kvm_probe.probe(kernel, profile)
+    return {name: result.reason(name) for name in result.fails}
 
 
-def fire_in_session(session: Session, plan, *, vector: int | None = None,
-                    **fire_options) -> list[FireResult]:
-    """Fires `plan` in order; stops early (returning what it has) after a timeout, because
-    the guest cannot be trusted afterwards."""
-    firer = Firer(session)
+def runnable(plan, profile: Profile, kernel: Path | None = None, observer: str | None = None):
+    """The plan minus what this host's KVM cannot run (measured for `kernel`) and, under the
+    gdb observer, what is recorded not to work with gdb attached on KVM."""
+    if observer is None and kernel is not None:
+        observer = choose_observer(None, Symbols.from_elf(kernel))
+    host = host_exclusions(kernel, profile) if kernel is not None else {}
+    return scenarios.runnable(plan, profile.accel, host, observer or "gdb")
+
+
+OBSERVERS = ("guest", "gdb")
+
+
+def choose_observer(observer: str | None, symbols) -> str:
+    """--observer: `guest` (the kernel's own records, no stop) where the kernel has the
+    in-guest observer, else `gdb`; an explicit `guest` for a kernel without it is an error."""
+    if observer is None:
+        return "guest" if has_observer(symbols) else "gdb"
+    if observer not in OBSERVERS:
+        raise UserError(f"unknown observer {observer!r}; observers: {', '.join(OBSERVERS)}")
+    return observer
+
+
+def fire_in_session(session: Session, plan, *, vector: int | None = None, observer: str | None = None,
+                    cpu: int = 0, **fire_options) -> list[FireResult]:
+    """Fires `plan` in order, on CPU `cpu` (0: the boot CPU; else the kernel's `on <cpu>
+    fire`, with the gdb observer); stops early (returning what it has) after a timeout,
+    because the guest cannot be trusted afterwards."""
+    if cpu and observer == "guest":
+        raise UserError("--cpu: the guest observer fires on the boot CPU only; use --observer gdb")
+    observer = "gdb" if cpu else choose_observer(observer, session.symbols)
+    if observer == "guest":
+        return _guest_fires(GuestFirer(session), plan, vector, fire_options)
+    firer = Firer(session, cpu)
     results = []
     for scenario, style in plan:
         logging.getLogger("lab").info("fire %s %s", scenario.name, style)
@@ -76,17 +112,43 @@ def fire_in_session(session: Session, plan, *, vector: int | None = None,
         result, note = outcome(obs, scenario, checks)
         results.append(FireResult(scenario, obs, checks, result, note, dt))
         if obs.timeout:
-            break
+            return results  # the guest is abandoned as it is
+    firer.close()
+    return results
+
+
+def _guest_fires(firer: GuestFirer, plan, vector, fire_options) -> list[FireResult]:
+    """All fires first (no stop), the records read after them; then the checks."""
+    fire_options.pop("seed", None)
+    times, t0 = [], [time.monotonic()]
+
+    def fired(_obs) -> None:
+        now = time.monotonic()
+        times.append(now - t0[0])
+        t0[0] = now
+
+    observations = firer.fire_all(plan, vector, on_fired=fired, **fire_options)
+    if not observations or not observations[-1].timeout:
+        firer.close()
+    results = []
+    for (scenario, _), obs, dt in zip(plan, observations, times):
+        checks = run(obs, scenario)
+        result, note = outcome(obs, scenario, checks)
+        results.append(FireResult(scenario, obs, checks, result, note, dt))
     return results
 
 
 def fire(kernel: Path, profile: Profile, plan, *, vector: int | None = None,
          log_dir: Path | None = None, ready_timeout: float = 10.0, restore: bool = True,
-         **fire_options):
+         cpu: int = 0, **fire_options):
     """Runs `plan` in as few VMs as possible: one, unless a fire times out, after which the
     rest runs in a fresh VM."""
     debug_log = "int" if profile.is_tcg else None
-    plan = runnable(plan, profile)
+    observer = fire_options.get("observer")
+    if profile.accel == "kvm":  # what runs here depends on the observer (gdb's guest debugging)
+        observer = fire_options["observer"] = choose_observer(observer, Symbols.from_elf(kernel))
+        plan = runnable(plan, profile, kernel, observer)
+    # elsewhere the session's symbols (loaded while QEMU starts) decide the observer
     results: list[FireResult] = []
     symbols = None
     vm = 0
@@ -98,7 +160,7 @@ def fire(kernel: Path, profile: Profile, plan, *, vector: int | None = None,
                      debug_log=debug_log, keep_logs=False, restore=restore) as s:
             s.boot_to_ready()
             symbols = s.symbols
-            results += fire_in_session(s, plan[len(results):], vector=vector, **fire_options)
+            results += fire_in_session(s, plan[len(results):], vector=vector, cpu=cpu, **fire_options)
     return results, symbols
 
 
@@ -106,6 +168,7 @@ def fire(kernel: Path, profile: Profile, plan, *, vector: int | None = None,
 class FiresResult:
     results: list[FireResult]
     symbols: object  # the kernel's Symbols, to name the addresses
+    not_run: dict[str, str] = field(default_factory=dict)  # scenario -> why it cannot run here
 
     @property
     def failed(self) -> bool:
@@ -118,4 +181,12 @@ class FiresResult:
 def run_fires(vm: VmSpec, plan, *, vector: int | None = None, **fire_options) -> FiresResult:
     results, symbols = fire(vm.kernel, vm.profile, plan, vector=vector, log_dir=vm.log_dir,
                             ready_timeout=vm.ready_timeout, restore=vm.restore, **fire_options)
-    return FiresResult(results, symbols)
+    not_run = {}
+    if vm.profile.accel == "kvm":  # what fire() left out, and why (measured or recorded)
+        observer = fire_options.get("observer") or choose_observer(None, Symbols.from_elf(vm.kernel))
+        host = host_exclusions(vm.kernel, vm.profile)
+        for s, _ in plan:
+            why = scenarios.kvm_excluded(s, "kvm", host, observer)
+            if why:
+                not_run[s.name] = why
+    return FiresResult(results, symbols, not_run)

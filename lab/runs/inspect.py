@@ -9,12 +9,15 @@ from pathlib import Path
 from lab.checks.base import Check, Verdict, summary as verdict_counts
 from lab.checks.view import View, decode
 from lab.checks.inspect import run_all
+from lab.checks.smp import CpuView, views as cpu_views
+from lab.checks.smp_labkernel import percpu_bytes
 from lab.checks.waivers import apply_waivers
-from lab.present.rows import gdt_rows, idt_rows, tss_rows
+from lab.present.rows import cpu_rows, gdt_rows, idt_rows, shared_rows, tss_rows
 from lab.machine.session import Session, Stop
 from lab.runs.vm import VmSpec
 from lab.host.profiles import Profile
-from lab.target.cpu import read_state, require_long_mode
+from lab.target.cpu import require_long_mode
+from lab.target.cpus import read_machine
 
 
 @dataclass
@@ -27,6 +30,8 @@ class InspectReport:
     timings: dict[str, float] = field(default_factory=dict)
     #: waivers that matched no FAIL or WARN ({check id: reason}): the caller reports them
     unused_waivers: dict[str, str] = field(default_factory=dict)
+    #: every CPU's state and decoded tables, when the machine has more than one (else empty)
+    cpus: list[CpuView] = field(default_factory=list)
 
     @property
     def failed(self) -> list[Check]:
@@ -88,17 +93,20 @@ class InspectReport:
             "summary": verdict_counts(self.checks),
             "unused_waivers": self.unused_waivers,
             "timings": self.timings,
+            **({"cpus": cpu_rows(self.cpus), "shared": shared_rows(self.cpus)} if self.cpus else {}),
         }
 
 
 def checked_report(state, symbols, kernel: Path | None, profile: str, ready_line: str,
-                   waivers: dict[str, str] | None = None) -> InspectReport:
-    """The tables read from a stopped CPU (`state`, lab/target/cpu.py read_state), decoded,
-    checked, and `waivers` ({check id: reason}) applied: what `lab inspect` and the API's
-    VM.inspect report."""
+                   waivers: dict[str, str] | None = None, cpus=()) -> InspectReport:
+    """The tables read from a stopped CPU (`state`, lab/target/cpu.py read_state) and, on an
+    SMP machine, every CPU's (`cpus`, lab/target/cpus.py read_cpus), decoded, checked, and
+    `waivers` ({check id: reason}) applied: what `lab inspect` and the API's VM.inspect
+    report."""
     view = decode(state, symbols)
-    checks, unused = apply_waivers(run_all(view), waivers or {})
-    return InspectReport(kernel, profile, ready_line, view, checks, unused_waivers=unused)
+    per_cpu = cpu_views(list(cpus), symbols)
+    checks, unused = apply_waivers(run_all(view, per_cpu), waivers or {})
+    return InspectReport(kernel, profile, ready_line, view, checks, unused_waivers=unused, cpus=per_cpu)
 
 
 def inspect(kernel: Path | None, profile: Profile, *, log_dir: Path | None = None,
@@ -116,10 +124,10 @@ def inspect(kernel: Path | None, profile: Profile, *, log_dir: Path | None = Non
         t_started = time.monotonic()
         ready = s.boot_to(stop)
         t_ready = time.monotonic()
-        state = read_state(s.gdb)
+        state, cpus = read_machine(s.gdb, percpu_bytes(s.symbols))
         require_long_mode(state.cpu, ready)
         t_read = time.monotonic()
-    report = checked_report(state, s.symbols, kernel or image, profile.name, ready, waivers)
+    report = checked_report(state, s.symbols, kernel or image, profile.name, ready, waivers, cpus)
     t_done = time.monotonic()
     report.timings = {"restored": s.restored is not None, "start": t_started - t0,
                       "boot_to_ready": t_ready - t_started, "read": t_read - t_ready,

@@ -18,13 +18,23 @@ def by_name(table: dict[str, T], name: str, what: str, listing: str) -> T:
         raise UserError(f"unknown {what} {name!r}; {listing}: {', '.join(table)}") from None
 
 
-def kvm_excluded(item, accel: str) -> str | None:
+def kvm_excluded(item, accel: str, host: dict[str, str] | None = None,
+                 observer: str = "gdb") -> str | None:
     """Why `item` (a scenario or a probe, or a (scenario, style) pair) is not run under
-    `accel`: its recorded reason on KVM, None when it runs."""
+    `accel`, None when it runs: on KVM, `host` (scenario name -> reason, measured on this host
+    by lab/experiments/kvm_probe.py) first, then what is recorded for the item under gdb
+    (`kvm_gdb_unsupported`, scenarios; `kvm_unsupported`, probes)."""
+    if accel != "kvm":
+        return None
     scenario = item[0] if isinstance(item, tuple) else item
-    return scenario.kvm_unsupported if accel == "kvm" else None
+    if host and scenario.name in host:
+        return host[scenario.name]
+    if observer == "gdb":
+        return getattr(scenario, "kvm_gdb_unsupported", None) or getattr(scenario, "kvm_unsupported", None)
+    return None
 
 
-def runnable(items: Iterable[T], accel: str) -> list[T]:
-    """`items` without those this accelerator is known not to run (`kvm_excluded`)."""
-    return [i for i in items if not kvm_excluded(i, accel)]
+def runnable(items: Iterable[T], accel: str, host: dict[str, str] | None = None,
+             observer: str = "gdb") -> list[T]:
+    """`items` without those this accelerator cannot run here (`kvm_excluded`)."""
+    return [i for i in items if not kvm_excluded(i, accel, host, observer)]

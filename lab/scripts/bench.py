@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from lab.present.console import progress
+from lab.present.console import console, progress
 from lab.host import profiles
 from lab.host.bootpath import BIOS
 from lab.host.build import build_kernel
@@ -29,6 +29,10 @@ from lab.machine.qemu import base_argv
 from lab.host.toolchain import REPO_ROOT, gdb_binary
 
 EXIT_AT_READY = "lab.exit_at_ready"
+INSPECT_COLD = "lab inspect (cold: new QEMU + gdb, restored ready state)"
+FIRE_GUEST = "lab fire all --observer guest (cold, one style, no stop per scenario)"
+#: `lab inspect --cpus N` side by side: what reading every vCPU costs.
+SMP_CPUS = (1, 4, 8)
 
 
 def _timed(argv: list[str], expect: int, timeout: float = 120, env: dict | None = None) -> float:
@@ -63,6 +67,30 @@ def _fire_in_running_vm(kernel, profile, runs: int) -> list[float]:
     return times
 
 
+def _smp_in_guest(kernel, profile, runs: int, cpus: int = 4) -> dict[str, list[float]]:
+    """In-guest figures on `cpus` CPUs, in microseconds of guest TSC time: the AP start-up (the
+    kernel's `smp ... start_cycles=`: first STARTUP IPI to the last AP online), one per boot,
+    `runs` boots; and the fixed-IPI round trip (`ipi <cpu> fixed`), `runs` per boot to CPU 1."""
+    from lab.machine.session import Session, Stop
+    from lab.target.shell import numbers
+
+    out: dict[str, list[float]] = {f"AP start-up, {cpus} CPUs (SIPI to last AP online)": [],
+                                   "fixed IPI round trip, CPU 0 -> CPU 1 -> CPU 0": []}
+    startup, ipi = out.keys()
+    for _ in range(runs):
+        with Session(kernel, profile.customized(cpus=cpus), restore=False) as s:
+            s.boot_to(Stop())
+            line = next(l for l in s.serial.tail(1 << 16).splitlines() if l.startswith("smp cpus="))
+            f = numbers(line, "smp")
+            out[startup].append(f["start_cycles"] * 1e6 / f["tsc_hz"])
+            s.gdb.cont()
+            s.serial.wait_prompt(5)
+            for _ in range(runs):
+                r = numbers(s.serial.command("ipi 1 fixed"), "ipi")
+                out[ipi].append(r["round_trip_cycles"] * 1e6 / r["tsc_hz"])
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="lab.scripts.bench", description=__doc__)
     ap.add_argument("--runs", type=int, default=7)
@@ -72,8 +100,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--machines", nargs="*", default=["tcg-q35", "tcg-microvm"], metavar="PROFILE",
                     help="other machine types to boot beside the floor (default: %(default)s)")
     ap.add_argument("--json", metavar="PATH", help="also write the results as JSON")
-    ap.add_argument("--cases", nargs="+", metavar="TEXT",
+    ap.add_argument("--cases", "--only", nargs="+", metavar="TEXT",
                     help="only the cases whose name contains one of these (the floor always runs)")
+    ap.add_argument("--lab", metavar="PATH", help="the lab command to time (default: the console script)")
     args = ap.parse_args(argv)
 
     profile = profiles.load(args.profile)
@@ -86,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     if not Path(lab).is_file():
         lab = shutil.which("lab") or sys.exit("bench: the `lab` command is not installed")
     shim = shutil.which("lab")
+    if args.lab:
+        lab, shim = args.lab, None
     on = ["--profile", profile.name, "--json"]
     cases = {
         "floor: bare QEMU boot to isa-debug-exit": (base_argv(profile, kernel, EXIT_AT_READY) + ["-serial", "null"], 1),
@@ -99,15 +130,22 @@ def main(argv: list[str] | None = None) -> int:
            if shim and Path(shim).resolve() != Path(lab).resolve() else {}),
         "lab build (no-op)": ([lab, "build"], 0),
         "lab build --boot bios (no-op: image fresh, bootimage skipped)": ([lab, "build", "--boot", "bios"], 0),
-        "lab inspect (cold: new QEMU + gdb, restored ready state)": ([lab, "inspect", *on], 0),
+        INSPECT_COLD: ([lab, "inspect", *on], 0),
         "lab inspect --fresh (cold: new QEMU + gdb, booted)": ([lab, "inspect", "--fresh", *on], 0),
         "lab inspect, first run of a build (boot, park, save, then restore)": ([lab, "inspect", *on], 0, "new-states"),
         "lab inspect --boot bios (cold, restored)": ([lab, "inspect", "--boot", "bios", *on], 0),
         "lab inspect --boot bios --fresh (cold, booted)": ([lab, "inspect", "--boot", "bios", "--fresh", *on], 0),
         **{f"lab inspect --profile {m.name} (cold, restored)": ([lab, "inspect", "--profile", m.name, "--json"], 0)
            for m in machines},
+        **{f"lab inspect --cpus {n} (cold, restored)": ([lab, "inspect", "--cpus", str(n), *on], 0)
+           for n in SMP_CPUS},
+        **{f"lab inspect --cpus {n} --fresh (cold, booted)": ([lab, "inspect", "--cpus", str(n), "--fresh", *on], 0)
+           for n in SMP_CPUS},
         "lab fire pf-write (cold)": ([lab, "fire", "pf-write", *on], 0),
         "lab fire all (cold, one style)": ([lab, "fire", "all", *on], 0),
+        FIRE_GUEST: ([lab, "fire", "all", "--observer", "guest", *on], 0),
+        "lab fire all --observer gdb (cold, one style, a stop per event)":
+            ([lab, "fire", "all", "--observer", "gdb", *on], 0),
         "lab fire all --style both (cold)": ([lab, "fire", "all", "--style", "both", *on], 0),
         # Every backend (TCG on each QEMU `lab qemus` finds, KVM where usable), in parallel.
         "lab matrix (catalog both styles + probes + claims, every backend)": ([lab, "matrix", "--json"], 0),
@@ -140,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.cases:
         samples["one fired exception in a running VM (fire+stop+decode+checks)"] = _fire_in_running_vm(
             kernel, profile, args.runs)
-    if args.suite_runs:
+    if args.suite_runs and not args.cases:
         suite = [sys.executable, "-m", "pytest", str(REPO_ROOT / "tests"), "-q", "-p", "no:cacheprovider"]
         parallel, serial = [], []
         for _ in range(args.suite_runs):  # interleaved, like the cases above
@@ -163,9 +201,27 @@ def main(argv: list[str] | None = None) -> int:
     for r in results:
         t.add_row(r["case"], f"{r['median_s'] * 1000:.0f} ms", f"{r['min_s'] * 1000:.0f} ms",
                   f"{r['max_s'] * 1000:.0f} ms", f"{r['ratio_to_floor']:.1f}")
-    console().print(t)
+    out = console()
+    out.print(t)
+    medians = {r["case"]: r["median_s"] for r in results}
+    if FIRE_GUEST in medians and INSPECT_COLD in medians:
+        out.print(f"lab fire all with the in-guest observer / lab inspect, both cold: "
+                  f"{medians[FIRE_GUEST] / medians[INSPECT_COLD]:.2f}x "
+                  f"({medians[FIRE_GUEST] * 1000:.0f} ms / {medians[INSPECT_COLD] * 1000:.0f} ms, "
+                  f"medians of {args.runs}, same run)")
+    guest = {}
+    if not args.cases or any(t in "--cpus in-guest" for t in args.cases):
+        guest = {name: {"median_us": statistics.median(v), "min_us": min(v), "max_us": max(v), "runs": len(v)}
+                 for name, v in _smp_in_guest(kernel, profile, args.runs).items()}
+        g = Table(title="in the guest (TSC), microseconds", title_justify="left")
+        for col in ("figure", "median", "min", "max", "runs"):
+            g.add_column(col, justify="left" if col == "figure" else "right")
+        for name, r in guest.items():
+            g.add_row(name, f"{r['median_us']:.0f} us", f"{r['min_us']:.0f} us", f"{r['max_us']:.0f} us", str(r["runs"]))
+        out.print(g)
     if args.json:
-        Path(args.json).write_text(json.dumps({"profile": profile.name, "results": results}, indent=2))
+        Path(args.json).write_text(json.dumps({"profile": profile.name, "results": results, "in_guest": guest},
+                                              indent=2))
     return 0
 
 

@@ -90,7 +90,8 @@ def main(argv=None) -> int:
     except Exception as exc:  # UserError: not usable here
         kvm_ok, summary["kvm"] = False, f"not compared: {exc}"
     if kvm_ok:
-        both = runnable([(s, st) for s in CATALOG for st in STYLES], kvm)
+        # what this host's KVM runs (measured by the probe) under the default observer, on both
+        both = runnable([(s, st) for s in CATALOG for st in STYLES], kvm, kernel)
         with progress("soak: the catalog on TCG, then on KVM"):
             tcg_res, _ = fire(kernel, tcg, both)
             kvm_res, _ = fire(kernel, kvm, both, ready_timeout=30)

@@ -47,9 +47,11 @@ def fire_shared(vm, plan, **options):
     return results
 
 
+@pytest.mark.parametrize("observer", ["gdb", "guest"])
 @pytest.mark.parametrize("scenario, style", PLAN, ids=[f"{s.name}-{st}" for s, st in PLAN])
-def test_fire_on_tcg(shared_tcg, scenario, style):
-    [r] = fire_shared(shared_tcg, [(scenario, style)])
+def test_fire_on_tcg(shared_tcg, scenario, style, observer):
+    [r] = fire_shared(shared_tcg, [(scenario, style)], observer=observer)
+    assert r.observation.observer == observer
     failed = {c.id: c.evidence for c in r.checks if c.verdict is Verdict.FAIL}
     recorded = applicable(scenario.name, "tcg", parse_version_text(r.observation.qemu))
     if not recorded:
@@ -111,36 +113,65 @@ def test_cli_fire_bad_input(args, needle):
 
 KVM_OK, KVM_WHY = kvm_usable()
 needs_kvm = pytest.mark.skipif(not KVM_OK, reason=f"KVM not usable here: {KVM_WHY}")
-KVM_PLAN = runnable(PLAN, profiles.load("kvm"))
-
-
-@pytest.fixture(scope="module")
-def shared_kvm(kernel, tmp_path_factory):
-    vm = SharedVM(kernel, profiles.load("kvm"), tmp_path_factory.mktemp("fire-kvm"), ready_timeout=30)
-    yield vm
-    vm.discard()
 
 
 @needs_kvm
-@pytest.mark.parametrize("scenario, style", KVM_PLAN, ids=[f"{s.name}-{st}" for s, st in KVM_PLAN])
-def test_fire_on_kvm_matches_the_manual(shared_kvm, scenario, style):
-    """On KVM the manual is the only reference: PASS, never DEVIATION."""
-    [r] = fire_shared(shared_kvm, [(scenario, style)])
-    assert r.outcome == "PASS", {c.id: c.evidence for c in r.checks if c.verdict is Verdict.FAIL}
+def test_every_scenario_this_hosts_kvm_runs_is_judged_on_kvm_and_matches_the_manual(kernel, tmp_path):
+    """On KVM the manual is the only reference: PASS, never DEVIATION. The in-guest observer
+    (no breakpoint) judges every scenario the host's KVM runs, measured by the probe."""
+    from lab.experiments import kvm_probe
+    from lab.runs.fire import fire
+
+    kvm = profiles.load("kvm")
+    probe = kvm_probe.probe(kernel, kvm)
+    results, _ = fire(kernel, kvm, PLAN, log_dir=tmp_path, ready_timeout=30, observer="guest")
+    judged = {r.scenario.name for r in results}
+    assert judged == set(probe.runs) and judged.isdisjoint(probe.fails)
+    assert len(results) == 2 * len(probe.runs)
+    bad = {(r.scenario.name, r.observation.style): [c.evidence for c in r.checks if c.verdict is Verdict.FAIL]
+           for r in results if r.outcome != "PASS"}
+    assert not bad, bad
+    assert all(r.observation.observer == "guest" and r.observation.accel == "kvm" for r in results)
 
 
 @needs_kvm
-def test_kvm_exclusion_still_holds(kernel, tmp_path):
-    """The catalog excludes software-interrupt scenarios on this host's KVM because the VM
-    dies with a KVM internal error. Lift the exclusion for `bp` and check that this is still
-    what happens, and that the lab says so; when it stops holding, the exclusion must go."""
-    import dataclasses
+def test_the_kvm_probe_still_measures_what_its_cache_says(kernel):
+    """The exclusions are re-measured here, without gdb and without the cache: one scenario
+    the cached result says fails and one it says runs, each must do so again."""
+    from lab.experiments import kvm_probe
+    from lab.scenarios.exceptions import get
 
+    kvm = profiles.load("kvm")
+    cached = kvm_probe.probe(kernel, kvm)
+    picks = [get(n) for n in (sorted(cached.fails)[:1] + sorted(cached.runs)[:1])]
+    fresh = kvm_probe.measure(kernel, kvm, scenarios=picks)
+    for s in picks:
+        assert (s.name in fresh.fails) == (s.name in cached.fails), (s.name, fresh.fails)
+        if s.name in fresh.fails:
+            assert fresh.fails[s.name].split(":")[0] == cached.fails[s.name].split(":")[0]
+    assert fresh.cpu == cached.cpu and fresh.cpu["model"]
+
+
+@needs_kvm
+@pytest.mark.parametrize("observer", ["gdb", "guest"])
+def test_a_scenario_this_hosts_kvm_cannot_run_is_reported_as_such(kernel, tmp_path, observer):
+    """Forced past the probe, a scenario it measured failing stops the VM, and the lab says
+    QEMU's state (internal-error), under either observer, instead of a bare timeout."""
     from lab.errors import GuestError
+    from lab.experiments import kvm_probe
+    from lab.scenarios.exceptions import get
 
-    [bp] = [s for s in CATALOG if s.name == "bp"]
-    assert bp.kvm_unsupported
-    with Session(kernel, profiles.load("kvm"), ready_timeout=30, log_dir=tmp_path) as s:
+    kvm = profiles.load("kvm")
+    failing = [n for n, why in kvm_probe.probe(kernel, kvm).fails.items()
+               if why.startswith(kvm_probe.EMULATION_FAILURE)]
+    if not failing:
+        pytest.skip("this host's KVM runs every scenario")
+    with Session(kernel, kvm, ready_timeout=30, log_dir=tmp_path) as s:
         s.boot_to_ready()
-        with pytest.raises(GuestError, match="internal-error"):
-            fire_in_session(s, [(dataclasses.replace(bp, kvm_unsupported=None), "stub")])
+        plan = [(get(failing[0]), "stub")]
+        if observer == "gdb":
+            with pytest.raises(GuestError, match="internal-error"):
+                fire_in_session(s, plan, observer="gdb")
+        else:
+            [r] = fire_in_session(s, plan, observer="guest", handler_timeout=2.0)
+            assert r.outcome == "FAIL" and "QEMU status: internal-error" in r.observation.timeout

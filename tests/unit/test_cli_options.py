@@ -38,8 +38,8 @@ def test_every_command_has_a_function():
 @pytest.mark.parametrize("command", sorted(SUB))
 def test_shared_options_are_on_every_command_that_takes_them(command):
     f = flags(command)
-    assert ({"--kernel", "--profile", "--boot", "--release", "--memory", "--initrd", "--qemu-arg",
-             "--config"} <= f) == (command in VM)
+    assert ({"--kernel", "--profile", "--boot", "--release", "--memory", "--cpus", "--initrd",
+             "--qemu-arg", "--config"} <= f) == (command in VM)
     assert ("--fresh" in f) == (command in RESTORING)
     assert ("--json" in f) == (command in JSON)
     assert ("--ready-timeout" in f) == (command in READY_TIMEOUT)
@@ -66,6 +66,9 @@ def test_shared_options_are_on_every_command_that_takes_them(command):
     (["inspect", "--vectors", "x"], "--vectors: 'x' is not a vector"),
     (["probe", "all", "--timeout", "nan"], "--timeout: needs a positive"),
     (["timer", "--rate", "0"], "--rate: needs a positive number, not 0"),
+    (["inspect", "--cpus", "0"], "--cpus: needs a positive number, not 0"),
+    (["inspect", "--cpus", "256"], "--cpus: at most 255 vCPUs, not 256"),
+    (["inspect", "--cpus", "two"], "--cpus: 'two' is not a whole number"),
     (["timer", "--window", "-1"], "--window: needs a positive number"),
     (["inspect", "--boot", "floppy"], "--boot: invalid choice: 'floppy'"),
     (["inspect", "--at", "x", "--when", "y"], "not allowed with argument"),

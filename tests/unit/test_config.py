@@ -110,6 +110,7 @@ def test_the_caller_wins_and_lab_toml_fills_the_rest(tmp_path):
     spec = spec_from(cfg, qemu_args=("-no-hpet",))
     assert (spec.kernel, spec.profile.boot, spec.append, spec.ready_timeout) == (kernel, "bios", "quiet", 30.0)
     assert spec.profile.memory == "256M" and spec.profile.args[-3:] == ("-smp", "2", "-no-hpet")
+    assert "-smp" not in spec_from(cfg, qemu_args=()).profile.args[:-2]  # no cpus: only lab.toml's own
     spec = spec_from(cfg, append="loud", ready_timeout=5.0, boot="multiboot")
     assert (spec.profile.boot, spec.append, spec.ready_timeout) == ("multiboot", "loud", 5.0)
     assert stop_from(cfg).at == "kmain" and stop_from(cfg, when="x").at is None
@@ -137,3 +138,21 @@ def test_which_qemu_from_lab_toml_a_profile_or_the_caller(tmp_path):
     assert profiles.load(str(own)).qemu == "10.0"
     assert profiles.load(str(own)).with_qemu(None).qemu == "10.0"
     assert profiles.load("tcg").qemu is None
+
+
+def test_cpus_from_lab_toml_the_caller_wins_and_a_bad_count_is_one_line(tmp_path):
+    """[vm] cpus = N is QEMU's `-smp N`, before lab.toml's and the caller's QEMU arguments;
+    the caller's `cpus` replaces it; not a positive whole number: one line naming the key."""
+    from lab.runs.vm import spec_from
+
+    kernel = tmp_path / "k.elf"
+    kernel.write_bytes(b"\x7fELF\x02" + bytes(13) + b"\x3e" + bytes(64))
+    cfg = config.load(write(tmp_path, '[kernel]\npath = "k.elf"\n[vm]\ncpus = 4\nqemu_args = ["-no-hpet"]\n'))
+    assert cfg.cpus == 4
+    assert spec_from(cfg).profile.args[-3:] == ("-smp", "4", "-no-hpet")
+    assert spec_from(cfg, cpus=8).profile.args[-3:] == ("-smp", "8", "-no-hpet")
+    for bad in ("0", "2.5", '"4"', "true"):
+        with pytest.raises(UserError, match="vm.cpus must be a positive whole number"):
+            config.load(write(tmp_path, f"[vm]\ncpus = {bad}\n"))
+    with pytest.raises(UserError, match="--cpus 300: a number of vCPUs, 1-255"):
+        spec_from(cfg, cpus=300)

@@ -52,8 +52,26 @@ def _set(path, fn):
     return mutate
 
 
+def _guest_records(d: dict) -> list[dict]:
+    """The kernel's record of the recorded fire, as the in-guest observer would make it."""
+    e, dv = d["entry"], d["delivered"]
+    return [{"seq": 1, "vector": dv["vector"], "style": dv["style"], "error_code": dv["error_code"],
+             "entry_rsp": e["rsp"], "words": list(e["stack"]), "rflags": e["rflags"], "cr2": e["cr2"],
+             "plant": {**{k: d["before"][k] for k in ("rsp", "rflags", "cs", "ss")}, "fire": 1}}]
+
+
+def _guest_word_altered(d: dict) -> None:
+    d["guest"] = _guest_records(d)
+    d["guest"][0]["words"][_slot("rip")] ^= 0x10
+
+
+def test_agreeing_guest_records_pass():
+    assert verdicts(PF, lambda d: d.update(guest=_guest_records(d)))["fire.observers-agree"] is Verdict.PASS
+
+
 PF = "pf-write/stub"
 WRONG = [
+    ("guest-record-disagrees", PF, _guest_word_altered, "fire.observers-agree"),
     ("other-vector-delivered", PF, _set(("delivered", "vector"), lambda v: 13), "fire.vector"),
     ("nothing-delivered", PF, lambda d: d.update(delivered=None, entry=None, trap_frame=None), "fire.vector"),
     ("cs-slot-shifted", PF, _set(("entry", "stack", _slot("cs")), lambda v: 0x18), "fire.frame-layout"),

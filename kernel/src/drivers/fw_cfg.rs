@@ -43,6 +43,23 @@ fn read(buf: &mut [u8]) {
     }
 }
 
+/// FW_CFG_NB_CPUS: the number of vCPUs (QEMU's -smp), little-endian u16.
+const NB_CPUS: u16 = 0x0005;
+
+/// How many vCPUs the machine has, or None without fw_cfg.
+pub fn cpu_count() -> Option<u16> {
+    let mut signature = [0u8; 4];
+    select(SIGNATURE);
+    read(&mut signature);
+    if &signature != b"QEMU" {
+        return None;
+    }
+    let mut n = [0u8; 2];
+    select(NB_CPUS);
+    read(&mut n);
+    Some(u16::from_le_bytes(n))
+}
+
 /// Reads fw_cfg file `name` into `buf`; returns the bytes read, or None when the device or the
 /// file is absent. A file longer than `buf` is cut to its length.
 pub fn read_file<'a>(name: &str, buf: &'a mut [u8]) -> Option<&'a [u8]> {

@@ -61,7 +61,7 @@ const fn code_data(ty: u64, dpl: u64, long: bool) -> u64 {
 }
 
 /// The two halves of a 16-byte available 64-bit TSS descriptor.
-fn tss_descriptor(base: u64, limit: u64) -> [u64; 2] {
+pub fn tss_descriptor(base: u64, limit: u64) -> [u64; 2] {
     let low = (limit & 0xFFFF) << bit::LIMIT_LOW
         | (base & 0xFF_FFFF) << bit::BASE_LOW
         | ty::TSS64_AVAILABLE << bit::TYPE

@@ -175,6 +175,15 @@ pub extern "x86-interrupt" fn isr_apic_timer(frame: InterruptFrame) {
     }
 }
 
+/// A fixed IPI from another CPU: the IPI hook (`smp`) handles and acknowledges it.
+#[unsafe(no_mangle)]
+pub extern "x86-interrupt" fn isr_ipi(_frame: InterruptFrame) {
+    match hooks::ipi_hook() {
+        Some(hook) => hook(),
+        None => lapic::end_of_interrupt(),
+    }
+}
+
 /// COM1 receive: wakes the shell from `hlt`; the shell reads the byte itself.
 #[unsafe(no_mangle)]
 pub extern "x86-interrupt" fn isr_serial(_frame: InterruptFrame) {
@@ -210,5 +219,6 @@ pub fn handler_table() -> [Option<u64>; ENTRIES] {
     t[vector::APIC_SPURIOUS as usize] = Some(isr_apic_spurious as *const () as u64);
     t[vector::SOFT_INT as usize] = Some(isr_soft_int as *const () as u64);
     t[vector::APIC_TIMER as usize] = Some(isr_apic_timer as *const () as u64);
+    t[vector::IPI as usize] = Some(isr_ipi as *const () as u64);
     t
 }

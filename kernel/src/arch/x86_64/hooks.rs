@@ -32,6 +32,8 @@ pub type ExceptionHook = fn(vector: u8, frame: *mut InterruptFrame, error_code: 
 pub type DoubleFaultHook = fn(frame: *mut InterruptFrame, error_code: u64);
 /// `(the interrupted context was ring 3)`. Called in place of the EOI: the hook acknowledges.
 pub type TickHook = fn(from_user: bool);
+/// An inter-processor interrupt on `vector::IPI` (registered by `smp`); it sends the EOI.
+pub type IpiHook = fn();
 
 /// Hooks per chain.
 const CHAIN: usize = 4;
@@ -79,6 +81,7 @@ static FAULT: Chain = Chain::new("fault");
 static DOUBLE_FAULT: Once<DoubleFaultHook> = Once::new();
 static PIT_TICK: Once<TickHook> = Once::new();
 static APIC_TICK: Once<TickHook> = Once::new();
+static IPI: Once<IpiHook> = Once::new();
 
 /// An exception the kernel expected (a scenario's fix-up): every exception handler of both
 /// styles (`isr_bp` included, not `isr_df`) asks this chain first.
@@ -105,6 +108,15 @@ pub fn register_pit_tick_hook(hook: TickHook) {
 /// The local APIC timer (`vector::APIC_TIMER`).
 pub fn register_apic_tick_hook(hook: TickHook) {
     set(&APIC_TICK, hook, "APIC tick");
+}
+
+/// A fixed IPI (`vector::IPI`).
+pub fn register_ipi_hook(hook: IpiHook) {
+    set(&IPI, hook, "IPI");
+}
+
+pub(super) fn ipi_hook() -> Option<IpiHook> {
+    IPI.get().copied()
 }
 
 pub(super) fn exception_claimed(vector: u8, frame: *mut InterruptFrame, error_code: Option<u64>, style: Style) -> bool {

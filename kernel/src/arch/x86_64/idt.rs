@@ -32,6 +32,8 @@ pub mod vector {
     pub const APIC_SPURIOUS: u8 = 0xFF;
     /// The local APIC timer.
     pub const APIC_TIMER: u8 = 0x30;
+    /// Fixed inter-processor interrupts between CPUs (`smp`).
+    pub const IPI: u8 = 0x31;
     /// Software interrupt for the `int` scenario (a ring-3-callable trap gate).
     pub const SOFT_INT: u8 = 0x80;
     /// A valid interrupt gate with P=0: `int` to it raises #NP (`np` scenario).
@@ -179,6 +181,7 @@ const fn build_decl() -> [GateDecl; ENTRIES] {
     d[vector::APIC_SPURIOUS as usize] = decl(gate_type::INTERRUPT, 0, 0);
     d[vector::SOFT_INT as usize] = decl(gate_type::TRAP, 3, 0);
     d[vector::APIC_TIMER as usize] = decl(gate_type::INTERRUPT, 0, 0);
+    d[vector::IPI as usize] = decl(gate_type::INTERRUPT, 0, 0);
     d[vector::NOT_PRESENT_GATE as usize] = GateDecl { present: 0, gate_type: gate_type::INTERRUPT, dpl: 0, ist: 0 };
     d
 }
@@ -215,10 +218,11 @@ pub fn base() -> u64 {
     &raw const IDT as u64
 }
 
-/// The two handler styles a gate can point at: the compiler's `extern "x86-interrupt"`
+/// The handler styles a gate can point at: the compiler's `extern "x86-interrupt"`
 /// functions (`handlers.rs`) or the hand-written entry stubs that build a `TrapFrame`
 /// (`stubs.rs`). The discriminants are the `style` argument of the exception hooks' C-ABI
-/// side (`lab_on_exception`: 0 x86-interrupt, 1 stub).
+/// side (`lab_on_exception`, the observer's records: 0 x86-interrupt, 1 stub, 2 tutorial;
+/// `lab/labkernel/observer.py` STYLES).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 #[repr(u64)]
 pub enum Style {

@@ -100,6 +100,43 @@ pub fn init() {
     }
 }
 
+/// One more 2 MiB page of the identity map split into 4 KiB pages, made when the first guard
+/// page outside the first 2 MiB is unmapped (`unmap_guard`); SPLIT_PD_INDEX says which.
+static mut HIGH_PT: Table = Table([0; 512]);
+static mut SPLIT_PD_INDEX: usize = 0;
+const TWO_MIB: u64 = 2 << 20;
+
+/// Unmaps the 4 KiB page at `addr` (a stack's guard page): in the first 2 MiB, or in one other
+/// 2 MiB page of the first GiB (the application processors' stacks, `smp`). Boot CPU only,
+/// before the APs run.
+pub fn unmap_guard(addr: u64) {
+    assert!(addr < 1 << 30 && addr % PAGE == 0, "guard pages live in the identity-mapped first GiB");
+    // SAFETY: the tables are static and identity-mapped; the page is a guard nobody uses.
+    unsafe {
+        let pt = if addr < TWO_MIB {
+            &mut *(&raw mut LOW_PT)
+        } else {
+            let pd = &mut *(&raw mut boot_pd);
+            let high = &mut *(&raw mut HIGH_PT);
+            let index = (addr / TWO_MIB) as usize;
+            let split = &mut *(&raw mut SPLIT_PD_INDEX);
+            assert!(*split == 0 || *split == index, "one 2 MiB page beyond the first can be split");
+            if pd[index] & pte_cache::PS != 0 {
+                *split = index;
+                for (i, e) in high.0.iter_mut().enumerate() {
+                    *e = (index as u64 * TWO_MIB + i as u64 * PAGE) | pte::PRESENT | pte::WRITABLE;
+                }
+                pd[index] = (&raw const HIGH_PT as u64) | pte::PRESENT | pte::WRITABLE;
+                let (frame, flags) = x86_64::registers::control::Cr3::read();
+                x86_64::registers::control::Cr3::write(frame, flags);
+            }
+            high
+        };
+        pt.0[((addr % TWO_MIB) / PAGE) as usize] = 0;
+        x86_64::instructions::tlb::flush(x86_64::VirtAddr::new(addr));
+    }
+}
+
 /// The virtual address of every process's private page (PML4 index 1): the same address
 /// maps a different frame in each process, and nothing in the kernel's own address space.
 pub const PROCESS_PRIVATE: u64 = 0x80_0000_0000;
