@@ -11,9 +11,10 @@ setup:
 build:
     @lab build
 
-# the guest's serial console on this terminal (Ctrl-A X quits); prints how to attach gdb
-boot profile="tcg":
-    @lab boot --profile "$1"
+# the guest's serial console on this terminal (Ctrl-A X quits); prints the command that
+# attaches gdb: just boot --kernel X --profile tcg
+boot *args:
+    @lab boot "$@"
 
 # boot, stop at ready, decode and check IDT, GDT and TSS (pass --json for machines)
 inspect *args:
@@ -55,13 +56,17 @@ claims *args:
 report +args:
     @lab report "$@"
 
-# gdb with the lab's commands, stopped at lab_ready (or --at SYMBOL)
+# gdb with the lab's commands, stopped at lab_ready (or --at SYMBOL); Ctrl-C stops the guest
 debug *args:
     @lab debug "$@"
 
-# attach gdb with the lab's commands to a running `just boot`
-attach socket:
-    @lab attach "$1"
+# gdb on a recording (just probe df-no-ist --record), at its end: reverse-stepi, lab-chain, lab-goto N
+replay run *args:
+    @lab debug --replay "$@"
+
+# attach gdb with the lab's commands and the kernel's symbols to a running `just boot`
+attach socket *args:
+    @lab attach "$@"
 
 # walk the page tables: just translate lab_ready 0x40002000
 translate +args:
@@ -95,6 +100,10 @@ soak *args:
 # boot-to-ready floor vs `lab inspect`, medians of several runs (see README "Speed")
 bench runs="7":
     @python3 -m lab.scripts.bench --runs "$1"
+
+# the interactive path: `lab debug` to its prompt, record and replay of df-no-ist (medians)
+bench-debug runs="5":
+    @python3 -m lab.scripts.debug_bench --runs "$1"
 
 # Debian's own Linux kernel (apt-get download, cached), inspected at its panic for want of a root disk
 inspect-linux *args:

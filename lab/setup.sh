@@ -2,7 +2,7 @@
 # Set-up for the x86-64 kernel test lab, then the main job (boot the kernel and inspect it).
 #
 # Idempotent: installs only what is missing. Needs root or sudo for Debian packages.
-#   Debian: qemu-system-x86 (QEMU 7.2), gdb, binutils, rustc-web + cargo-web + rust-web-src
+#   Debian: qemu-system-x86 (QEMU 7.2), qemu-utils (qemu-img: record/replay), gdb, binutils, rustc-web + cargo-web + rust-web-src
 #           (Rust 1.96 with the standard library's sources, for build-std); for the BIOS path,
 #           rust-web-llvm + lld-22 (rust-lld, bootloader 0.9's linker; LLVM 22's objcopy/ar);
 #           for the UEFI path (--uefi), ovmf (the firmware) + mtools (the FAT image for an EFI
@@ -16,7 +16,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-debs=(qemu-system-x86 gdb binutils rustc-web cargo-web rust-web-src rust-web-llvm lld-22 ovmf mtools chromium tmux)
+debs=(qemu-system-x86 qemu-utils gdb binutils rustc-web cargo-web rust-web-src rust-web-llvm lld-22 ovmf mtools chromium tmux)
 missing=()
 for p in "${debs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -162,7 +162,7 @@ def cmd_probe(args) -> int:
     chosen = selected(args.probes)
     vm = _vm(args)
     with progress("lab probe", total=len(chosen)) as bar:
-        result = run_probes(vm, chosen, timeout=args.timeout,
+        result = run_probes(vm, chosen, timeout=args.timeout, record=_path(args.record),
                             progress=lambda name, done, total: bar.step(f"lab probe: {name}", done))
     return _emit(args, result, show.probes)
 
@@ -240,8 +240,10 @@ def _gdb_args(args) -> list[str]:
 
 
 def cmd_debug(args) -> int:
-    from lab.runs.interactive import debug
+    from lab.runs.interactive import debug, replay
 
+    if args.replay is not None:
+        return replay(Path(args.replay), _gdb_args(args))
     vm = _vm(args)
     return debug(vm.kernel, vm.profile, args.at if args.at is not None else _config(args).at, _gdb_args(args), append=vm.append, image=vm.image,
                  symbols=vm.symbols)

@@ -277,6 +277,9 @@ def parser(commands) -> LabParser:
     sp.add_argument("probes", nargs="+", metavar="PROBE", help="probe name(s), or 'all' (see `lab probes`)")
     result_options(sp, log_help="keep each probe's logs in DIR/<probe>")
     ready_timeout_option(sp)
+    sp.add_argument("--record", nargs="?", const="recordings", metavar="DIR",
+                    help="record each probe's run with QEMU's record/replay in DIR/<probe> (default DIR: "
+                         "./recordings) for `lab debug --replay DIR/<probe>`; TCG, no disk")
     timeout_option(sp, 10.0, "bound on each wait (reset, handler, report)")
     listing("probes", "list the fatal-path probes")
 
@@ -317,11 +320,13 @@ def parser(commands) -> LabParser:
     foreign_options(sp, stops=False)
     sp.add_argument("--at", metavar="SYMBOL|ADDRESS",
                     help="stop here first (default: lab_ready if the kernel has it, else the reset vector)")
+    sp.add_argument("--replay", metavar="RUN", help="replay a recording (`lab probe NAME --record`) under gdb, "
+                    "positioned at its end, with reverse-stepi/reverse-continue, lab-chain and lab-goto")
     gdb_options(sp)
 
     sp = add("attach", "attach gdb with the lab's commands to a running `lab boot` VM")
     sp.add_argument("socket", metavar="GDB_SOCKET", type=Path, help="the gdb socket `lab boot` printed")
-    sp.add_argument("--kernel", metavar="PATH", help="kernel ELF for symbols (default: none)")
+    sp.add_argument("--kernel", metavar="PATH", help="kernel ELF for symbols (default: the lab kernel's build, if any)")
     gdb_options(sp)
 
     sp = experiment("translate", "walk the live 4-level page tables for addresses or symbols")

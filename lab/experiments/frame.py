@@ -21,6 +21,14 @@ def decode_at_stop(gdb, hmp, symbols) -> dict:
     gates = decode_idt(gdb.read_memory(cpu.idtr.base, cpu.idtr.size))
     vectors = [g.vector for g in gates if g.present and g.offset == pc]
     if not vectors:
+        inside = handler_containing(gates, pc, symbols)
+        if inside is not None:
+            vector, entry = inside
+            raise UserError(
+                f"the CPU is at {symbols.describe(pc)} ({pc:#x}), past the entry of the {mnemonic(vector)} "
+                f"handler (vector {vector}) at {entry:#x}: its prologue has moved RSP off the frame the CPU "
+                f"pushed. Stop at the entry instead: `lab-break {vector}` (gdb's `hbreak *{entry:#x}`; "
+                f"`hbreak {symbols.describe(entry) or 'NAME'}` skips the prologue), then `continue`.")
         raise UserError(f"the CPU is stopped at {pc:#x} ({symbols.describe(pc) or 'no symbol'}), which no "
                         f"present IDT gate names: RSP does not point at an interrupt frame here. Stop at a "
                         f"handler's first instruction (e.g. --at isr_gp).")
@@ -40,6 +48,18 @@ def decode_at_stop(gdb, hmp, symbols) -> dict:
             "stack_switch": stack_switch(gdb.read_memory, cpu.tr.base, next(g for g in gates if g.vector == vector),
                                          slots[-4]),
             "note": "a software `int n` to this vector would push no error code" if ec else ""}
+
+
+def handler_containing(gates, pc: int, symbols) -> tuple[int, int] | None:
+    """(vector, entry) of a present gate whose handler (the sized symbol at its offset) holds
+    `pc` past its first instruction, or None."""
+    for g in gates:
+        if not g.present or g.offset >= pc:
+            continue
+        loc = symbols.resolve(g.offset)
+        if loc is not None and loc.offset == 0 and loc.symbol.address < pc < loc.symbol.end:
+            return g.vector, g.offset
+    return None
 
 
 def stack_switch(read_memory, tss_base: int, gate, saved_cs: int) -> dict | None:

@@ -11,6 +11,8 @@ this gdb is the only one attached.
 from __future__ import annotations
 
 import os
+import shlex
+import shutil
 import sys
 import sysconfig
 from pathlib import Path
@@ -22,13 +24,15 @@ from lab.host.profiles import Profile
 from lab.host.toolchain import REPO_ROOT, gdb_binary
 from lab.labkernel.contract import READY_SYMBOL
 from lab.machine.qemu import ExitStatus, QemuMachine, base_argv
-from lab.machine.relay import ShellRelay
+from lab.machine.relay import SHELL_SOCKET_ENV, ShellRelay
 from lab.machine.rundir import RunDir
 from lab.machine.terminal import TerminalProcess
 from lab.target.symbols import Symbols, is_elf
 
 #: The module gdb's own Python imports: the lab's gdb commands.
-GDB_COMMANDS = "lab.present.gdb_commands"
+GDB_COMMANDS = "lab.present.gdbcmds"
+#: The banner's hint, true of every session.
+HELP_HINT = "`help lab` lists the lab's commands"
 
 
 def gdb_prelude(kernel: Path | None) -> list[str]:
@@ -42,6 +46,13 @@ def gdb_prelude(kernel: Path | None) -> list[str]:
     return args + ([str(kernel)] if kernel else [])
 
 
+def attach_command(gdb_sock: Path, kernel: Path) -> str:
+    """The one command line that attaches gdb, with the lab's commands and the kernel's
+    symbols, to a `lab boot`."""
+    lab = shutil.which("lab") or f"{sys.executable} -m lab"
+    return f"{lab} attach {shlex.quote(str(gdb_sock))} --kernel {shlex.quote(str(kernel.resolve()))}"
+
+
 def boot_interactive(kernel: Path, profile: Profile) -> int:
     require_kernel(kernel)
     profile.check_usable()
@@ -51,8 +62,8 @@ def boot_interactive(kernel: Path, profile: Profile) -> int:
     argv = base_argv(profile, kernel, private_dir=run.path) + ["-serial", "mon:stdio",
                                          "-gdb", f"unix:{gdb_sock},server=on,wait=off"]
     print(f"lab: booting {kernel} ({profile.name}); Ctrl-A X quits, Ctrl-A C toggles the QEMU monitor\n"
-          f"lab: attach gdb from another terminal with:\n"
-          f"     gdb -ex 'target remote {gdb_sock}' {kernel}", file=sys.stderr)
+          f"lab: attach gdb with the lab's commands from another terminal with:\n"
+          f"     {attach_command(gdb_sock, kernel)}", file=sys.stderr)
     try:
         with TerminalProcess(argv, env=profile.qemu_build.env(), name="QEMU") as qemu:  # QEMU needs the terminal
             status = ExitStatus(qemu.wait())
@@ -88,8 +99,8 @@ def debug(kernel: Path | None, profile: Profile, at: str | None, gdb_args: list[
         argv = [gdb_binary(), *gdb_prelude(elf), "-ex", f"target remote {qemu.gdb_socket}", *run_to, *gdb_args]
         where = f"stopped at {at or 'lab_ready'}" if stop is not None else "paused at the reset vector"
         print(f"lab: QEMU {profile.name}, {where}; kernel output in "
-              f"{run.log('serial.log')}; `help user-defined` lists the lab-* commands", file=sys.stderr)
-        env = {**os.environ, "LAB_SHELL_SOCKET": str(relay.ctl_path)}
+              f"{run.log('serial.log')}; {HELP_HINT}; Ctrl-C stops the guest, `quit` ends", file=sys.stderr)
+        env = {**os.environ, SHELL_SOCKET_ENV: str(relay.ctl_path)}
         if symbols is not None:
             env["LAB_SYMBOLS"] = str(symbols.resolve())
         with TerminalProcess(argv, env=env, name="gdb") as gdb:
@@ -102,8 +113,48 @@ def debug(kernel: Path | None, profile: Profile, at: str | None, gdb_args: list[
 
 
 def attach(socket_path: Path, kernel: Path | None, gdb_args: list[str]) -> int:
+    """gdb with the lab's commands on a `lab boot`'s gdbstub; symbols from `kernel`, else the
+    lab kernel's build when there is one."""
     if not socket_path.exists():
         raise UserError(f"no gdb socket at {socket_path} (start one with `lab boot`, which prints it)")
+    if kernel is None:
+        from lab.host.build import kernel_path
+
+        kernel = kernel_path() if kernel_path().is_file() else None
+    elif not (kernel.is_file() and is_elf(kernel)):
+        raise UserError(f"--kernel {kernel}: not an ELF file to read symbols from")
     argv = [gdb_binary(), *gdb_prelude(kernel), "-ex", f"target remote {socket_path}", *gdb_args]
     with TerminalProcess(argv, name="gdb") as gdb:
         return gdb.wait()
+
+
+def replay(path: Path, gdb_args: list[str]) -> int:
+    """gdb on a recording (`lab probe NAME --record`): QEMU replays it and stops at its end,
+    the instruction whose execution ended the run (for a triple fault, the reset), from where
+    reverse-stepi, reverse-continue, lab-chain and lab-goto work."""
+    from lab.host.profiles import load
+    from lab.machine.replay import REPLAY_ENV, Recording
+
+    rec = Recording.load(path)
+    profile = load(rec.profile)
+    run = RunDir()
+    qemu = QemuMachine(profile, run, kernel=rec.kernel, paused=True, append=rec.append,
+                       extra_args=rec.replay_args())
+    relay = None
+    try:
+        qemu.launch()
+        relay = ShellRelay(qemu.serial, run)
+        to_end = ["-ex", f"monitor replay_break {rec.end_icount}", "-ex", "continue"]
+        argv = [gdb_binary(), *gdb_prelude(rec.kernel), "-ex", f"target remote {qemu.gdb_socket}", *to_end, *gdb_args]
+        print(f"lab: replaying {rec.probe} ({rec.path}) to its end, instruction {rec.end_icount}; "
+              f"reverse-stepi and reverse-continue go back; lab-chain lists its exceptions, "
+              f"lab-goto N moves to one; {HELP_HINT}", file=sys.stderr)
+        env = {**os.environ, REPLAY_ENV: str(rec.path)}
+        env.pop(SHELL_SOCKET_ENV, None)
+        with TerminalProcess(argv, env=env, name="gdb") as gdb:
+            return gdb.wait()
+    finally:
+        if relay:
+            relay.close()
+        qemu.shutdown()
+        run.close(failed=False)

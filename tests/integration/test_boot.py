@@ -10,8 +10,8 @@ import pexpect
 def test_boot_console_is_interactive_and_quits_with_ctrl_a_x(kernel):
     child = pexpect.spawn(shutil.which("lab"), ["boot", "--kernel", str(kernel)],
                           encoding="utf-8", timeout=20)
-    child.expect(r"gdb -ex 'target remote (/\S+/gdb\.sock)'")
-    assert child.match.group(1).startswith("/")
+    child.expect(r"attach gdb with the lab's commands from another terminal with:\s+\S+ attach (/\S+/gdb\.sock) --kernel (\S+)")
+    assert child.match.group(1).startswith("/") and child.match.group(2) == str(kernel.resolve())
     child.expect("LAB-READY")
     child.expect("lab> ")
     child.send("info\r")
