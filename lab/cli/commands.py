@@ -136,8 +136,11 @@ def cmd_fire(args) -> int:
     if args.cpu and any(s.name == "nmi" for s, _ in plan):
         raise UserError("--cpu: 'nmi' runs on the boot CPU only (QMP inject-nmi reaches every CPU); "
                         "`ipi <cpu> nmi` in the shell sends one CPU an NMI")
+    # A picture or a panel of the stack shows the stub's TrapFrame and the sentinels, which
+    # only gdb's stops see: those default to the gdb observer.
+    observer = args.observer or ("gdb" if args.html or args.verbose_panels else None)
     result = run_fires(_vm(args), plan, vector=args.vector, inject_nmi=not args.no_inject,
-                       handler_timeout=args.timeout, observer=args.observer, cpu=args.cpu)
+                       handler_timeout=args.timeout, observer=observer, cpu=args.cpu)
     return _emit(args, result, lambda r, c: show.fires(r, c, panels=args.verbose_panels))
 
 

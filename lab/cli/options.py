@@ -10,7 +10,7 @@ from pathlib import Path
 
 from lab.host.bootpath import ALL_BOOT_PATHS, BOOT_PATHS, UEFI
 from lab.host.profiles import DEFAULT_PROFILE, MAX_CPUS
-from lab.host.config import DEFAULT_READY_TIMEOUT
+from lab.host.config import DEFAULT_KVM_READY_TIMEOUT, DEFAULT_READY_TIMEOUT
 from lab.x86.vectors import MAX_VECTOR
 
 
@@ -151,7 +151,8 @@ def verbose_option(sp) -> None:
 
 def ready_timeout_option(sp, help: str = "bound on the wait for the kernel's ready marker") -> None:
     sp.add_argument("--ready-timeout", type=seconds, metavar="S",
-                    help=f"{help} (default: lab.toml's, else {DEFAULT_READY_TIMEOUT:g})")
+                    help=f"{help} (default: lab.toml's, else {DEFAULT_READY_TIMEOUT:g}; "
+                         f"{DEFAULT_KVM_READY_TIMEOUT:g} on KVM)")
 
 
 def timeout_option(sp, default: float, help: str, *aliases: str) -> None:
@@ -258,7 +259,8 @@ def parser(commands) -> LabParser:
                     help="who records each exception: guest (the kernel's own records, no breakpoint "
                          "or stop; judged on KVM too) or gdb (breakpoints at the handler; sentinels "
                          "in the registers; on TCG also compared with the kernel's records). "
-                         "Default: guest where the kernel has the observer, else gdb")
+                         "Default: gdb with --html or --panels (the pictures show what only its "
+                         "stops see), else guest where the kernel has the observer, else gdb")
     sp.add_argument("--panels", dest="verbose_panels", action="store_true",
                     help="print each scenario's stack and checks panels (default: one line per "
                          "scenario, the panels of a failure)")

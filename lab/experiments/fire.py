@@ -109,6 +109,8 @@ class Firer:
             if self.symbols.lookup(needed) is None:
                 raise UserError(f"{session.kernel}: no {needed} symbol; `lab fire` needs the lab kernel")
         self._cpu = None
+        if cpu:
+            self._live_cpu()  # an AP that does not exist is one line now, not a timeout later
         pages = self.symbols.read(TEST_PAGES)
         self.test_pages = qwords(pages)
         self._log_offset = 0

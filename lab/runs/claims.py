@@ -17,7 +17,7 @@ from lab.errors import UserError
 from lab.experiments import trial as trial_exp
 from lab.host import profiles
 from lab.runs import experiments
-from lab.runs.fire import fire, runnable
+from lab.runs.fire import fire_to_judge
 from lab.runs.probe import run_probes
 from lab.runs.vm import VmSpec
 from lab.scenarios import probes
@@ -89,19 +89,8 @@ def collect(vm: VmSpec, kinds=ALL_KINDS, progress=None) -> Evidence:
 
     if "fires" in kinds:
         step("fires")
-        plan = [(s, st) for s in CATALOG for st in STYLES]  # fire() leaves out what cannot run here
-        # The gdb observer: its register sentinels decide the iretq claims, and on TCG every fire
-        # is also compared with the kernel's own record (fire.observers-agree).
-        ev.fires, _ = fire(vm.kernel, vm.profile, plan, ready_timeout=vm.ready_timeout, restore=vm.restore,
-                           log_dir=logs("fire").log_dir, observer="gdb")
-        # What gdb cannot observe on this backend (KVM: its guest debugging) but the host runs,
-        # the kernel's own observer judges.
-        by_gdb = runnable(plan, vm.profile, vm.kernel, "gdb")
-        guest_only = [p for p in runnable(plan, vm.profile, vm.kernel, "guest") if p not in by_gdb]
-        if guest_only:
-            more, _ = fire(vm.kernel, vm.profile, guest_only, ready_timeout=vm.ready_timeout,
-                           restore=vm.restore, log_dir=logs("fire-guest").log_dir, observer="guest")
-            ev.fires += more
+        plan = [(s, st) for s in CATALOG for st in STYLES]
+        ev.fires, _ = fire_to_judge(vm, plan, logs("fire").log_dir)
     if "probes" in kinds:
         step("probes")
         for r in run_probes(logs("probe"), [probes.get(n) for n in PROBES], announce=False).results:

@@ -145,6 +145,10 @@ def fire(kernel: Path, profile: Profile, plan, *, vector: int | None = None,
     rest runs in a fresh VM."""
     debug_log = "int" if profile.is_tcg else None
     observer = fire_options.get("observer")
+    if cpu:  # an AP's fires: the harness runs through the shell's `on <cpu>`, observed by gdb
+        if observer == "guest":
+            raise UserError("--cpu: the guest observer fires on the boot CPU only; use --observer gdb")
+        observer = fire_options["observer"] = "gdb"
     if profile.accel == "kvm":  # what runs here depends on the observer (gdb's guest debugging)
         observer = fire_options["observer"] = choose_observer(observer, Symbols.from_elf(kernel))
         plan = runnable(plan, profile, kernel, observer)
@@ -190,3 +194,26 @@ def run_fires(vm: VmSpec, plan, *, vector: int | None = None, **fire_options) ->
             if why:
                 not_run[s.name] = why
     return FiresResult(results, symbols, not_run)
+
+
+def fire_to_judge(vm: VmSpec, plan, log_dir: Path | None = None) -> tuple[list[FireResult], dict]:
+    """Every fire of `plan` this backend can run, observed as fully as it allows (claims and
+    the matrix): the gdb observer (register and CR2 sentinels; on TCG every fire also compared
+    with the kernel's own record), then the kernel's own observer for what gdb cannot observe
+    here but the host runs (KVM's guest debugging). Returns the results and, for the rest,
+    (scenario name, style) -> why it did not run."""
+    results, _ = fire(vm.kernel, vm.profile, plan, ready_timeout=vm.ready_timeout, restore=vm.restore,
+                      log_dir=log_dir, observer="gdb")
+    by_gdb = runnable(plan, vm.profile, vm.kernel, "gdb")
+    by_guest = runnable(plan, vm.profile, vm.kernel, "guest")
+    guest_only = [p for p in by_guest if p not in by_gdb]
+    if guest_only:
+        more, _ = fire(vm.kernel, vm.profile, guest_only, ready_timeout=vm.ready_timeout,
+                       restore=vm.restore, log_dir=None if log_dir is None else log_dir / "guest",
+                       observer="guest")
+        results += more
+    host = host_exclusions(vm.kernel, vm.profile)
+    not_run = {(s.name, st): scenarios.kvm_excluded(s, vm.profile.accel, host, "guest")
+               or scenarios.kvm_excluded(s, vm.profile.accel, host, "gdb")
+               for s, st in plan if (s, st) not in by_gdb and (s, st) not in by_guest}
+    return results, not_run

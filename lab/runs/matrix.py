@@ -105,10 +105,10 @@ def measure(backend: Backend, kernel: Path, *, ready_timeout: float = 10.0, rest
     from lab.checks.claims import Evidence, evaluate
     from lab.runs import experiments
     from lab.runs.claims import PROBES
-    from lab.runs.fire import fire
+    from lab.runs.fire import fire_to_judge
     from lab.runs.probe import probe
     from lab.runs.vm import VmSpec
-    from lab.scenarios import probes, runnable
+    from lab.scenarios import probes
     from lab.scenarios.exceptions import CATALOG, STYLES
 
     t0 = time.monotonic()
@@ -120,14 +120,14 @@ def measure(backend: Backend, kernel: Path, *, ready_timeout: float = 10.0, rest
     plan = [(s, st) for s in CATALOG for st in STYLES]
     ev = Evidence()
     try:
-        ev.fires, _ = fire(kernel, prof, runnable(plan, prof.accel), ready_timeout=ready_timeout, restore=restore)
+        ev.fires, not_run = fire_to_judge(vm, plan)
     except LabError as exc:
         errors.append({"part": "fire", "message": str(exc)})
+        not_run = {}
     fired = {(r.scenario.name, r.observation.style): r for r in ev.fires}
     for s, st in plan:  # in catalog order, each either judged or skipped with its reason
-        why = kvm_excluded((s, st), prof.accel)
-        if why:
-            rows.append(skip_row("fire", f"{s.name} {st}", why))
+        if (s.name, st) in not_run:
+            rows.append(skip_row("fire", f"{s.name} {st}", not_run[s.name, st]))
         elif (s.name, st) in fired:
             rows.append(fire_row(fired[s.name, st]))
     for p in probes.CATALOG:

@@ -12,7 +12,7 @@ from lab.errors import UserError
 from lab.host.bootpath import UEFI, check_media
 from lab.host.build import build_kernel
 from lab.host import profiles
-from lab.host.config import DEFAULT_READY_TIMEOUT, LabConfig
+from lab.host.config import DEFAULT_KVM_READY_TIMEOUT, DEFAULT_READY_TIMEOUT, LabConfig
 from lab.host.profiles import Profile
 from lab.labkernel.contract import require_lab_kernel
 from lab.machine.session import Session, Stop
@@ -96,6 +96,7 @@ def spec_from(cfg: LabConfig, *, kernel: Path | None = None, profile: str | None
         kernel = cfg.kernel
     kernel = kernel_for(kernel, image=image, command=command, needs_lab_kernel=needs_lab_kernel,
                         release=release, boot=prof.boot)
-    return VmSpec(kernel, prof, ready_timeout=_pick(ready_timeout, cfg.ready_timeout, DEFAULT_READY_TIMEOUT),
+    return VmSpec(kernel, prof, ready_timeout=_pick(ready_timeout, cfg.ready_timeout,
+                                                          DEFAULT_KVM_READY_TIMEOUT if prof.accel == "kvm" else DEFAULT_READY_TIMEOUT),
                   log_dir=log_dir, restore=restore, append=_pick(append, cfg.append), image=image,
                   symbols=_pick(symbols, cfg.symbols))

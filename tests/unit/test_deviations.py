@@ -158,6 +158,24 @@ def test_recorded_deviation_not_seen_is_stale_not_pass():
     assert "recorded deviation not seen on TCG QEMU 10.0.2" in note and "writes CR2" in note
 
 
+def test_a_cr2_deviation_the_run_could_not_see_is_not_measurable_not_stale():
+    """The guest observer has no CR2 from before the event: the 10.0.2 CR2 deviation cannot
+    show, so a clean run is PASS saying so, never STALE; give it the CR2 from before (the gdb
+    observer's sentinel) and the same clean run is STALE again."""
+    def guest(d):
+        d["observer"] = "guest"
+        d["before"].pop("cr2", None)
+        d["entry"]["cr2"] = 0x1234000
+    got, note = judge("7.2.22/gp-noncanonical/x86-interrupt", guest, qemu="10.0.2")
+    assert got == OUTCOME_PASS and "not measurable in this run (guest observer" in note and "writes CR2" in note
+
+    def known(d):
+        guest(d)
+        d["before"]["cr2"] = 0x1234000
+    got, _ = judge("7.2.22/gp-noncanonical/x86-interrupt", known, qemu="10.0.2")
+    assert got == OUTCOME_STALE
+
+
 def test_the_manual_where_a_deviation_is_recorded_is_stale():
     def fix(d):  # the error code the manual gives: P=1 with RSVD
         d["delivered"]["error_code"] = 0x9
