@@ -157,9 +157,13 @@ fn observe(vector: u8, frame: *mut InterruptFrame, error: Option<u64>, style: St
     let rflags = read_rflags();
     let (cr2, cr3, cs, ss) = control_registers();
     let entry_rsp = frame as u64 - if error.is_some() { 8 } else { 0 };
+    // The frame's words only: [error code,] RIP, CS, RFLAGS, RSP, SS. The word above SS is not
+    // the frame's and may be a guard page (an AP's NMI stack): without an error code the last
+    // slot stays 0.
     let mut words = [0u64; WORDS];
-    for (i, w) in words.iter_mut().enumerate() {
-        // SAFETY: the CPU frame and the word below it are on this handler's stack.
+    let pushed = if error.is_some() { WORDS } else { WORDS - 1 };
+    for (i, w) in words.iter_mut().take(pushed).enumerate() {
+        // SAFETY: the words the CPU pushed, on this handler's stack.
         *w = unsafe { ((entry_rsp + 8 * i as u64) as *const u64).read_volatile() };
     }
     let (gate, ist_top) = live_gate(vector);

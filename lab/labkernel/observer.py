@@ -62,7 +62,10 @@ def decode_record(raw: bytes) -> ObservedException:
     return ObservedException(
         seq=f["seq"], vector=f["vector"], style=STYLES[f["style"]],
         error_code=None if f["error_code"] == NO_ERROR_CODE else f["error_code"],
-        entry_rsp=f["entry_rsp"], words=tuple(f[f"word{i}"] for i in range(OBSERVED_WORDS)),
+        entry_rsp=f["entry_rsp"],
+        # the frame's words: the kernel leaves the last slot 0 where the CPU pushed no error code
+        words=tuple(f[f"word{i}"] for i in range(OBSERVED_WORDS if f["error_code"] != NO_ERROR_CODE
+                                                  else OBSERVED_WORDS - 1)),
         rflags=f["rflags"], cr2=f["cr2"], cr3=f["cr3"], cs=f["cs"], ss=f["ss"],
         gate=f["gate_low"].to_bytes(8, "little") + f["gate_high"].to_bytes(8, "little"),
         ist_top=f["ist_top"], plant={p.name: f[f"plant_{p.name}"] for p in PLANT.fields})
