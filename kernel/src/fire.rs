@@ -164,7 +164,10 @@ lab_nmi_seen:           .byte 0
     /* Spin, do not hlt: an NMI that lands before a `hlt` would set the flag and then the
        CPU would halt with nothing left to wake it (a lost wakeup; STI;HLT atomicity covers
        maskable interrupts only). */
+    /* Maskable interrupts off while it spins (LAB_FIRE_END's popfq restores IF): otherwise
+       the NMI can land in a timer handler, outside the loop, and nobody claims it. */
     LAB_FIRE_BEGIN nmi
+    cli
     LAB_PLANT nmi
     LAB_FAULT nmi
 1:  pause

@@ -116,26 +116,6 @@ def collect(vm: VmSpec, kinds=ALL_KINDS, progress=None) -> Evidence:
     return ev
 
 
-#: The machine the per-CPU claims are measured on.
-SMP_CPUS = 4
-
-
-def smp_evidence(vm: VmSpec):
-    """The lab kernel on SMP_CPUS CPUs, every CPU read (with its per-CPU area), and a triple
-    fault on CPU 1 in another VM of the same kind."""
-    from lab.checks.smp import views
-    from lab.checks.smp_labkernel import percpu_bytes
-    from lab.experiments.smp_probe import ap_triple_fault
-    from lab.target.cpus import read_machine
-
-    profile = vm.profile.customized(cpus=SMP_CPUS)
-    with replace(vm, profile=profile).session() as s:
-        s.boot_to_ready()
-        _, cpus = read_machine(s.gdb, percpu_bytes(s.symbols))
-        cvs = views(cpus, s.symbols)
-    return cvs, ap_triple_fault(vm.kernel, profile, cpu=1)
-
-
 @dataclass
 class ClaimsResult:
     profile: str

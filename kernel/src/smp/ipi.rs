@@ -204,8 +204,10 @@ fn run_timer(k: usize, hz: u64, ms: u64) {
     while rdtsc() - t0 < cycles {
         core::hint::spin_loop();
     }
-    x86_64::instructions::interrupts::disable();
+    // Stop the timer before masking interrupts: a tick already pending is taken here, counted
+    // in this window, not after it (at this CPU's next `sti`, where it would count as an IPI).
     apic::timer_periodic(0, vector::IPI);
+    x86_64::instructions::interrupts::disable();
     let ticks = RECEIVED[k].load(Ordering::SeqCst) - before;
     serial_println!("timer cpu={k} apic periodic requested={hz} rate={} ms={ms} ticks={ticks} tsc_cycles={} tsc_hz={}",
                     bus / count, rdtsc() - t0, tsc_hz());
