@@ -318,7 +318,8 @@ def cmd_matrix(args) -> int:
         kernel = kernel_for(_path(args.kernel), command="matrix", needs_lab_kernel=True, release=args.release,
                             boot="multiboot")
         result = matrix.run_matrix(kernel, shard=args.shard, kvm=not args.no_kvm,
-                                   ready_timeout=args.ready_timeout or 10.0, restore=not args.fresh)
+                                   ready_timeout=args.ready_timeout or 10.0, restore=not args.fresh,
+                                   log_dir=_path(args.log_dir))
     if args.markdown:
         sys.stdout.write(present.markdown(result))
         return 1 if result.failed else 0

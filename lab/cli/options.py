@@ -189,6 +189,7 @@ def matrix_options(sp) -> None:
                      "recorded deviations as Markdown (README's deviation table)")
     sp.add_argument("--html", metavar="PATH", help="also write the matrix as a self-contained HTML "
                     "report (the same as `lab report` of the --json output)")
+    log_dir_option(sp, "keep each backend's serial/QEMU/gdb logs in DIR/<backend> (e.g. DIR/tcg-10.0.2)")
     ready_timeout_option(sp)
 
 

@@ -29,6 +29,7 @@ from pathlib import Path
 from lab.errors import LabError, UserError
 from lab.host import profiles, qemus
 from lab.host.profiles import Profile
+from lab.present.console import progress
 from lab.runs.matrix_rows import claim_rows, fire_row, probe_row, skip_row
 from lab.scenarios import kvm_excluded
 
@@ -100,8 +101,10 @@ def split(items: list, k: int, n: int) -> list:
     return items[k - 1::n]
 
 
-def measure(backend: Backend, kernel: Path, *, ready_timeout: float = 10.0, restore: bool = True) -> dict:
-    """Every part of the matrix on one backend, in this process; plain JSON."""
+def measure(backend: Backend, kernel: Path, *, ready_timeout: float = 10.0, restore: bool = True,
+            log_dir: Path | None = None) -> dict:
+    """Every part of the matrix on one backend, in this process; plain JSON. `log_dir`: keep
+    the backend's logs in LOG_DIR/<backend> (`tcg-10.0.2`, ...)."""
     from lab.checks.claims import Evidence, evaluate
     from lab.runs import experiments
     from lab.runs.claims import PROBES
@@ -115,12 +118,13 @@ def measure(backend: Backend, kernel: Path, *, ready_timeout: float = 10.0, rest
     prof = backend.profile
     if prof.accel == "kvm":
         ready_timeout = max(ready_timeout, KVM_READY_TIMEOUT)
-    vm = VmSpec(kernel, prof, ready_timeout=ready_timeout, restore=restore)
+    logs = None if log_dir is None else log_dir / backend.name.replace("/", "-")
+    vm = VmSpec(kernel, prof, ready_timeout=ready_timeout, restore=restore, log_dir=logs)
     rows, errors = [], []
     plan = [(s, st) for s in CATALOG for st in STYLES]
     ev = Evidence()
     try:
-        ev.fires, not_run = fire_to_judge(vm, plan)
+        ev.fires, not_run = fire_to_judge(vm, plan, None if logs is None else logs / "fire")
     except LabError as exc:
         errors.append({"part": "fire", "message": str(exc)})
         not_run = {}
@@ -207,18 +211,8 @@ def run_parallel(chosen: list[Backend], kernel: Path, *, timeout: float = BACKEN
         results: dict[str, dict] = {}
         deadline = time.monotonic() + timeout
         pending = {conn: b for b, _, conn in procs}
-        while pending:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise LabError(f"lab matrix: {', '.join(b.name for b in pending.values())} not done "
-                               f"within {timeout:g} s")
-            for conn in wait(list(pending), timeout=left):
-                b = pending.pop(conn)
-                try:
-                    results[b.name] = conn.recv()
-                except EOFError:
-                    results[b.name] = {"backend": b.name, "accel": b.accel, "rows": [], "seconds": 0, "qemu": "",
-                                       "errors": [{"part": "backend", "message": "its process died"}]}
+        with progress(f"lab matrix: {len(chosen)} backends in parallel", total=len(chosen)) as bar:
+            _collect(pending, results, deadline, timeout, bar)
         return [results[b.name] for b in chosen]
     finally:
         for _, p, conn in procs:
@@ -229,6 +223,23 @@ def run_parallel(chosen: list[Backend], kernel: Path, *, timeout: float = BACKEN
                 os.kill(p.pid, signal.SIGKILL)
                 p.join()
             conn.close()
+
+
+def _collect(pending: dict, results: dict, deadline: float, timeout: float, bar) -> None:
+    """Each backend's result as its process sends it, within the deadline."""
+    while pending:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise LabError(f"lab matrix: {', '.join(b.name for b in pending.values())} not done "
+                           f"within {timeout:g} s")
+        for conn in wait(list(pending), timeout=left):
+            b = pending.pop(conn)
+            try:
+                results[b.name] = conn.recv()
+            except EOFError:
+                results[b.name] = {"backend": b.name, "accel": b.accel, "rows": [], "seconds": 0, "qemu": "",
+                                   "errors": [{"part": "backend", "message": "its process died"}]}
+            bar.advance(description=f"lab matrix: {b.name} done")
 
 
 @dataclass
@@ -256,11 +267,12 @@ class MatrixResult:
 
 
 def run_matrix(kernel: Path, *, shard: tuple[int, int] | None = None, kvm: bool = True,
-               ready_timeout: float = 10.0, restore: bool = True) -> MatrixResult:
+               ready_timeout: float = 10.0, restore: bool = True, log_dir: Path | None = None) -> MatrixResult:
     every, unavailable = backends(kvm=kvm)
     chosen = split(every, *shard) if shard else every
     t0 = time.monotonic()
-    results = run_parallel(chosen, kernel, ready_timeout=ready_timeout, restore=restore) if chosen else []
+    results = (run_parallel(chosen, kernel, ready_timeout=ready_timeout, restore=restore, log_dir=log_dir)
+               if chosen else [])
     return MatrixResult(results, [b.name for b in every], unavailable, shard, round(time.monotonic() - t0, 2))
 
 
