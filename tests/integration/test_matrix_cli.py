@@ -24,8 +24,11 @@ def test_shards_merge_into_the_whole_matrix(tmp_path):
     found = qemus.found()
     parts = []
     for k in (1, 2):
-        r = lab_cli("matrix", "--no-kvm", "--shard", f"{k}/2", "--json", timeout=600)
+        logs = tmp_path / f"logs{k}"
+        r = lab_cli("matrix", "--no-kvm", "--shard", f"{k}/2", "--json", "--log-dir", str(logs), timeout=600)
         assert r.returncode == 0, r.stderr[-3000:]
+        for b in json.loads(r.stdout)["backends"]:  # each backend's logs in DIR/<backend>
+            assert list((logs / b["backend"].replace("/", "-")).rglob("serial.log")), b["backend"]
         path = tmp_path / f"shard{k}.json"
         path.write_text(r.stdout)
         parts.append(json.loads(r.stdout))
