@@ -8,6 +8,11 @@ own shell, `fire <scenario>` per scenario over serial. A scenario whose `fired` 
 back runs; otherwise the VM's state says why (QMP query-status, QEMU's stderr), and the next
 scenario gets a fresh VM.
 
+The triple-fault probes (lab/scenarios/probes.py) are measured the same way, each in its own
+VM: `probe <name>` typed into the shell; the machine's expected reset (QMP SHUTDOWN, reason
+guest-reset, under -no-reboot; or RESET) means it runs; a STOP with status internal-error (QEMU's
+"KVM internal error") means this host's KVM cannot run it (`classify_probe`).
+
 The result names the host CPU (/proc/cpuinfo) and is cached, keyed by host CPU + QEMU version
 + kernel hash, in `$XDG_CACHE_HOME/x86-kernel-lab/kvm-probe/`.
 """
@@ -30,10 +35,12 @@ from lab.machine.rundir import RunDir
 from lab.machine.serial import SerialConsole
 from lab.target.cpu import parse_info_registers
 from lab.target.symbols import Symbols
+from lab.scenarios import probes as probe_catalog
 from lab.scenarios.exceptions import CATALOG, RIP_LOOP, ExceptionScenario
+from lab.scenarios.probes import TRIPLE_FAULT, Probe
 
 FIRE_TIMEOUT = 5.0
-PROBE_VERSION = 1  # part of the cache key: a change of the probe's logic re-measures
+PROBE_VERSION = 2  # part of the cache key: a change of the probe's logic re-measures
 EMULATION_FAILURE, STOPPED, NO_REPORT = "emulation failure", "VM stopped", "no report"
 
 
@@ -70,10 +77,17 @@ class ProbeResult:
     kernel_sha256: str
     runs: list[str] = field(default_factory=list)  # scenario names whose fire came back
     fails: dict[str, str] = field(default_factory=dict)  # scenario -> why not
+    probe_runs: list[str] = field(default_factory=list)  # triple-fault probes that reset
+    probe_fails: dict[str, str] = field(default_factory=dict)  # probe -> why not
     cached: bool = False
 
     def reason(self, name: str) -> str | None:
-        why = self.fails.get(name)
+        return self._reason(self.fails.get(name))
+
+    def probe_reason(self, name: str) -> str | None:
+        return self._reason(self.probe_fails.get(name))
+
+    def _reason(self, why: str | None) -> str | None:
         if why is None:
             return None
         return f"this host's KVM ({HostCpu(**self.cpu).describe()}) cannot run it: {why}"
@@ -100,6 +114,22 @@ def classify(status: str, stderr_text: str) -> str:
     if status in ("shutdown", "guest-panicked", "paused"):
         return f"{STOPPED} (status {status})"
     return f"{NO_REPORT} within {FIRE_TIMEOUT:g} s (status {status})"
+
+
+def classify_probe(event: dict | None, status: str | None, stderr_text: str) -> str | None:
+    """A triple-fault probe's outcome: None when the machine reset as expected (the QMP event
+    SHUTDOWN with reason guest-reset, or RESET); else why not, from the event (None: none came),
+    QEMU's run state (asked only when no SHUTDOWN came) and its stderr."""
+    if event is not None and event.get("event") == "RESET":
+        return None
+    if event is not None and event.get("event") == "SHUTDOWN":
+        reason = event.get("data", {}).get("reason")
+        return None if reason == "guest-reset" else f"{STOPPED} (QMP SHUTDOWN, reason {reason})"
+    return classify(status or "unknown", stderr_text)
+
+
+TRIPLE_FAULT_PROBES = tuple(p for p in probe_catalog.CATALOG if p.expected == TRIPLE_FAULT)
+STOP_THEN_SHUTDOWN = 0.5  # a reset's STOP is followed by SHUTDOWN at once
 
 
 class _Vm:
@@ -151,10 +181,39 @@ def _fire(vm: _Vm, s: ExceptionScenario) -> str | None:
         return classify(status, vm.qemu.stderr_log.read_text(errors="replace"))
 
 
+def _probe(vm: _Vm, p: Probe) -> str | None:
+    """None when the probe reset the machine; else why not. The VM is unusable after it."""
+    vm.qemu.drain_events()
+    vm.serial.send_line(p.command)
+    try:
+        event = vm.qemu.wait_event(("SHUTDOWN", "RESET", "STOP"), FIRE_TIMEOUT)
+    except LabTimeout:
+        event = None
+    if event is not None and event["event"] == "STOP":
+        try:  # a reset's STOP comes just before its SHUTDOWN
+            event = vm.qemu.wait_event(("SHUTDOWN", "RESET"), STOP_THEN_SHUTDOWN)
+        except LabTimeout:
+            event = None
+    # Ask QEMU's state only with no SHUTDOWN: a QMP command sent while QEMU shuts down
+    # deadlocks QEMU 7.2's monitor cleanup (lab/experiments/probe.py).
+    status = vm.qemu.qmp_cmd("query-status")["status"] if event is None else None
+    if event is not None and event["event"] == "SHUTDOWN":
+        vm.qemu.wait_exit(FIRE_TIMEOUT)  # -no-reboot: the reset ends QEMU
+    return classify_probe(event, status, vm.qemu.stderr_log.read_text(errors="replace"))
+
+
 def measure(kernel: Path, profile: Profile, ready_timeout: float = 30.0,
-            scenarios=CATALOG) -> ProbeResult:
-    """Fires every scenario (default style) in plain QEMU; a fresh VM after each failure."""
+            scenarios=CATALOG, probes=TRIPLE_FAULT_PROBES) -> ProbeResult:
+    """Fires every scenario (default style) in plain QEMU, a fresh VM after each failure; then
+    each triple-fault probe in a VM of its own."""
     result = ProbeResult(asdict(host_cpu()), qemu_version(), sha256_of(kernel))
+    for p in probes:
+        with _Vm(kernel, profile, ready_timeout) as vm:
+            why = _probe(vm, p)
+        if why is None:
+            result.probe_runs.append(p.name)
+        else:
+            result.probe_fails[p.name] = why
     todo = list(scenarios)
     while todo:
         with _Vm(kernel, profile, ready_timeout) as vm:

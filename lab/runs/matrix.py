@@ -9,8 +9,8 @@ JSON, so `--shard K/N` runs every N-th backend from the K-th (the order of `back
 
 Outcomes per row: fires as lab/checks/deviation.py decides (PASS, STALE, DEVIATION, FAIL);
 probes PASS/FAIL; claims their verdict (HOLDS, HOLDS_IF, REFUTED, UNMEASURED: information, not a
-failure of the CPU); SKIP where the backend is known not to run it (scenarios.kvm_excluded, with
-the reason). The run fails (exit 1) on a FAIL only; a part that could not be measured is
+failure of the CPU); SKIP where the backend is known not to run it (scenarios.kvm_excluded: on KVM, measured on
+the host by lab/experiments/kvm_probe.py, with the reason). The run fails (exit 1) on a FAIL only; a part that could not be measured is
 listed among the errors.
 """
 
@@ -109,7 +109,7 @@ def measure(backend: Backend, kernel: Path, *, ready_timeout: float = 10.0, rest
     from lab.runs import experiments
     from lab.runs.claims import PROBES
     from lab.runs.fire import fire_to_judge
-    from lab.runs.probe import probe
+    from lab.runs.probe import host_probe_exclusions, probe
     from lab.runs.vm import VmSpec
     from lab.scenarios import probes
     from lab.scenarios.exceptions import CATALOG, STYLES
@@ -134,8 +134,14 @@ def measure(backend: Backend, kernel: Path, *, ready_timeout: float = 10.0, rest
             rows.append(skip_row("fire", f"{s.name} {st}", not_run[s.name, st]))
         elif (s.name, st) in fired:
             rows.append(fire_row(fired[s.name, st]))
-    for p in probes.CATALOG:
-        why = kvm_excluded(p, prof.accel)
+    try:
+        host_probes = host_probe_exclusions(kernel, prof)
+        judged_probes = probes.CATALOG
+    except LabError as exc:  # not knowing what this host runs, judge no probe on it
+        errors.append({"part": "probe exclusions", "message": str(exc)})
+        judged_probes = ()
+    for p in judged_probes:
+        why = kvm_excluded(p, prof.accel, host_probes)
         if why:
             rows.append(skip_row("probe", p.name, why))
             continue

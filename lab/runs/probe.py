@@ -10,7 +10,9 @@ from pathlib import Path
 from lab.checks.base import Check, Verdict
 from lab.checks.probe import run as probe_checks
 from lab.errors import UserError
+from lab.experiments import kvm_probe
 from lab.experiments.probe import ProbeObservation, run_probe
+from lab.host.profiles import Profile
 from lab.experiments.record import record_probe
 from lab.machine import replay
 from lab.runs.vm import VmSpec
@@ -72,6 +74,15 @@ def probe(vm: VmSpec, p: Probe, *, timeout: float = 10.0, record: Path | None = 
     return ProbeResult(p, obs, probe_checks(obs, p))
 
 
+def host_probe_exclusions(kernel: Path, profile: Profile) -> dict[str, str]:
+    """On KVM: probe -> why this host's KVM cannot run it, measured (and cached, with the
+    scenarios) by the probe without gdb (lab/experiments/kvm_probe.py); nothing elsewhere."""
+    if profile.accel != "kvm":
+        return {}
+    result = kvm_probe.probe(kernel, profile)
+    return {name: result.probe_reason(name) for name in result.probe_fails}
+
+
 def selected(names: list[str]) -> list[Probe]:
     return list(probes.CATALOG) if names == ["all"] else [probes.get(n) for n in names]
 
@@ -79,13 +90,14 @@ def selected(names: list[str]) -> list[Probe]:
 def run_probes(vm: VmSpec, chosen: list[Probe], *, timeout: float = 10.0, announce=True,
                progress=None, record: Path | None = None) -> ProbesResult:
     """Each probe in its own VM (logs, if kept, in LOG_DIR/<probe>; recorded, with `record`, in
-    RECORD/<probe>); probes this accelerator is known not to run are skipped, with their reason
-    on stderr when `announce`. `progress(name, done, total)`, if given, is called as each starts."""
+    RECORD/<probe>); probes this host's KVM was measured not to run (`host_probe_exclusions`)
+    are skipped, with their reason on stderr when `announce`. `progress(name, done, total)`, if given, is called as each starts."""
     results = []
+    host = host_probe_exclusions(vm.kernel, vm.profile) if vm.kernel is not None else {}
     for i, p in enumerate(chosen):
         if progress is not None:
             progress(p.name, i, len(chosen))
-        why = kvm_excluded(p, vm.profile.accel)
+        why = kvm_excluded(p, vm.profile.accel, host)
         if why:
             if announce:
                 print(f"lab: skipping {p.name} on KVM: {why}", file=sys.stderr)

@@ -21,16 +21,16 @@ def by_name(table: dict[str, T], name: str, what: str, listing: str) -> T:
 def kvm_excluded(item, accel: str, host: dict[str, str] | None = None,
                  observer: str = "gdb") -> str | None:
     """Why `item` (a scenario or a probe, or a (scenario, style) pair) is not run under
-    `accel`, None when it runs: on KVM, `host` (scenario name -> reason, measured on this host
-    by lab/experiments/kvm_probe.py) first, then what is recorded for the item under gdb
-    (`kvm_gdb_unsupported`, scenarios; `kvm_unsupported`, probes)."""
+    `accel`, None when it runs: on KVM, `host` (scenario or probe name -> reason, measured on
+    this host without gdb by lab/experiments/kvm_probe.py) first, then, under the gdb observer,
+    what is recorded for a scenario with gdb attached (`kvm_gdb_unsupported`)."""
     if accel != "kvm":
         return None
     scenario = item[0] if isinstance(item, tuple) else item
     if host and scenario.name in host:
         return host[scenario.name]
     if observer == "gdb":
-        return getattr(scenario, "kvm_gdb_unsupported", None) or getattr(scenario, "kvm_unsupported", None)
+        return getattr(scenario, "kvm_gdb_unsupported", None)
     return None
 
 

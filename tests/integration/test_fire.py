@@ -144,7 +144,7 @@ def test_the_kvm_probe_still_measures_what_its_cache_says(kernel):
     kvm = profiles.load("kvm")
     cached = kvm_probe.probe(kernel, kvm)
     picks = [get(n) for n in (sorted(cached.fails)[:1] + sorted(cached.runs)[:1])]
-    fresh = kvm_probe.measure(kernel, kvm, scenarios=picks)
+    fresh = kvm_probe.measure(kernel, kvm, scenarios=picks, probes=())
     for s in picks:
         assert (s.name in fresh.fails) == (s.name in cached.fails), (s.name, fresh.fails)
         if s.name in fresh.fails:

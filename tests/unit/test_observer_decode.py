@@ -10,7 +10,7 @@ import struct
 import pytest
 
 from lab.errors import GuestError
-from lab.experiments.kvm_probe import EMULATION_FAILURE, NO_REPORT, STOPPED, classify, host_cpu
+from lab.experiments.kvm_probe import EMULATION_FAILURE, NO_REPORT, STOPPED, classify, classify_probe, host_cpu
 from lab.labkernel.layouts import OBSERVER_MAGIC, OBSERVER_RECORD, OBSERVER_SIZE
 from lab.labkernel.observer import decode_buffer, decode_record, parse_dump
 
@@ -126,6 +126,30 @@ def test_decode_buffer_rejects(raw, needle):
 ])
 def test_classify_a_fire_that_did_not_come_back(status, stderr, want):
     assert classify(status, stderr).startswith(want)
+
+
+# Recorded on this lab's KVM host (QEMU 7.2.22, AMD EPYC, nested): `probe idt-limit0` typed
+# into the shell of plain QEMU; the QMP event, query-status and the head of QEMU's stderr.
+KVM_STDERR = ("KVM internal error. Suberror: 1\nextra data[0]: 0x0000000000000001\n"
+              "extra data[1]: 0xc35d10c48348cc0f\nemulation failure\nRAX=000000000016ed16 RBX=000000000011e0d0\n")
+RESET = {"timestamp": {"seconds": 1796128578, "microseconds": 254277}, "event": "SHUTDOWN",
+         "data": {"guest": True, "reason": "guest-reset"}}
+
+
+@pytest.mark.parametrize("event, status, stderr, want", [
+    (RESET, None, "", None),  # the triple fault's reset under -no-reboot: runs
+    ({"event": "RESET", "data": {"guest": True, "reason": "guest-reset"}}, None, "", None),
+    (None, "internal-error", KVM_STDERR, EMULATION_FAILURE),  # STOP, no SHUTDOWN: the host cannot
+    (None, "paused", KVM_STDERR, EMULATION_FAILURE),
+    (None, "running", "", NO_REPORT),  # nothing happened within the wait
+    ({"event": "SHUTDOWN", "data": {"guest": True, "reason": "guest-shutdown"}}, None, "", STOPPED),
+    (None, "guest-panicked", "", STOPPED),
+])
+def test_classify_a_triple_fault_probe(event, status, stderr, want):
+    why = classify_probe(event, status, stderr)
+    assert why is None if want is None else why.startswith(want), why
+    if want == EMULATION_FAILURE:
+        assert "KVM internal error. Suberror: 1 / emulation failure" in why
 
 
 @pytest.mark.parametrize("cpuinfo, vendor, model", [
