@@ -136,11 +136,13 @@ class GuestFirer(Firer):
         return obs
 
     def _wait_in_loop(self, labels, what: str) -> None:
-        """Until RIP is inside [plant, resume] (the wait loop), read through QEMU's monitor."""
+        """Until RIP is inside [fault, resume] (the wait loop), read through QEMU's monitor. Not
+        from the plant point: an NMI there lands before the harness counts its plant, and its
+        record would name the previous fire."""
         deadline = Deadline(STOP_TIMEOUT, what)
         while True:
             rip = parse_info_registers(self.s.qemu.hmp("info registers")).values["RIP"]
-            if labels.plant <= rip <= labels.resume:
+            if labels.fault <= rip <= labels.resume:
                 return
             if deadline.expired():
                 raise deadline.error(logs=self.s.logs)
