@@ -14,22 +14,27 @@ use crate::arch::x86_64::idt::vector;
 use crate::drivers::pit;
 
 pub const BASE: u64 = 0xFEE0_0000;
+// Register offsets (SDM Table 11-1): the one table, also for `smp::apic` (the ICR, an AP's
+// set-up) and `trial::eoi` (ISR, IRR, PPR, self-IPIs).
+pub(crate) const ID: usize = 0x020;
 const EOI: usize = 0x0B0;
-const SVR: usize = 0x0F0;
-const LVT_TIMER: usize = 0x320;
-const LVT_LINT0: usize = 0x350;
-const LVT_LINT1: usize = 0x360;
-const INITIAL_COUNT: usize = 0x380;
+pub(crate) const SVR: usize = 0x0F0;
+pub(crate) const ICR_LOW: usize = 0x300;
+pub(crate) const ICR_HIGH: usize = 0x310;
+pub(crate) const LVT_TIMER: usize = 0x320;
+pub(crate) const LVT_LINT0: usize = 0x350;
+pub(crate) const LVT_LINT1: usize = 0x360;
+pub(crate) const INITIAL_COUNT: usize = 0x380;
 const CURRENT_COUNT: usize = 0x390;
-const DIVIDE_CONFIG: usize = 0x3E0;
-const SVR_ENABLE: u32 = 1 << 8;
-const LVT_MASKED: u32 = 1 << 16;
-const LVT_PERIODIC: u32 = 1 << 17;
+pub(crate) const DIVIDE_CONFIG: usize = 0x3E0;
+pub(crate) const SVR_ENABLE: u32 = 1 << 8;
+pub(crate) const LVT_MASKED: u32 = 1 << 16;
+pub(crate) const LVT_PERIODIC: u32 = 1 << 17;
 /// LVT delivery mode, bits 10:8 (SDM Figure 11-8).
-const DELIVERY_NMI: u32 = 0b100 << 8;
+pub(crate) const DELIVERY_NMI: u32 = 0b100 << 8;
 const DELIVERY_EXTINT: u32 = 0b111 << 8;
 /// Divide Configuration value for "divide by 16" (SDM Figure 11-10).
-const DIVIDE_BY_16: u32 = 0b0011;
+pub(crate) const DIVIDE_BY_16: u32 = 0b0011;
 
 /// Timer counts per second (bus clock / 16), calibrated against the PIT, and against the TSC.
 static HZ_BY_PIT: AtomicU64 = AtomicU64::new(0);
@@ -39,12 +44,13 @@ fn reg(offset: usize) -> *mut u32 {
     (BASE as usize + offset) as *mut u32
 }
 
-fn read(offset: usize) -> u32 {
+/// This CPU's local APIC register at `offset` (each CPU sees its own APIC on the same page).
+pub(crate) fn read(offset: usize) -> u32 {
     // SAFETY: the APIC page is mapped uncached; registers are 32-bit aligned.
     unsafe { reg(offset).read_volatile() }
 }
 
-fn write(offset: usize, value: u32) {
+pub(crate) fn write(offset: usize, value: u32) {
     // SAFETY: as in `read`.
     unsafe { reg(offset).write_volatile(value) }
 }

@@ -3,20 +3,9 @@
 //! Same MMIO page as `drivers::lapic` (each CPU sees its own APIC there).
 
 use crate::arch::x86_64::idt::vector;
-use crate::drivers::lapic::BASE;
-
-const ID: usize = 0x020;
-const SVR: usize = 0x0F0;
-const ICR_LOW: usize = 0x300;
-const ICR_HIGH: usize = 0x310;
-const LVT_TIMER: usize = 0x320;
-const LVT_LINT0: usize = 0x350;
-const LVT_LINT1: usize = 0x360;
-const INITIAL_COUNT: usize = 0x380;
-const DIVIDE_CONFIG: usize = 0x3E0;
-/// Divide Configuration "divide by 16" (SDM Figure 11-10), as `drivers::lapic` uses.
-const DIVIDE_BY_16: u32 = 0b0011;
-const LVT_PERIODIC: u32 = 1 << 17;
+use crate::drivers::lapic::{read, write, DELIVERY_NMI, DIVIDE_BY_16, DIVIDE_CONFIG, ICR_HIGH, ICR_LOW, ID,
+                            INITIAL_COUNT, LVT_LINT0, LVT_LINT1, LVT_MASKED, LVT_PERIODIC, LVT_TIMER, SVR,
+                            SVR_ENABLE};
 
 /// ICR fields (Figure 11-12).
 pub mod icr {
@@ -28,23 +17,6 @@ pub mod icr {
     pub const LEVEL_ASSERT: u32 = 1 << 14;
     /// Destination shorthand, bits 19:18: 00 = the destination field, 11 = all excluding self.
     pub const ALL_BUT_SELF: u32 = 0b11 << 18;
-}
-const SVR_ENABLE: u32 = 1 << 8;
-const LVT_MASKED: u32 = 1 << 16;
-const DELIVERY_NMI: u32 = 0b100 << 8;
-
-fn reg(offset: usize) -> *mut u32 {
-    (BASE as usize + offset) as *mut u32
-}
-
-fn read(offset: usize) -> u32 {
-    // SAFETY: the APIC page is mapped uncached (paging::map_apic); registers are 32-bit aligned.
-    unsafe { reg(offset).read_volatile() }
-}
-
-fn write(offset: usize, value: u32) {
-    // SAFETY: as in `read`.
-    unsafe { reg(offset).write_volatile(value) }
 }
 
 /// This CPU's local APIC ID (ID register bits 31:24).

@@ -13,7 +13,7 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::arch::x86_64::gdt::sel;
 use crate::arch::x86_64::idt::Gate;
-use crate::drivers::lapic;
+use crate::drivers::lapic::{self, read, write, ICR_HIGH, ICR_LOW};
 use crate::serial_println;
 
 use super::{decl, load_kernel, load_private, prepare_idt, set_gate};
@@ -23,12 +23,11 @@ pub const MID: u8 = 0x52;
 pub const SAME: u8 = 0x58;
 pub const HIGH: u8 = 0x62;
 
-// Local APIC register offsets (SDM Table 11-1); EOI is lapic::end_of_interrupt.
+// Local APIC register offsets (SDM Table 11-1) beyond `drivers::lapic`'s; EOI is
+// lapic::end_of_interrupt.
 const PPR: usize = 0xA0;
 const ISR: usize = 0x100;
 const IRR: usize = 0x200;
-const ICR_LOW: usize = 0x300;
-const ICR_HIGH: usize = 0x310;
 /// ICR: destination shorthand "self" (bits 19:18 = 01), level assert (bit 14), fixed delivery.
 const ICR_SELF: u32 = 0b01 << 18 | 1 << 14;
 const ICR_PENDING: u32 = 1 << 12;
@@ -85,20 +84,6 @@ unsafe extern "C" {
     fn trial_irq_0x52();
     fn trial_irq_0x58();
     fn trial_irq_0x62();
-}
-
-fn reg(offset: usize) -> *mut u32 {
-    (lapic::BASE as usize + offset) as *mut u32
-}
-
-fn read(offset: usize) -> u32 {
-    // SAFETY: the APIC page is mapped uncached (paging::map_apic).
-    unsafe { reg(offset).read_volatile() }
-}
-
-fn write(offset: usize, value: u32) {
-    // SAFETY: as in `read`.
-    unsafe { reg(offset).write_volatile(value) }
 }
 
 fn self_ipi(vector: u8) {
