@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import socket
 import threading
+from pathlib import Path
 
 from lab.labkernel.contract import PROMPT
 from lab.machine.rundir import RunDir
@@ -25,8 +26,13 @@ ASK_TIMEOUT = 10.0
 class ShellRelay:
     """Reads the guest's serial output into a log; writes the control socket's requests."""
 
+    @staticmethod
+    def ctl_path_in(run: RunDir) -> Path:
+        """Where a relay of `run` listens (known before QEMU starts: gdb's environment names it)."""
+        return run.socket("shell")
+
     def __init__(self, serial: socket.socket, run: RunDir) -> None:
-        self.serial, self.ctl_path = serial, run.socket("shell")
+        self.serial, self.ctl_path = serial, self.ctl_path_in(run)
         self.log = open(run.log("serial.log"), "ab")
         self._output = bytearray()  # what the guest printed since the last `ask` was typed
         self._changed = threading.Condition()

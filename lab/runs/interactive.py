@@ -91,18 +91,24 @@ def debug(kernel: Path | None, profile: Profile, at: str | None, gdb_args: list[
         stop = table.lookup(READY_SYMBOL).address
     run = RunDir()
     qemu = QemuMachine(profile, run, kernel=kernel, paused=True, append=append, image=image)
+    run_to = ["-ex", f"hbreak *{stop:#x}", "-ex", "continue", "-ex", "delete"] if stop is not None else []
+    argv = [gdb_binary(), *gdb_prelude(elf), "-ex", f"target remote {qemu.gdb_socket}", *run_to, *gdb_args]
+    where = f"stopped at {at or 'lab_ready'}" if stop is not None else "paused at the reset vector"
+    env = {**os.environ, SHELL_SOCKET_ENV: str(ShellRelay.ctl_path_in(run))}
+    if symbols is not None:
+        env["LAB_SYMBOLS"] = str(symbols.resolve())
+    return _gdb_on(qemu, run, argv, env, f"lab: QEMU {profile.name}, {where}; kernel output in "
+                   f"{run.log('serial.log')}; {HELP_HINT}; Ctrl-C stops the guest, `quit` ends")
+
+
+def _gdb_on(qemu: QemuMachine, run: RunDir, argv: list[str], env: dict, announce: str) -> int:
+    """Launches the paused QEMU, relays its serial (serial.log, `lab-shell`), announces, and
+    gives the terminal to gdb (`argv`) until it exits; reaps QEMU and the run's directory."""
     relay = None
     try:
         qemu.launch()
         relay = ShellRelay(qemu.serial, run)
-        run_to = ["-ex", f"hbreak *{stop:#x}", "-ex", "continue", "-ex", "delete"] if stop is not None else []
-        argv = [gdb_binary(), *gdb_prelude(elf), "-ex", f"target remote {qemu.gdb_socket}", *run_to, *gdb_args]
-        where = f"stopped at {at or 'lab_ready'}" if stop is not None else "paused at the reset vector"
-        print(f"lab: QEMU {profile.name}, {where}; kernel output in "
-              f"{run.log('serial.log')}; {HELP_HINT}; Ctrl-C stops the guest, `quit` ends", file=sys.stderr)
-        env = {**os.environ, SHELL_SOCKET_ENV: str(relay.ctl_path)}
-        if symbols is not None:
-            env["LAB_SYMBOLS"] = str(symbols.resolve())
+        print(announce, file=sys.stderr)
         with TerminalProcess(argv, env=env, name="gdb") as gdb:
             return gdb.wait()
     finally:
@@ -140,21 +146,11 @@ def replay(path: Path, gdb_args: list[str]) -> int:
     run = RunDir()
     qemu = QemuMachine(profile, run, kernel=rec.kernel, paused=True, append=rec.append,
                        extra_args=rec.replay_args())
-    relay = None
-    try:
-        qemu.launch()
-        relay = ShellRelay(qemu.serial, run)
-        to_end = ["-ex", f"monitor replay_break {rec.end_icount}", "-ex", "continue"]
-        argv = [gdb_binary(), *gdb_prelude(rec.kernel), "-ex", f"target remote {qemu.gdb_socket}", *to_end, *gdb_args]
-        print(f"lab: replaying {rec.probe} ({rec.path}) to its end, instruction {rec.end_icount}; "
-              f"reverse-stepi and reverse-continue go back; lab-chain lists its exceptions, "
-              f"lab-goto N moves to one; {HELP_HINT}", file=sys.stderr)
-        env = {**os.environ, REPLAY_ENV: str(rec.path)}
-        env.pop(SHELL_SOCKET_ENV, None)
-        with TerminalProcess(argv, env=env, name="gdb") as gdb:
-            return gdb.wait()
-    finally:
-        if relay:
-            relay.close()
-        qemu.shutdown()
-        run.close(failed=False)
+    to_end = ["-ex", f"monitor replay_break {rec.end_icount}", "-ex", "continue"]
+    argv = [gdb_binary(), *gdb_prelude(rec.kernel), "-ex", f"target remote {qemu.gdb_socket}", *to_end, *gdb_args]
+    env = {**os.environ, REPLAY_ENV: str(rec.path)}
+    env.pop(SHELL_SOCKET_ENV, None)
+    return _gdb_on(qemu, run, argv, env,
+                   f"lab: replaying {rec.probe} ({rec.path}) to its end, instruction {rec.end_icount}; "
+                   f"reverse-stepi and reverse-continue go back; lab-chain lists its exceptions, "
+                   f"lab-goto N moves to one; {HELP_HINT}")
