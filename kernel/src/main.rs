@@ -13,6 +13,7 @@ mod drivers;
 mod fatal;
 mod fire;
 mod observer;
+mod percpu;
 mod shell;
 mod smp;
 mod syscall;

@@ -157,7 +157,7 @@ const COMMANDS: &[Command] = &[
         task::kill_all();
         serial_println!("killed");
     } },
-    Command { name: "on", usage: "on <cpu> fire <scenario> [x86-interrupt|stub] [vector] | on <cpu> swapgs", help: "run a fire scenario, or swapgs, on that CPU", run: cmd_on },
+    Command { name: "on", usage: "on <cpu> fire <scenario> [x86-interrupt|stub] [vector] | on <cpu> swapgs | on <cpu> switch", help: "run a fire scenario, swapgs, or a context switch (an AP's next task), on that CPU", run: cmd_on },
     Command { name: "timers", usage: "timers <1-10000 ms> <cpu>:<hz> ...", help: "APs run their own local APIC timers at these rates, at once", run: |cmd, args, _| {
         if crate::smp::cmd_timers(args.next(), args).is_err() { cmd.usage_error() }
     } },
@@ -244,7 +244,8 @@ fn cmd_fire(cmd: &Command, args: &mut Args, _: BootPath) {
 }
 
 /// `on <cpu> fire <scenario> [style] [vector]`: the same scenario, run by CPU `<cpu>` (`smp`);
-/// `on <cpu> swapgs`: what swapgs gives that CPU.
+/// `on <cpu> swapgs`: what swapgs gives that CPU; `on <cpu> switch`: the AP switches to the next
+/// task of its own table (`smp/switch.rs`).
 fn cmd_on(cmd: &Command, args: &mut Args, _: BootPath) {
     let cpu = args.next().and_then(parse_u32);
     match (cpu, args.next()) {
@@ -254,6 +255,7 @@ fn cmd_on(cmd: &Command, args: &mut Args, _: BootPath) {
             }
         }
         (Some(k), Some("swapgs")) => crate::smp::swapgs_on(k as usize),
+        (Some(k), Some("switch")) => crate::smp::switch_on(k as usize),
         _ => cmd.usage_error(),
     }
 }

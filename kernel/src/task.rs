@@ -3,13 +3,17 @@
 //! `lab_switch_to(prev, next)` is the whole context switch: it pushes the callee-saved
 //! registers (System V ABI: rbx, rbp, r12-r15) on the outgoing task's kernel stack, stores RSP
 //! in `prev.rsp`, loads `next.rsp` (the one instruction that changes stacks, at the label
-//! `lab_switch_to_stack`), makes `next` current, sets TSS.RSP0 to `next`'s kernel stack top,
+//! `lab_switch_to_stack`), makes `next` current and sets TSS.RSP0 to `next`'s kernel stack top,
+//! both through GS (`gs:[current]`, the TSS at `gs:[tss]`: this CPU's own, `percpu.rs`), so the
+//! one routine serves every CPU,
 //! loads `next.cr3` when it differs (a process switch; threads share the address space), then
 //! pops and returns into `next`. A sleeping task's stack therefore holds, from its saved RSP
 //! up: r15, r14, r13, r12, rbp, rbx, return address (`SwitchFrame`).
 //!
-//! Scheduling is round robin over runnable tasks: cooperative through `yield`, or preemptive
-//! from the timer tick when `sched preempt on`.
+//! Scheduling is round robin over the runnable tasks of the running CPU's own table (the boot
+//! CPU's `TASKS`; AP k's `smp::AP_TASKS[k - 1]`, its idle context and one worker): cooperative
+//! through `yield` (`on <cpu> switch` on an AP), or preemptive from the timer tick when
+//! `sched preempt on` (boot CPU).
 
 use core::mem::{offset_of, size_of};
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -70,54 +74,21 @@ pub struct SwitchFrame {
 }
 const _: () = assert!(size_of::<SwitchFrame>() == 7 * 8);
 
-/// Per-CPU data (one CPU), reached through the GS base in kernel mode (`swapgs` exchanges
-/// IA32_GS_BASE and IA32_KERNEL_GS_BASE at every user/kernel crossing of the syscall path).
-/// The fields the syscall entry touches before anything is saved sit in one 64-byte cache
-/// line at fixed offsets (`percpu_off`), asserted below and mirrored in `lab/pcpu.py`.
-#[repr(C, align(64))]
-pub struct PerCpu {
-    /// The running task.
-    pub current: *mut Task,
-    /// Top of the current task's kernel stack: the syscall entry's RSP.
-    pub kernel_rsp: u64,
-    /// Scratch slot for the user RSP between `swapgs` and the stack switch.
-    pub user_rsp: u64,
-    pub switches: u64,
-    /// Its own address, so code holding only GS can find the structure.
-    pub self_ptr: u64,
-    _pad: [u64; 3],
-}
-const _: () = assert!(size_of::<PerCpu>() == 64);
+pub use crate::percpu::{PERCPU, PerCpu, current, percpu_off, this_cpu};
 
-impl PerCpu {
-    /// An area with nothing in it yet (the application processors' copies: `smp`).
-    pub const EMPTY: PerCpu = PerCpu { current: core::ptr::null_mut(), kernel_rsp: 0, user_rsp: 0,
-                                       switches: 0, self_ptr: 0, _pad: [0; 3] };
-}
-
-pub mod percpu_off {
-    pub const CURRENT: usize = 0x00;
-    pub const KERNEL_RSP: usize = 0x08;
-    pub const USER_RSP: usize = 0x10;
-}
-const _: () = assert!(offset_of!(PerCpu, current) == percpu_off::CURRENT);
-const _: () = assert!(offset_of!(PerCpu, kernel_rsp) == percpu_off::KERNEL_RSP);
-const _: () = assert!(offset_of!(PerCpu, user_rsp) == percpu_off::USER_RSP);
-
-const EMPTY: Task = Task { rsp: 0, kstack_top: 0, cr3: 0, id: 0, state: State::Unused as u64,
+pub const EMPTY: Task = Task { rsp: 0, kstack_top: 0, cr3: 0, id: 0, state: State::Unused as u64,
                            switches: 0, counter: 0, name: [0; NAME_LEN] };
 
 #[unsafe(no_mangle)]
 pub static mut TASKS: [Task; MAX_TASKS] = [EMPTY; MAX_TASKS];
-#[unsafe(no_mangle)]
-pub static mut PERCPU: PerCpu = PerCpu { current: core::ptr::null_mut(), kernel_rsp: 0, user_rsp: 0,
-                                         switches: 0, self_ptr: 0, _pad: [0; 3] };
 
 #[unsafe(no_mangle)]
 #[unsafe(link_section = ".stacks")]
 static mut TASK_STACKS: [Stack<TASK_STACK_SIZE>; MAX_TASKS - 1] = [const { Stack::new() }; MAX_TASKS - 1];
 
 static PREEMPT: AtomicBool = AtomicBool::new(false);
+/// The boot CPU's switches (`yield`, `switches`, `measure`); every CPU also counts its own in
+/// its `PerCpu.switches`.
 pub static SWITCHES: AtomicU64 = AtomicU64::new(0);
 
 core::arch::global_asm!(
@@ -136,10 +107,11 @@ lab_switch_to:                      /* rdi = prev, rsi = next */
     .global lab_switch_to_stack
 lab_switch_to_stack:
     mov rsp, [rsi + {rsp}]
-    mov [rip + {percpu}], rsi       /* PERCPU.current = next */
+    mov gs:[{current}], rsi         /* this CPU's PerCpu.current = next */
     mov rax, [rsi + {kstack}]
-    mov [rip + {tss} + {rsp0}], rax /* TSS.RSP0 = next.kstack_top */
-    mov [rip + {percpu} + {kernel_rsp}], rax  /* and the syscall entry's stack */
+    mov rcx, gs:[{tss}]             /* this CPU's own TSS */
+    mov [rcx + {rsp0}], rax         /* its RSP0 = next.kstack_top */
+    mov gs:[{kernel_rsp}], rax      /* and the syscall entry's stack */
     mov rax, [rsi + {cr3}]
     mov rcx, cr3
     cmp rax, rcx
@@ -168,10 +140,10 @@ lab_task_start:
     rsp = const offset_of!(Task, rsp),
     kstack = const offset_of!(Task, kstack_top),
     cr3 = const offset_of!(Task, cr3),
-    percpu = sym PERCPU,
+    current = const percpu_off::CURRENT,
     kernel_rsp = const percpu_off::KERNEL_RSP,
-    tss = sym tss::TSS,
-    rsp0 = const 4,
+    tss = const percpu_off::TSS,
+    rsp0 = const tss::RSP0_OFFSET,
     exit = sym task_exit,
 );
 
@@ -197,7 +169,7 @@ pub fn name(t: &Task) -> &str {
     core::str::from_utf8(&t.name[..len]).unwrap_or("?")
 }
 
-fn kernel_cr3() -> u64 {
+pub fn kernel_cr3() -> u64 {
     x86_64::registers::control::Cr3::read().0.start_address().as_u64()
 }
 
@@ -215,6 +187,8 @@ pub fn init() {
         p.current = t;
         p.kernel_rsp = t.kstack_top;
         p.self_ptr = &raw const PERCPU as u64;
+        p.tss = tss::base();
+        p.cpu = 0;
         use x86_64::registers::model_specific::{GsBase, KernelGsBase};
         GsBase::write(x86_64::VirtAddr::new(p.self_ptr));
         KernelGsBase::write(x86_64::VirtAddr::new(0));
@@ -229,22 +203,43 @@ fn spawn(name_: &str, body: extern "C" fn(u64), cr3: u64) -> Option<usize> {
     }
     // SAFETY: the slot's stack is unused (its task is unused or dead).
     let stack_top = stacks::top(unsafe { &raw const TASK_STACKS[slot - 1] });
-    let frame = SwitchFrame { r15: 0, r14: 0, r13: slot as u64, r12: body as *const () as u64, rbp: 0, rbx: 0,
+    // SAFETY: the slot and its stack are unused.
+    unsafe { make_task(&mut tasks()[slot], name_, slot as u64, stack_top, body, slot as u64, cr3) };
+    Some(slot)
+}
+
+/// Makes `t` a runnable task `id` that starts in `body(arg)` on the stack below `stack_top`, in
+/// `cr3`'s address space (its first switch-in `ret`s into `lab_task_start`).
+///
+/// # Safety
+/// `t` is not running and the stack below `stack_top` is unused.
+pub unsafe fn make_task(t: &mut Task, name_: &str, id: u64, stack_top: u64, body: extern "C" fn(u64), arg: u64,
+                        cr3: u64) {
+    let frame = SwitchFrame { r15: 0, r14: 0, r13: arg, r12: body as *const () as u64, rbp: 0, rbx: 0,
                               ret: lab_task_start as *const () as u64 };
     // Keep the ABI's alignment: RSP is 8 mod 16 at a function's entry, and `lab_task_start`'s
     // `call` must find RSP 16-byte aligned, so the frame's end sits 16 below the top.
     let rsp = stack_top - 16 - size_of::<SwitchFrame>() as u64;
-    // SAFETY: writes into this task's own, unused stack.
+    // SAFETY: writes into this task's own, unused stack (the caller's promise).
     unsafe { (rsp as *mut SwitchFrame).write(frame) };
-    let t = &mut tasks()[slot];
     *t = EMPTY;
     t.rsp = rsp;
     t.kstack_top = stack_top;
     t.cr3 = cr3;
-    t.id = slot as u64;
+    t.id = id;
     set_name(t, name_);
     t.state = State::Runnable as u64;
-    Some(slot)
+}
+
+/// Makes `t` the context a CPU already runs in (its first task, `id`), on the kernel stack
+/// whose top is `kstack_top`.
+pub fn make_running(t: &mut Task, name_: &str, id: u64, kstack_top: u64) {
+    *t = EMPTY;
+    t.kstack_top = kstack_top;
+    t.cr3 = kernel_cr3();
+    t.id = id;
+    set_name(t, name_);
+    t.state = State::Running as u64;
 }
 
 extern "C" fn worker(slot: u64) {
@@ -297,23 +292,28 @@ pub fn exit_current() -> ! {
     unreachable!()
 }
 
-pub fn current() -> *mut Task {
-    // SAFETY: set in init, updated by lab_switch_to.
-    unsafe { (*(&raw const PERCPU)).current }
+/// This CPU's own task table: the boot CPU's `TASKS`, AP k's `smp::AP_TASKS[k - 1]`.
+fn cpu_tasks() -> &'static mut [Task] {
+    // SAFETY: GS is this CPU's area (`this_cpu`); each table is used by its own CPU alone.
+    match unsafe { (*this_cpu()).cpu } {
+        0 => tasks(),
+        k => crate::smp::ap_tasks(k as usize),
+    }
 }
 
-/// Picks the next runnable task after the current one and switches to it. Unmangled: a
+/// Picks the next runnable task of this CPU's own table after the current one and switches to it. Unmangled: a
 /// sleeping task's saved return address points into it.
 #[unsafe(no_mangle)]
 pub extern "C" fn schedule() {
     let were_enabled = x86_64::instructions::interrupts::are_enabled();
     x86_64::instructions::interrupts::disable();
     let cur = current();
-    let all = tasks();
-    // `cur` points into TASKS.
+    let all = cpu_tasks();
+    let n = all.len();
+    // `cur` points into this CPU's own table.
     let cur_index = (cur as usize - all.as_ptr() as usize) / size_of::<Task>();
-    let next_index = (1..=MAX_TASKS)
-        .map(|i| (cur_index + i) % MAX_TASKS)
+    let next_index = (1..=n)
+        .map(|i| (cur_index + i) % n)
         .find(|&i| all[i].state == State::Runnable as u64);
     if let Some(n) = next_index {
         // SAFETY: `cur` is running; `n` is runnable with a valid saved frame.
@@ -324,8 +324,11 @@ pub extern "C" fn schedule() {
             let next = &raw mut all[n];
             (*next).state = State::Running as u64;
             (*next).switches += 1;
-            SWITCHES.fetch_add(1, Ordering::Relaxed);
-            (*(&raw mut PERCPU)).switches += 1;
+            let me = this_cpu();
+            if (*me).cpu == 0 {
+                SWITCHES.fetch_add(1, Ordering::Relaxed);
+            }
+            (*me).switches += 1;
             lab_switch_to(cur, next);
         }
     }

@@ -121,6 +121,7 @@ pub fn fire_on(k: usize, s: &'static fire::Scenario, style: Style, vector: u8) {
 /// An AP's idle loop, after each wake-up: the scenario posted for it, if any, with interrupts
 /// off as on the boot CPU's shell.
 pub fn run_request(k: usize) {
+    super::switch::run_request(k);
     if SWAPGS_REQUEST[k].swap(false, Ordering::SeqCst) {
         swapgs_here(k);
         DONE[k].fetch_add(1, Ordering::SeqCst);

@@ -13,9 +13,11 @@
 
 mod apic;
 mod ipi;
+mod switch;
 pub mod trampoline;
 
 pub use ipi::{cmd_ipi, cmd_timers, fire_on, list, swapgs_on};
+pub use switch::{ap_tasks, switch_on};
 
 use core::mem::{offset_of, size_of};
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -30,9 +32,11 @@ pub const MAX_CPUS: usize = 8;
 const APS: usize = MAX_CPUS - 1;
 pub const AP_RUN_STACK_SIZE: usize = 16 * 1024;
 pub const AP_STACK_SIZE: usize = 8 * 1024;
+pub const AP_WORKER_STACK_SIZE: usize = 16 * 1024;
 
-/// One AP's stacks, each above its own guard page: the one it runs on, RSP0, and the #DF,
-/// NMI and #MC IST stacks (the boot CPU's IST numbering, `tss::ist`).
+/// One AP's stacks, each above its own guard page: the one it runs on, RSP0, the #DF, NMI and
+/// #MC IST stacks (the boot CPU's IST numbering, `tss::ist`), and its worker task's kernel
+/// stack (`switch.rs`).
 #[repr(C, align(4096))]
 pub struct ApStacks {
     pub run: GuardedStack<AP_RUN_STACK_SIZE>,
@@ -40,8 +44,10 @@ pub struct ApStacks {
     pub double_fault: GuardedStack<AP_STACK_SIZE>,
     pub nmi: GuardedStack<AP_STACK_SIZE>,
     pub machine_check: GuardedStack<AP_STACK_SIZE>,
+    pub worker: GuardedStack<AP_WORKER_STACK_SIZE>,
 }
-const _: () = assert!(size_of::<ApStacks>() == 5 * GUARD_SIZE + AP_RUN_STACK_SIZE + 4 * AP_STACK_SIZE);
+const _: () = assert!(size_of::<ApStacks>()
+                      == 6 * GUARD_SIZE + AP_RUN_STACK_SIZE + 4 * AP_STACK_SIZE + AP_WORKER_STACK_SIZE);
 
 
 /// Where AP k's `ApStacks` start: `AP_STACKS_BASE + (k - 1) * size_of::<ApStacks>()` (16 MiB:
@@ -59,8 +65,9 @@ pub struct ApStacksDecl {
     pub double_fault_top: u64,
     pub nmi_top: u64,
     pub machine_check_top: u64,
+    pub worker_top: u64,
 }
-const _: () = assert!(size_of::<ApStacksDecl>() == 56);
+const _: () = assert!(size_of::<ApStacksDecl>() == 64);
 
 const fn top_of(offset: usize, size: usize) -> u64 {
     (offset + size) as u64
@@ -78,6 +85,7 @@ pub static LAB_AP_STACKS: ApStacksDecl = ApStacksDecl {
     double_fault_top: top_of(offset_of!(ApStacks, double_fault), OTHER),
     nmi_top: top_of(offset_of!(ApStacks, nmi), OTHER),
     machine_check_top: top_of(offset_of!(ApStacks, machine_check), OTHER),
+    worker_top: top_of(offset_of!(ApStacks, worker), size_of::<GuardedStack<AP_WORKER_STACK_SIZE>>()),
 };
 
 #[unsafe(no_mangle)]
@@ -126,10 +134,13 @@ fn prepare(k: usize) {
         g.entries[gdt::sel::TSS as usize / 8 + 1] = high;
         let p = &mut (*(&raw mut AP_PERCPU))[slot];
         p.self_ptr = p as *const PerCpu as u64;
-        p.kernel_rsp = top(&stacks.run);
+        p.tss = tss as *const _ as u64;
+        p.cpu = k as u64;
+        p.current = switch::prepare(k, top(&stacks.rsp0), top(&stacks.worker));
+        p.kernel_rsp = top(&stacks.rsp0);
         (*(&raw mut AP_BOOT_TOPS))[k] = top(&stacks.run);
         for g in [guard(&stacks.run), guard(&stacks.rsp0), guard(&stacks.double_fault), guard(&stacks.nmi),
-                  guard(&stacks.machine_check)] {
+                  guard(&stacks.machine_check), guard(&stacks.worker)] {
             paging::unmap_guard(g);
         }
     }

@@ -29,6 +29,8 @@ pub struct TaskStateSegment {
 const _: () = assert!(size_of::<TaskStateSegment>() == 104);
 const _: () = assert!(offset_of!(TaskStateSegment, privilege_stack_table) == 0x04);
 const _: () = assert!(offset_of!(TaskStateSegment, interrupt_stack_table) == 0x24);
+/// Where RSP0 sits (the context switch writes it through a TSS pointer).
+pub const RSP0_OFFSET: usize = offset_of!(TaskStateSegment, privilege_stack_table);
 const _: () = assert!(offset_of!(TaskStateSegment, iomap_base) == 0x66);
 
 /// Hardware IST numbers (the value written into a gate's IST field).
