@@ -182,6 +182,10 @@ def cmd_tasks(args) -> int:
     from lab.present import show
     from lab.runs import experiments
 
+    if args.cpu < 0:
+        raise UserError(f"--cpu {args.cpu}: a CPU index, 0 or more")
+    if args.cpu:
+        return _emit(args, experiments.cpu_switch(_vm(args), args.cpu), show.cpu_switch)
     return _emit(args, experiments.tasks(_vm(args)), show.tasks)
 
 

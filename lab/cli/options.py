@@ -290,7 +290,12 @@ def parser(commands) -> LabParser:
     sp.add_argument("--rate", type=positive_int, action="append", metavar="HZ",
                     help="rate(s) to measure (default: 100 and 250; at 1000 Hz TCG can lose ticks under host load)")
     sp.add_argument("--window", type=positive_int, default=500, metavar="MS", help="measurement window (default: %(default)s)")
-    experiment("tasks", "tasks from kernel memory, their saved switch frames, a traced switch")
+    sp = experiment("tasks", "tasks from kernel memory, their saved switch frames, a traced switch; "
+                    "with --cpu K, a context switch on CPU K seen from every CPU")
+    sp.add_argument("--cpu", type=int, default=0, metavar="K",
+                    help="switch tasks on CPU K (an AP the lab kernel started: needs --cpus > K) and show "
+                         "every CPU's TSS.RSP0, per-CPU current and GS base before and after "
+                         "(default: 0, the boot CPU's tasks)")
     experiment("ring3", "syscall entry with swapgs, an interrupt in ring 3, ring-3 faults, syscall rate")
     experiment("pcpu", "decode the per-CPU area through GS_BASE (layout checked against DWARF)")
     sp = experiment("frame", "stop at a handler and decode the frame the CPU pushed")

@@ -29,6 +29,7 @@ PERCPU_SYMBOL = "PERCPU"
 TASKS_SYMBOL = "TASKS"
 AP_TSS_SYMBOL = "AP_TSS"
 AP_PERCPU_SYMBOL = "AP_PERCPU"
+AP_TASKS_SYMBOL = "AP_TASKS"  # AP k's own task table: AP_TASKS[k - 1] (layouts.AP_TASK_SLOTS tasks)
 AP_STACKS_SYMBOL = "LAB_AP_STACKS"  # an ApStacksDecl (lab/labkernel/layouts.py)
 
 # kernel/src/arch/x86_64/idt.rs `vector`: the lab kernel's own vectors (0-31 are the CPU's,

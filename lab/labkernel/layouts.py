@@ -1,7 +1,8 @@
-"""The lab kernel's own layouts (kernel/src/task.rs), declared once here and checked against
-the DWARF the compiler emitted for them (`lab tasks`, `lab pcpu`):
+"""The lab kernel's own layouts (kernel/src/task.rs, percpu.rs), declared once here and checked
+against the DWARF the compiler emitted for them (`lab tasks`, `lab pcpu`):
 
-- `PerCpu`: one 64-byte cache line reached through the GS base in kernel mode;
+- `PerCpu` (kernel/src/percpu.rs): one 64-byte cache line reached through the GS base in kernel
+  mode;
 - `Task`: one entry of the kernel's task table;
 - `SwitchFrame`: what `lab_switch_to` leaves on a sleeping task's stack;
 - `ApStacksDecl` (kernel/src/smp/mod.rs `LAB_AP_STACKS`): where each application processor's
@@ -13,13 +14,15 @@ from __future__ import annotations
 
 from lab.x86.bits import Struct, StructField
 
-PERCPU = Struct("PerCpu", 64, "kernel/src/task.rs", (
+PERCPU = Struct("PerCpu", 64, "kernel/src/percpu.rs", (
     StructField("current", 0x00, 8),
     StructField("kernel_rsp", 0x08, 8),  # the syscall entry's stack top
     StructField("user_rsp", 0x10, 8),  # scratch slot for the user RSP
     StructField("switches", 0x18, 8),
     StructField("self_ptr", 0x20, 8),
-    StructField("_pad", 0x28, 24),
+    StructField("tss", 0x28, 8),  # this CPU's own TSS: the switch writes its RSP0 through it
+    StructField("cpu", 0x30, 8),  # this CPU's index: whose task table schedule() picks from
+    StructField("_pad", 0x38, 8),
 ))
 assert PERCPU.size == 64 and PERCPU.offset("user_rsp") == 0x10
 CACHE_LINE = 64
@@ -74,9 +77,13 @@ OBSERVER_HEADER = Struct("Observer", 40, OBSERVER_SOURCE, tuple(
 OBSERVER_SIZE = OBSERVER_HEADER.size + OBSERVER_CAPACITY * OBSERVER_RECORD.size
 assert PLANT.size == 40 and OBSERVER_RECORD.size == 0xc0 and OBSERVER_RECORD.offset("plant_fire") == 0xb8
 assert OBSERVER_HEADER.size == 40 and OBSERVER_SIZE == 40 + 64 * 0xc0
-AP_STACKS_DECL = Struct("ApStacksDecl", 56, "kernel/src/smp/mod.rs", tuple(
+AP_STACKS_DECL = Struct("ApStacksDecl", 64, "kernel/src/smp/mod.rs", tuple(
     StructField(n, i * 8, 8) for i, n in enumerate(
-        ("base", "stride", "run_top", "rsp0_top", "double_fault_top", "nmi_top", "machine_check_top"))))
-assert AP_STACKS_DECL.size == 56
+        ("base", "stride", "run_top", "rsp0_top", "double_fault_top", "nmi_top", "machine_check_top",
+         "worker_top"))))
+assert AP_STACKS_DECL.size == 64
+#: kernel/src/smp/switch.rs `AP_TASKS`: each AP's own task table, AP_TASK_SLOTS `Task`s (its
+#: idle context, whose kernel stack is its declared RSP0 stack, and one worker on `worker_top`).
+AP_TASK_SLOTS = 2
 #: Which TSS slot each AP stack is (the boot CPU's numbering: #DF IST1, NMI IST2, #MC IST3).
 AP_STACK_SLOTS = {"rsp0": "rsp0_top", "ist1": "double_fault_top", "ist2": "nmi_top", "ist3": "machine_check_top"}

@@ -32,6 +32,13 @@ def tasks(r, console: Console) -> None:
     console.print(checks_table(r.checks, title="checks"))
 
 
+def cpu_switch(r, console: Console) -> None:
+    from lab.present.cpu_switch import print_cpu_switch
+
+    print_cpu_switch(r.observation, console)
+    console.print(checks_table(r.checks, title="checks"))
+
+
 def ring3(r, console: Console) -> None:
     outcomes = r.extra["outcomes"]
     console.print(checks_table(r.checks, title=f"lab ring3: syscall path, ring-3 interrupt and faults ({r.profile})"))

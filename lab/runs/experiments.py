@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from lab.checks import cpu_switch as cpu_switch_checks
 from lab.checks import pcpu as pcpu_checks
 from lab.checks import ring3 as ring3_checks
 from lab.checks import tasks as tasks_checks
 from lab.checks import timer as timer_checks
+from lab.experiments import cpu_switch as cpu_switch_exp
 from lab.experiments import frame as frame_exp
 from lab.experiments import pcpu as pcpu_exp
 from lab.experiments import ring3 as ring3_exp
@@ -36,6 +38,12 @@ def timer(vm: VmSpec, *, rates=(100, 250), window_ms: int = 500) -> RunResult:
 def tasks(vm: VmSpec) -> RunResult:
     obs = _observe(vm, tasks_exp.observe)
     return RunResult("tasks", vm.profile.name, obs, tasks_checks.run(obs))
+
+
+def cpu_switch(vm: VmSpec, cpu: int) -> RunResult:
+    """`lab tasks --cpus N --cpu K`: two context switches on AP K, every CPU read before and after."""
+    obs = _observe(vm, cpu_switch_exp.observe, cpu=cpu)
+    return RunResult("tasks", vm.profile.name, obs, cpu_switch_checks.run(obs))
 
 
 def ring3(vm: VmSpec) -> RunResult:
