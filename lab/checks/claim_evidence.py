@@ -18,6 +18,7 @@ class Evidence:
     trials: dict = field(default_factory=dict)  # accel -> TrialObservation (lab/experiments/trial.py)
     accel: str = ""  # the accelerator the other experiments ran on (tcg | kvm)
     smp: object = None  # (list of CpuView on several CPUs, ApTripleFault) (lab/checks/claim_judges_smp.py)
+    cpu_switch: object = None  # (CpuSwitchObservation, its checks) (lab/experiments/cpu_switch.py)
 
 
 def _fires(ev: Evidence, pred=lambda r: True):

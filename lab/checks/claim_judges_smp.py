@@ -1,9 +1,11 @@
 """The per-CPU claims' judges (lab/checks/claims.py): decided on `Evidence.smp`, the lab
-kernel inspected on several CPUs (lab/checks/smp.py CpuViews) and a triple fault on one AP
-(lab/experiments/smp_probe.py ApTripleFault)."""
+kernel inspected on several CPUs (lab/checks/smp.py CpuViews), a triple fault on one AP
+(lab/experiments/smp_probe.py ApTripleFault), and context switches on one AP with every CPU
+read before and after (`Evidence.cpu_switch`: lab/experiments/cpu_switch.py and its checks)."""
 
 from __future__ import annotations
 
+from lab.checks.base import Verdict
 from lab.checks.claim_evidence import HOLDS, REFUTED, UNMEASURED, Evidence
 from lab.labkernel.layouts import PERCPU
 
@@ -61,3 +63,21 @@ def triple_fault_local(ev: Evidence) -> tuple[str, list[str]]:
     if obs.whole_machine_down:
         return REFUTED, [f"CPU {obs.cpu} of {obs.cpus} triple-faulted; QEMU ended the whole machine"] + list(obs.evidence)
     return HOLDS, [f"CPU {obs.cpu} triple-faulted and the boot CPU still answered"] + list(obs.evidence)
+
+
+def switch_keeps_gs_base(ev: Evidence) -> tuple[str, list[str]]:
+    """"The scheduler changes the data in the per-CPU area, not the GS base": at each switch on
+    CPU K, CPU K's `current` (the area's data) changed and no CPU's GS base did."""
+    if ev.cpu_switch is None or not ev.cpu_switch[0].steps:
+        return UNMEASURED, ["no context switch on an AP was observed"]
+    obs, checks = ev.cpu_switch
+    by_id = {c.id: c for c in checks}
+    gs, current = by_id.get("cpu-switch.gs-base"), by_id.get("cpu-switch.current")
+    if gs is None or current is None:
+        return UNMEASURED, ["the switch's checks did not run"]
+    lines = [f"{len(obs.steps)} switches on CPU {obs.cpu} of {obs.cpus}"] + list(current.evidence) + list(gs.evidence)
+    if gs.verdict is Verdict.FAIL:
+        return REFUTED, lines
+    if current.verdict is Verdict.FAIL:
+        return UNMEASURED, lines + ["the area's current did not follow the switch: nothing shows where the data went"]
+    return HOLDS, lines

@@ -24,7 +24,7 @@ from lab.checks.claim_judges import (
     ss_rsp_only_on_privilege_change, styles_same_frame, syscall_no_stack_switch, trap_gate_timer,
     trap_rip, tss_stacks, as_claim,
 )
-from lab.checks.claim_judges_smp import own_gs_area, own_tss_and_stacks, triple_fault_local
+from lab.checks.claim_judges_smp import own_gs_area, own_tss_and_stacks, switch_keeps_gs_base, triple_fault_local
 from lab.errors import LabError
 
 __all__ = ["CLAIMS", "Claim", "Evidence", "HOLDS", "HOLDS_IF", "REFUTED", "UNMEASURED", "evaluate"]
@@ -99,6 +99,8 @@ CLAIMS: tuple[Claim, ...] = (
     Claim("percpu-own-gs", "many CPUs", "Each CPU has its own GS base and its own per-CPU area.", own_gs_area),
     Claim("percpu-own-tss", "many CPUs", "Each CPU runs with its own TSS and its own RSP0 and IST stacks.",
           own_tss_and_stacks),
+    Claim("switch-keeps-gs", "many CPUs", "A context switch changes the data in the per-CPU area (the current "
+          "task, the kernel stack), not the GS base that points at the area.", switch_keeps_gs_base),
     Claim("triple-fault-one-cpu", "many CPUs", "A triple fault on one CPU resets only that CPU; the others keep "
           "running.", triple_fault_local),
     Claim("trap-gate-timer", "interrupt controllers", "A timer wired to a trap gate runs its handler with "

@@ -57,9 +57,13 @@ SMP_CPUS = 4
 
 
 def smp_evidence(vm: VmSpec):
-    """The lab kernel on SMP_CPUS CPUs, every CPU read (with its per-CPU area), and a triple
-    fault on CPU 1 in another VM of the same kind."""
+    """The lab kernel on SMP_CPUS CPUs, every CPU read (with its per-CPU area), then two context
+    switches on CPU 1 with every CPU read before and after (lab/experiments/cpu_switch.py); and a
+    triple fault on CPU 1 in another VM of the same kind. Returns (Evidence.smp,
+    Evidence.cpu_switch)."""
+    from lab.checks import cpu_switch as cpu_switch_checks
     from lab.checks.smp import views
+    from lab.experiments import cpu_switch
     from lab.checks.smp_labkernel import percpu_bytes
     from lab.experiments.smp_probe import ap_triple_fault
     from lab.target.cpus import read_machine
@@ -69,7 +73,8 @@ def smp_evidence(vm: VmSpec):
         s.boot_to_ready()
         _, cpus = read_machine(s.gdb, percpu_bytes(s.symbols))
         cvs = views(cpus, s.symbols)
-    return cvs, ap_triple_fault(vm.kernel, profile, cpu=1)
+        switched = cpu_switch.observe(s, cpu=1)
+    return (cvs, ap_triple_fault(vm.kernel, profile, cpu=1)), (switched, cpu_switch_checks.run(switched))
 
 
 #: Every experiment: the tutorial texts' (seedclaims.KINDS) and the per-CPU one.
@@ -112,7 +117,7 @@ def collect(vm: VmSpec, kinds=ALL_KINDS, progress=None) -> Evidence:
         ev.trials = trials(logs("trials"))
     if "smp" in kinds:
         step("smp")
-        ev.smp = smp_evidence(logs("smp"))
+        ev.smp, ev.cpu_switch = smp_evidence(logs("smp"))
     return ev
 
 
