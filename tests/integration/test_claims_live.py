@@ -17,6 +17,6 @@ def test_every_claim_is_decided(kernel):
     for wrong in ("frame-ss-rsp", "iretq-rsp", "gprs-saved", "error-code-always", "triple-fault-one-cpu"):
         assert claims[wrong]["verdict"] == "refuted", claims[wrong]
     for right in ("frame-align", "fault-rip", "trap-rip", "gate-if", "df-no-ist-triple", "one-rsp-change", "swapgs",
-                  "percpu-own-gs", "percpu-own-tss"):
+                  "percpu-own-gs", "percpu-own-tss", "switch-keeps-gs"):
         assert claims[right]["verdict"] == "holds", claims[right]
     assert claims["np-gate"]["verdict"] == "holds only under a condition"

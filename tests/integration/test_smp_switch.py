@@ -85,3 +85,26 @@ def test_cli_json_and_table(kernel):
     assert max(len(line) for line in r.stdout.splitlines()) <= 80
     r = lab_cli("tasks", "--kernel", str(kernel), "--cpus", "2", "--cpu", "2", timeout=180)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "--cpu 2: needs an application processor" in r.stderr
+
+
+def test_html_report_marks_the_switching_cpus_cells(kernel, tmp_path):
+    """`--html`: one table per switch, the changed cells those the JSON says changed (CPU 2's
+    RSP0 and current), drawn by Debian's headless chromium into a screenshot that is not blank."""
+    from browser import pixel_stats, screenshot
+
+    html = tmp_path / "switch.html"
+    r = lab_cli("tasks", "--kernel", str(kernel), "--cpus", "4", "--cpu", "2", "--json", "--html", str(html),
+                timeout=180)
+    assert r.returncode == 0, r.stderr
+    steps = json.loads(r.stdout)["observation"]["steps"]
+    text = html.read_text()
+    assert 'data-kind="cpu-switch"' in text and text.count("<h3>switch ") == len(steps) == 2
+    for step in steps:
+        b, a = step["before"][2], step["after"][2]
+        assert f'{b["rsp0"]:#x} &rarr; {a["rsp0"]:#x}' in text
+        assert f'{b["task"]} {b["current"]:#x} &rarr; {a["task"]} {a["current"]:#x}' in text
+    assert text.count('class="mono changed"') == 4  # two cells per switch, on CPU 2 only
+    png = tmp_path / "switch.png"
+    screenshot(html, png, 1000, 900)
+    stats = pixel_stats(png)
+    assert stats["drawn"] > 0.02 and stats["colours"] > 10, stats

@@ -28,7 +28,7 @@ COMMANDS = {
     "fire-panels": ["fire", "pf-write", "--style", "stub", "--panels"],
     "probe": ["probe", "double-fault", "df-no-ist"],
     "timer": ["timer", "--rate", "100", "--window", "200"],
-    "tasks": ["tasks"], "ring3": ["ring3"], "pcpu": ["pcpu"],
+    "tasks": ["tasks"], "tasks-cpu": ["tasks", "--cpus", "4", "--cpu", "1"], "ring3": ["ring3"], "pcpu": ["pcpu"],
     "frame": ["frame", "--at", "isr_pf", "--shell", "user run kread"],
     "translate": ["translate", "lab_ready", "0x0"],
     "claims": ["claims"], "claims-all": ["claims", "--all"],

@@ -135,6 +135,7 @@ def test_the_matrix_colours_each_cell_by_verdict():
     ([{"va": 1, "steps": []}], "translate"),
     ({"observation": {"rates": [], "gates": []}, "checks": []}, "timer"),
     ({"observation": {"tasks": [], "traces": []}, "checks": []}, "tasks"),
+    ({"observation": {"cpu": 1, "steps": []}, "checks": []}, "cpu-switch"),
     ({"stop": "at x", "results": []}, "fire-agnostic"),
     ({"columns": [], "rows": [], "cells": []}, "matrix"),
     ({"kind": "matrix", "result": {}}, "matrix"),
@@ -227,3 +228,16 @@ def test_every_tss_stack_pointer_is_drawn_to_its_stack():
         ("rsp0", "0x169000"), ("rsp1", "0x0"), ("ist1", "0x159000"), ("ist2", "0xfffffe000000b000")]
     assert svg.count('class="stack-box"') == 3 and "below 0xfffffe000000b000 (no symbol)" in svg
     assert svg.count("<path") == 3 + 1 + 1  # a pointer an arrow, TR's arrow, the marker's shape
+
+
+def test_the_cpu_switch_table_marks_what_changed_and_only_that():
+    snap = lambda k, rsp0, cur, task: {"index": k, "gs_base": 0x12D200 + 0x40 * k, "tss": 0, "rsp0": rsp0,
+                                       "current": cur, "task": task, "kstack_top": rsp0}
+    before = [snap(0, 0x181000, 0x133178, "shell"), snap(1, 0x1008000, 0x137000, "idle1")]
+    after = [before[0], snap(1, 0x1016000, 0x137048, "worker1")]
+    data = {"observation": {"profile": "tcg", "cpus": 2, "cpu": 1, "steps": [
+        {"cpu": 1, "before": before, "after": after, "line": {"from": "idle1", "to": "worker1<b>"}}]}, "checks": []}
+    html = render([("run", data)])
+    assert 'data-kind="cpu-switch"' in html and "worker1&lt;b&gt;" in html
+    assert html.count('class="mono changed"') == 2  # CPU 1's RSP0 and current; no GS base, nothing on CPU 0
+    assert "0x1008000 &rarr; 0x1016000" in html and "idle1 0x137000 &rarr; worker1 0x137048" in html

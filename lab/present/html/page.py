@@ -23,6 +23,7 @@ table { border-collapse: collapse; font-size: .85em; margin: .4em 0 1em; }
 td, th { border: 1px solid #ccc; padding: .2em .5em; vertical-align: top; text-align: left; }
 th { background: #f3f3f3; } code, .mono { font-family: ui-monospace, 'DejaVu Sans Mono', monospace; }
 .PASS { background: #c7e9c0; } .FAIL { background: #fcbba1; } .WARN { background: #fdd0a2; }
+.changed { background: #fff3b0; }
 .INFO { background: #deebf7; } .SKIP, .WAIVED { background: #eee; } .DEVIATION { background: #fdd0a2; }
 .summary { font-size: 1.05em; margin: .3em 0; } .note { color: #555; }
 details > summary { cursor: pointer; color: #333; }
@@ -51,6 +52,8 @@ def kind_of(data) -> str:
             return "timer"
         if "tasks" in obs and "traces" in obs:
             return "tasks"
+        if "steps" in obs and "cpu" in obs:
+            return "cpu-switch"
         return "checks" if "checks" in data else "unknown"
     if isinstance(data, list) and data and isinstance(data[0], dict):
         first = data[0]
@@ -137,6 +140,27 @@ def _tasks(d: dict) -> str:
             f"{rows}</table><h3>checks</h3>" + checks_table(d["checks"]))
 
 
+def _cpu_switch(d: dict) -> str:
+    """`lab tasks --cpu K`: per switch, every CPU's GS base, TSS.RSP0 and current, before -> after."""
+    def cell(b, a) -> str:
+        return (f"<td class=mono>{escape(b)}</td>" if a == b else f'<td class="mono changed">{escape(b)} &rarr; {escape(a)}</td>')
+
+    out = []
+    for i, step in enumerate(d["observation"]["steps"]):
+        after = {c["index"]: c for c in step["after"]}
+        rows = "".join(f'<tr><td>{b["index"]}{" *" if b["index"] == step["cpu"] else ""}</td>'
+                       + cell(f'{b["gs_base"]:#x}', f'{after.get(b["index"], b)["gs_base"]:#x}')
+                       + cell(f'{b["rsp0"]:#x}', f'{after.get(b["index"], b)["rsp0"]:#x}')
+                       + cell(f'{b["task"]} {b["current"]:#x}',
+                              f'{after.get(b["index"], b)["task"]} {after.get(b["index"], b)["current"]:#x}') + "</tr>"
+                       for b in step["before"])
+        line = step.get("line", {})
+        out.append(f'<h3>switch {i + 1}: on {step["cpu"]} switch ({escape(line.get("from", "?"))} &rarr; '
+                   f'{escape(line.get("to", "?"))})</h3><table><tr><th>CPU</th><th>GS base</th><th>TSS.RSP0</th>'
+                   f"<th>current</th></tr>{rows}</table>")
+    return "".join(out) + "<h3>checks</h3>" + checks_table(d["checks"])
+
+
 def _claims(claims: list[dict]) -> str:
     rows = "".join(f'<tr class="{CLAIM_CLASS.get(c["verdict"], "SKIP")}"><td><code>{escape(c["id"])}</code> '
                    f'({escape(c.get("topic", ""))})<br>{escape(c["statement"])}</td><td>{escape(c["verdict"])}</td>'
@@ -169,6 +193,7 @@ SECTIONS = {
     "probe": ("lab probe: fatal paths", _probe),
     "timer": ("lab timer: tick intervals", _timer),
     "tasks": ("lab tasks", _tasks),
+    "cpu-switch": ("lab tasks --cpu: a context switch on one CPU, seen from every CPU", _cpu_switch),
     "frame": ("lab frame: the frame at a handler's entry", frame_picture),
     "translate": ("lab translate: page walks", lambda ts: "".join(page_walk(t) for t in ts)),
     "claims": ("lab claims", _claims),
