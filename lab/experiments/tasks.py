@@ -1,8 +1,9 @@
 """`lab tasks`: the kernel's tasks read from its memory, each sleeping task's saved switch
 frame decoded, and one context switch traced instruction by instruction.
 
-Layouts: `TASK`, `SWITCH_FRAME` and `PERCPU` below are the kernel's (kernel/src/task.rs),
-declared once here and checked against the DWARF the compiler emitted for those structs.
+Layouts: `TASK`, `SWITCH_FRAME` and `PERCPU` are the kernel's (kernel/src/task.rs, percpu.rs),
+declared once in lab/labkernel/layouts.py and checked against the DWARF the compiler emitted
+for those structs. `lab tasks --cpu K` is lab/experiments/cpu_switch.py.
 """
 
 from __future__ import annotations

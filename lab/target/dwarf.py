@@ -1,5 +1,5 @@
 """Struct layouts from the DWARF the compiler emitted, to check the lab's declared layouts
-against (kernel/src/task.rs `Task`, `SwitchFrame`, `PerCpu`)."""
+against (kernel/src/task.rs `Task`, `SwitchFrame`; kernel/src/percpu.rs `PerCpu`)."""
 
 from __future__ import annotations
 

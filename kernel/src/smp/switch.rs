@@ -7,8 +7,9 @@
 //!
 //! `on <cpu> switch` (boot CPU): posts a switch request to AP k, wakes it with an IPI, waits
 //! (bounded) for the task switched in to say it runs, and prints
-//! `switch cpu=K from=<name> to=<name> rsp0=0x... current=0x... kstack_top=0x... switches=N`
-//! from AP k's area and TSS as the boot CPU reads them afterwards. The worker's body is an idle
+//! `switch cpu=K from=<name> to=<name> rsp0=0x... current=0x... kstack_top=0x... switches=N
+//! cycles=C tsc_hz=H` from AP k's area and TSS as the boot CPU reads them afterwards (C: TSC
+//! cycles from posting the request to the incoming task's report: IPI, wake-up and switch). The worker's body is an idle
 //! loop like `ap_main`'s (`enable_and_hlt`, `run_request`), so the AP in its worker still
 //! answers IPIs and further requests; the next `on K switch` switches back to the idle context.
 
@@ -95,6 +96,7 @@ pub fn switch_on(k: usize) {
     while DONE[k].load(Ordering::SeqCst) == before && rdtsc() - t0 < hz * 5 {
         core::hint::spin_loop();
     }
+    let cycles = rdtsc() - t0;
     if DONE[k].load(Ordering::SeqCst) == before {
         return serial_println!("error: cpu {k} did not switch within 5 s");
     }
@@ -103,7 +105,7 @@ pub fn switch_on(k: usize) {
     unsafe {
         let rsp0 = (&raw const AP_TSS[k - 1].privilege_stack_table).read_unaligned()[0];
         let switches = (&raw const AP_PERCPU[k - 1].switches).read_volatile();
-        serial_println!("switch cpu={k} from={} to={} rsp0={rsp0:#x} current={:#x} kstack_top={:#x} switches={switches}",
-                        task::name(&*from), task::name(&*to), to as u64, (*to).kstack_top);
+        serial_println!("switch cpu={k} from={} to={} rsp0={rsp0:#x} current={:#x} kstack_top={:#x} switches={switches} \
+                         cycles={cycles} tsc_hz={hz}", task::name(&*from), task::name(&*to), to as u64, (*to).kstack_top);
     }
 }
