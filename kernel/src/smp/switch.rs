@@ -90,9 +90,9 @@ pub fn switch_on(k: usize) {
     }
     let from = current_of(k);
     let before = DONE[k].load(Ordering::SeqCst);
+    let (hz, t0) = (tsc_hz(), rdtsc());
     REQUEST[k].store(true, Ordering::SeqCst);
     apic::send(k as u32, apic::icr::FIXED | apic::icr::LEVEL_ASSERT | vector::IPI as u32);
-    let (hz, t0) = (tsc_hz(), rdtsc());
     while DONE[k].load(Ordering::SeqCst) == before && rdtsc() - t0 < hz * 5 {
         core::hint::spin_loop();
     }
