@@ -22,6 +22,11 @@ HOST_TOLERANCE = 0.10
 TSC_TOLERANCE = 0.01
 
 
+def _label(sample) -> str:
+    """What a rate's checks call its timer: the sample's own label, else its source (PIT, APIC)."""
+    return getattr(sample, "label", None) or sample.source.upper()
+
+
 def _ticks_ok(ticks: int, rate_hz: float, seconds: float) -> tuple[bool, float, float]:
     """Whether `ticks` is what `rate_hz` gives over `seconds`, within the edge and relative
     allowance; also the expected count and the allowance."""
@@ -34,7 +39,7 @@ def check_rate(sample) -> Check:
     ok, _, allowed = _ticks_ok(sample.ticks, sample.configured_hz, sample.window_ms / 1000)
     err = (sample.guest_rate - sample.configured_hz) / sample.configured_hz
     return C.result(f"timer.{sample.source}-rate-{sample.requested_hz}hz",
-              f"{sample.source.upper()} at {sample.configured_hz} Hz, by the guest TSC",
+              f"{_label(sample)} at {sample.configured_hz} Hz, by the guest TSC",
               ok,
               [f"{sample.ticks} ticks in {sample.window_ms} ms (TSC) = {sample.guest_rate:.1f}/s, "
                f"error {err:+.2%}; allowed ±{allowed:.1f} ticks"])
@@ -50,7 +55,7 @@ def check_virtual_rate(sample, tsc_hz: int) -> Check:
     rate = sample.reference_rate(tsc_hz)
     err = (rate - sample.configured_hz) / sample.configured_hz
     return C.result(f"timer.{sample.source}-virtual-rate-{sample.requested_hz}hz",
-              f"{sample.source.upper()} at {sample.configured_hz} Hz, by QEMU's virtual clock (icount)",
+              f"{_label(sample)} at {sample.configured_hz} Hz, by QEMU's virtual clock (icount)",
               ok,
               [f"{sample.ticks} ticks in {seconds * 1000:.1f} ms of virtual time (TSC cycles at "
                f"{tsc_hz / 1e6:g} MHz) = {rate:.1f}/s, error {err:+.2%}; expected {expected:.1f} "
@@ -158,3 +163,38 @@ def run(obs) -> list[Check]:
         checks += [check_rate(s), reference]
     return checks + [check_tsc_calibration(obs), check_apic_calibration(obs), check_oneshot(obs), check_no_eoi(obs),
                      check_masked(obs), check_interrupt_gate_if(obs), check_trap_gate_if(obs)]
+
+
+# -- each application processor's own local APIC timer (lab/experiments/timer_smp.py) -------
+
+def check_ap_own(window, index: int) -> Check:
+    """In one window, each timed CPU's interrupt count moved by its own ticks plus the one IPI
+    that woke it, and every other CPU's by none: each CPU's timer interrupts that CPU alone."""
+    rates = {r.cpu: r for r in window.rates}
+    problems, lines = [], []
+    for k in sorted(window.ipis_after):
+        moved = window.ipis_after[k] - window.ipis_before.get(k, 0)
+        want = rates[k].ticks + 1 if k in rates else 0
+        lines.append(f"CPU {k}: +{moved}" + (f" ({rates[k].ticks} ticks at {rates[k].configured_hz} Hz + the wake-up)"
+                                             if k in rates else ""))
+        if moved != want:
+            problems.append(f"CPU {k}'s interrupt count moved by {moved}, not {want}: "
+                            + ("its own ticks plus the wake-up IPI" if k in rates else
+                               "it ran no timer in this window, so another CPU's timer interrupted it"))
+    title = "each CPU's local APIC timer interrupts that CPU alone (" + \
+        ", ".join(f"CPU {r.cpu} at {r.configured_hz} Hz" for r in window.rates) + ")"
+    return C.problems(f"timer.cpu-own-{index + 1}", title, problems, "; ".join(lines))
+
+
+def run_smp(obs) -> list[Check]:
+    checks = []
+    for i, w in enumerate(obs.windows):
+        for r in w.rates:
+            checks.append(check_rate(r))
+            checks.append(check_virtual_rate(r, obs.tsc_reference_hz) if obs.tsc_reference_hz else C.skip(
+                f"timer.{r.source}-virtual-rate-{r.requested_hz}hz",
+                f"{_label(r)} at {r.configured_hz} Hz, by QEMU's virtual clock (icount)",
+                "no icount: the AP counts its ticks inside its window, which no host-time bracket covers; "
+                "judged by the guest's TSC alone"))
+        checks.append(check_ap_own(w, i))
+    return checks

@@ -174,7 +174,7 @@ def cmd_timer(args) -> int:
     from lab.present import show
     from lab.runs import experiments
 
-    result = experiments.timer(_vm(args), rates=args.rate or (100, 250), window_ms=args.window)
+    result = experiments.timer(_vm(args), rates=args.rate or (100, 250), window_ms=args.window, cpus=args.cpu or ())
     return _emit(args, result, show.timer)
 
 

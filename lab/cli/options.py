@@ -290,6 +290,9 @@ def parser(commands) -> LabParser:
     sp.add_argument("--rate", type=positive_int, action="append", metavar="HZ",
                     help="rate(s) to measure (default: 100 and 250; at 1000 Hz TCG can lose ticks under host load)")
     sp.add_argument("--window", type=positive_int, default=500, metavar="MS", help="measurement window (default: %(default)s)")
+    sp.add_argument("--cpu", type=int, action="append", metavar="K",
+                    help="measure application processor K's own local APIC timer instead (repeatable; "
+                         "needs --cpus > K): the named CPUs run their timers at once, at different rates")
     experiment("tasks", "tasks from kernel memory, their saved switch frames, a traced switch")
     experiment("ring3", "syscall entry with swapgs, an interrupt in ring 3, ring-3 faults, syscall rate")
     experiment("pcpu", "decode the per-CPU area through GS_BASE (layout checked against DWARF)")

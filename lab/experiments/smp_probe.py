@@ -44,7 +44,7 @@ def ap_triple_fault(kernel: Path, profile: Profile, *, cpu: int = 1, timeout: fl
                     log_dir: Path | None = None) -> ApTripleFault:
     """`profile` must give the VM more than `cpu` CPUs (Profile.customized(cpus=N))."""
     t0 = time.monotonic()
-    cpus = _cpus(profile)
+    cpus = profile.cpus
     obs = ApTripleFault(cpu, cpus, profile.name)
     debug_log = "int,cpu_reset" if profile.is_tcg else None
     with Session(kernel, profile, log_dir=log_dir, debug_log=debug_log, restore=False,
@@ -83,11 +83,3 @@ def ap_triple_fault(kernel: Path, profile: Profile, *, cpu: int = 1, timeout: fl
     obs.seconds = time.monotonic() - t0
     return obs
 
-
-def _cpus(profile: Profile) -> int:
-    """The CPU count QEMU will use: the last `-smp N` of the profile's arguments, else 1."""
-    args, n = list(profile.args), 1
-    for i, a in enumerate(args[:-1]):
-        if a == "-smp":
-            n = int(args[i + 1].split(",")[0].removeprefix("cpus="))
-    return n

@@ -184,6 +184,29 @@ def test_each_ap_runs_its_own_local_apic_timer_at_its_own_rate(smp4):
     assert after[0]["ipis"] == before[0]["ipis"]
 
 
+def test_lab_timer_cpu_measures_each_aps_own_timer_at_once(kernel):
+    """`lab timer --cpus 4 --cpu 1 --cpu 2 --cpu 3 --rate 100 --rate 250`: under icount each
+    AP's timer runs at its configured rate by the guest's TSC and by QEMU's virtual clock, all
+    at once at different rates, and each CPU's interrupt count moves by its own ticks alone;
+    a CPU the machine lacks is one line before any VM starts."""
+    import json
+
+    from labtest import lab_cli
+
+    r = lab_cli("timer", "--kernel", str(kernel), "--cpus", "4", "--cpu", "1", "--cpu", "2", "--cpu", "3",
+                "--rate", "100", "--rate", "250", "--json", timeout=180)
+    assert r.returncode == 0, r.stderr + r.stdout[-3000:]
+    out = json.loads(r.stdout)
+    checks = {c["id"]: c["verdict"] for c in out["checks"]}
+    assert set(checks.values()) == {"PASS"}, {k: v for k, v in checks.items() if v != "PASS"}
+    windows = out["observation"]["windows"]
+    assert [{a["cpu"]: a["requested_hz"] for a in w["rates"]} for w in windows] == [
+        {1: 100, 2: 250, 3: 100}, {1: 250, 2: 100, 3: 250}]
+    assert "timer.cpu2-apic-virtual-rate-250hz" in checks and "timer.cpu-own-2" in checks
+    r = lab_cli("timer", "--kernel", str(kernel), "--cpus", "2", "--cpu", "2", timeout=60)
+    assert r.returncode == 2 and r.stderr.strip() == "lab: error: the machine has no CPU 2: it has 2 CPUs (--cpus N gives it N)", r.stderr
+
+
 def test_swapgs_on_each_cpu_yields_its_own_area(smp4):
     """`on <k> swapgs` on every CPU: KERNEL_GS_BASE holds the CPU's area, GS_BASE a user value;
     after swapgs (a hardware breakpoint at `lab_smp_after_swapgs`, which every CPU runs) the
