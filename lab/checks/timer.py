@@ -167,30 +167,55 @@ def run(obs) -> list[Check]:
 
 # -- each application processor's own local APIC timer (lab/experiments/timer_smp.py) -------
 
+#: A tick already on its way as an AP stops its timer can be taken after the window closes
+#: (seen on KVM: the host's timer had fired as the guest wrote the initial count 0), at the
+#: AP's next `sti`: counted as an interrupt, not as a tick of the window.
+STRAGGLER_TICKS = 1
+
+
 def check_ap_own(window, index: int) -> Check:
     """In one window, each timed CPU's interrupt count moved by its own ticks plus the one IPI
-    that woke it, and every other CPU's by none: each CPU's timer interrupts that CPU alone."""
+    that woke it (plus at most one straggler tick), and every other CPU's by none: each CPU's
+    timer interrupts that CPU alone."""
     rates = {r.cpu: r for r in window.rates}
     problems, lines = [], []
     for k in sorted(window.ipis_after):
         moved = window.ipis_after[k] - window.ipis_before.get(k, 0)
         want = rates[k].ticks + 1 if k in rates else 0
-        lines.append(f"CPU {k}: +{moved}" + (f" ({rates[k].ticks} ticks at {rates[k].configured_hz} Hz + the wake-up)"
+        lines.append(f"CPU {k}: +{moved}" + (f" ({rates[k].ticks} ticks at {rates[k].configured_hz} Hz + the wake-up"
+                                             + (" + a straggler tick after the window)" if moved == want + 1 else ")")
                                              if k in rates else ""))
-        if moved != want:
-            problems.append(f"CPU {k}'s interrupt count moved by {moved}, not {want}: "
-                            + ("its own ticks plus the wake-up IPI" if k in rates else
-                               "it ran no timer in this window, so another CPU's timer interrupted it"))
+        if k not in rates and moved != 0:
+            problems.append(f"CPU {k}'s interrupt count moved by {moved}: it ran no timer in this window, "
+                            "so another CPU's timer interrupted it")
+        elif k in rates and not want <= moved <= want + STRAGGLER_TICKS:
+            problems.append(f"CPU {k}'s interrupt count moved by {moved}, not {want} (its own {rates[k].ticks} "
+                            f"ticks plus the wake-up IPI, and at most {STRAGGLER_TICKS} straggler tick)")
     title = "each CPU's local APIC timer interrupts that CPU alone (" + \
         ", ".join(f"CPU {r.cpu} at {r.configured_hz} Hz" for r in window.rates) + ")"
     return C.problems(f"timer.cpu-own-{index + 1}", title, problems, "; ".join(lines))
+
+
+def check_ap_rate(sample, exact: bool) -> Check:
+    """`check_rate` for an AP's window. Without icount (`exact` False: KVM) a vCPU the host does
+    not run loses ticks (the APIC latches one pending interrupt, the rest of the periods
+    coalesce), so fewer ticks than the rate are a WARN, not a FAIL: the lab cannot tell a busy
+    host from a slow timer there. More ticks than the rate are a FAIL on any accelerator."""
+    check = check_rate(sample)
+    _, expected, _ = _ticks_ok(sample.ticks, sample.configured_hz, sample.window_ms / 1000)
+    if check.verdict is not Verdict.FAIL or exact or sample.ticks > expected:
+        return check
+    return C.warn(check.id, check.title, [*check.evidence,
+                  "fewer ticks than the rate without icount: on KVM a vCPU the host did not run loses "
+                  "them (one interrupt stays pending, the other periods coalesce), so this may be the "
+                  "host, not the timer; under TCG `lab timer` runs under icount and tells them apart"])
 
 
 def run_smp(obs) -> list[Check]:
     checks = []
     for i, w in enumerate(obs.windows):
         for r in w.rates:
-            checks.append(check_rate(r))
+            checks.append(check_ap_rate(r, exact=bool(obs.tsc_reference_hz)))
             checks.append(check_virtual_rate(r, obs.tsc_reference_hz) if obs.tsc_reference_hz else C.skip(
                 f"timer.{r.source}-virtual-rate-{r.requested_hz}hz",
                 f"{_label(r)} at {r.configured_hz} Hz, by QEMU's virtual clock (icount)",

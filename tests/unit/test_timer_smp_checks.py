@@ -51,6 +51,7 @@ def test_without_icount_the_virtual_check_is_skipped_not_passed():
     (window(GOOD[0], moved={0: 1}), "timer.cpu-own-1"),  # the boot CPU too
     (window(GOOD[0], moved={1: 49 + 1 + 124}), "timer.cpu-own-1"),  # CPU 3's ticks landed on CPU 1
     (window(GOOD[0], moved={3: 0}), "timer.cpu-own-1"),  # CPU 3's count never moved
+    (window(GOOD[0], moved={1: 49 + 1 + 2}), "timer.cpu-own-1"),  # two ticks beyond the window
 ])
 def test_a_wrong_window_fails_its_check(w, failing):
     v = verdicts(w)
@@ -73,3 +74,20 @@ def test_bad_arguments_are_one_line_before_any_vm(cpus, window_ms, machine, mess
     with pytest.raises(UserError) as e:
         validate(cpus, window_ms, machine)
     assert message in str(e.value) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("ticks, reference, verdict", [
+    (25, ICOUNT_TSC_HZ, Verdict.FAIL),  # half the rate, under icount: the timer is slow
+    (25, None, Verdict.WARN),  # the same without icount: a busy host loses ticks too
+    (100, None, Verdict.FAIL),  # twice the rate: no host makes a timer faster
+    (49, None, Verdict.PASS),
+])
+def test_without_icount_too_few_ticks_warn_and_too_many_fail(ticks, reference, verdict):
+    v = verdicts(window({1: (100, ticks), 3: (250, 124)}), reference=reference)
+    assert v["timer.cpu1-apic-rate-100hz"] is verdict, v
+
+
+def test_one_straggler_tick_after_the_window_is_allowed():
+    """KVM: a tick on its way as the AP stops its timer is taken after the window (measured)."""
+    v = verdicts(window(GOOD[0], moved={1: 49 + 1 + 1}))
+    assert v["timer.cpu-own-1"] is Verdict.PASS
