@@ -43,14 +43,14 @@ class ApTripleFault:
 
 
 def ap_triple_fault(kernel: Path, profile: Profile, *, cpu: int = 1, timeout: float = 10.0,
-                    log_dir: Path | None = None) -> ApTripleFault:
+                    log_dir: Path | None = None, ready_timeout: float = 10.0) -> ApTripleFault:
     """`profile` must give the VM more than `cpu` CPUs (Profile.customized(cpus=N))."""
     t0 = time.monotonic()
     cpus = profile.cpus
     obs = ApTripleFault(cpu, cpus, profile.name)
     debug_log = "int,cpu_reset" if profile.is_tcg else None
     with Session(kernel, profile, log_dir=log_dir, debug_log=debug_log, restore=False,
-                 ready_timeout=max(timeout, 10.0)) as s:
+                 ready_timeout=max(timeout, ready_timeout)) as s:
         s.boot_to_ready()
         s.gdb.cont()
         s.serial.wait_prompt(timeout)

@@ -69,7 +69,7 @@ def smp_evidence(vm: VmSpec):
         s.boot_to_ready()
         _, cpus = read_machine(s.gdb, percpu_bytes(s.symbols))
         cvs = views(cpus, s.symbols)
-    return cvs, ap_triple_fault(vm.kernel, profile, cpu=1)
+    return cvs, ap_triple_fault(vm.kernel, profile, cpu=1, ready_timeout=vm.ready_timeout)
 
 
 #: Every experiment: the tutorial texts' (seedclaims.KINDS) and the per-CPU one.
