@@ -19,6 +19,7 @@ import time
 from dataclasses import asdict, dataclass, field
 
 from lab.errors import GuestError, UserError
+from lab.experiments.timer import TickWindow
 from lab.machine.session import Session
 from lab.target.shell import numbers
 
@@ -27,7 +28,7 @@ MAX_WINDOW_MS = 10_000
 
 
 @dataclass
-class ApRate:
+class ApRate(TickWindow):
     """One AP's timer in one window, shaped like `timer.RateSample` for the rate checks."""
     cpu: int
     requested_hz: int
@@ -45,12 +46,6 @@ class ApRate:
     def label(self) -> str:
         return f"CPU {self.cpu}'s APIC timer"
 
-    @property
-    def guest_rate(self) -> float:
-        return self.ticks / (self.tsc_cycles / self.tsc_hz)
-
-    def reference_rate(self, tsc_hz: int) -> float:
-        return self.ticks / (self.tsc_cycles / tsc_hz)
 
 
 @dataclass
