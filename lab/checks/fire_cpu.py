@@ -45,8 +45,9 @@ def check_own_ist(obs, s) -> Check:
 
 def check_nmi_target_only(obs, s) -> Check:
     """An NMI IPI to CPU K: the other CPUs' NMI counts (the kernel's `cpus`) did not move, and
-    no other CPU stopped at the handler's breakpoints (the boot CPU, which has no NMI count:
-    an NMI there that no harness claims is fatal)."""
+    no other CPU stopped at the handler's breakpoints (gdb) or made a record of this fire (the
+    in-guest observer): this covers the boot CPU, which has no NMI count (an NMI there that no
+    harness claims is fatal)."""
     title = f"the NMI reached CPU {obs.cpu} alone"
     if obs.nmis_before is None or obs.nmis_after is None:
         why = ("the host injected the NMI into every CPU (QMP inject-nmi)" if obs.nmi_source == "inject-nmi"
@@ -59,7 +60,7 @@ def check_nmi_target_only(obs, s) -> Check:
     ev = [f"NMIs per CPU before {obs.nmis_before}, after {obs.nmis_after}"]
     ev += [f"CPU {j} took {obs.nmis_after[j] - obs.nmis_before[j]} NMI(s)" for j in moved if j >= 0]
     ev += ["`cpus` listed a different number of CPUs after the fire"] if -1 in moved else []
-    ev += [f"CPU {e['cpu']} stopped at the {e['stop']} breakpoint" for e in obs.elsewhere]
+    ev += [f"CPU {e['cpu']} {e['what']}" for e in obs.elsewhere]
     return C.result("fire.nmi-target-only", title, not moved and not obs.elsewhere, ev)
 
 

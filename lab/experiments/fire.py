@@ -87,7 +87,7 @@ class FireObservation:
     ist_tops: list[int | None] | None = None  # on an AP: every CPU's top of the gate's IST slot, by index
     nmis_before: list[int] | None = None  # nmi on an AP: each CPU's NMI count (`cpus`), by index
     nmis_after: list[int] | None = None
-    elsewhere: list[dict] = field(default_factory=list)  # breakpoint stops on other CPUs: stop, cpu
+    elsewhere: list[dict] = field(default_factory=list)  # other CPUs' stops (gdb) or records (guest): cpu, what
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -268,7 +268,7 @@ class Firer:
                     raise self._unexpected_stop(scenario, stop)
                 where = self._stop_cpu(stop)
                 if where != self.cpu:  # e.g. another CPU's NMI: not this fire's, but evidence
-                    obs.elsewhere.append({"stop": what, "cpu": where})
+                    obs.elsewhere.append({"cpu": where, "what": f"stopped at the {what} breakpoint"})
                     gdb.cont()
                     continue
                 hits[what] = hits.get(what, 0) + 1
@@ -310,7 +310,7 @@ class Firer:
         obs.qemu_log = self._log_tail()
         if self._observer is not None:  # what the kernel itself recorded of the same fire
             raw = gdb.read_memory(self._observer.address, OBSERVER_SIZE)
-            obs.guest = [r.to_json() for r in decode_buffer(raw, after=guest_count).records]
+            obs.guest = [r.to_json() for r in decode_buffer(raw, after=guest_count).records if r.cpu == self.cpu]
         return obs
 
     def _stop_cpu(self, stop: dict) -> int | None:

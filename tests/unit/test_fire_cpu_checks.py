@@ -59,7 +59,7 @@ def _cpu_1_took_one(d):
 
 
 def _boot_cpu_stopped(d):
-    d["elsewhere"] = [{"stop": "entry", "cpu": 0}]
+    d["elsewhere"] = [{"cpu": 0, "what": "stopped at the entry breakpoint"}]
 
 
 WRONG = [
@@ -68,6 +68,8 @@ WRONG = [
     ("no-tss-on-cpu-2", lambda d: d["ist_tops"].__setitem__(2, None), "fire.own-ist", "no TSS"),
     ("cpu-1-took-an-nmi", _cpu_1_took_one, "fire.nmi-target-only", "CPU 1 took 1 NMI"),
     ("boot-cpu-in-the-handler", _boot_cpu_stopped, "fire.nmi-target-only", "CPU 0 stopped at the entry"),
+    ("boot-cpu-recorded-an-nmi", lambda d: d.update(elsewhere=[{"cpu": 0, "what": "recorded vector 2"}]),
+     "fire.nmi-target-only", "CPU 0 recorded vector 2"),
 ]
 
 
