@@ -1,7 +1,9 @@
 """The per-CPU checks of a fire on an AP (lab/checks/fire_cpu.py), on observations recorded
-from real fires (`lab fire nmi --cpus 3 --cpu 2 --style both`, QEMU 7.2, TCG): each passes on
-the recording and FAILs when one fact in it is made wrong (an RSP on another CPU's NMI stack,
-two CPUs sharing one, another CPU's NMI count moving, another CPU stopping in the handler)."""
+from real fires (`lab fire nmi --cpus 3 --cpu 2 --style both`, gdb and guest observers, QEMU
+7.2, TCG): each passes on the recording and FAILs when one fact in it is made wrong (an RSP on
+another CPU's NMI stack, two CPUs sharing one, another CPU's NMI count moving, another CPU
+stopping in the handler or recording the NMI). The guest recordings' IST top is the one the
+kernel read through CPU 2's own TR (kernel/src/observer.rs), so fire.alignment passes on them."""
 
 from __future__ import annotations
 
