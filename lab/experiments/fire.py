@@ -211,7 +211,7 @@ class Firer:
 
         guest_count = self._guest_count()
         # On an AP the kernel sends the NMI (to that CPU alone): each CPU's count shows who took one.
-        kernel_nmi = self.cpu and scenario.rip == RIP_LOOP
+        kernel_nmi = bool(self.cpu) and scenario.rip == RIP_LOOP
         nmis_before = self._nmi_counts(stopped=True) if kernel_nmi else None
         bp = gdb.hbreak(f"*{labels.plant:#x}")
         on = f"on {self.cpu} " if self.cpu else ""

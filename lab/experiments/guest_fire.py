@@ -174,7 +174,7 @@ class GuestFirer(Firer):
             self._log_tail()  # QEMU's log lines from before this run are not its
         self._run()
         serial = self.s.serial
-        kernel_nmi = self.cpu and scenario.rip == RIP_LOOP  # the boot CPU's NMI IPI to CPU `cpu`
+        kernel_nmi = bool(self.cpu) and scenario.rip == RIP_LOOP  # the boot CPU's NMI IPI to CPU `cpu`
         nmis_before = self._nmi_counts(stopped=False) if kernel_nmi else None
         on = f"on {self.cpu} " if self.cpu else ""
         serial.send_line(f"{on}fire {scenario.name} {style}" + (f" {vector}" if scenario.name == "int" else ""))
