@@ -269,10 +269,10 @@ def parser(commands) -> LabParser:
     ready_timeout_option(sp)
     timeout_option(sp, 5.0, "bound on the wait for the handler and the resume point", "--handler-timeout")
     sp.add_argument("--no-inject", action="store_true",
-                    help="nmi: do not inject the NMI (shows a handler that is never reached)")
+                    help="nmi: do not inject the NMI (shows a handler that is never reached; boot CPU only)")
     sp.add_argument("--cpu", type=int, default=0, metavar="K",
                     help="run the scenarios on CPU K (an AP the lab kernel started: needs --cpus > K; "
-                         "default: 0, the boot CPU)")
+                         "nmi: the boot CPU sends CPU K alone an NMI IPI; default: 0, the boot CPU)")
     listing("scenarios", "list the exception scenarios")
 
     sp = add("probe", "double fault, its control, and triple-fault probes, each in a fresh VM")

@@ -192,12 +192,12 @@ def test_on_kvm_lab_timer_cpu_counts_each_aps_own_ticks(kernel):
         assert checks[f"timer.cpu1-apic-virtual-rate-{hz}hz"]["verdict"] == "SKIP"
 
 
-#: Not `nmi`: QMP inject-nmi reaches every CPU, and the boot CPU, waiting in `on`, has no
-#: harness to claim it (the NMI IPI test covers an AP's own NMI stack).
+#: Every scenario, `nmi` too: on an AP the lab injects nothing, the boot CPU (waiting in `on`)
+#: sends that AP alone an NMI IPI once its harness is in its wait loop.
 def _fired_on_ap() -> list[str]:
     from lab.scenarios.exceptions import CATALOG
 
-    return [s.name for s in CATALOG if s.name != "nmi"]
+    return [s.name for s in CATALOG]
 
 
 @pytest.fixture
@@ -214,7 +214,9 @@ def test_fire_on_cpu_2_while_the_others_run(smp4_logged, style):
     entry, lab_on_exception, resume) is on CPU 2's own run stack (`LAB_AP_STACKS`), and every
     frame check passes (or fails exactly as TCG's recorded deviation says, as on the boot CPU);
     the other CPUs keep running (the boot CPU waits in `on`, CPUs 1 and 3
-    idle) and take none of it."""
+    idle) and take none of it. `nmi`: the boot CPU's NMI IPI lands on CPU 2 alone, on CPU 2's
+    own NMI stack (its TSS's IST2 top - 40, the declared `LAB_AP_STACKS` one), and the other
+    CPUs' NMI counts do not move."""
     from lab.checks.base import Verdict
     from lab.checks.deviation import version_of
     from lab.checks.frame import outcome, run as frame_checks
@@ -239,14 +241,38 @@ def test_fire_on_cpu_2_while_the_others_run(smp4_logged, style):
         assert result in ("PASS", "DEVIATION"), (name, [(c.id, c.evidence) for c in checks if c.verdict is Verdict.FAIL])
         recorded = applicable(name, "tcg", version_of(obs.qemu))
         assert (result == "DEVIATION") == bool(recorded), (name, result, note)
+        if name == "nmi":
+            by_id = {c.id: c for c in checks}
+            assert obs.nmi_source == "ipi" and obs.elsewhere == [], (obs.nmi_source, obs.elsewhere)
+            assert obs.entry["rsp"] == block + decl["nmi_top"] - FRAME == obs.ist_tops[2] - FRAME, hex(obs.entry["rsp"])
+            assert obs.nmis_after == obs.nmis_before and len(obs.nmis_after) == 4, (obs.nmis_before, obs.nmis_after)
+            assert by_id["fire.own-ist"].verdict is Verdict.PASS and by_id["fire.nmi-target-only"].verdict is Verdict.PASS
     smp4.gdb.cont()
     after = _cpus(smp4)
     assert after[1]["ipis"] == 0 and after[3]["ipis"] == 0 and after[2]["ipis"] == len(names)
+    assert [after[k]["nmis"] for k in range(4)] == [0, 0, 0, 0]  # CPU 2's was its harness's (`fired`)
+
+
+def test_on_cpu_fire_nmi_from_the_shell(smp4):
+    """`on 3 fire nmi` typed at the shell, no lab in the loop: the boot CPU sends CPU 3 its NMI
+    IPI once the harness waits; CPU 3's harness claims it (`fired ... vector=2` at a RIP in its
+    wait loop), no other CPU takes one, and CPU 3 still answers afterwards."""
+    plant = smp4.symbols.require_address("lab_plant_nmi")
+    resume = smp4.symbols.require_address("lab_resume_nmi")
+    smp4.gdb.cont()
+    before = _cpus(smp4)
+    out = smp4.serial.command("on 3 fire nmi", timeout=10)
+    r = numbers(next(line for line in out.splitlines() if line.startswith("fired ")), "fired")
+    assert (r["expected_vector"], r["vector"]) == (2, 2) and plant <= r["rip"] <= resume, out
+    after = _cpus(smp4)
+    assert all(after[k]["nmis"] == before[k]["nmis"] for k in range(4)), (before, after)
+    assert numbers(smp4.serial.command("ipi 3 fixed"), "ipi")["answered"] == 1
 
 
 def test_lab_fire_cpu_on_the_command_line(kernel):
-    """`lab fire --cpus 2 --cpu 1`: the scenarios run on CPU 1 and pass; a CPU the machine
-    lacks, and `nmi` on an AP, are one line each, exit 2."""
+    """`lab fire --cpus 2 --cpu 1`: the scenarios run on CPU 1 and pass, `nmi` too (the boot
+    CPU's NMI IPI); a CPU the machine lacks, and --no-inject for an AP's nmi (the lab injects
+    nothing there), are one line each, exit 2."""
     import json
 
     from labtest import lab_cli
@@ -256,8 +282,16 @@ def test_lab_fire_cpu_on_the_command_line(kernel):
     assert [x["outcome"] for x in json.loads(r.stdout)] == ["PASS", "PASS"]
     r = lab_cli("fire", "ud", "--kernel", str(kernel), "--cpus", "2", "--cpu", "3", timeout=120)
     assert r.returncode == 2 and r.stderr.strip() == "lab: error: the machine has no CPU 3", r.stderr
-    r = lab_cli("fire", "nmi", "--kernel", str(kernel), "--cpus", "2", "--cpu", "1", timeout=120)
-    assert r.returncode == 2 and "'nmi' runs on the boot CPU only" in r.stderr, r.stderr
+    for observer in ("guest", "gdb"):
+        r = lab_cli("fire", "nmi", "--kernel", str(kernel), "--cpus", "2", "--cpu", "1", "--observer", observer,
+                    "--json", timeout=120)
+        assert r.returncode == 0, r.stderr + r.stdout[-2000:]
+        (nmi,) = json.loads(r.stdout)
+        assert nmi["outcome"] == "PASS" and nmi["observation"]["observer"] == observer, nmi
+        verdicts = {c["id"]: c["verdict"] for c in nmi["checks"]}
+        assert verdicts["fire.own-ist"] == verdicts["fire.nmi-target-only"] == "PASS", nmi["checks"]
+    r = lab_cli("fire", "nmi", "--kernel", str(kernel), "--cpus", "2", "--cpu", "1", "--no-inject", timeout=120)
+    assert r.returncode == 2 and r.stderr.startswith("lab: error: --no-inject: on an AP"), r.stderr
 
 
 def test_each_ap_runs_its_own_local_apic_timer_at_its_own_rate(smp4):
@@ -337,7 +371,8 @@ def test_swapgs_on_each_cpu_yields_its_own_area(smp):
 @pytest.mark.skipif(not _kvm()[0], reason=_kvm()[1] or "KVM")
 def test_on_kvm_the_aps_start_and_fire(kernel):
     """The same bring-up under KVM (real CPUs' INIT-SIPI-SIPI handling): every check passes on
-    2 CPUs, and a scenario fired on CPU 1 passes the manual's checks (on KVM: PASS only). The
+    2 CPUs, and the scenarios fired on CPU 1 (nmi too: the boot CPU's NMI IPI, seen by the
+    in-guest observer, the default) pass the manual's checks (on KVM: PASS only). The
     nested KVM here sometimes takes over 10 s to print its first line under load: a longer
     bound on the ready marker."""
     import json
@@ -350,9 +385,10 @@ def test_on_kvm_the_aps_start_and_fire(kernel):
     report = json.loads(r.stdout)
     assert [c["long_mode"] for c in report["cpus"]] == [True, True]
     assert all(c["verdict"] == "PASS" for c in report["checks"]), [c for c in report["checks"] if c["verdict"] != "PASS"]
-    r = lab_cli("fire", "pf-write", "pf-read", "--kernel", str(kernel), "--profile", "kvm", "--cpus", "2", "--cpu", "1",
-                "--style", "both", "--json", "--ready-timeout", "60", timeout=120)
+    r = lab_cli("fire", "pf-write", "pf-read", "nmi", "--kernel", str(kernel), "--profile", "kvm", "--cpus", "2",
+                "--cpu", "1", "--style", "both", "--json", "--ready-timeout", "60", timeout=300)
     assert r.returncode == 0, r.stderr + r.stdout[-2000:]
     results = json.loads(r.stdout)  # what this host's KVM cannot run is left out (lab/scenarios)
-    assert {(x["scenario"], x["style"]) for x in results} >= {("pf-write", "x86-interrupt"), ("pf-write", "stub")}, results
+    assert {(x["scenario"], x["style"]) for x in results} >= {("pf-write", "x86-interrupt"), ("pf-write", "stub"),
+                                                              ("nmi", "x86-interrupt"), ("nmi", "stub")}, results
     assert all(x["outcome"] == "PASS" for x in results), results
