@@ -136,6 +136,8 @@ lab_sel_not_present:    .word {np_sel}
     .section .data.lab_nmi_seen, "aw"
     .global lab_nmi_seen
 lab_nmi_seen:           .byte 0
+    .global lab_nmi_armed
+lab_nmi_armed:          .byte 0
 
     LAB_FIRE_BEGIN de
     LAB_PLANT de
@@ -166,9 +168,13 @@ lab_nmi_seen:           .byte 0
        maskable interrupts only). */
     /* Maskable interrupts off while it spins (LAB_FIRE_END's popfq restores IF): otherwise
        the NMI can land in a timer handler, outside the loop, and nobody claims it. */
+    /* `lab_nmi_armed`, the last store before the loop (no register or flag changes): whoever
+       sends the NMI (`on <cpu> fire nmi`: the boot CPU, smp/ipi.rs fire_on) waits for it, so
+       the NMI lands in the loop, after the plant count. */
     LAB_FIRE_BEGIN nmi
     cli
     LAB_PLANT nmi
+    mov byte ptr [rip + lab_nmi_armed], 1
     LAB_FAULT nmi
 1:  pause
     LAB_FAULT_END nmi
@@ -341,6 +347,7 @@ macro_rules! scenarios {
             static lab_int_table: u8;
             static mut lab_int_target: u64;
             static mut lab_nmi_seen: u8;
+            static mut lab_nmi_armed: u8;
         }
         pub static SCENARIOS: &[Scenario] = &[
             $( Scenario { name: $name, vector: $vector, help: $help,
@@ -355,7 +362,7 @@ scenarios! {
     lab_labels_de, "de", 0, nothing, "div by zero";
     lab_labels_db_int1, "db-int1", 1, nothing, "INT1 (ICEBP)";
     lab_labels_db_tf, "db-tf", 1, nothing, "single step: RFLAGS.TF";
-    lab_labels_nmi, "nmi", 2, nothing, "spin until an NMI arrives (lab: QMP inject-nmi)";
+    lab_labels_nmi, "nmi", 2, nothing, "spin until an NMI arrives (lab: QMP inject-nmi; on an AP: an NMI IPI)";
     lab_labels_bp, "bp", 3, nothing, "int3";
     lab_labels_ud, "ud", 6, nothing, "ud2";
     lab_labels_nm, "nm", 7, fpu::set_task_switched, "CR0.TS=1, then fnop";
@@ -384,6 +391,20 @@ static SEEN_STYLE: AtomicU8 = AtomicU8::new(0);
 
 pub fn find(name: &str) -> Option<&'static Scenario> {
     SCENARIOS.iter().find(|s| s.name == name)
+}
+
+/// Whether the `nmi` harness is in its wait loop (it sets this once armed; the sender clears
+/// it before the harness can run).
+pub fn nmi_armed() -> bool {
+    // SAFETY: a byte the harness writes; read volatile, as another CPU writes it.
+    unsafe { (&raw const lab_nmi_armed).read_volatile() != 0 }
+}
+
+/// Clears `nmi_armed`, before the harness that sets it is started.
+pub fn disarm_nmi() {
+    // SAFETY: as in `nmi_armed`; no harness runs yet.
+    unsafe { (&raw mut lab_nmi_armed).write_volatile(0) };
+    core::sync::atomic::fence(Ordering::SeqCst);
 }
 
 /// Runs one scenario: sets the handler style of its vector, fires, reports.

@@ -47,7 +47,7 @@ pub fn kernel_main(boot: boot::BootPath, boot_info: u64, cmdline: &str) -> ! {
     // Features hook into the arch layer's handlers (arch/x86_64/hooks.rs) before any vector
     // can reach a handler: interrupts are off and the IDT is not loaded yet.
     observer::init(); // first: it records every exception, claims none
-    fire::init();
+    fire::init(); // before smp::register: an AP's own `nmi` harness claims its NMI first
     user::init();
     fatal::init();
     timer::init();

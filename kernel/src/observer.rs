@@ -12,8 +12,13 @@
 //! TCG, so the lab prefers the memory read). The layouts are
 //! declared once here and in `lab/labkernel/layouts.py` (same sizes, both asserted).
 //!
-//! Soundness: one CPU. A slot is claimed with one atomic `fetch_add` on `count`, so an NMI
-//! that lands while a record is being written takes the next slot, not this one.
+//! Each record names the CPU it was made on (its initial APIC ID) and the IST top from that
+//! CPU's own TSS (through its own TR), so a fire on an AP (`on <cpu> fire`) is recorded as it
+//! happened there.
+//!
+//! Soundness: a slot is claimed with one atomic `fetch_add` on `count`, so an NMI that lands
+//! while a record is being written, or another CPU's exception at the same time, takes the next
+//! slot, not this one. The plant copy is the last harness's (one CPU fires at a time).
 
 use core::mem::size_of;
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -72,8 +77,11 @@ pub struct Record {
     /// The TSS IST slot the gate names, 0 when it names none.
     pub ist_top: u64,
     pub plant: Plant,
+    /// The CPU that took the exception: its initial APIC ID (CPUID.01H:EBX[31:24]; the lab
+    /// kernel's CPU index).
+    pub cpu: u64,
 }
-const _: () = assert!(size_of::<Record>() == 0xc0);
+const _: () = assert!(size_of::<Record>() == 0xc8);
 
 #[repr(C)]
 pub struct Observer {
@@ -91,7 +99,7 @@ const _: () = assert!(size_of::<Observer>() == 40 + CAPACITY * size_of::<Record>
 const EMPTY_PLANT: Plant = Plant { rsp: 0, rflags: 0, cs: 0, ss: 0, fire: 0 };
 const EMPTY: Record = Record {
     seq: 0, vector: 0, style: 0, error_code: 0, entry_rsp: 0, words: [0; WORDS], rflags: 0,
-    cr2: 0, cr3: 0, cs: 0, ss: 0, gate: [0; 2], ist_top: 0, plant: EMPTY_PLANT,
+    cr2: 0, cr3: 0, cs: 0, ss: 0, gate: [0; 2], ist_top: 0, plant: EMPTY_PLANT, cpu: 0,
 };
 
 #[unsafe(no_mangle)]
@@ -133,7 +141,7 @@ fn control_registers() -> (u64, u64, u64, u64) {
     (cr2, cr3, cs, ss)
 }
 
-/// The live gate for `vector`, read through IDTR, and the IST top it names.
+/// The live gate for `vector`, read through IDTR, and the IST top it names (in this CPU's TSS).
 fn live_gate(vector: u8) -> ([u64; 2], u64) {
     let idtr = x86_64::instructions::tables::sidt();
     let gate_at = idtr.base.as_u64() + vector as u64 * 16;
@@ -146,10 +154,21 @@ fn live_gate(vector: u8) -> ([u64; 2], u64) {
     let ist_top = if ist == 0 {
         0
     } else {
-        // SAFETY: the kernel's TSS, IST slots are unaligned u64s.
-        unsafe { ((tss::base() + TSS_IST1 + (ist - 1) * 8) as *const u64).read_unaligned() }
+        match tss::loaded_base() {
+            0 => 0,
+            // SAFETY: this CPU's TSS (TR's), mapped; IST slots are unaligned u64s.
+            base => unsafe { ((base + TSS_IST1 + (ist - 1) * 8) as *const u64).read_unaligned() },
+        }
     };
     (gate, ist_top)
+}
+
+/// This CPU's initial APIC ID (CPUID leaf 1, EBX bits 31:24; SDM vol. 2A CPUID).
+fn initial_apic_id() -> u64 {
+    #[allow(unused_unsafe)] // `__cpuid` is safe in newer Rust, unsafe in older
+    // SAFETY: CPUID leaf 1 exists on every x86-64 CPU.
+    let r = unsafe { core::arch::x86_64::__cpuid(1) };
+    (r.ebx >> 24) as u64
 }
 
 /// The exception hook: records, claims nothing.
@@ -175,7 +194,7 @@ fn observe(vector: u8, frame: *mut InterruptFrame, error: Option<u64>, style: St
     let record = Record {
         seq, vector: vector as u64, style: style as u64,
         error_code: error.unwrap_or(NO_ERROR_CODE), entry_rsp, words, rflags, cr2, cr3, cs, ss,
-        gate, ist_top, plant,
+        gate, ist_top, plant, cpu: initial_apic_id(),
     };
     // SAFETY: the slot `seq - 1` is this call's alone until CAPACITY more records arrive.
     unsafe {

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from lab.checks import fire_cpu
 from lab.checks.base import Check, Checks, Verdict, verdict
 # A fire's outcome (PASS, STALE, DEVIATION, FAIL) against its QEMU version's record; re-exported.
 from lab.checks.deviation import (OUTCOME_DEVIATION, OUTCOME_FAIL, OUTCOME_PASS,  # noqa: F401
@@ -320,4 +321,5 @@ CHECKS = (check_vector, check_layout, check_alignment, check_rip, check_selector
 
 
 def run(obs, s: ExceptionScenario) -> list[Check]:
-    return [c(obs, s) for c in CHECKS]
+    """Every check above; for a fire on an AP also the per-CPU ones (lab/checks/fire_cpu.py)."""
+    return [c(obs, s) for c in CHECKS + (fire_cpu.CHECKS if getattr(obs, "cpu", 0) else ())]

@@ -133,9 +133,9 @@ def cmd_fire(args) -> int:
         raise UserError("--vector applies to the 'int' scenario only")
     if args.cpu < 0:
         raise UserError(f"--cpu {args.cpu}: a CPU index, 0 or more")
-    if args.cpu and any(s.name == "nmi" for s, _ in plan):
-        raise UserError("--cpu: 'nmi' runs on the boot CPU only (QMP inject-nmi reaches every CPU); "
-                        "`ipi <cpu> nmi` in the shell sends one CPU an NMI")
+    if args.cpu and args.no_inject and any(s.name == "nmi" for s, _ in plan):
+        raise UserError("--no-inject: on an AP the lab injects nothing (the boot CPU sends CPU "
+                        f"{args.cpu} its NMI IPI); --no-inject applies to the boot CPU's nmi")
     # A picture or a panel of the stack shows the stub's TrapFrame and the sentinels, which
     # only gdb's stops see: those default to the gdb observer.
     observer = args.observer or ("gdb" if args.html or args.verbose_panels else None)
@@ -174,7 +174,7 @@ def cmd_timer(args) -> int:
     from lab.present import show
     from lab.runs import experiments
 
-    result = experiments.timer(_vm(args), rates=args.rate or (100, 250), window_ms=args.window)
+    result = experiments.timer(_vm(args), rates=args.rate or (100, 250), window_ms=args.window, cpus=args.cpu or ())
     return _emit(args, result, show.timer)
 
 

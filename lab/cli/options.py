@@ -269,10 +269,10 @@ def parser(commands) -> LabParser:
     ready_timeout_option(sp)
     timeout_option(sp, 5.0, "bound on the wait for the handler and the resume point", "--handler-timeout")
     sp.add_argument("--no-inject", action="store_true",
-                    help="nmi: do not inject the NMI (shows a handler that is never reached)")
+                    help="nmi: do not inject the NMI (shows a handler that is never reached; boot CPU only)")
     sp.add_argument("--cpu", type=int, default=0, metavar="K",
                     help="run the scenarios on CPU K (an AP the lab kernel started: needs --cpus > K; "
-                         "default: 0, the boot CPU)")
+                         "nmi: the boot CPU sends CPU K alone an NMI IPI; default: 0, the boot CPU)")
     listing("scenarios", "list the exception scenarios")
 
     sp = add("probe", "double fault, its control, and triple-fault probes, each in a fresh VM")
@@ -290,6 +290,9 @@ def parser(commands) -> LabParser:
     sp.add_argument("--rate", type=positive_int, action="append", metavar="HZ",
                     help="rate(s) to measure (default: 100 and 250; at 1000 Hz TCG can lose ticks under host load)")
     sp.add_argument("--window", type=positive_int, default=500, metavar="MS", help="measurement window (default: %(default)s)")
+    sp.add_argument("--cpu", type=int, action="append", metavar="K",
+                    help="measure application processor K's own local APIC timer instead (repeatable; "
+                         "needs --cpus > K): the named CPUs run their timers at once, at different rates")
     sp = experiment("tasks", "tasks from kernel memory, their saved switch frames, a traced switch; "
                     "with --cpu K, a context switch on CPU K seen from every CPU")
     sp.add_argument("--cpu", type=int, default=0, metavar="K",

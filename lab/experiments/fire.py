@@ -8,11 +8,15 @@ For one scenario (lab/scenarios/exceptions.py), in a booted `Session`:
    (the state the exception interrupts: the next instructions do not change them);
 3. breakpoints at the handler the live IDT names for the vector, at `lab_on_exception`
    (every handler of both styles calls it, with RDI = vector, RSI = the CPU frame) and at
-   `lab_resume_<n>`; continue (the NMI scenario gets QMP `inject-nmi` now);
+   `lab_resume_<n>`; continue (the NMI scenario gets QMP `inject-nmi` now; on an AP the
+   boot CPU sends that AP alone an NMI IPI, and the lab counts each CPU's NMIs around it);
 4. at the handler entry: RSP, RFLAGS, CR2 and the stack as the CPU left it; at
    `lab_on_exception`: the delivered vector and, for the stub style, the whole TrapFrame;
    at resume: the registers after `iretq`;
 5. the kernel prints a `fired ...` line, read back as evidence, with QEMU's `-d int` lines.
+
+Every stop is taken on the CPU the scenario runs on (the gdb thread that stopped); a stop at
+one of these breakpoints on another CPU is recorded (`elsewhere`) and passed over.
 
 The result is a `FireObservation`: raw facts, no verdicts (lab/checks/frame.py judges them).
 """
@@ -28,6 +32,8 @@ from lab.labkernel.observer import STYLES as OBSERVER_STYLES, decode_buffer
 from lab.machine.process import Deadline
 from lab.machine.session import Session
 from lab.scenarios.exceptions import RIP_LOOP, ExceptionScenario
+from lab.target.cpus import thread_cpu
+from lab.target.shell import numbers
 from lab.x86.frames import GPRS, QWORD, TRAP_FRAME, qwords
 from lab.x86.idt import read_gate
 from lab.x86.tss import TSS
@@ -76,6 +82,12 @@ class FireObservation:
     observer: str = "gdb"  # gdb: breakpoints and stops; guest: the kernel's own records
     guest: list[dict] | None = None  # the in-guest observer's records of this fire, if it has one
     plant_number: int | None = None  # guest observer: the kernel's plant count of this fire
+    cpu: int = 0  # the CPU the harness ran on (`on <cpu> fire`); every stop recorded above is its
+    nmi_source: str | None = None  # nmi: "inject-nmi" (QMP, every CPU) or "ipi" (the boot CPU's, to `cpu`)
+    ist_tops: list[int | None] | None = None  # on an AP: every CPU's top of the gate's IST slot, by index
+    nmis_before: list[int] | None = None  # nmi on an AP: each CPU's NMI count (`cpus`), by index
+    nmis_after: list[int] | None = None
+    elsewhere: list[dict] = field(default_factory=list)  # other CPUs' stops (gdb) or records (guest): cpu, what
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -109,6 +121,8 @@ class Firer:
             if self.symbols.lookup(needed) is None:
                 raise UserError(f"{session.kernel}: no {needed} symbol; `lab fire` needs the lab kernel")
         self._cpu = None
+        self._cpus: dict = {}  # on an AP: every CPU's registers, by index
+        self._threads: dict[str, int] = {}  # gdb thread id -> CPU index
         if cpu:
             self._live_cpu()  # an AP that does not exist is one line now, not a timeout later
         pages = self.symbols.read(TEST_PAGES)
@@ -125,9 +139,11 @@ class Firer:
             if self.cpu:
                 from lab.target.cpus import split_all_registers
 
-                text = split_all_registers(self.s.qemu.hmp("info registers -a")).get(self.cpu)
-                if text is None:
+                blocks = split_all_registers(self.s.qemu.hmp("info registers -a"))
+                if self.cpu not in blocks:
                     raise UserError(f"the machine has no CPU {self.cpu}")
+                self._cpus = {i: parse_info_registers(t) for i, t in blocks.items()}
+                text = blocks[self.cpu]
             else:
                 text = self.s.qemu.hmp("info registers")
             self._cpu = parse_info_registers(text)
@@ -194,6 +210,9 @@ class Firer:
                      for i, r in enumerate(GPRS) if r not in scenario.operands}
 
         guest_count = self._guest_count()
+        # On an AP the kernel sends the NMI (to that CPU alone): each CPU's count shows who took one.
+        kernel_nmi = bool(self.cpu) and scenario.rip == RIP_LOOP
+        nmis_before = self._nmi_counts(stopped=True) if kernel_nmi else None
         bp = gdb.hbreak(f"*{labels.plant:#x}")
         on = f"on {self.cpu} " if self.cpu else ""
         serial.send_line(f"{on}fire {scenario.name} {style}" + (f" {vector}" if scenario.name == "int" else ""))
@@ -206,8 +225,12 @@ class Firer:
         before = self._regs(("rsp", "rflags", "cs", "ss", "cr2"))
         gate = self._gate(vector)
         ist_top = None
+        ist_tops = None
         if gate.ist:
             ist_top = TSS.read_field(self.gdb.read_memory, self.tss_base, f"ist{gate.ist}")
+            if self._cpus:  # each CPU's own, from its own TR: whose stack the handler ran on
+                ist_tops = [TSS.read_field(self.gdb.read_memory, c.tr.base, f"ist{gate.ist}")
+                            if c.tr.selector else None for _, c in sorted(self._cpus.items())]
         obs = FireObservation(
             scenario=scenario.name, style=style, vector=vector, accel=self.s.profile.accel,
             labels=asdict(labels), sentinels=sentinels, before=before,
@@ -215,7 +238,8 @@ class Firer:
                   "present": gate.present, "symbol": self.symbols.describe(gate.offset)},
             ist_top=ist_top,
             expected_cr2=self.test_pages[scenario.cr2_page] if scenario.cr2_page is not None else None,
-            qemu=self.s.profile.qemu_build.version_str)
+            qemu=self.s.profile.qemu_build.version_str, cpu=self.cpu, ist_tops=ist_tops,
+            nmis_before=nmis_before)
 
         stops = {}
         if gate.present:
@@ -224,8 +248,11 @@ class Firer:
         stops[gdb.hbreak(f"*{self.symbols.lookup(ON_EXCEPTION).address:#x}")] = "delivered"
         stops[gdb.hbreak(f"*{labels.resume:#x}")] = "resume"
         gdb.cont()
-        if scenario.rip == RIP_LOOP and inject_nmi:
+        if kernel_nmi:
+            obs.nmi_source = "ipi"
+        elif scenario.rip == RIP_LOOP and inject_nmi:
             self.s.qemu.qmp_cmd("inject-nmi")
+            obs.nmi_source = "inject-nmi"
         # One bound for the whole exchange (not per stop), and a guard against a handler
         # that is entered again and again (e.g. an event re-raised forever).
         deadline = Deadline(handler_timeout, f"{scenario.name}: the handler and the resume point")
@@ -237,16 +264,23 @@ class Firer:
                 except LabTimeout:
                     self._give_up(obs, deadline.error())
                 what = stops.get(int(stop.get("bkptno", 0))) if stop.get("reason") == "breakpoint-hit" else None
+                if what is None:
+                    raise self._unexpected_stop(scenario, stop)
+                where = self._stop_cpu(stop)
+                if where != self.cpu:  # e.g. another CPU's NMI: not this fire's, but evidence
+                    obs.elsewhere.append({"cpu": where, "what": f"stopped at the {what} breakpoint"})
+                    gdb.cont()
+                    continue
                 hits[what] = hits.get(what, 0) + 1
-                if what is not None and hits[what] > MAX_REENTRY:
+                if hits[what] > MAX_REENTRY:
                     self._give_up(obs, LabTimeout(
                         f"{scenario.name}: the {what} breakpoint was hit {hits[what]} times: the "
                         f"event is being raised again and again", logs=self.s.logs))
-                if what is None:
-                    raise self._unexpected_stop(scenario, stop)
                 if what == "entry" and obs.entry is None and obs.delivered is None:
                     regs = self._regs(("rsp", "rflags", "cr2", "pc"))
-                    stack = gdb.read_memory(regs["rsp"], 6 * QWORD)
+                    # The frame, no further: above an AP's IST stack lies the next one's guard page.
+                    ec = pushes_error_code(vector) and not scenario.software
+                    stack = gdb.read_memory(regs["rsp"], (6 if ec else 5) * QWORD)
                     obs.entry = {"rsp": regs["rsp"], "rflags": regs["rflags"], "cr2": regs["cr2"],
                                  "pc": regs["pc"],
                                  "stack": qwords(stack)}
@@ -270,12 +304,37 @@ class Firer:
         m = serial.expect(rb"fired ([^\r\n]*)\r?\n", STOP_TIMEOUT, f"the kernel's report of {scenario.name}")
         obs.kernel_report = dict(kv.split("=", 1) for kv in m.group(1).decode().split())
         serial.wait_prompt(STOP_TIMEOUT)
+        if kernel_nmi:
+            obs.nmis_after = self._nmi_counts(stopped=False)
         gdb.interrupt()
         obs.qemu_log = self._log_tail()
         if self._observer is not None:  # what the kernel itself recorded of the same fire
             raw = gdb.read_memory(self._observer.address, OBSERVER_SIZE)
-            obs.guest = [r.to_json() for r in decode_buffer(raw, after=guest_count).records]
+            obs.guest = [r.to_json() for r in decode_buffer(raw, after=guest_count).records if r.cpu == self.cpu]
         return obs
+
+    def _stop_cpu(self, stop: dict) -> int | None:
+        """The CPU index of the gdb thread that stopped (thread ids are fixed: read once)."""
+        tid = stop.get("thread-id")
+        if tid not in self._threads:
+            self._threads = {t: thread_cpu(d, i) for i, (t, d) in enumerate(self.gdb.threads())}
+        return self._threads.get(tid, self.cpu if tid is None else None)
+
+    def _nmi_counts(self, stopped: bool) -> list[int]:
+        """Each CPU's NMI count from the kernel's `cpus` lines, by index (a stopped CPU is
+        let run for the command, and stopped again)."""
+        if stopped:
+            self.gdb.cont()
+        try:
+            text = self.s.serial.command("cpus", STOP_TIMEOUT)
+        finally:
+            if stopped:
+                self.gdb.interrupt()
+        rows = sorted((r["index"], r["nmis"]) for r in (numbers(line, "cpu") for line in text.splitlines()
+                                                         if line.startswith("cpu index=")))
+        if [i for i, _ in rows] != list(range(len(rows))) or not rows:
+            raise GuestError(f"`cpus` did not list every CPU by index: {text.strip()[:300]!r}", logs=self.s.logs)
+        return [n for _, n in rows]
 
     def _guest_count(self) -> int:
         """The in-guest observer's record count now (CPU stopped), 0 without an observer."""

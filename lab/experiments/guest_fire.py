@@ -13,6 +13,12 @@ The observer needs no debug registers and no stop, so it judges on KVM what gdb 
 four-breakpoint limit, gdb's guest-debugging side effects), and it needs no stop per scenario.
 For the NMI scenario the lab watches RIP through QEMU's monitor until the CPU is in the
 harness's wait loop, then injects the NMI (QMP inject-nmi).
+
+On an AP (`cpu` K: the shell's `on K fire`) each record names the CPU it was made on; the
+fire's are CPU K's, any other CPU's record of the same fire goes to `elsewhere`. For `nmi` the
+lab injects nothing: the boot CPU sends CPU K alone an NMI IPI once the harness waits, and
+the lab reads every CPU's NMI count (`cpus`) before and after, and at the end every CPU's IST
+tops (each TSS through each CPU's TR).
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from lab.machine.session import Session
 from lab.scenarios.exceptions import RIP_LOOP, ExceptionScenario
 from lab.target.cpu import parse_info_registers
 from lab.x86.idt import decode_gate
+from lab.x86.tss import TSS
 from lab.x86.vectors import pushes_error_code
 
 NO_GATE = {"offset": 0, "type": "unobserved", "ist": 0, "dpl": 0, "present": False, "symbol": ""}
@@ -66,8 +73,8 @@ class GuestFirer(Firer):
     """Fires scenarios in one booted session with the CPU running, stopping only to read the
     records: at the end, and whenever half the ring is unread."""
 
-    def __init__(self, session: Session) -> None:
-        super().__init__(session)
+    def __init__(self, session: Session, cpu: int = 0) -> None:
+        super().__init__(session, cpu)
         if not has_observer(self.symbols):
             raise UserError(f"{session.kernel}: no {OBSERVER_SYMBOL} symbol; use --observer gdb")
         self._buffer = self.symbols.lookup(OBSERVER_SYMBOL).address
@@ -104,8 +111,13 @@ class GuestFirer(Firer):
         self._read = dump.count
         for obs in self._pending:
             records = [r for r in dump.records if r.plant["fire"] == obs.plant_number]
+            obs.elsewhere = [{"cpu": r.cpu, "what": f"recorded vector {r.vector}"} for r in records if r.cpu != obs.cpu]
+            records = [r for r in records if r.cpu == obs.cpu]
             obs.guest = [r.to_json() for r in records]
             fill_from_records(obs, records, self.symbols)
+            if self._cpus and obs.gate["ist"]:  # each CPU's own top of the slot, by its TR
+                obs.ist_tops = [TSS.read_field(self.gdb.read_memory, c.tr.base, f"ist{obs.gate['ist']}")
+                                if c.tr.selector else None for _, c in sorted(self._cpus.items())]
         self._pending.clear()
 
     def fire_all(self, plan, vector: int | None = None, *, inject_nmi: bool = True,
@@ -162,17 +174,23 @@ class GuestFirer(Firer):
             self._log_tail()  # QEMU's log lines from before this run are not its
         self._run()
         serial = self.s.serial
-        serial.send_line(f"fire {scenario.name} {style}" + (f" {vector}" if scenario.name == "int" else ""))
+        kernel_nmi = bool(self.cpu) and scenario.rip == RIP_LOOP  # the boot CPU's NMI IPI to CPU `cpu`
+        nmis_before = self._nmi_counts(stopped=False) if kernel_nmi else None
+        on = f"on {self.cpu} " if self.cpu else ""
+        serial.send_line(f"{on}fire {scenario.name} {style}" + (f" {vector}" if scenario.name == "int" else ""))
         self._fires += 1
         obs = FireObservation(
             scenario=scenario.name, style=style, vector=vector, accel=self.s.profile.accel,
             labels=asdict(labels), sentinels={}, before={}, gate=dict(NO_GATE), ist_top=None,
             expected_cr2=self.test_pages[scenario.cr2_page] if scenario.cr2_page is not None else None,
             observer="guest", plant_number=self._fires,
-            qemu=self.s.profile.qemu_build.version_str)
-        if scenario.rip == RIP_LOOP and inject_nmi:
+            qemu=self.s.profile.qemu_build.version_str, cpu=self.cpu, nmis_before=nmis_before)
+        if kernel_nmi:
+            obs.nmi_source = "ipi"
+        elif scenario.rip == RIP_LOOP and inject_nmi:
             self._wait_in_loop(labels, f"{scenario.name}: the CPU in the wait loop")
             self.s.qemu.qmp_cmd("inject-nmi")
+            obs.nmi_source = "inject-nmi"
         try:
             m = serial.expect(rb"(fired|error:) ([^\r\n]*)\r?\n", handler_timeout,
                               f"the kernel's report of {scenario.name}")
@@ -191,5 +209,9 @@ class GuestFirer(Firer):
             serial.wait_prompt(STOP_TIMEOUT)
             raise UserError(f"the kernel refused `fire {scenario.name}`: {m.group(2).decode().strip()}")
         obs.kernel_report = dict(kv.split("=", 1) for kv in m.group(2).decode().split())
+        if kernel_nmi:
+            serial.wait_prompt(STOP_TIMEOUT)
+            self._prompt_due = False
+            obs.nmis_after = self._nmi_counts(stopped=False)
         obs.qemu_log = self._log_tail()
         return obs

@@ -123,7 +123,10 @@ INTERNAL_ERROR = "accelerator internal error"
 STOP_THEN_SHUTDOWN = 0.5  # a reset's STOP is followed by SHUTDOWN at once
 
 
-def _wait_reset(s: Session, obs: ProbeObservation, timeout: float) -> None:
+def reset_or_stop(s: Session, timeout: float) -> tuple[dict | None, str | None]:
+    """How the machine ended: (QMP SHUTDOWN's data, None) when it reset (a reset's STOP is
+    followed by SHUTDOWN at once), or (None, QEMU's run state) when it stopped without one
+    (e.g. "internal-error": the accelerator could not go on). LabTimeout when neither came."""
     event = s.qemu.wait_event(("SHUTDOWN", "STOP"), timeout)
     if event["event"] == "STOP":
         try:
@@ -131,11 +134,17 @@ def _wait_reset(s: Session, obs: ProbeObservation, timeout: float) -> None:
         except LabTimeout:
             # Stopped without a shutdown. Ask why only now: a QMP command sent while QEMU
             # shuts down deadlocks QEMU 7.2's monitor cleanup.
-            status = s.qemu.qmp_cmd("query-status")["status"]
-            obs.outcome = INTERNAL_ERROR if status == "internal-error" else f"stopped ({status})"
-            obs.evidence.append(f"QMP STOP, status {status} (see qemu.stderr.log)")
-            return
-    obs.shutdown = event.get("data", {})
+            return None, s.qemu.qmp_cmd("query-status")["status"]
+    return event.get("data", {}), None
+
+
+def _wait_reset(s: Session, obs: ProbeObservation, timeout: float) -> None:
+    shutdown, status = reset_or_stop(s, timeout)
+    if shutdown is None:
+        obs.outcome = INTERNAL_ERROR if status == "internal-error" else f"stopped ({status})"
+        obs.evidence.append(f"QMP STOP, status {status} (see qemu.stderr.log)")
+        return
+    obs.shutdown = shutdown
     obs.outcome = TRIPLE_FAULT if obs.shutdown.get("reason") == "guest-reset" else \
         f"shutdown ({obs.shutdown.get('reason')})"
     obs.evidence.append(f"QMP SHUTDOWN {obs.shutdown}")

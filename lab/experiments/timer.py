@@ -56,8 +56,24 @@ def profile_for(profile: Profile) -> Profile:
     return replace(profile, args=(*profile.args, *ICOUNT_ARGS))
 
 
+class TickWindow:
+    """What a window's rate checks read: `ticks` in `tsc_cycles` of a TSC the guest
+    calibrated at `tsc_hz`."""
+    ticks: int
+    tsc_cycles: int
+    tsc_hz: int
+
+    @property
+    def guest_rate(self) -> float:
+        return self.ticks / (self.tsc_cycles / self.tsc_hz)
+
+    def reference_rate(self, tsc_hz: int) -> float:
+        """The window's rate by a TSC known to run at `tsc_hz`."""
+        return self.ticks / (self.tsc_cycles / tsc_hz)
+
+
 @dataclass
-class RateSample:
+class RateSample(TickWindow):
     source: str  # "pit" | "apic"
     requested_hz: int
     configured_hz: int  # what the PIT divisor gives
@@ -70,14 +86,6 @@ class RateSample:
     host_seconds_max: float  # host time from sending the first command to the second reply
     #: TSC cycles between consecutive ticks of the window (the kernel's LAB_TICK_LOG)
     intervals: list[int] = field(default_factory=list)
-
-    @property
-    def guest_rate(self) -> float:
-        return self.ticks / (self.tsc_cycles / self.tsc_hz)
-
-    def reference_rate(self, tsc_hz: int) -> float:
-        """The window's rate by a TSC known to run at `tsc_hz`."""
-        return self.ticks / (self.tsc_cycles / tsc_hz)
 
     @property
     def host_rates(self) -> tuple[float, float]:

@@ -90,6 +90,17 @@ class Profile:
         return replace(self, memory=memory or self.memory, args=(*self.args, *extra))
 
     @property
+    def cpus(self) -> int:
+        """The vCPUs QEMU will start: the last `-smp N` (or `-smp cpus=N,...`) of the
+        arguments, else 1."""
+        args, n = list(self.args), 1
+        for i, a in enumerate(args[:-1]):
+            if a == "-smp":
+                first = args[i + 1].split(",")[0]
+                n = int(first.removeprefix("cpus=")) if first.removeprefix("cpus=").isdigit() else n
+        return n
+
+    @property
     def is_tcg(self) -> bool:
         return self.accel == "tcg"
 

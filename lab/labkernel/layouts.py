@@ -69,14 +69,16 @@ PLANT = Struct("Plant", 40, OBSERVER_SOURCE, tuple(
 _RECORD_WORDS = (("seq", "vector", "style", "error_code", "entry_rsp")
                  + tuple(f"word{i}" for i in range(OBSERVED_WORDS))
                  + ("rflags", "cr2", "cr3", "cs", "ss", "gate_low", "gate_high", "ist_top"))
-OBSERVER_RECORD = Struct("Record", 0xc0, OBSERVER_SOURCE, tuple(
+OBSERVER_RECORD = Struct("Record", 0xc8, OBSERVER_SOURCE, tuple(
     StructField(n, i * 8, 8) for i, n in enumerate(_RECORD_WORDS)) + tuple(
-    StructField(f"plant_{f.name}", len(_RECORD_WORDS) * 8 + f.offset, 8) for f in PLANT.fields))
+    StructField(f"plant_{f.name}", len(_RECORD_WORDS) * 8 + f.offset, 8) for f in PLANT.fields) + (
+    StructField("cpu", len(_RECORD_WORDS) * 8 + PLANT.size, 8),))  # the CPU's initial APIC ID
 OBSERVER_HEADER = Struct("Observer", 40, OBSERVER_SOURCE, tuple(
     StructField(n, i * 8, 8) for i, n in enumerate(("magic", "record_size", "capacity", "count", "printed"))))
 OBSERVER_SIZE = OBSERVER_HEADER.size + OBSERVER_CAPACITY * OBSERVER_RECORD.size
-assert PLANT.size == 40 and OBSERVER_RECORD.size == 0xc0 and OBSERVER_RECORD.offset("plant_fire") == 0xb8
-assert OBSERVER_HEADER.size == 40 and OBSERVER_SIZE == 40 + 64 * 0xc0
+assert PLANT.size == 40 and OBSERVER_RECORD.size == 0xc8 and OBSERVER_RECORD.offset("plant_fire") == 0xb8
+assert OBSERVER_RECORD.offset("cpu") == 0xc0
+assert OBSERVER_HEADER.size == 40 and OBSERVER_SIZE == 40 + 64 * 0xc8
 AP_STACKS_DECL = Struct("ApStacksDecl", 64, "kernel/src/smp/mod.rs", tuple(
     StructField(n, i * 8, 8) for i, n in enumerate(
         ("base", "stride", "run_top", "rsp0_top", "double_fault_top", "nmi_top", "machine_check_top",

@@ -36,6 +36,7 @@ class ObservedException:
     gate: bytes  # the live 16-byte IDT gate for `vector`
     ist_top: int
     plant: dict  # rsp, rflags, cs, ss at the harness's plant point
+    cpu: int = 0  # the CPU that took it (its initial APIC ID)
 
     @property
     def frame(self) -> int:
@@ -68,7 +69,7 @@ def decode_record(raw: bytes) -> ObservedException:
                                                   else OBSERVED_WORDS - 1)),
         rflags=f["rflags"], cr2=f["cr2"], cr3=f["cr3"], cs=f["cs"], ss=f["ss"],
         gate=f["gate_low"].to_bytes(8, "little") + f["gate_high"].to_bytes(8, "little"),
-        ist_top=f["ist_top"], plant={p.name: f[f"plant_{p.name}"] for p in PLANT.fields})
+        ist_top=f["ist_top"], plant={p.name: f[f"plant_{p.name}"] for p in PLANT.fields}, cpu=f["cpu"])
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,16 @@ def inspect(report, console: Console, *, vectors: set[int] | None = None) -> Non
 
 
 def timer(r, console: Console) -> None:
+    windows = getattr(r.observation, "windows", None)
+    if windows:
+        t = Table(title=f"each CPU's own local APIC timer ({r.profile})")
+        for col in ("window", "CPU", "rate Hz", "ticks", "by the TSC /s", "ms"):
+            t.add_column(col, justify="right")
+        for i, w in enumerate(windows, 1):
+            for a in w.rates:
+                t.add_row(str(i), str(a.cpu), str(a.configured_hz), str(a.ticks), f"{a.guest_rate:.1f}",
+                          f"{a.tsc_cycles * 1000 / a.tsc_hz:.1f}")
+        console.print(t)
     console.print(checks_table(r.checks, title=f"lab timer ({r.profile})"))
 
 

@@ -74,7 +74,7 @@ def smp_evidence(vm: VmSpec):
         _, cpus = read_machine(s.gdb, percpu_bytes(s.symbols))
         cvs = views(cpus, s.symbols)
         switched = cpu_switch.observe(s, cpu=1)
-    return (cvs, ap_triple_fault(vm.kernel, profile, cpu=1)), (switched, cpu_switch_checks.run(switched))
+    return (cvs, ap_triple_fault(vm.kernel, profile, cpu=1, ready_timeout=vm.ready_timeout)), (switched, cpu_switch_checks.run(switched))
 
 
 #: Every experiment: the tutorial texts' (seedclaims.KINDS) and the per-CPU one.

@@ -16,6 +16,7 @@ from lab.experiments import pcpu as pcpu_exp
 from lab.experiments import ring3 as ring3_exp
 from lab.experiments import tasks as tasks_exp
 from lab.experiments import timer as timer_exp
+from lab.experiments import timer_smp
 from lab.experiments.translate import translate as translate_va
 from lab.runs.result import RunResult
 from lab.runs.vm import VmSpec
@@ -28,9 +29,16 @@ def _observe(vm: VmSpec, observe, **options):
         return observe(s, **options)
 
 
-def timer(vm: VmSpec, *, rates=(100, 250), window_ms: int = 500) -> RunResult:
-    """On TCG, under icount (lab/experiments/timer.py says why)."""
+def timer(vm: VmSpec, *, rates=(100, 250), window_ms: int = 500, cpus=()) -> RunResult:
+    """On TCG, under icount (lab/experiments/timer.py says why). With `cpus`: those
+    application processors' own local APIC timers, all at once (lab/experiments/timer_smp.py)."""
     vm = replace(vm, profile=timer_exp.profile_for(vm.profile))
+    if cpus:
+        timer_smp.validate(cpus, window_ms, vm.profile.cpus)
+        reference = timer_exp.ICOUNT_TSC_HZ if timer_exp.uses_icount(vm.profile) else None
+        obs = _observe(vm, timer_smp.observe, cpus=list(cpus), rates=tuple(rates), window_ms=window_ms,
+                       tsc_reference_hz=reference)
+        return RunResult("timer", vm.profile.name, obs, timer_checks.run_smp(obs))
     obs = _observe(vm, timer_exp.observe, rates=tuple(rates), window_ms=window_ms)
     return RunResult("timer", vm.profile.name, obs, timer_checks.run(obs))
 

@@ -91,13 +91,11 @@ def choose_observer(observer: str | None, symbols) -> str:
 def fire_in_session(session: Session, plan, *, vector: int | None = None, observer: str | None = None,
                     cpu: int = 0, **fire_options) -> list[FireResult]:
     """Fires `plan` in order, on CPU `cpu` (0: the boot CPU; else the kernel's `on <cpu>
-    fire`, with the gdb observer); stops early (returning what it has) after a timeout,
-    because the guest cannot be trusted afterwards."""
-    if cpu and observer == "guest":
-        raise UserError("--cpu: the guest observer fires on the boot CPU only; use --observer gdb")
-    observer = "gdb" if cpu else choose_observer(observer, session.symbols)
+    fire`); stops early (returning what it has) after a timeout, because the guest cannot be
+    trusted afterwards."""
+    observer = choose_observer(observer, session.symbols)
     if observer == "guest":
-        return _guest_fires(GuestFirer(session), plan, vector, fire_options)
+        return _guest_fires(GuestFirer(session, cpu), plan, vector, fire_options)
     firer = Firer(session, cpu)
     results = []
     for scenario, style in plan:
@@ -145,10 +143,6 @@ def fire(kernel: Path, profile: Profile, plan, *, vector: int | None = None,
     rest runs in a fresh VM."""
     debug_log = "int" if profile.is_tcg else None
     observer = fire_options.get("observer")
-    if cpu:  # an AP's fires: the harness runs through the shell's `on <cpu>`, observed by gdb
-        if observer == "guest":
-            raise UserError("--cpu: the guest observer fires on the boot CPU only; use --observer gdb")
-        observer = fire_options["observer"] = "gdb"
     if profile.accel == "kvm":  # what runs here depends on the observer (gdb's guest debugging)
         observer = fire_options["observer"] = choose_observer(observer, Symbols.from_elf(kernel))
         plan = runnable(plan, profile, kernel, observer)

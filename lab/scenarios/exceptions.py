@@ -73,7 +73,8 @@ CATALOG: tuple[ExceptionScenario, ...] = (
                       kvm_gdb_unsupported="with gdb attached, KVM intercepts #DB for guest debugging; "
                                       "here the guest's own TF single-step then re-enters the #DB "
                                       "handler endlessly (measured: 93,037 entries)"),
-    ExceptionScenario("nmi", NMI, "spin loop with IF=0; the host injects an NMI (QMP inject-nmi)", rip=RIP_LOOP,
+    ExceptionScenario("nmi", NMI, "spin loop with IF=0; the host injects an NMI (QMP inject-nmi; on an AP: "
+                      "the boot CPU's NMI IPI to it alone)", rip=RIP_LOOP,
                       kvm_gdb_unsupported="under KVM here, resuming from gdb's hardware breakpoint inside "
                                       "the NMI handler makes no progress: the same breakpoint is "
                                       "reported again (measured: 5 times in a row)"),

@@ -148,3 +148,14 @@ def test_a_profile_customized_by_the_user(tmp_path):
         base.customized(memory="12 potatoes")
     with pytest.raises(UserError, match="initrd not found"):
         base.customized(initrd=tmp_path / "missing")
+
+
+@pytest.mark.parametrize("extra, cpus", [
+    ((), 1),
+    (("-smp", "4"), 4),
+    (("-smp", "cpus=3,sockets=1"), 3),
+    (("-smp", "2", "-smp", "8"), 8),  # QEMU takes the last
+    (("-smp", "maxcpus=4"), 1),  # no count given: QEMU's default, one
+])
+def test_a_profiles_cpu_count_is_its_last_smp(extra, cpus):
+    assert profiles.load("tcg").customized(qemu_args=extra).cpus == cpus

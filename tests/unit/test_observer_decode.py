@@ -16,21 +16,22 @@ from lab.labkernel.observer import decode_buffer, decode_record, parse_dump
 
 NONE = 2**64 - 1
 #: The kernel's own line for `fire de` (x86-interrupt style), TCG, this build.
-KERNEL_DE = ("010000000000000000000000000000000000000000000000ffffffffffffffffa86b1500000000003147100000000000"
-             "08000000000000001602000000000000d86b1500000000001000000000000000883d1100000000004600000000000000"
-             "000000000000000000301200000000000800000000000000100000000000000060ae0800008e10000000000000000000"
-             "0000000000000000d86b1500000000001602000000000000080000000000000010000000000000000100000000000000")
+KERNEL_DE = ("010000000000000000000000000000000000000000000000ffffffffffffffff48ec1600000000009165100000000000"
+             "0800000000000000160200000000000078ec160000000000100000000000000000000000000000004600000000000000"
+             "000000000000000000201300000000000800000000000000100000000000000010f90800008e10000000000000000000"
+             "000000000000000078ec1600000000001602000000000000080000000000000010000000000000000100000000000000"
+             "0000000000000000")
 
 
 def record(seq=1, vector=14, style=0, error=0x2, rsp=0x1000, words=(2, 0x104000, 8, 0x246, 0x1040, 0x10),
            rflags=0x46, cr2=0xdead000, cr3=0x120000, cs=8, ss=0x10, gate=(0x00008e0000080000 | 0x1234, 0),
-           ist_top=0, plant=(0x1048, 0x246, 8, 0x10, 3)) -> bytes:
-    return struct.pack("<5Q6Q5Q2QQ5Q", seq, vector, style, error, rsp, *words, rflags, cr2, cr3, cs, ss,
-                       *gate, ist_top, *plant)
+           ist_top=0, plant=(0x1048, 0x246, 8, 0x10, 3), cpu=0) -> bytes:
+    return struct.pack("<5Q6Q5Q2QQ5QQ", seq, vector, style, error, rsp, *words, rflags, cr2, cr3, cs, ss,
+                       *gate, ist_top, *plant, cpu)
 
 
 def test_the_layout_is_the_kernels_size():
-    assert len(record()) == OBSERVER_RECORD.size == 0xc0
+    assert len(record()) == OBSERVER_RECORD.size == 0xc8
 
 
 @pytest.mark.parametrize("raw, want", [
@@ -40,10 +41,11 @@ def test_the_layout_is_the_kernels_size():
     (record(seq=7, vector=6, style=1, error=NONE, words=(0x104872, 8, 0x216, 0x153bd8, 0x10, 0)),
      dict(seq=7, vector=6, style="stub", error_code=None, frame=0x1000, saved_rip=0x104872)),
     (record(vector=2, error=NONE, ist_top=0x160000, gate=(0x00008e0200080000, 0)),
-     dict(vector=2, error_code=None, ist_top=0x160000)),
+     dict(vector=2, error_code=None, ist_top=0x160000, cpu=0)),
+    (record(vector=2, error=NONE, ist_top=0x100e000, cpu=3), dict(ist_top=0x100e000, cpu=3)),
     (bytes.fromhex(KERNEL_DE), dict(seq=1, vector=0, style="x86-interrupt", error_code=None,
-                                    entry_rsp=0x156ba8, saved_rip=0x104731, cs=8, ss=0x10,
-                                    plant={"rsp": 0x156bd8, "rflags": 0x216, "cs": 8, "ss": 0x10, "fire": 1})),
+                                    entry_rsp=0x16ec48, saved_rip=0x106591, cs=8, ss=0x10, cpu=0,
+                                    plant={"rsp": 0x16ec78, "rflags": 0x216, "cs": 8, "ss": 0x10, "fire": 1})),
 ])
 def test_decode_record(raw, want):
     r = decode_record(raw)
@@ -52,7 +54,7 @@ def test_decode_record(raw, want):
 
 
 @pytest.mark.parametrize("raw, needle", [
-    (record()[:-1], "192 bytes, got 191"),
+    (record()[:-1], "200 bytes, got 199"),
     (record(style=3), "style 3"),
 ])
 def test_decode_record_rejects(raw, needle):
@@ -60,7 +62,7 @@ def test_decode_record_rejects(raw, needle):
         decode_record(raw)
 
 
-def dump(count: int, records: list[bytes], new=None, lost=0, capacity=64, size=0xc0) -> str:
+def dump(count: int, records: list[bytes], new=None, lost=0, capacity=64, size=0xc8) -> str:
     head = f"observed count={count} new={len(records) if new is None else new} lost={lost} capacity={capacity} record_size={size}"
     return "\n".join([head] + [f"record {r.hex()}" for r in records])
 
@@ -89,9 +91,9 @@ def test_parse_dump_rejects(text, needle):
 
 
 def buffer(count: int, slots: dict[int, bytes], magic=OBSERVER_MAGIC) -> bytes:
-    raw = bytearray(struct.pack("<5Q", magic, 0xc0, 64, count, 0) + bytes(64 * 0xc0))
+    raw = bytearray(struct.pack("<5Q", magic, 0xc8, 64, count, 0) + bytes(64 * 0xc8))
     for slot, rec in slots.items():
-        raw[40 + slot * 0xc0:40 + (slot + 1) * 0xc0] = rec
+        raw[40 + slot * 0xc8:40 + (slot + 1) * 0xc8] = rec
     return bytes(raw)
 
 

@@ -51,6 +51,8 @@ pub fn on_ipi() {
 
 /// The exception hook (arch `hooks`): an NMI on an AP is claimed (counted, its frame's
 /// address kept) and returns; everything else, and every NMI on the boot CPU, is not ours.
+/// The fire hook comes before this one (`kernel_main`: `fire::init` first), so the NMI an
+/// AP's own `nmi` harness waits for is the harness's (its `fired` line), not counted here.
 pub fn on_exception(v: u8, frame: *mut InterruptFrame, _: Option<u64>, _: Style) -> bool {
     let me = apic::id() as usize % MAX_CPUS;
     if v != vector::NMI || me == 0 {
@@ -100,17 +102,33 @@ pub fn cmd_ipi(cpu: Option<&str>, kind: Option<&str>) -> Result<(), ()> {
 }
 
 /// Runs scenario `s` on AP `k` (boot CPU: posts it, wakes the AP with an IPI, waits, bounded
-/// by one second of TSC time, for the AP to finish; the AP prints the `fired` line).
+/// by five seconds of TSC time, for the AP to finish; the AP prints the `fired` line). For
+/// `nmi` the boot CPU sends the NMI: to CPU k alone, once its harness is in its wait loop.
 pub fn fire_on(k: usize, s: &'static fire::Scenario, style: Style, vector: u8) {
     if k == 0 || k >= online() as usize {
         return serial_println!("error: cpu {k} is not an application processor that is online (cpus={})", online());
     }
     let index = fire::SCENARIOS.iter().position(|x| core::ptr::eq(x, s)).unwrap() as u64;
     let before = DONE[k].load(Ordering::SeqCst);
+    let nmi = s.name == "nmi";
+    if nmi {
+        fire::disarm_nmi();
+    }
     REQUEST[k].store((index + 1) | (matches!(style, Style::Stub) as u64) << 16 | (vector as u64) << 24, Ordering::SeqCst);
     apic::send(k as u32, apic::icr::FIXED | apic::icr::LEVEL_ASSERT | vector::IPI as u32);
     let (hz, t0) = (tsc_hz(), rdtsc());
-    while DONE[k].load(Ordering::SeqCst) == before && rdtsc() - t0 < hz * 5 {
+    let running = || DONE[k].load(Ordering::SeqCst) == before && rdtsc() - t0 < hz * 5;
+    if nmi {
+        // The `nmi` harness on CPU k waits for an NMI: once it is armed (in its loop), CPU k
+        // alone gets one, an NMI IPI (ICR delivery mode NMI, destination k; SDM vol. 3A §11.6.1).
+        while !fire::nmi_armed() && running() {
+            core::hint::spin_loop();
+        }
+        if fire::nmi_armed() {
+            apic::send(k as u32, apic::icr::NMI | apic::icr::LEVEL_ASSERT);
+        }
+    }
+    while running() {
         core::hint::spin_loop();
     }
     if DONE[k].load(Ordering::SeqCst) == before {

@@ -71,6 +71,11 @@ pub fn tss_descriptor(base: u64, limit: u64) -> [u64; 2] {
     [low, base >> 32]
 }
 
+/// The base address a 16-byte system descriptor holds (`tss_descriptor`'s inverse, §8.2.3).
+pub fn system_descriptor_base(d: [u64; 2]) -> u64 {
+    (d[0] >> bit::BASE_LOW) & 0xFF_FFFF | ((d[0] >> bit::BASE_HIGH) & 0xFF) << 24 | (d[1] & 0xFFFF_FFFF) << 32
+}
+
 pub const KERNEL_CODE64: u64 = code_data(ty::CODE_XR_ACCESSED, 0, true);
 pub const KERNEL_DATA: u64 = code_data(ty::DATA_RW_ACCESSED, 0, false);
 pub const USER_DATA: u64 = code_data(ty::DATA_RW_ACCESSED, 3, false);

@@ -73,6 +73,24 @@ pub fn init() {
     tss.set_ist_slot(ist::MACHINE_CHECK, stacks::top(&raw const stacks::MACHINE_CHECK_STACK));
 }
 
+/// The boot CPU's TSS (each AP has its own: `loaded_base`).
 pub fn base() -> u64 {
     &raw const TSS as u64
+}
+
+/// The base of the TSS this CPU's TR selects, read back through its own GDTR and TR (STR, the
+/// 16-byte descriptor): on any CPU its own TSS; 0 when TR is 0 or outside the GDT.
+pub fn loaded_base() -> u64 {
+    let gdtr = x86_64::instructions::tables::sgdt();
+    let selector: u16;
+    // SAFETY: STR only reads TR's selector.
+    unsafe { core::arch::asm!("str {0:x}", out(reg) selector, options(nomem, nostack, preserves_flags)) };
+    let offset = (selector & !7) as u64;
+    if offset == 0 || offset + 15 > gdtr.limit as u64 {
+        return 0;
+    }
+    let at = gdtr.base.as_u64() + offset;
+    // SAFETY: inside the loaded GDT's limit; the GDT is mapped.
+    let d = unsafe { [(at as *const u64).read_volatile(), ((at + 8) as *const u64).read_volatile()] };
+    super::gdt::system_descriptor_base(d)
 }
