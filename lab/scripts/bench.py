@@ -70,13 +70,16 @@ def _fire_in_running_vm(kernel, profile, runs: int) -> list[float]:
 def _smp_in_guest(kernel, profile, runs: int, cpus: int = 4) -> dict[str, list[float]]:
     """In-guest figures on `cpus` CPUs, in microseconds of guest TSC time: the AP start-up (the
     kernel's `smp ... start_cycles=`: first STARTUP IPI to the last AP online), one per boot,
-    `runs` boots; and the fixed-IPI round trip (`ipi <cpu> fixed`), `runs` per boot to CPU 1."""
+    `runs` boots; the fixed-IPI round trip (`ipi <cpu> fixed`), `runs` per boot to CPU 1; and,
+    beside it, a context switch on CPU 1 asked for by the boot CPU (`on 1 switch`: the post,
+    the wake-up IPI, the switch, the incoming task's report), `runs` per boot."""
     from lab.machine.session import Session, Stop
     from lab.target.shell import numbers
 
     out: dict[str, list[float]] = {f"AP start-up, {cpus} CPUs (SIPI to last AP online)": [],
-                                   "fixed IPI round trip, CPU 0 -> CPU 1 -> CPU 0": []}
-    startup, ipi = out.keys()
+                                   "fixed IPI round trip, CPU 0 -> CPU 1 -> CPU 0": [],
+                                   "context switch on CPU 1, asked by CPU 0 (on 1 switch)": []}
+    startup, ipi, switch = out.keys()
     for _ in range(runs):
         with Session(kernel, profile.customized(cpus=cpus), restore=False) as s:
             s.boot_to(Stop())
@@ -88,6 +91,8 @@ def _smp_in_guest(kernel, profile, runs: int, cpus: int = 4) -> dict[str, list[f
             for _ in range(runs):
                 r = numbers(s.serial.command("ipi 1 fixed"), "ipi")
                 out[ipi].append(r["round_trip_cycles"] * 1e6 / r["tsc_hz"])
+                r = numbers(s.serial.command("on 1 switch"), "switch")
+                out[switch].append(r["cycles"] * 1e6 / r["tsc_hz"])
     return out
 
 
