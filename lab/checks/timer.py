@@ -167,9 +167,11 @@ def run(obs) -> list[Check]:
 
 # -- each application processor's own local APIC timer (lab/experiments/timer_smp.py) -------
 
-#: A tick already on its way as an AP stops its timer can be taken after the window closes
-#: (seen on KVM: the host's timer had fired as the guest wrote the initial count 0), at the
-#: AP's next `sti`: counted as an interrupt, not as a tick of the window.
+#: A tick already on its way as an AP stops its timer can be taken after the window closes,
+#: at the AP's next `sti`: counted as an interrupt, not as a tick of the window. Seen on KVM
+#: (the host's timer had fired as the guest wrote the initial count 0) and on TCG without
+#: icount (TCG takes interrupts only between translation blocks, and the write and the `cli`
+#: after it can share one).
 STRAGGLER_TICKS = 1
 
 

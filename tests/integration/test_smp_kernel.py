@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 
+from lab.checks.timer import STRAGGLER_TICKS
 from lab.host import profiles
 from lab.machine.session import Session, Stop
 from lab.target.cpus import read_machine, thread_cpu
@@ -310,7 +311,10 @@ def test_each_ap_runs_its_own_local_apic_timer_at_its_own_rate(smp4):
         r = rows[k]
         window = r["tsc_cycles"] / r["tsc_hz"]
         assert r["rate"] == hz and 0 < r["ticks"] <= 1.5 * hz * window + 2, r
-        assert after[k]["ipis"] - before[k]["ipis"] == r["ticks"] + 1, (k, r)  # + the wake-up IPI
+        # + the wake-up IPI, and at most one straggler: a tick already pending as the AP stops
+        # its timer is taken at its next `sti`, after the window (TCG takes interrupts only
+        # between translation blocks; seen on KVM too: lab/checks/timer.py STRAGGLER_TICKS)
+        assert 0 <= after[k]["ipis"] - before[k]["ipis"] - (r["ticks"] + 1) <= STRAGGLER_TICKS, (k, r)
     assert rows[1]["ticks"] < rows[2]["ticks"] < rows[3]["ticks"], rows
     assert after[0]["ipis"] == before[0]["ipis"]
 
