@@ -11,6 +11,7 @@ import pytest
 
 from lab.checks.timer import STRAGGLER_TICKS
 from lab.host import profiles
+from lab.labkernel.layouts import PERCPU
 from lab.machine.session import Session, Stop
 from lab.target.cpus import read_machine, thread_cpu
 from lab.target.shell import numbers
@@ -85,6 +86,19 @@ def _cpus(s) -> dict[int, dict[str, int]]:
     return {r["index"]: r for r in rows}
 
 
+def _stop_at(s, address: int, line: str, what: str) -> tuple[int, int]:
+    """A hardware breakpoint at `address`, the shell line that gets there, the stop: returns
+    the breakpoint's number and the CPU whose thread stopped (now the selected thread)."""
+    number = s.gdb.hbreak(f"*{address:#x}")
+    s.gdb.cont()
+    s.serial.send_line(line)
+    stopped = s.gdb.wait_stopped(10.0, what)
+    threads = s.gdb.threads()
+    position = [t for t, _ in threads].index(stopped["thread-id"])
+    s.gdb.select_thread(stopped["thread-id"])
+    return number, thread_cpu(threads[position][1], position)
+
+
 def test_cpus_agrees_with_every_vcpu_read_through_gdb(smp):
     _, live = read_machine(smp.gdb)
     smp.gdb.cont()
@@ -117,14 +131,9 @@ def test_an_nmi_ipi_lands_on_the_target_cpus_own_nmi_stack(smp):
     target = smp.profile.cpus - 1
     before = _cpus(smp)
     smp.gdb.interrupt()
-    number = smp.gdb.hbreak(f"*{smp.symbols.require_address('isr_nmi'):#x}")
-    smp.gdb.cont()
-    smp.serial.send_line(f"ipi {target} nmi")
-    stopped = smp.gdb.wait_stopped(10.0, f"the NMI handler on CPU {target}")
-    threads = smp.gdb.threads()
-    position = [t for t, _ in threads].index(stopped["thread-id"])
-    assert thread_cpu(threads[position][1], position) == target, (stopped, threads)
-    smp.gdb.select_thread(stopped["thread-id"])
+    number, cpu = _stop_at(smp, smp.symbols.require_address("isr_nmi"), f"ipi {target} nmi",
+                           f"the NMI handler on CPU {target}")
+    assert cpu == target
     rsp = smp.gdb.registers(("rsp",))["rsp"]
     smp.gdb.delete_breakpoint(number)
     smp.gdb.cont()
@@ -354,15 +363,9 @@ def test_swapgs_on_each_cpu_yields_its_own_area(smp):
     after_swapgs = smp.symbols.require_address("lab_smp_after_swapgs")
     user_gs = 0x5555_0000  # kernel/src/smp/ipi.rs USER_GS
     for k in range(smp.profile.cpus):
-        own = percpu if k == 0 else ap_percpu + (k - 1) * 64
-        number = smp.gdb.hbreak(f"*{after_swapgs:#x}")
-        smp.gdb.cont()
-        smp.serial.send_line(f"on {k} swapgs")
-        stopped = smp.gdb.wait_stopped(10.0, f"swapgs on CPU {k}")
-        threads = smp.gdb.threads()
-        position = [t for t, _ in threads].index(stopped["thread-id"])
-        assert thread_cpu(threads[position][1], position) == k, (k, stopped)
-        smp.gdb.select_thread(stopped["thread-id"])
+        own = percpu if k == 0 else ap_percpu + (k - 1) * PERCPU.size
+        number, cpu = _stop_at(smp, after_swapgs, f"on {k} swapgs", f"swapgs on CPU {k}")
+        assert cpu == k
         regs = smp.gdb.registers(("gs_base", "k_gs_base"))
         assert (regs["gs_base"], regs["k_gs_base"]) == (own, user_gs), (k, {n: hex(v) for n, v in regs.items()})
         smp.gdb.delete_breakpoint(number)
