@@ -4,38 +4,15 @@ kernel each claim gets a verdict, and altering the evidence changes it."""
 from __future__ import annotations
 
 import copy
-import json
-from pathlib import Path
 
 import pytest
 
-from lab.checks.frame import outcome, run as frame_checks
 from lab.checks.ring3 import run as ring3_checks
 from lab.checks.tasks import run as tasks_checks
 from lab.checks.claims import CLAIMS, HOLDS, REFUTED, UNMEASURED, Evidence, evaluate
-from lab.experiments.fire import FireObservation
-from lab.runs.fire import FireResult
 from lab.experiments.ring3 import Ring3Interrupt, Ring3Observation, SyscallObservation, UserFault
-from lab.scenarios.exceptions import get
 from lab.experiments.tasks import SwitchTrace, TasksObservation, TaskView
-
-DATA = Path(__file__).parent / "data"
-FIRES = json.loads((DATA / "fire_observations_tcg.json").read_text())
-TASKS = json.loads((DATA / "tasks_observation_tcg.json").read_text())
-RING3 = json.loads((DATA / "ring3_observation_tcg.json").read_text())
-
-
-def fires(mutate=None):
-    out = []
-    for key, raw in FIRES.items():
-        raw = copy.deepcopy(raw)
-        if mutate:
-            mutate(key, raw)
-        obs = FireObservation(**raw)
-        s = get(obs.scenario)
-        checks = frame_checks(obs, s)
-        out.append(FireResult(s, obs, checks, *outcome(obs, s, checks), 0.04))
-    return out
+from recorded import RING3, TASKS, fires
 
 
 def tasks(mutate=None):

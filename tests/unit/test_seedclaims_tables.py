@@ -3,24 +3,16 @@ alignment judge on recorded fires (altered to flip it), and the Markdown verdict
 
 from __future__ import annotations
 
-import copy
-import json
-from pathlib import Path
 
 import pytest
 
 from lab.checks.claim_evidence import HOLDS, HOLDS_IF, REFUTED, Evidence
-from lab.checks.frame import outcome, run as frame_checks
 from lab.checks.seedclaims.firejudges import error_code_breaks_alignment
-from lab.experiments.fire import FireObservation
 from lab.present.claims_md import condition, verdict_words
-from lab.runs.fire import FireResult
 from lab.scenarios.exceptions import get
 from lab.x86.doublefault import BENIGN, CONTRIBUTORY, PAGE_FAULT, exception_class, expected_vector, makes_double_fault
 from lab.x86.vectors import DE, DF, GP, NM, NP, PF, SS, TS, UD
-
-DATA = Path(__file__).parent / "data"
-FIRES = json.loads((DATA / "fire_observations_tcg.json").read_text())
+from recorded import fires
 
 
 @pytest.mark.parametrize("vector, cls", [(DE, CONTRIBUTORY), (TS, CONTRIBUTORY), (NP, CONTRIBUTORY),
@@ -46,19 +38,6 @@ def test_table_6_5_rule(first, second, df):
 ])
 def test_expected_first_handler(first, cause, vector):
     assert expected_vector(first, cause) == vector
-
-
-def fires(mutate=None):
-    out = []
-    for key, raw in FIRES.items():
-        raw = copy.deepcopy(raw)
-        if mutate:
-            mutate(key, raw)
-        obs = FireObservation(**raw)
-        s = get(obs.scenario)
-        checks = frame_checks(obs, s)
-        out.append(FireResult(s, obs, checks, *outcome(obs, s, checks), 0.04))
-    return out
 
 
 def _shift_pf_entry(key, raw):
