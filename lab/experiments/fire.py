@@ -33,7 +33,7 @@ from lab.machine.process import Deadline
 from lab.machine.session import Session
 from lab.scenarios.exceptions import RIP_LOOP, ExceptionScenario
 from lab.target.cpus import thread_cpu
-from lab.target.shell import numbers
+from lab.target.shell import cpus_reply
 from lab.x86.frames import GPRS, QWORD, TRAP_FRAME, qwords
 from lab.x86.idt import read_gate
 from lab.x86.tss import TSS
@@ -330,11 +330,10 @@ class Firer:
         finally:
             if stopped:
                 self.gdb.interrupt()
-        rows = sorted((r["index"], r["nmis"]) for r in (numbers(line, "cpu") for line in text.splitlines()
-                                                         if line.startswith("cpu index=")))
-        if [i for i, _ in rows] != list(range(len(rows))) or not rows:
+        rows = cpus_reply(text)
+        if sorted(rows) != list(range(len(rows))) or not rows:
             raise GuestError(f"`cpus` did not list every CPU by index: {text.strip()[:300]!r}", logs=self.s.logs)
-        return [n for _, n in rows]
+        return [rows[i]["nmis"] for i in range(len(rows))]
 
     def _guest_count(self) -> int:
         """The in-guest observer's record count now (CPU stopped), 0 without an observer."""

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from lab.errors import GuestError, UserError
 from lab.experiments.timer import TickWindow
 from lab.machine.session import Session
-from lab.target.shell import numbers
+from lab.target.shell import cpus_reply, numbers
 
 #: The kernel's bound on a `timers` window (kernel/src/smp/ipi.rs cmd_timers).
 MAX_WINDOW_MS = 10_000
@@ -78,9 +78,7 @@ class ApTimerObservation:
 
 
 def _ipis(session: Session) -> dict[int, int]:
-    out = session.serial.command("cpus", timeout=15)
-    rows = [numbers(line, "cpu") for line in out.splitlines() if line.startswith("cpu index=")]
-    return {r["index"]: r["ipis"] for r in rows}
+    return {k: r["ipis"] for k, r in cpus_reply(session.serial.command("cpus", timeout=15)).items()}
 
 
 def plan(cpus: list[int], rates: tuple[int, ...]) -> list[dict[int, int]]:

@@ -22,3 +22,9 @@ def fields(line: str, prefix: str | None = None) -> dict[str, str]:
 def numbers(line: str, prefix: str | None = None) -> dict[str, int]:
     """The fields of a reply whose values are numbers (decimal or 0x hex), as integers."""
     return {k: int(v, 0) for k, v in fields(line, prefix).items() if _NUMBER.fullmatch(v)}
+
+
+def cpus_reply(text: str) -> dict[int, dict[str, int]]:
+    """The `cpus` reply (kernel/src/smp/ipi.rs `list`): each CPU's line of numbers, by index."""
+    rows = (numbers(line, "cpu") for line in text.splitlines() if line.startswith("cpu index="))
+    return {r["index"]: r for r in rows}

@@ -14,7 +14,7 @@ from lab.host import profiles
 from lab.labkernel.layouts import PERCPU
 from lab.machine.session import Session, Stop
 from lab.target.cpus import read_machine, thread_cpu
-from lab.target.shell import numbers
+from lab.target.shell import cpus_reply, numbers
 from labtest import SharedVM
 
 FRAME = 5 * 8  # SS, RSP, RFLAGS, CS, RIP (SDM §6.14.2)
@@ -81,9 +81,7 @@ def smp(request, kernel):
 
 
 def _cpus(s) -> dict[int, dict[str, int]]:
-    out = s.serial.command("cpus")
-    rows = [numbers(line, "cpu") for line in out.splitlines() if line.startswith("cpu index=")]
-    return {r["index"]: r for r in rows}
+    return cpus_reply(s.serial.command("cpus"))
 
 
 def _stop_at(s, address: int, line: str, what: str) -> tuple[int, int]:

@@ -55,3 +55,15 @@ def test_missing_lines_are_an_error(drop):
 def test_garbage_is_an_error():
     with pytest.raises(GuestError):
         parse_info_registers("unknown command: 'info registers'\n")
+
+
+@pytest.mark.parametrize("text, want", [
+    ("cpu index=0 tss=0x1f0 rsp0=0x181000 ipis=2 nmis=0 nmi_frame=0x0\r\ncpu index=1 tss=0x2f0 rsp0=0x1008000 "
+     "ipis=5 nmis=1 nmi_frame=0x1011fd8", {0: (2, 0), 1: (5, 1)}),
+    ("lab> cpus\ncpu index=1 ipis=3 nmis=0\nnot a cpu line ipis=9", {1: (3, 0)}),  # echo and noise left out
+    ("error: cpu 4 is not an application processor", {}),
+])
+def test_the_cpus_reply_by_index(text, want):
+    from lab.target.shell import cpus_reply
+
+    assert {k: (r["ipis"], r["nmis"]) for k, r in cpus_reply(text).items()} == want
