@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from lab.errors import LabError
+
 HOLDS, HOLDS_IF, REFUTED, UNMEASURED = "holds", "holds only under a condition", "refuted", "not measured"
 
 
@@ -19,6 +21,17 @@ class Evidence:
     accel: str = ""  # the accelerator the other experiments ran on (tcg | kvm)
     smp: object = None  # (list of CpuView on several CPUs, ApTripleFault) (lab/checks/claim_judges_smp.py)
     cpu_switch: object = None  # (CpuSwitchObservation, its checks) (lab/experiments/cpu_switch.py)
+
+
+def judged(claim, ev: Evidence) -> tuple[str, list[str]]:
+    """`claim.judge(ev)`: its verdict and its evidence lines (empty ones left out). A judge that
+    raises is a bug in the judge, not missing evidence (missing evidence is UNMEASURED, which
+    each judge returns itself): LabError naming the claim."""
+    try:
+        verdict, evidence = claim.judge(ev)
+    except Exception as exc:
+        raise LabError(f"claim {claim.id}: its judge failed: {type(exc).__name__}: {exc}") from exc
+    return verdict, [e for e in evidence if e]
 
 
 def _fires(ev: Evidence, pred=lambda r: True):

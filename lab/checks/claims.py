@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from lab.checks.claim_evidence import HOLDS, HOLDS_IF, REFUTED, UNMEASURED, Evidence
+from lab.checks.claim_evidence import HOLDS, HOLDS_IF, REFUTED, UNMEASURED, Evidence, judged
 from lab.checks.claim_judges import (
     aligns_rsp, callee_saved_switch, contributory_pair, cr2, cr3_on_switch, df_error_zero,
     df_on_ist_survives, df_without_ist_triple, error_code_always, error_code_vectors,
@@ -25,7 +25,6 @@ from lab.checks.claim_judges import (
     trap_rip, tss_stacks, as_claim,
 )
 from lab.checks.claim_judges_smp import own_gs_area, own_tss_and_stacks, switch_keeps_gs_base, triple_fault_local
-from lab.errors import LabError
 
 __all__ = ["CLAIMS", "Claim", "Evidence", "HOLDS", "HOLDS_IF", "REFUTED", "UNMEASURED", "evaluate"]
 
@@ -111,12 +110,6 @@ CLAIMS: tuple[Claim, ...] = (
 def evaluate(ev: Evidence) -> list[dict]:
     out = []
     for c in CLAIMS:
-        try:
-            verdict, evidence = c.judge(ev)
-        except Exception as exc:
-            # A judge that raises is a bug in the judge, not missing evidence: missing
-            # evidence is UNMEASURED, which each judge returns itself.
-            raise LabError(f"claim {c.id}: its judge failed: {type(exc).__name__}: {exc}") from exc
-        out.append({"id": c.id, "topic": c.topic, "statement": c.statement, "verdict": verdict,
-                    "evidence": [e for e in evidence if e]})
+        verdict, evidence = judged(c, ev)
+        out.append({"id": c.id, "topic": c.topic, "statement": c.statement, "verdict": verdict, "evidence": evidence})
     return out

@@ -97,3 +97,19 @@ def test_error_code_vectors_names_the_vectors_not_raised_ts_among_them():
     ev.fires = fires(lambda key, raw: raw["delivered"].update(vector=10) if key.startswith("pf-write") else None)
     claim = next(r for r in evaluate(ev) if r["id"] == "error-code-vectors")
     assert "(10," not in claim["evidence"][-1]  # measured now: no longer listed as not raised
+
+
+def test_a_judge_that_raises_is_a_lab_error_naming_its_claim_and_empty_evidence_is_dropped():
+    """Both claim tables (the general claims and the tutorial texts') decide through `judged`."""
+    from types import SimpleNamespace
+
+    from lab.checks.claim_evidence import judged
+    from lab.errors import LabError
+
+    def broken(ev):
+        return ev.fires[0]  # no fires: IndexError, a bug in the judge, not missing evidence
+
+    with pytest.raises(LabError, match=r"claim c1: its judge failed: IndexError"):
+        judged(SimpleNamespace(id="c1", judge=broken), Evidence())
+    ok = SimpleNamespace(id="c2", judge=lambda ev: (HOLDS, ["seen", "", None]))
+    assert judged(ok, Evidence()) == (HOLDS, ["seen"])

@@ -13,7 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from lab.errors import LabError, UserError
+from lab.checks.claim_evidence import judged
+from lab.errors import UserError
 
 from . import s000, s001, s002, s003, s004
 
@@ -63,10 +64,7 @@ def needs(claims) -> frozenset:
 def evaluate(ev, claims) -> list[dict]:
     out = []
     for c in claims:
-        try:
-            verdict, evidence = c.judge(ev)
-        except Exception as exc:
-            raise LabError(f"claim {c.id}: its judge failed: {type(exc).__name__}: {exc}") from exc
+        verdict, evidence = judged(c, ev)
         out.append({"id": c.id, "topic": f"{c.seed} · {c.section}", "seed": c.seed, "section": c.section,
-                    "statement": c.statement, "verdict": verdict, "evidence": [e for e in evidence if e]})
+                    "statement": c.statement, "verdict": verdict, "evidence": evidence})
     return out
