@@ -16,14 +16,14 @@ pub mod rings;
 pub mod tlb;
 pub mod tutorial;
 
-use core::mem::size_of;
+use core::mem::{offset_of, size_of};
 
 use crate::arch::x86_64::gdt::sel;
 use crate::arch::x86_64::idt::{self, gate_type, Gate, GateDecl, ENTRIES};
 use crate::arch::x86_64::tss;
 use crate::serial_println;
 
-/// What the first handler reached saw. Field offsets are used by `trial_record` (asm).
+/// What the first handler reached saw; `trial_record` (asm) writes it by these field offsets.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct Record {
@@ -41,6 +41,13 @@ pub struct Record {
     pub gs_base: u64,
 }
 const _: () = assert!(size_of::<Record>() == 80);
+// `trial_record` copies the six words the CPU (and the stub) left above the vector into
+// error..ss in one run: they must stay consecutive, in the frame's order.
+const _: () = assert!(offset_of!(Record, rip) == offset_of!(Record, error) + 8
+    && offset_of!(Record, cs) == offset_of!(Record, error) + 16
+    && offset_of!(Record, rflags) == offset_of!(Record, error) + 24
+    && offset_of!(Record, rsp) == offset_of!(Record, error) + 32
+    && offset_of!(Record, ss) == offset_of!(Record, error) + 40);
 
 pub const NONE: u64 = u64::MAX;
 
@@ -96,28 +103,21 @@ trial_record:
     add rcx, 8
 1:  movzx eax, al
     lea rdx, [rip + TRIAL_RECORD]
-    mov [rdx + 0], rax
-    mov [rdx + 56], rcx
-    mov rax, [rsp + 8]
-    mov [rdx + 8], rax
-    mov rax, [rsp + 16]
-    mov [rdx + 16], rax
-    mov rax, [rsp + 24]
-    mov [rdx + 24], rax
-    mov rax, [rsp + 32]
-    mov [rdx + 32], rax
-    mov rax, [rsp + 40]
-    mov [rdx + 40], rax
-    mov rax, [rsp + 48]
-    mov [rdx + 48], rax
+    mov [rdx + {vector}], rax
+    mov [rdx + {entry_rsp}], rcx
+    /* error, RIP, CS, RFLAGS, RSP, SS: the six words above the vector, in the Record's order */
+.irp i, 0, 1, 2, 3, 4, 5
+    mov rax, [rsp + 8 + 8 * \i]
+    mov [rdx + {error} + 8 * \i], rax
+.endr
     mov rax, cr2
-    mov [rdx + 64], rax
+    mov [rdx + {cr2}], rax
     mov r8, rdx
-    mov ecx, 0xC0000101
+    mov ecx, {gs_base_msr}
     rdmsr
     shl rdx, 32
     or rax, rdx
-    mov [r8 + 72], rax
+    mov [r8 + {gs_base}], rax
     mov rsp, [rip + TRIAL_JMP]
     jmp [rip + TRIAL_JMP + 8]
 
@@ -148,7 +148,13 @@ trial_try:
     pop rbp
     pop rbx
     ret
-"#
+"#,
+    vector = const offset_of!(Record, vector),
+    error = const offset_of!(Record, error),
+    entry_rsp = const offset_of!(Record, entry_rsp),
+    cr2 = const offset_of!(Record, cr2),
+    gs_base = const offset_of!(Record, gs_base),
+    gs_base_msr = const rings::IA32_GS_BASE,
 );
 
 unsafe extern "C" {

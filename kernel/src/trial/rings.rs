@@ -21,7 +21,7 @@ use crate::serial_println;
 
 use super::{decl, prepare_idt, record, recorder, rsp_mark, set_gate, set_ist, trial_stack_top, Record, TRIAL_IST};
 
-const IA32_GS_BASE: u32 = 0xC000_0101;
+pub const IA32_GS_BASE: u32 = 0xC000_0101;
 const IA32_KERNEL_GS_BASE: u32 = 0xC000_0102;
 /// The event: #UD (`ud2`), from ring 0 and from ring 3. Not `int n`: under the nested KVM
 /// measured here an `int` to the private IDT never completed its delivery (RIP stayed on it).
