@@ -97,19 +97,9 @@ _start32:
     cmpl $512, %ecx
     jne 1b
 
-    movl %cr4, %eax
-    orl $(1 << 5), %eax         /* CR4.PAE */
-    movl %eax, %cr4
-    movl $boot_pml4, %eax
-    movl %eax, %cr3
-    movl $0xC0000080, %ecx      /* IA32_EFER */
-    rdmsr
-    orl $((1 << 8) | (1 << 11)), %eax   /* LME | NXE */
-    wrmsr
-    movl %cr0, %eax
-    orl $0x80010001, %eax       /* PG | WP | PE */
-    movl %eax, %cr0
-    lgdt boot_gdt_ptr
+"#,
+    crate::arch::x86_64::long_mode_on!("$boot_pml4"),
+    r#"    lgdt boot_gdt_ptr
     ljmp $0x08, $_start64
 
 9:  movl $boot_no_long_mode_msg, %ebx

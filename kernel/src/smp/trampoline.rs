@@ -40,19 +40,9 @@ tramp32:
     movw %ax, %ds
     movw %ax, %es
     movw %ax, %ss
-    movl %cr4, %eax
-    orl $(1 << 5), %eax         /* CR4.PAE */
-    movl %eax, %cr4
-    movl ${pml4}, %eax
-    movl %eax, %cr3
-    movl $0xC0000080, %ecx      /* IA32_EFER */
-    rdmsr
-    orl $((1 << 8) | (1 << 11)), %eax   /* LME | NXE */
-    wrmsr
-    movl %cr0, %eax
-    orl $0x80010001, %eax       /* PG | WP | PE */
-    movl %eax, %cr0
-    ljmpl $0x18, $(tramp64 - lab_smp_trampoline + {base})
+"#,
+    crate::arch::x86_64::long_mode_on!("${pml4}"),
+    r#"    ljmpl $0x18, $(tramp64 - lab_smp_trampoline + {base})
 
     .code64
 tramp64:
