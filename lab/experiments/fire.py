@@ -143,10 +143,9 @@ class Firer:
                 if self.cpu not in blocks:
                     raise UserError(f"the machine has no CPU {self.cpu}")
                 self._cpus = {i: parse_info_registers(t) for i, t in blocks.items()}
-                text = blocks[self.cpu]
+                self._cpu = self._cpus[self.cpu]
             else:
-                text = self.s.qemu.hmp("info registers")
-            self._cpu = parse_info_registers(text)
+                self._cpu = parse_info_registers(self.s.qemu.hmp("info registers"))
         return self._cpu
 
     @property
@@ -226,11 +225,12 @@ class Firer:
         gate = self._gate(vector)
         ist_top = None
         ist_tops = None
-        if gate.ist:
+        if gate.ist and self._cpus:  # each CPU's own, from its own TR: whose stack the handler ran on
+            ist_tops = [TSS.read_field(self.gdb.read_memory, c.tr.base, f"ist{gate.ist}")
+                        if c.tr.selector else None for _, c in sorted(self._cpus.items())]
+            ist_top = ist_tops[self.cpu]
+        elif gate.ist:
             ist_top = TSS.read_field(self.gdb.read_memory, self.tss_base, f"ist{gate.ist}")
-            if self._cpus:  # each CPU's own, from its own TR: whose stack the handler ran on
-                ist_tops = [TSS.read_field(self.gdb.read_memory, c.tr.base, f"ist{gate.ist}")
-                            if c.tr.selector else None for _, c in sorted(self._cpus.items())]
         obs = FireObservation(
             scenario=scenario.name, style=style, vector=vector, accel=self.s.profile.accel,
             labels=asdict(labels), sentinels=sentinels, before=before,
