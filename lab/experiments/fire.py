@@ -210,7 +210,7 @@ class Firer:
 
         guest_count = self._guest_count()
         # On an AP the kernel sends the NMI (to that CPU alone): each CPU's count shows who took one.
-        kernel_nmi = bool(self.cpu) and scenario.rip == RIP_LOOP
+        kernel_nmi = self._kernel_sends_nmi(scenario)
         nmis_before = self._nmi_counts(stopped=True) if kernel_nmi else None
         bp = gdb.hbreak(f"*{labels.plant:#x}")
         on = f"on {self.cpu} " if self.cpu else ""
@@ -225,9 +225,8 @@ class Firer:
         gate = self._gate(vector)
         ist_top = None
         ist_tops = None
-        if gate.ist and self._cpus:  # each CPU's own, from its own TR: whose stack the handler ran on
-            ist_tops = [TSS.read_field(self.gdb.read_memory, c.tr.base, f"ist{gate.ist}")
-                        if c.tr.selector else None for _, c in sorted(self._cpus.items())]
+        if gate.ist and self._cpus:
+            ist_tops = self._ist_tops(gate.ist)
             ist_top = ist_tops[self.cpu]
         elif gate.ist:
             ist_top = TSS.read_field(self.gdb.read_memory, self.tss_base, f"ist{gate.ist}")
@@ -319,6 +318,16 @@ class Firer:
         if tid not in self._threads:
             self._threads = {t: thread_cpu(d, i) for i, (t, d) in enumerate(self.gdb.threads())}
         return self._threads.get(tid, self.cpu if tid is None else None)
+
+    def _kernel_sends_nmi(self, scenario: ExceptionScenario) -> bool:
+        """`nmi` on an AP: the boot CPU sends that AP alone an NMI IPI (the lab injects none)."""
+        return bool(self.cpu) and scenario.rip == RIP_LOOP
+
+    def _ist_tops(self, slot: int) -> list[int | None]:
+        """Every CPU's top of IST `slot`, by index, each from the TSS its own TR names (None for
+        a CPU with no TR): whose stack a handler ran on (needs the every-CPU read of an AP fire)."""
+        return [TSS.read_field(self.gdb.read_memory, c.tr.base, f"ist{slot}") if c.tr.selector else None
+                for _, c in sorted(self._cpus.items())]
 
     def _nmi_counts(self, stopped: bool) -> list[int]:
         """Each CPU's NMI count from the kernel's `cpus` lines, by index (a stopped CPU is

@@ -36,7 +36,6 @@ from lab.machine.session import Session
 from lab.scenarios.exceptions import RIP_LOOP, ExceptionScenario
 from lab.target.cpu import parse_info_registers
 from lab.x86.idt import decode_gate
-from lab.x86.tss import TSS
 from lab.x86.vectors import pushes_error_code
 
 NO_GATE = {"offset": 0, "type": "unobserved", "ist": 0, "dpl": 0, "present": False, "symbol": ""}
@@ -115,9 +114,8 @@ class GuestFirer(Firer):
             records = [r for r in records if r.cpu == obs.cpu]
             obs.guest = [r.to_json() for r in records]
             fill_from_records(obs, records, self.symbols)
-            if self._cpus and obs.gate["ist"]:  # each CPU's own top of the slot, by its TR
-                obs.ist_tops = [TSS.read_field(self.gdb.read_memory, c.tr.base, f"ist{obs.gate['ist']}")
-                                if c.tr.selector else None for _, c in sorted(self._cpus.items())]
+            if self._cpus and obs.gate["ist"]:
+                obs.ist_tops = self._ist_tops(obs.gate["ist"])
         self._pending.clear()
 
     def fire_all(self, plan, vector: int | None = None, *, inject_nmi: bool = True,
@@ -174,7 +172,7 @@ class GuestFirer(Firer):
             self._log_tail()  # QEMU's log lines from before this run are not its
         self._run()
         serial = self.s.serial
-        kernel_nmi = bool(self.cpu) and scenario.rip == RIP_LOOP  # the boot CPU's NMI IPI to CPU `cpu`
+        kernel_nmi = self._kernel_sends_nmi(scenario)
         nmis_before = self._nmi_counts(stopped=False) if kernel_nmi else None
         on = f"on {self.cpu} " if self.cpu else ""
         serial.send_line(f"{on}fire {scenario.name} {style}" + (f" {vector}" if scenario.name == "int" else ""))
