@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set-up for the x86-64 kernel test lab, then the main job (boot the kernel and inspect it).
 #
-# Idempotent: installs only what is missing. Needs root or sudo for Debian packages.
+# Idempotent: installs only what is missing, never removes a package (lab/setup-debs.sh simulates
+# apt's plan first). Needs root or sudo for Debian packages.
 #   Debian: qemu-system-x86 (QEMU 7.2), qemu-utils (qemu-img: record/replay), gdb, binutils, rustc-web + cargo-web + rust-web-src
 #           (Rust 1.96 with the standard library's sources, for build-std); for the BIOS path,
 #           rust-web-llvm + lld-22 (rust-lld, bootloader 0.9's linker; LLVM 22's objcopy/ar);
@@ -10,25 +11,18 @@
 #           for the HTML report's browser test, chromium; for terminal tests, tmux
 #   QEMU 10.0 beside the system's 7.2 (bookworm-backports, unpacked into a private prefix, never
 #           installed over it: lab/setup-qemu.sh; `lab qemus` lists both)
-#   PyPI:   this package (editable) with its test extras, which bring pytest and `just`
+#   PyPI:   this package (editable) with its test extras, which bring pytest, `just` and MkDocs
 #   crates: bootimage, pinned (cargo install); the kernel's dependencies, pinned by
 #           kernel/Cargo.lock (fetched by the first build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-debs=(qemu-system-x86 qemu-utils gdb binutils rustc-web cargo-web rust-web-src rust-web-llvm lld-22 ovmf mtools chromium tmux)
-missing=()
-for p in "${debs[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if ((${#missing[@]})); then
-    sudo=""
-    [ "$(id -u)" -eq 0 ] || sudo="sudo"
-    echo "setup: installing Debian packages: ${missing[*]}"
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+started=$SECONDS
+trap 'echo "setup: stopped after $((SECONDS - started)) s" >&2' ERR
+echo "setup: Debian packages (lab/setup-debs.sh: simulated first, nothing removed)"
+bash lab/setup-debs.sh
 
+echo "setup: QEMU 10.0 beside the system's (lab/setup-qemu.sh)"
 bash lab/setup-qemu.sh
 
 echo "setup: installing the lab (pip install -e '.[test]')"
@@ -52,5 +46,6 @@ fi
 
 echo "setup: building the kernel and its BIOS disk image"
 lab build --boot bios >/dev/null
-echo "setup: done; inspecting the kernel (lab inspect)"
+echo "setup: done in $((SECONDS - started)) s; inspecting the kernel (lab inspect)"
+trap - ERR
 exec lab inspect
