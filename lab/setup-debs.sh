@@ -3,6 +3,7 @@
 #
 #   bash lab/setup-debs.sh             install what is missing
 #   bash lab/setup-debs.sh --simulate  print the apt-get line and apt's plan (apt-get -s), change nothing
+#   bash lab/setup-debs.sh --simulate PKG[=VERSION]...  the same for an install line of your own
 #
 # Before installing, apt's plan is simulated; a plan that removes a package is refused (exit 1).
 # Known conflict: a machine image with qemu-utils from bookworm-backports (10.0) cannot take
@@ -14,7 +15,7 @@ set -euo pipefail
 debs=(qemu-system-x86 qemu-utils gdb binutils rustc-web cargo-web rust-web-src rust-web-llvm lld-22
       ovmf mtools chromium tmux)
 simulate=0
-[ "${1:-}" = "--simulate" ] && simulate=1
+[ "${1:-}" = "--simulate" ] && { simulate=1; shift; }
 
 installed_version() { dpkg-query -W -f='${Status} ${Version}' "$1" 2>/dev/null | sed -n 's/^install ok installed //p'; }
 candidate() { apt-cache policy "$1" 2>/dev/null | sed -n 's/^ *Candidate: //p'; }
@@ -31,7 +32,9 @@ if ((${#missing[@]})); then
 fi
 
 line=("${missing[@]}")
-if ((${#missing[@]} == 0)); then
+if (($#)); then
+    line=("$@"); missing=()
+elif ((${#missing[@]} == 0)); then
     line=("${debs[@]}")  # nothing to do: the simulation checks the whole list is at peace
 fi
 notes=()
