@@ -51,6 +51,9 @@ def _closed_pipe() -> int:
     return CLOSED_PIPE
 
 
+#: OSErrors that say a path given is not one the system can look up (a component over 255 bytes).
+_PATH_ERRNOS = {36}  # errno.ENAMETOOLONG on Linux
+
 #: How each way of being stopped ends: (message, exit status).
 STOPPED = {KeyboardInterrupt: ("lab: interrupted", 130), Terminated: ("lab: terminated", 143)}
 
@@ -74,11 +77,15 @@ def _report(exc: BaseException) -> int:
     if stopped is not None:
         print(stopped[0], file=sys.stderr)
         return stopped[1]
-    from lab.errors import LabError
+    from lab.errors import LabError, UserError
 
     if isinstance(exc, LabError):
         print(f"lab: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    if isinstance(exc, OSError) and exc.errno in _PATH_ERRNOS and exc.filename is not None:
+        # a path the user gave that the system cannot even look up: bad input, wherever it showed
+        print(f"lab: error: {exc.filename}: {exc.strerror}", file=sys.stderr)
+        return UserError.exit_code
     raise exc
 
 

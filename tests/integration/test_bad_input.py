@@ -38,6 +38,11 @@ def one_error_line(stderr: str) -> str:
     (("translate", "0x10000000000000000"), 2, "'0x10000000000000000' is not a 64-bit address"),
     (("fire", "int", "--vector", "300"), 2, "--vector: vector 300 is outside 0-255"),
     (("inspect", "--log-dir", "/proc/no-such-dir"), 2, "--log-dir /proc/no-such-dir: cannot write there"),
+    (("inspect", "--when", "\udcff"), 2, "--when '\\udcff': not UTF-8 text"),
+    *((("inspect", flag, "/tmp/" + "a" * 256), 2, "File name too long")
+      for flag in ("--image", "--profile", "--config", "--symbols")),
+    (("inspect", "--kernel", "/tmp/" + "a" * 256), 2, "File name too long"),
+    (("debug", "--replay", "/tmp/" + "a" * 256), 2, "File name too long"),
 ])
 def test_bad_input_is_one_line(kernel, args, status, needle):
     r = lab_cli(*args, *(() if "--kernel" in args else ("--kernel", str(kernel))))
