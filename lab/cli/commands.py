@@ -77,14 +77,35 @@ def _write_report(path: Path, runs, title: str) -> None:
         raise UserError(f"--html {path}: {exc.strerror}") from None
 
 
+def check_outputs(args) -> None:
+    """The output paths a command was given, refused before it runs."""
+    if getattr(args, "html", None):
+        _check_output(args.html, "--html")
+
+
+def _check_output(path: str, flag: str) -> None:
+    """Refuses an output path before any work is done (nothing is created for it)."""
+    from lab.present.html.page import check_target
+
+    try:
+        check_target(Path(path))
+    except OSError as exc:
+        raise UserError(f"{flag} {path}: {exc.strerror}") from None
+
+
 def cmd_report(args) -> int:
     """`lab report RUN.json... -o PATH`: the runs' JSON as one HTML report."""
+    _check_output(args.output, "-o")
     runs = []
     for name in args.runs:
         try:
-            runs.append((name, json.loads(Path(name).read_text())))
+            runs.append((name, json.loads(Path(name).read_text(encoding="utf-8"))))
         except OSError as exc:
             raise UserError(f"{name}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise UserError(f"{name}: not JSON (not UTF-8 text); pass what a command printed with --json") from None
+        except RecursionError:
+            raise UserError(f"{name}: not JSON the lab reads (nested too deeply)") from None
         except json.JSONDecodeError as exc:
             raise UserError(f"{name}: not JSON ({exc.msg} at line {exc.lineno}); pass what a "
                             "command printed with --json") from None

@@ -95,12 +95,13 @@ def main(argv: list[str] | None = None) -> int:
         _install_signal_handlers()  # inside the try: a signal right after it is reported too
         import faulthandler
 
-        from lab.cli.commands import COMMANDS
+        from lab.cli.commands import COMMANDS, check_outputs
         from lab.cli.options import parser
 
         # `kill -USR1` a lab that seems stuck: every thread's Python stack goes to stderr.
         faulthandler.register(signal.SIGUSR1, all_threads=True)
         args = parser(COMMANDS).parse_args(argv)
+        check_outputs(args)
         import logging
 
         # qemu.qmp runs its own asyncio tasks: an interrupted QMP command leaves a task whose

@@ -43,6 +43,8 @@ def one_error_line(stderr: str) -> str:
       for flag in ("--image", "--profile", "--config", "--symbols")),
     (("inspect", "--kernel", "/tmp/" + "a" * 256), 2, "File name too long"),
     (("debug", "--replay", "/tmp/" + "a" * 256), 2, "File name too long"),
+    (("inspect", "--html", "/"), 2, "--html /: a directory, not a file name"),
+    (("inspect", "--html", "/dev/null"), 2, "--html /dev/null: a device: refused"),
 ])
 def test_bad_input_is_one_line(kernel, args, status, needle):
     r = lab_cli(*args, *(() if "--kernel" in args else ("--kernel", str(kernel))))
@@ -141,3 +143,31 @@ def test_sigterm_mid_fire_ends_143_even_if_cleanup_fails(kernel):
     assert "Traceback" not in err, err
     assert proc.returncode == 143, err
     assert err.strip().splitlines()[-1] == "lab: terminated", err
+
+
+@pytest.mark.parametrize("content, needle", [
+    (bytes(range(0x80, 0x100)) * 4, "not JSON (not UTF-8 text)"),
+    (b"[" * 100_000, "not JSON the lab reads (nested too deeply)"),
+    (b"{ nope", "not JSON (Expecting property name"),
+])
+def test_lab_report_of_what_is_not_a_run(tmp_path, content, needle):
+    src = tmp_path / "run.json"
+    src.write_bytes(content)
+    r = lab_cli("report", str(src), "-o", str(tmp_path / "r.html"))
+    assert r.returncode == 2, r.stderr
+    assert needle in one_error_line(r.stderr)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.json"]
+
+
+@pytest.mark.parametrize("target, needle", [("/dev/null", "a device: refused"), ("/", "a directory"),
+                                            ("fifo", "a fifo: refused")])
+def test_lab_report_never_replaces_what_is_not_a_regular_file(tmp_path, target, needle):
+    src = tmp_path / "run.json"
+    src.write_text("{}")
+    if target == "fifo":
+        target = str(tmp_path / "fifo")
+        os.mkfifo(target)
+    r = lab_cli("report", str(src), "-o", target)
+    assert r.returncode == 2, r.stderr
+    assert needle in one_error_line(r.stderr)
+    assert Path("/dev/null").is_char_device()

@@ -7,8 +7,14 @@ JSON with `checks` is shown as its checks."""
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
+import os
+import stat
+import tempfile
 from html import escape
+from pathlib import Path
 
 from lab.present.html.charts import fatal_timeline, interval_histogram, matrix, page_walk
 from lab.present.html.stack import frame_picture, stack_picture
@@ -223,8 +229,36 @@ def render(runs: list[tuple[str, object]], title: str = "lab report") -> str:
             f'<body><h1>{escape(title)}</h1>{body}</body></html>\n')
 
 
-def write(path, runs: list[tuple[str, object]], title: str = "lab report") -> None:
-    """Writes the report of `runs` to `path` (a pathlib.Path), whole or not at all."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(render(runs, title), encoding="utf-8")
-    tmp.replace(path)
+def check_target(path: Path) -> None:
+    """OSError (with its reason) unless `path` can take a report: a new file, or an existing
+    regular file, never a directory, a device, a fifo or a symlink (which the rename would
+    replace)."""
+    if path.name in ("", ".", ".."):
+        raise IsADirectoryError(errno.EISDIR, "a directory, not a file name", str(path))
+    try:
+        mode = path.lstat().st_mode
+    except FileNotFoundError:
+        if not path.parent.is_dir():
+            raise FileNotFoundError(errno.ENOENT, "no such directory", str(path.parent)) from None
+        return
+    if not stat.S_ISREG(mode):
+        kind = "a directory" if stat.S_ISDIR(mode) else "a symlink" if stat.S_ISLNK(mode) else \
+            "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a fifo" if stat.S_ISFIFO(mode) else "not a regular file"
+        raise FileExistsError(errno.EEXIST, f"{kind}: refused (only a regular file is replaced)", str(path))
+
+
+def write(path: Path, runs: list[tuple[str, object]], title: str = "lab report") -> None:
+    """Writes the report of `runs` to `path`, whole or not at all: a temporary file in the same
+    directory, renamed over it; the temporary is removed on any failure."""
+    check_target(path)
+    text = render(runs, title)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
