@@ -54,11 +54,9 @@ class Stop:
             raise UserError(f"--after needs a positive number of seconds, not {self.after:g}")
         if self.when is not None:
             try:
-                self.when.encode()
+                re.compile(self.when.encode())
             except UnicodeEncodeError:
                 raise UserError(f"--when {self.when!r}: not UTF-8 text (the console is matched as UTF-8)") from None
-            try:
-                re.compile(self.when)
             except re.error as exc:
                 raise UserError(f"--when {self.when!r}: not a regular expression ({exc})") from None
 
