@@ -9,6 +9,7 @@ and nothing else."""
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from contextlib import contextmanager
@@ -19,6 +20,14 @@ from rich.console import Console
 MIN_WIDTH = 80
 
 
+class _Stdout(Console):
+    """rich's Console, except that a closed stdout is a BrokenPipeError, which the CLI ends
+    with SIGPIPE's status (141), where rich itself would exit 1, the check-failed status."""
+
+    def on_broken_pipe(self) -> None:
+        raise BrokenPipeError(errno.EPIPE, "stdout's reader went away")
+
+
 def width() -> int:
     """The width output is laid out for: the terminal's, else COLUMNS, else 80."""
     return Console().width
@@ -26,7 +35,7 @@ def width() -> int:
 
 def console() -> Console:
     """stdout, at `width()` (rich reads the terminal's size or COLUMNS itself)."""
-    return Console()
+    return _Stdout()
 
 
 def shows_progress() -> bool:

@@ -171,3 +171,15 @@ def test_lab_report_never_replaces_what_is_not_a_regular_file(tmp_path, target, 
     assert r.returncode == 2, r.stderr
     assert needle in one_error_line(r.stderr)
     assert Path("/dev/null").is_char_device()
+
+
+@pytest.mark.parametrize("command", [("inspect",), ("fire", "de", "ud")])
+def test_a_closed_pipe_ends_rich_tables_with_sigpipes_status(kernel, command):
+    """The tables go through rich, whose own answer to a closed stdout is exit 1 (a failed
+    check's status): the lab's is 141, with nothing on stderr."""
+    p = subprocess.Popen([LAB, *command, "--kernel", str(kernel)], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    p.stdout.close()
+    err = p.stderr.read()
+    assert p.wait(timeout=120) == 141, err
+    assert err == b"", err
