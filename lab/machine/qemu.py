@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Sequence
 
 from lab.host.bootpath import check_media, media_args, memory_for, serial_handshake
-from lab.errors import LabError, LabTimeout, ProcessDied
+from lab.errors import LabError, LabTimeout, ProcessDied, UserError
 from lab.machine.process import Deadline, reap, spawn, wait_exit, wait_readable
 from lab.machine.rundir import RunDir
 from lab.host.profiles import Profile
@@ -178,6 +178,12 @@ class QemuMachine:
         return {"command": self.argv(), "logs": self.run.logs}
 
     def _launch_failure(self, why: str) -> LabError:
+        """A QEMU that exited at start with its own complaint refused what it was given (the
+        kernel, a size, an argument): a user error whose first line is QEMU's reason."""
+        exited = self.proc is not None and wait_exit(self.proc, REFUSAL_EXIT_WAIT) not in (None, 0)
+        reason = _refusal(self.stderr_log) if exited else None
+        if reason is not None:
+            return QemuRefused(f"QEMU refused to start: {reason} (its command line and log: {self.run.logs})")
         return self._failure(f"QEMU failed to start: {why}")
 
     def _failure(self, why: str) -> LabError:
@@ -309,3 +315,21 @@ class QemuMachine:
         except Exception as exc:  # qemu.qmp: ExecuteError, ExecInterruptedError, EOFError...
             raise LabError(f"QMP {name} failed: {type(exc).__name__}: {exc}",
                            **self._error_context()) from exc
+
+
+#: How long a QEMU whose handshake broke is given to finish exiting (and say why).
+REFUSAL_EXIT_WAIT = 2.0
+
+
+class QemuRefused(UserError):
+    """QEMU exited at start, saying why (`qemu-system-x86_64: ...` on its stderr)."""
+
+
+def _refusal(log: Path) -> str | None:
+    """QEMU's own first complaint in its start-up output, if it made one."""
+    text = log.read_text(errors="replace") if log.exists() else ""
+    for line in text.splitlines():
+        if line.startswith("qemu-system-x86_64: "):
+            return line.split(": ", 1)[1].strip()
+    return None
+

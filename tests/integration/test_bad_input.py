@@ -44,6 +44,9 @@ def one_error_line(stderr: str) -> str:
     (("inspect", "--kernel", "/tmp/" + "a" * 256), 2, "File name too long"),
     (("debug", "--replay", "/tmp/" + "a" * 256), 2, "File name too long"),
     (("inspect", "--html", "/"), 2, "--html /: a directory, not a file name"),
+    (("inspect", "--kernel", "/bin/ls"), 2, "QEMU refused to start: Error loading uncompressed kernel"),
+    (("inspect", "--memory", "1T"), 2, "QEMU refused to start: cannot set up guest memory"),
+    (("inspect", "--qemu-arg", ""), 2, "QEMU refused to start: Device needs media"),
     (("inspect", "--html", "/dev/null"), 2, "--html /dev/null: a device: refused"),
 ])
 def test_bad_input_is_one_line(kernel, args, status, needle):
