@@ -186,6 +186,15 @@ def _add(found: dict, path: Path, factories: dict, node: ast.AST, names: dict) -
     entry["sources"].append(f"{path.relative_to(ROOT)}:{node.lineno}")
 
 
+def _by_file(sources: list[str]) -> dict[str, list[str]]:
+    """`lab/checks/frame.py:103` ... -> {"frame.py": ["103", ...]}."""
+    out: dict[str, list[str]] = {}
+    for s in sources:
+        path, line = s.split(":")
+        out.setdefault(Path(path).name, []).append(line)
+    return out
+
+
 def checks_page() -> str:
     catalog = check_catalog()
     out = ["# Check catalog", "", GENERATED, "",
@@ -196,11 +205,11 @@ def checks_page() -> str:
            "an expected FAIL or WARN into WAIVED ([severities](../checks.md#severities), "
            "[waivers](../waivers.md)). An id with `{...}` is made per item (vector, CPU, slot).", ""]
     for tier in dict.fromkeys(e["tier"] for e in catalog):
-        out += [f"## Tier `{tier}`", "", "| check | verdicts | what it asserts | made in | manual |",
+        out += [f"## Tier `{tier}`", "", "| check | verdicts | what it asserts | made in `lab/checks/` | manual |",
                 "|---|---|---|---|---|"]
         for e in (e for e in catalog if e["tier"] == tier):
-            title = "; ".join(e["titles"]) or "(title computed)"
-            src = ", ".join(f"`{s}`" for s in e["sources"])
+            title = "; ".join(e["titles"]) or "(title built at run time)"
+            src = "; ".join(f"`{f}` {', '.join(lines)}" for f, lines in _by_file(e["sources"]).items())
             page = e["page"]
             out.append(f"| `{_cell(e['id'])}` | {' / '.join(e['verdicts'])} | {_cell(title)} | {src} | "
                        f"[{page.removesuffix('.md')}](../{page}) |")

@@ -141,3 +141,15 @@ def test_mkdocs_strict_fails_on_a_broken_link_or_an_orphan_page(tmp_path, damage
         (copy / "docs" / "orphan.md").write_text("# Not in the nav\n")
     r = _mkdocs(copy / "mkdocs.yml", tmp_path / "site")
     assert r.returncode != 0 and needle in r.stderr, r.stderr[-3000:]
+
+
+def test_no_prose_line_starts_with_a_hash():
+    """Python-Markdown makes `#PF, and ...` at a line's start a heading (no space needed)."""
+    bad = []
+    for page in DOCS.rglob("*.md"):
+        fence = False
+        for n, line in enumerate(page.read_text().splitlines(), 1):
+            fence ^= line.startswith("```")
+            if not fence and re.match(r"#+[^#\s]", line):
+                bad.append(f"{page.relative_to(DOCS)}:{n}: {line[:60]}")
+    assert not bad, bad
