@@ -318,12 +318,12 @@ def pages() -> dict[str, str]:
             "scenarios.md": scenarios_page()}
 
 
-def write() -> list[str]:
-    """Writes the pages that changed; returns their names."""
-    REFERENCE.mkdir(parents=True, exist_ok=True)
+def write(reference: Path = REFERENCE) -> list[str]:
+    """Writes the pages that changed into `reference`; returns their names."""
+    reference.mkdir(parents=True, exist_ok=True)
     changed = []
     for name, text in pages().items():
-        path = REFERENCE / name
+        path = reference / name
         if not path.is_file() or path.read_text() != text:
             path.write_text(text)
             changed.append(name)
@@ -331,8 +331,9 @@ def write() -> list[str]:
 
 
 def on_pre_build(config, **kwargs) -> None:
-    """MkDocs hook (mkdocs.yml `hooks:`): refresh the generated pages before every build."""
-    write()
+    """MkDocs hook (mkdocs.yml `hooks:`): refresh the generated pages of the docs_dir being
+    built before every build."""
+    write(Path(config["docs_dir"]) / "reference")
 
 
 if __name__ == "__main__":

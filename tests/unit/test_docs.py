@@ -115,8 +115,31 @@ def test_every_page_is_in_the_nav():
         assert f": {page.relative_to(DOCS)}" in nav, page
 
 
+def _copy(tmp_path: Path) -> Path:
+    """The docs and mkdocs.yml in `tmp_path`, the hook still this tree's docs/gen.py: a build
+    there refreshes the copy's reference pages, never the committed ones."""
+    copy = tmp_path / "tree"
+    shutil.copytree(DOCS, copy / "docs", ignore=shutil.ignore_patterns("__pycache__"))
+    config = (ROOT / "mkdocs.yml").read_text()
+    assert "  - docs/gen.py\n" in config
+    (copy / "mkdocs.yml").write_text(config.replace("  - docs/gen.py\n", f"  - {DOCS / 'gen.py'}\n"))
+    return copy
+
+
+def test_the_build_hook_refreshes_the_built_tree_only(tmp_path):
+    copy = _copy(tmp_path)
+    (copy / "docs" / "reference" / "cli.md").write_text("# stale\n")
+    before = (DOCS / "reference" / "cli.md").read_text()
+    r = _mkdocs(copy / "mkdocs.yml", tmp_path / "site")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (copy / "docs" / "reference" / "cli.md").read_text() == gen.pages()["cli.md"]
+    html = (tmp_path / "site" / "reference" / "cli" / "index.html").read_text()
+    assert "usage: lab fire" in html and "stale" not in html
+    assert (DOCS / "reference" / "cli.md").read_text() == before
+
+
 def test_mkdocs_build_strict_passes_and_fetches_no_font(tmp_path):
-    r = _mkdocs(ROOT / "mkdocs.yml", tmp_path / "site")
+    r = _mkdocs(_copy(tmp_path) / "mkdocs.yml", tmp_path / "site")
     assert r.returncode == 0, r.stderr[-3000:]
     html = (tmp_path / "site" / "reference" / "checks" / "index.html").read_text()
     assert "fire.cr2" in html
@@ -130,10 +153,7 @@ def test_mkdocs_build_strict_passes_and_fetches_no_font(tmp_path):
     (None, "orphan.md"),
 ])
 def test_mkdocs_strict_fails_on_a_broken_link_or_an_orphan_page(tmp_path, damage, needle):
-    copy = tmp_path / "tree"
-    shutil.copytree(DOCS, copy / "docs", ignore=shutil.ignore_patterns("__pycache__"))
-    config = (ROOT / "mkdocs.yml").read_text().replace("  - docs/gen.py\n", f"  - {DOCS / 'gen.py'}\n")
-    (copy / "mkdocs.yml").write_text(config)
+    copy = _copy(tmp_path)
     if damage:
         with (copy / "docs" / "index.md").open("a") as f:
             f.write(f"\n{damage}\n")
