@@ -150,6 +150,7 @@ def test_mkdocs_build_strict_passes_and_fetches_no_font(tmp_path):
 @pytest.mark.parametrize("damage, needle", [
     ("[the fire page](no-such-page.md)", "no-such-page.md"),
     ("[a section](fire.md#no-such-section)", "no-such-section"),
+    ("[an absolute link](/setup/)", "absolute link '/setup/'"),
     (None, "orphan.md"),
 ])
 def test_mkdocs_strict_fails_on_a_broken_link_or_an_orphan_page(tmp_path, damage, needle):
