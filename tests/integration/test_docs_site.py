@@ -25,6 +25,7 @@ def site(tmp_path_factory) -> Path:
     # a copy, so the build's hook refreshes the copy's generated pages, not the committed ones
     shutil.copytree(ROOT / "docs", tree / "docs", ignore=shutil.ignore_patterns("__pycache__"))
     config = (ROOT / "mkdocs.yml").read_text().replace("  - docs/gen.py\n", f"  - {ROOT / 'docs' / 'gen.py'}\n")
+    config = config.replace("base_path: [.]", f"base_path: [{ROOT}]")
     (tree / "mkdocs.yml").write_text(config)
     r = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-f", str(tree / "mkdocs.yml"),
                         "-d", str(out)], capture_output=True, text=True, timeout=300,

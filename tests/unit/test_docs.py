@@ -32,7 +32,7 @@ def _mkdocs(config: Path, site: Path) -> subprocess.CompletedProcess:
     pytest.importorskip("material", reason="mkdocs-material is in the test extras")
     return subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-f", str(config),
                            "-d", str(site)], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
+                          env={**os.environ, "NO_MKDOCS_2_WARNING": "1"}, cwd=site.parent)
 
 
 def _headings(markdown: str) -> list[str]:
@@ -122,7 +122,10 @@ def _copy(tmp_path: Path) -> Path:
     shutil.copytree(DOCS, copy / "docs", ignore=shutil.ignore_patterns("__pycache__"))
     config = (ROOT / "mkdocs.yml").read_text()
     assert "  - docs/gen.py\n" in config
-    (copy / "mkdocs.yml").write_text(config.replace("  - docs/gen.py\n", f"  - {DOCS / 'gen.py'}\n"))
+    assert "base_path: [.]" in config  # the snippets (examples/) from this tree, wherever it is built
+    config = config.replace("  - docs/gen.py\n", f"  - {DOCS / 'gen.py'}\n").replace(
+        "base_path: [.]", f"base_path: [{ROOT}]")
+    (copy / "mkdocs.yml").write_text(config)
     return copy
 
 
@@ -143,6 +146,8 @@ def test_mkdocs_build_strict_passes_and_fetches_no_font(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     html = (tmp_path / "site" / "reference" / "checks" / "index.html").read_text()
     assert "fire.cr2" in html
+    kernel_page = (tmp_path / "site" / "your-kernel" / "index.html").read_text()
+    assert "kernel-lab.yml" in kernel_page and "--8&lt;--" not in kernel_page  # examples/ included
     for page in (tmp_path / "site").rglob("*.html"):
         assert "fonts.googleapis.com" not in page.read_text(), page
 
