@@ -159,13 +159,35 @@ def check_catalog() -> list[dict]:
                 if id(node) in seen:
                     continue
                 seen.add(id(node))
-                _add(found, path, factories, node, names)
+                for bound in _callers_bindings(tree, fn, node):
+                    _add(found, path, factories, node, {**names, **bound})
     order = ("PASS", "FAIL", "WARN", "INFO", "SKIP", "computed")
     for e in found.values():
         e["verdicts"] = [v for v in order if v in e["verdicts"]]
         e["sources"].sort(key=lambda s: (s.split(":")[0], int(s.split(":")[1])))
         e["page"] = CHECK_PAGES.get(Path(e["sources"][0].split(":")[0]).stem, "checks.md")
     return sorted(found.values(), key=lambda e: (e["tier"], e["id"]))
+
+
+def _callers_bindings(tree: ast.Module, fn: ast.AST, node: ast.AST) -> list[dict]:
+    """For a check made with an id that is a parameter of its function (a helper such as
+    `_no_tss(v, id, title)`), the literal arguments of each call of that function in the
+    module; otherwise one empty binding."""
+    if not (isinstance(fn, ast.FunctionDef) and isinstance(node, ast.Call) and node.args
+            and isinstance(node.args[0], ast.Name)):
+        return [{}]
+    params = [a.arg for a in fn.args.args]
+    if node.args[0].id not in params:
+        return [{}]
+    out = []
+    for call in ast.walk(tree):
+        if isinstance(call, ast.Call) and getattr(call.func, "id", None) == fn.name:
+            bound = {p: _text(a) for p, a in zip(params, call.args)}
+            bound.update({k.arg: _text(k.value) for k in call.keywords if k.arg})
+            bound = {k: v for k, v in bound.items() if v is not None}
+            if node.args[0].id in bound:
+                out.append(bound)
+    return out or [{}]
 
 
 def _add(found: dict, path: Path, factories: dict, node: ast.AST, names: dict) -> None:
