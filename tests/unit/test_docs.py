@@ -88,6 +88,10 @@ def test_the_check_catalog_lists_the_checks_the_modules_make():
     assert catalog["fire.cr2"]["tier"] == "frame" and {"PASS", "FAIL"} <= set(catalog["fire.cr2"]["verdicts"])
     page = (DOCS / "reference" / "checks.md").read_text()
     assert "| `fire.cr2` |" in page
+    # a helper's id parameter is resolved to its callers' literal ids (generic.py's _no_tss)
+    assert not [i for i in catalog if re.fullmatch(r"\{[a-z_]+\}", i)], sorted(catalog)
+    assert any(s.startswith("lab/checks/generic.py") for s in catalog["tss.stacks-distinct"]["sources"])
+    assert "SKIP" in catalog["tss.stacks-distinct"]["verdicts"]  # from _no_tss, not the check itself
 
 
 def test_the_recipes_page_has_every_justfile_recipe():
