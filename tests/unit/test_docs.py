@@ -183,3 +183,13 @@ def test_no_prose_line_starts_with_a_hash():
             if not fence and re.match(r"#+[^#\s]", line):
                 bad.append(f"{page.relative_to(DOCS)}:{n}: {line[:60]}")
     assert not bad, bad
+
+
+def test_the_justfile_reader_agrees_with_just():
+    """Without `just` the page comes from the justfile's text: the same recipes, parameters and
+    bodies as `just --dump`, so the page is the same on a machine without just."""
+    dumped = gen._recipes_from_just()
+    if dumped is None:
+        pytest.skip("no just on PATH")
+    assert gen._recipes_from_justfile((ROOT / "justfile").read_text()) == dumped
+    assert any(r["params"] == ['runs="7"'] for r in dumped)
