@@ -4,7 +4,7 @@ A check is a pure function from an observation to a `Check`: an id, the tier it 
 what it asserts (the title), a verdict and the evidence. Every check module builds its
 records through one `Checks(tier)` factory, so each record of a tier is made the same way.
 
-Severities (README, "The checks"): FAIL is a promise that the CPU will misbehave when that
+Severities (docs/checks.md): FAIL is a promise that the CPU will misbehave when that
 path is taken; WARN is legal but risky or unusual, and the evidence says why; INFO is noted.
 Only FAIL fails a run. A waiver (`lab/checks/waivers.py`) turns an expected FAIL or WARN into
 WAIVED, with its reason.

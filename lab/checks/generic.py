@@ -1,6 +1,6 @@
 """Invariants that hold for any correct x86-64 long-mode kernel (SDM vol. 3A ch. 3, 5, 6, 8).
 
-Severities (README, "The checks"): FAIL only where the CPU will misbehave when that path is
+Severities (docs/checks.md): FAIL only where the CPU will misbehave when that path is
 taken; WARN for what is legal but risky or unusual, with the reason; INFO for what is noted.
 """
 

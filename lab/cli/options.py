@@ -186,7 +186,7 @@ def matrix_options(sp) -> None:
     out = sp.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="print the matrix as JSON (what --merge reads)")
     out.add_argument("--markdown", action="store_true", help="print the exceptions table and the "
-                     "recorded deviations as Markdown (README's deviation table)")
+                     "recorded deviations as Markdown (docs/reference/matrix.md)")
     sp.add_argument("--html", metavar="PATH", help="also write the matrix as a self-contained HTML "
                     "report (the same as `lab report` of the --json output)")
     log_dir_option(sp, "keep each backend's serial/QEMU/gdb logs in DIR/<backend> (e.g. DIR/tcg-10.0.2)")
@@ -319,7 +319,7 @@ def parser(commands) -> LabParser:
                          "or conditional ones)")
     sp.add_argument("--seed", metavar="FILE",
                     help="only the claims of one tutorial text of shared/seeds/ (its file name or number, e.g. 002)")
-    sp.add_argument("--markdown", action="store_true", help="print one Markdown table per text (the README's)")
+    sp.add_argument("--markdown", action="store_true", help="print one Markdown table per text (docs/reference/claims.md)")
 
     sp = add("report", "write runs' JSON (what --json prints) as one self-contained HTML report")
     sp.add_argument("runs", nargs="+", metavar="RUN.json", help="a JSON file a command printed with --json")

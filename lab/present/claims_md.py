@@ -1,4 +1,4 @@
-"""`lab claims --markdown`: one Markdown table per tutorial text (the README's tables are this
+"""`lab claims --markdown`: one Markdown table per tutorial text (docs/reference/claims.md is this
 output, pasted from a run): the claim, its verdict (holds / holds only if … / refuted) and its
 evidence in one line, under the backends the kernel trials ran on."""
 

@@ -1,6 +1,6 @@
 """The matrix's printing: the QEMUs found (`lab qemus`) and the fidelity table (`lab matrix`):
 one row per scenario, one column per backend, each cell a verdict, with what a deviating
-backend delivered, its upstream cause and fix below the table. Markdown for the README."""
+backend delivered, its upstream cause and fix below the table. Markdown for docs/reference/matrix.md."""
 
 from __future__ import annotations
 
@@ -120,7 +120,7 @@ def show(result, console) -> None:
 
 
 def markdown(result) -> str:
-    """The fire rows as a Markdown table with the notes below (README's deviation table)."""
+    """The fire rows as a Markdown table with the notes below (docs/reference/matrix.md)."""
     names = [b["backend"] for b in result.backends]
     out = ["| scenario | " + " | ".join(f"{n.split('/')[0].upper()} QEMU {n.split('/')[1]}" for n in names) + " |",
            "|---|" + "---|" * len(names)]
