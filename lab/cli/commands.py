@@ -24,7 +24,7 @@ def _config(args):
     if getattr(args, "_config", None) is None:
         path = _path(getattr(args, "config", None))
         if path is not None and not path.is_file():
-            raise UserError(f"--config {path}: no such file")
+            raise UserError(f"--config {path}: " + ("a directory, not a lab.toml" if path.is_dir() else "no such file"))
         args._config = config.load(path or config.find())
     return args._config
 

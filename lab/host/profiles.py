@@ -124,6 +124,8 @@ def load(name: str, config_dir: Path = CONFIG_DIR) -> Profile:
     ends in `.toml`), the profile in that file, named after the file."""
     if "/" in name or name.endswith(".toml"):
         path = Path(name)
+        if path.is_dir():
+            raise UserError(f"profile {path}: a directory, not a profile file")
         if not path.is_file():
             raise UserError(f"profile file not found: {path}")
         name = path.stem
@@ -138,6 +140,13 @@ def load(name: str, config_dir: Path = CONFIG_DIR) -> Profile:
         raise UserError(f"profile {path}: cannot be read ({exc})") from None
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"profile {path}: invalid ({exc})") from None
+    keys = {"description", "machine", "accel", "cpu", "memory", "requires", "args", "boot", "qemu"}
+    unknown = sorted(set(data) - keys)
+    missing = sorted({"description", "machine", "accel", "cpu", "memory"} - set(data))
+    if unknown or missing:
+        raise UserError(f"profile {path}: " + "; ".join(
+            ([f"unknown key(s) {', '.join(unknown)}"] if unknown else []) +
+            ([f"missing key(s) {', '.join(missing)}"] if missing else [])) + f" (keys: {', '.join(sorted(keys))})")
     try:
         return Profile(
             name=name,

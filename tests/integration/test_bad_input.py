@@ -44,6 +44,8 @@ def one_error_line(stderr: str) -> str:
     (("inspect", "--kernel", "/tmp/" + "a" * 256), 2, "File name too long"),
     (("debug", "--replay", "/tmp/" + "a" * 256), 2, "File name too long"),
     (("inspect", "--html", "/"), 2, "--html /: a directory, not a file name"),
+    (("inspect", "--config", "/tmp"), 2, "--config /tmp: a directory, not a lab.toml"),
+    (("inspect", "--profile", "/tmp"), 2, "profile /tmp: a directory, not a profile file"),
     (("inspect", "--kernel", "/bin/ls"), 2, "QEMU refused to start: Error loading uncompressed kernel"),
     (("inspect", "--memory", "1T"), 2, "QEMU refused to start: cannot set up guest memory"),
     (("inspect", "--qemu-arg", ""), 2, "QEMU refused to start: Device needs media"),
@@ -61,6 +63,14 @@ def test_a_profile_file_that_is_not_utf8(tmp_path, kernel):
     r = lab_cli("inspect", "--kernel", str(kernel), "--profile", str(bad))
     assert r.returncode == 2, r.stderr
     assert f"profile {bad}: cannot be read" in one_error_line(r.stderr)
+
+
+def test_a_profile_with_an_unknown_key_names_it(tmp_path, kernel):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('description = "x"\nmachine = "pc"\naccel = "tcg"\ncpu = "qemu64"\nmemory = "128M"\nbogus = 1\n')
+    r = lab_cli("inspect", "--kernel", str(kernel), "--profile", str(bad))
+    assert r.returncode == 2, r.stderr
+    assert f"profile {bad}: unknown key(s) bogus (keys: accel, args" in one_error_line(r.stderr)
 
 
 @pytest.mark.parametrize("gdb", ["/bin/true", "/bin/false"])
