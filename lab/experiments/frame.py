@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from lab.errors import UserError
 from lab.target.cpu import parse_info_registers
-from lab.x86.frames import INTERRUPT_FRAME, QWORD, describe_pf_error, qwords
+from lab.x86.frames import INTERRUPT_FRAME, QWORD, explain_error_code, qwords
 from lab.x86.idt import decode_idt
 from lab.x86.tss import TSS
-from lab.x86.vectors import PF, mnemonic, pushes_error_code
+from lab.x86.vectors import mnemonic, pushes_error_code
 
 
 def decode_at_stop(gdb, hmp, symbols) -> dict:
@@ -41,8 +41,8 @@ def decode_at_stop(gdb, hmp, symbols) -> dict:
              "note": symbols.describe(v) if n == "RIP" else
                      ("ring 3" if n == "CS" and v & 3 == 3 else "")}
             for i, (n, v) in enumerate(zip(names, slots))]
-    if ec and vector == PF:
-        rows[0]["note"] = describe_pf_error(slots[0])
+    if ec:
+        rows[0]["note"] = explain_error_code(vector, slots[0])
     return {"pc": pc, "symbol": symbols.describe(pc), "vectors": vectors, "mnemonic": mnemonic(vector),
             "error_code": slots[0] if ec else None, "rsp": rsp, "cr2": regs.get("cr2"), "slots": rows,
             "stack_switch": stack_switch(gdb.read_memory, cpu.tr.base, next(g for g in gates if g.vector == vector),

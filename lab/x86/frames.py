@@ -114,3 +114,32 @@ def describe_pf_error(code: int) -> str:
 def frame_bytes(has_error_code: bool) -> int:
     """Bytes the CPU pushes for one event."""
     return INTERRUPT_FRAME.size + (QWORD if has_error_code else 0)
+
+
+#: The vectors whose error code is a selector error code (SDM vol. 3A §6.13): #TS, #NP, #SS, #GP.
+SELECTOR_ERROR_VECTORS = (10, 11, 12, 13)
+#: What each page-fault error code bit says when set, and when clear (SDM vol. 3A §5.7).
+PF_BIT_MEANING = {
+    "p": ("protection violation", "page not present"), "w": ("write", "read"),
+    "us": ("user mode", "supervisor mode"), "rsvd": ("reserved bit set", None),
+    "id": ("instruction fetch", None), "pk": ("protection key", None),
+    "ss": ("shadow stack", None), "sgx": ("SGX", None),
+}
+
+
+def explain_error_code(vector: int, code: int) -> str:
+    """An error code in words, by its vector's layout: #PF's bits, or a selector error code's
+    EXT/IDT/TI/index; "" for the vectors whose error code has no fields (#DF, #AC: always 0)."""
+    if vector == 14:
+        bits = PF_ERROR_CODE.decode_int(code)
+        words = [PF_BIT_MEANING[k][0 if v else 1] for k, v in bits.items()]
+        names = " ".join(k.upper() for k, v in bits.items() if v) or "none set"
+        return f"{names}: " + ", ".join(w for w in words if w)
+    if vector in SELECTOR_ERROR_VECTORS:
+        if code == 0:
+            return "0: no selector (the fault is not about one)"
+        f = SELECTOR_ERROR_CODE.decode_int(code)
+        table = "IDT" if f["idt"] else "LDT" if f["ti"] else "GDT"
+        sel = f"vector {f['index']}" if f["idt"] else f"selector {f['index'] << 3 | f['ti'] << 2:#x}"
+        return f"{table} index {f['index']} ({sel})" + (", EXT: an external event" if f["ext"] else "")
+    return ""

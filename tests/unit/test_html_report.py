@@ -47,9 +47,92 @@ def slots(svg: str) -> list[tuple[int, int, str]]:
 def test_the_gap_is_the_interrupted_rsp_minus_the_frames_top(before, gap):
     svg = stack_picture(fire(before))
     if gap:
-        assert f'data-bytes="{gap}"' in svg and f"{gap} bytes: aligned down to 16 ({before & ~0xF:#x})" in svg
+        assert f'data-bytes="{gap}"' in svg and f"gap: {gap} bytes" in svg
+        assert f"aligned down to 16: {before & ~0xF:#x}" in svg
     else:
         assert "data-bytes" not in svg and "already 16-byte aligned" in svg
+
+
+def texts(svg: str) -> list[tuple[float, float, int, str, str]]:
+    """(x, y, font size, anchor, words) of every text element."""
+    return [(float(x), float(y), int(size), anchor, t) for x, y, size, anchor, t in
+            re.findall(r'<text x="([\d.]+)" y="([\d.]+)" font-size="(\d+)" text-anchor="(\w+)"[^>]*>([^<]*)</text>', svg)]
+
+
+#: A monospace glyph's advance, as a fraction of the font size (DejaVu Sans Mono: 0.602).
+GLYPH = 0.61
+
+
+@pytest.mark.parametrize("before", [0x154BD8, 0x154BD1, 0x154BDF])
+def test_the_gap_row_has_its_address_and_its_words_fit_its_box(before):
+    svg = stack_picture(fire(before))
+    gap = re.search(r'<g class="gap" data-bytes="(\d+)" data-address="(0x[0-9a-f]+)">(.*?)</g>', svg)
+    assert gap is not None
+    top = before & ~0xF  # the frame's top: SS sits just below it... the gap starts at SS's top
+    assert int(gap.group(2), 16) == fire(before)["stack"][-1]["address"] + 8 < top + 16
+    box = re.search(r'<rect x="([\d.]+)" y="[\d.]+" width="([\d.]+)"', gap.group(3))
+    x0, w = float(box.group(1)), float(box.group(2))
+    inside = [t for t in texts(gap.group(3)) if x0 <= t[0] < x0 + w]
+    assert inside and all(t[0] + len(t[4]) * t[2] * GLYPH <= x0 + w for t in inside), inside
+    assert any(t[4] == gap.group(2) for t in texts(gap.group(3))), "the gap row's address"
+
+
+@pytest.mark.parametrize("error_code", [True, False])
+def test_the_entry_rsp_arrow_crosses_no_note(error_code):
+    """The arrow to the entry RSP starts below the last slot's note (RIP's symbol when the
+    vector pushes no error code), so it strikes through no text."""
+    result = fire(0x154BD8, error_code=error_code)
+    result["stack"][1 if error_code else 0]["note"] = "lab_fault_pf_write"
+    svg = stack_picture(result)
+    d = re.search(r'<path d="M([\d.]+),([\d.]+) L([\d.]+),([\d.]+)" stroke="#1f77b4"', svg)
+    x1, y1, x2, y2 = map(float, d.groups())
+    for x, y, size, anchor, words in texts(svg):
+        if words and not words.startswith("RSP at the handler"):
+            width = len(words) * size * GLYPH
+            left = x - width if anchor == "end" else x
+            right, top, bottom = left + width, y - size, y + 8  # descenders, and clearance
+            crosses_x = min(x1, x2) < right and max(x1, x2) > left
+            # the segment's y at the text's horizontal extent
+            ys = [y1 + (y2 - y1) * (min(max(px, min(x1, x2)), max(x1, x2)) - x1) / (x2 - x1) for px in (left, right)]
+            assert not (crosses_x and min(ys) < bottom and max(ys) > top), (words, (x, y), (x1, y1, x2, y2))
+
+
+@pytest.mark.parametrize("vector, code, words", [
+    (14, 0x3, "P W: protection violation, write, supervisor mode"),
+    (14, 0x0, "page not present, read, supervisor mode"),
+    (14, 0x15, "P US ID: protection violation, read, user mode, instruction fetch"),
+    (13, 0x0, "no selector"),
+    (13, 0x12, "IDT index 2 (vector 2)"),
+    (11, 0x19, "GDT index 3 (selector 0x18), EXT"),
+])
+def test_the_error_code_is_decoded_by_its_vectors_layout(vector, code, words):
+    result = fire(0x154BD8)
+    result["vector"] = vector
+    result["stack"][0]["value"] = code
+    assert words in stack_picture(result)
+
+
+def test_the_legend_names_only_the_kinds_drawn():
+    legend = lambda svg: set(re.findall(r">(alignment gap|pushed by the CPU|pushed by the stub|interrupted stack)<", svg))
+    assert legend(stack_picture(fire(0x154BD8))) == {"alignment gap", "pushed by the CPU"}
+    assert legend(stack_picture(fire(0x154BD0))) == {"pushed by the CPU"}
+    assert legend(stack_picture(fire(0x154BD8, stub=True))) == {"alignment gap", "pushed by the CPU", "pushed by the stub"}
+    assert "interrupted stack" in legend(stack_picture(fire(0x154BD8, ist=1, ist_top=0x160000)))
+
+
+def test_every_picture_of_a_report_has_its_own_marker_id():
+    page = render([("fire.json", [fire(0x154BD8), fire(0x154BD0), fire(0x154BD8, stub=True)])])
+    ids = re.findall(r'<marker id="([^"]+)"', page)
+    uses = set(re.findall(r'marker-end="url\(#([^)]+)\)"', page))
+    assert len(ids) == 3 and len(set(ids)) == 3 and uses <= set(ids)
+
+
+def test_the_picture_says_which_way_the_stack_grows_and_ties_the_saved_rsp():
+    svg = stack_picture(fire(0x154BD8))
+    assert "↑ higher addresses" in svg and "the stack grows down ↓" in svg
+    assert "= the interrupted RSP" in svg
+    switched = stack_picture(fire(0x154BD8, ist=1, ist_top=0x160000))
+    assert "= the interrupted RSP" in switched and "(the red line)" not in switched
 
 
 @pytest.mark.parametrize("error_code", [True, False])

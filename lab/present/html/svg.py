@@ -3,6 +3,7 @@ the caller measured. A shape's hover text is an SVG `<title>` child (no script n
 
 from __future__ import annotations
 
+import itertools
 from html import escape
 
 FONT = "ui-monospace, 'DejaVu Sans Mono', monospace"
@@ -68,16 +69,21 @@ def group(parts: list[str], *, hover: str | None = None, **kw) -> str:
     return f"<g {attrs(**kw)}>{title(hover)}{''.join(parts)}</g>"
 
 
-ARROW_DEF = ('<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" '
+ARROW_DEF = ('<defs><marker id="{id}" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" '
              'markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" '
              'fill="#333"/></marker></defs>')
+#: Numbers the pictures of one process, so each picture's arrow marker has an id of its own
+#: (ids are unique per HTML document; a report holds many pictures).
+_PICTURES = itertools.count(1)
 
 
 def svg(width: float, height: float, parts: list[str], *, label: str, **kw) -> str:
     """A picture `width` x `height` user units wide that scales down to its container."""
     a = attrs(xmlns="http://www.w3.org/2000/svg", viewBox=f"0 0 {width:g} {height:g}",
               width=f"{width:g}", role="img", aria_label=label, font_family=FONT, **kw)
-    return f"<svg {a}>{title(label)}{ARROW_DEF}{''.join(parts)}</svg>"
+    marker = f"arrow-{next(_PICTURES)}"
+    body = "".join(parts).replace('marker-end="url(#arrow)"', f'marker-end="url(#{marker})"')
+    return f"<svg {a}>{title(label)}{ARROW_DEF.format(id=marker)}{body}</svg>"
 
 
 def legend(x, y, items: list[tuple[str, str]], *, size: int = 11) -> list[str]:
