@@ -106,8 +106,8 @@ def cpus_tables(rows: list[dict], shared: dict, width: int) -> list[Table]:
 
 def checks_table(checks: list[Check], title: str = "Checks") -> Table:
     t = Table(title=title, title_justify="left")
-    for col in ("verdict", "tier", "check", "evidence"):
-        t.add_column(col, overflow="fold")
+    for col in ("verdict", "tier", "check", "evidence"):  # identifiers whole; evidence wraps at words
+        t.add_column(col, no_wrap=col != "evidence", overflow="fold")
     for c in checks:  # evidence is data, never markup
         t.add_row(f"[{VERDICT_STYLE[c.verdict]}]{c.verdict.value}[/]", c.tier,
                   f"{c.id}\n[dim]{escape(c.title)}[/]", escape("\n".join(c.evidence)))
@@ -181,7 +181,7 @@ def print_fire(result, symbols, console: Console) -> None:
 def print_injections(results, console: Console, stop_line: str) -> None:
     t = Table(title=f"lab fire --agnostic: {escape(stop_line)}", title_justify="left")
     for col in ("injection", "vector", "gate", "outcome", "failed checks", "ms"):
-        t.add_column(col, overflow="fold")
+        t.add_column(col, no_wrap=col in ("injection", "outcome", "ms"), overflow="fold")
     for r in results:
         o = r.observation
         vector = f"{r.injection.vector} {mnemonic(r.injection.vector)}"
@@ -204,7 +204,7 @@ def print_probes(results, console: Console) -> None:
     """results: (Probe, ProbeObservation, checks, verdict) tuples."""
     t = Table(title="lab probe", title_justify="left")
     for col in ("probe", "expected", "observed", "chain", "verdict", "ms"):
-        t.add_column(col, overflow="fold")
+        t.add_column(col, no_wrap=col in ("probe", "verdict", "ms"), overflow="fold")
     for p, obs, checks, v in results:
         chain = " -> ".join(obs.chain) if obs.chain is not None else "unavailable (not TCG)"
         t.add_row(p.name, p.expected, obs.outcome, escape(chain),

@@ -34,3 +34,15 @@ def test_boot_runs_with_its_flags(tmp_path):
     r = subprocess.run([JUST, "--justfile", str(REPO / "justfile"), "boot", "--kernel", str(tmp_path / "nope")],
                        capture_output=True, text=True, cwd=REPO, timeout=60)
     assert r.returncode != 0 and str(tmp_path / "nope") in r.stderr
+
+
+def test_list_fits_80_columns():
+    """`just --list` (each recipe's doc comment) fits an 80-column terminal. `just` is a test
+    dependency (PyPI rust-just), so this test requires it rather than skipping."""
+    assert JUST is not None, "just is not installed (pip install rust-just)"
+    r = subprocess.run([JUST, "--justfile", str(REPO / "justfile"), "--list"],
+                       capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert r.returncode == 0, r.stderr
+    wide = [line for line in r.stdout.splitlines() if len(line) > 80]
+    assert not wide, wide
+    assert "docs" in r.stdout and "docs-build" in r.stdout
