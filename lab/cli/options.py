@@ -200,14 +200,48 @@ def gdb_options(sp) -> None:
 
 # -- the parser ---------------------------------------------------------------------------------
 
+#: `lab --help` lists the commands by what they are for; every command is in exactly one group.
+GROUPS = (
+    ("look at a stopped kernel", ("inspect", "pcpu", "frame", "translate")),
+    ("make the CPU act, and judge it", ("fire", "probe", "timer", "tasks", "ring3", "claims")),
+    ("step through it yourself", ("boot", "debug", "attach")),
+    ("compare backends", ("matrix", "qemus", "profiles")),
+    ("pictures", ("report",)),
+    ("catalogs", ("scenarios", "probes")),
+    ("set-up", ("build",)),
+)
+
+
+def _grouped(helps: dict[str, str], width: int) -> str:
+    """The commands under their groups, each with its one-line help, wrapped to `width`."""
+    import textwrap
+
+    grouped = [c for _, names in GROUPS for c in names]
+    assert sorted(grouped) == sorted(helps), f"lab --help groups: {sorted(set(grouped) ^ set(helps))}"
+    out = []
+    for title, names in GROUPS:
+        out.append(f"{title}:")
+        for name in names:
+            out += textwrap.wrap(helps[name], width, initial_indent=f"  {name:<11} ",
+                                 subsequent_indent=" " * 14, break_on_hyphens=False)
+    return "\n".join(out)
+
+
+class _TopHelp(argparse.RawDescriptionHelpFormatter):
+    """The top-level help: the grouped command list (the epilog) kept as laid out."""
+
+
 def parser(commands) -> LabParser:
     """The `lab` parser; `commands` maps each command name to its function (cli/commands.py)."""
-    p = LabParser(prog="lab", description="x86-64 kernel test lab")
+    p = LabParser(prog="lab", description="x86-64 kernel test lab: `lab COMMAND --help` for one "
+                  "command", formatter_class=_TopHelp)
     p.add_argument("-v", "--verbose", action="store_true", help="print progress (pids, run dir) on stderr")
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", help="one of the commands below")
+    helps: dict[str, str] = {}
 
     def add(name, help):
-        sp = sub.add_parser(name, help=help, description=help)
+        helps[name] = help
+        sp = sub.add_parser(name, description=help)
         sp.set_defaults(func=commands[name])
         verbose_option(sp)
         return sp
@@ -345,4 +379,5 @@ def parser(commands) -> LabParser:
 
     sp = add("boot", "boot with the serial console on this terminal (Ctrl-A X quits)")
     vm_options(sp, restore=False)
+    p.epilog = _grouped(helps, 78)
     return p

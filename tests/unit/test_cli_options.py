@@ -104,3 +104,31 @@ def test_a_bad_value_is_one_line_and_exit_2(argv, needle, capsys):
 ])
 def test_good_values_parse(argv, dest, value):
     assert getattr(PARSER.parse_args(argv), dest) == value
+
+
+def test_lab_help_lists_every_command_once_under_a_group():
+    import contextlib
+    import io
+
+    from lab.cli.commands import COMMANDS
+    from lab.cli.options import GROUPS, parser
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):
+        parser(COMMANDS).parse_args(["--help"])
+    text = out.getvalue()
+    listed = [line.split()[0] for line in text.splitlines() if line.startswith("  ") and
+              not line.startswith("   ") and line.split()[0] in COMMANDS]
+    assert sorted(listed) == sorted(COMMANDS)           # each command exactly once
+    for title, names in GROUPS:                           # under its group's title, in order
+        block = text.split(f"\n{title}:\n", 1)[1]
+        assert [line.split()[0] for line in block.splitlines()
+                if line.startswith("  ") and not line.startswith("   ")][:len(names)] == list(names)
+    assert max(map(len, text.splitlines())) <= 80
+
+
+def test_a_command_missing_from_the_groups_is_caught():
+    from lab.cli.options import _grouped
+
+    with pytest.raises(AssertionError, match="nope"):
+        _grouped({"inspect": "x", "nope": "y"}, 78)
