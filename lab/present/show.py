@@ -85,6 +85,10 @@ def fire_line(x) -> str:
             + (f"failed: {escape(', '.join(failed))}" if failed else escape(x.scenario.summary)))
 
 
+#: The header of fire_line's columns, at the same widths.
+FIRE_HEADER = f"[bold]{'outcome':9} {'scenario':16} {'vec':>3} {'style':13} {'time':>8} {'gate':4} what[/]"
+
+
 def fires(r, console: Console, *, panels: bool = False) -> None:
     """One line per scenario (--panels: every stack and checks panel; a failure's panel
     always), then the counts."""
@@ -92,6 +96,8 @@ def fires(r, console: Console, *, panels: bool = False) -> None:
     for x in results:
         if panels or x.outcome == "FAIL":
             print_fire(x, r.symbols, console)
+    if results:
+        console.print(FIRE_HEADER, no_wrap=True, overflow="ellipsis")
     for x in results:
         console.print(fire_line(x), no_wrap=True, overflow="ellipsis")
     counts = {k: sum(1 for x in results if x.outcome == k) for k in ("PASS", "FAIL", "DEVIATION", "STALE")}

@@ -196,3 +196,4 @@ def test_a_closed_pipe_ends_rich_tables_with_sigpipes_status(kernel, command):
     err = p.stderr.read()
     assert p.wait(timeout=120) == 141, err
     assert err == b"", err
+
