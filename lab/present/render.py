@@ -25,12 +25,14 @@ def _hex(v: int, width: int = 0) -> str:
 def idt_table(rows: list[dict], title: str = "IDT") -> Table:
     """rows: lab.present.rows idt_rows, perhaps grouped (compact.group_gates). The symbol column
     only when some handler has one; a group's handlers as the first and the stride."""
-    t = Table(title=title, title_justify="left")
+    t = Table(title=title, title_justify="left", collapse_padding=True, pad_edge=False)
     symbols = any(r["symbol"] for r in rows)
     cols = ("vec", "name", "handler") + (("symbol",) if symbols else ()) + ("sel", "type", "DPL", "P", "IST")
     for col in cols:
+        # identifiers (a symbol, a hex address) are never split mid-word; long ones fold only
+        # when nothing else is left to shrink
         t.add_column(col, justify="right" if col in ("vec", "DPL", "P", "IST") else "left",
-                     overflow="fold")
+                     overflow="fold", no_wrap=col in ("symbol", "handler", "type"))
     for r in rows:
         vec, name, handler = str(r["vector"]), r["mnemonic"], _hex(r["handler"])
         if r.get("count", 1) > 1:

@@ -22,3 +22,21 @@ def test_check_ids_never_split_at_80_columns():
     assert all(len(line) <= 80 for line in text.splitlines())
     for i in IDS:
         assert any(i in line for line in text.splitlines()), (i, text)
+
+
+SYMBOLS = ["isr_pic_spurious", "isr_pic2_spurious", "isr_apic_spurious", "isr_de"]
+
+
+def test_idt_symbols_and_handlers_never_split_at_80_columns():
+    from lab.present.render import idt_table
+
+    rows = [{"vector": v, "mnemonic": f"IRQ/INT {v}", "handler": 0xffffffff81c00000 + v, "symbol": s,
+             "selector": 8, "type": "interrupt", "dpl": 0, "present": True, "ist": 0}
+            for v, s in zip((39, 47, 255, 0), SYMBOLS)]
+    out = io.StringIO()
+    Console(file=out, width=80, color_system=None).print(idt_table(rows))
+    lines = out.getvalue().splitlines()
+    assert all(len(line) <= 80 for line in lines), lines
+    for s in SYMBOLS:
+        assert any(f" {s} " in line or f"│{s} " in line for line in lines), (s, lines)
+    assert any("0xffffffff81c00027" in line for line in lines), lines
