@@ -108,8 +108,13 @@ def cpus_tables(rows: list[dict], shared: dict, width: int) -> list[Table]:
 
 def checks_table(checks: list[Check], title: str = "Checks") -> Table:
     t = Table(title=title, title_justify="left")
-    for col in ("verdict", "tier", "check", "evidence"):  # identifiers whole; evidence wraps at words
-        t.add_column(col, no_wrap=col != "evidence", overflow="fold")
+    # identifiers whole (the check column is as wide as its longest id; its title wraps), the
+    # evidence wraps at words
+    longest = max((len(c.id) for c in checks), default=5)
+    t.add_column("verdict", no_wrap=True)
+    t.add_column("tier", no_wrap=True)
+    t.add_column("check", min_width=longest, overflow="fold")
+    t.add_column("evidence", overflow="fold")
     for c in checks:  # evidence is data, never markup
         t.add_row(f"[{VERDICT_STYLE[c.verdict]}]{c.verdict.value}[/]", c.tier,
                   f"{c.id}\n[dim]{escape(c.title)}[/]", escape("\n".join(c.evidence)))

@@ -40,3 +40,14 @@ def test_idt_symbols_and_handlers_never_split_at_80_columns():
     for s in SYMBOLS:
         assert any(f" {s} " in line or f"│{s} " in line for line in lines), (s, lines)
     assert any("0xffffffff81c00027" in line for line in lines), lines
+
+
+def test_the_evidence_column_keeps_room_beside_long_titles():
+    """The check column is as wide as its longest id, not its longest title: the evidence is
+    still there, worded, at 80 and 120 columns."""
+    checks = [Check("idt.limit", "generic", "IDTR covers the 32 exception vectors in whole gates " * 2,
+                    Verdict.PASS, ("IDTR base 0x12d460 limit 0xfff: 256 gates",))]
+    for width in (80, 120):
+        out = io.StringIO()
+        Console(file=out, width=width, color_system=None).print(checks_table(checks))
+        assert "IDTR base 0x12d460" in out.getvalue(), out.getvalue()
