@@ -240,6 +240,14 @@ class Firer:
             qemu=self.s.profile.qemu_build.version_str, cpu=self.cpu, ist_tops=ist_tops,
             nmis_before=nmis_before)
 
+        inject = scenario.rip == RIP_LOOP and inject_nmi and not kernel_nmi
+        if inject:
+            # Into the loop first: an NMI injected as the CPU leaves the plant stop could land
+            # before the plant's own record is written (the kernel then reports an older one).
+            loop = gdb.hbreak(f"*{labels.fault:#x}")
+            gdb.cont()
+            self._expect_stop(labels.fault, f"the loop of {scenario.name}")
+            gdb.delete_breakpoint(loop)
         stops = {}
         if gate.present:
             stops[gdb.hbreak(f"*{gate.offset:#x}")] = "entry"
@@ -249,7 +257,7 @@ class Firer:
         gdb.cont()
         if kernel_nmi:
             obs.nmi_source = "ipi"
-        elif scenario.rip == RIP_LOOP and inject_nmi:
+        elif inject:
             self.s.qemu.qmp_cmd("inject-nmi")
             obs.nmi_source = "inject-nmi"
         # One bound for the whole exchange (not per stop), and a guard against a handler
