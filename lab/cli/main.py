@@ -22,8 +22,19 @@ class Terminated(BaseException):
     """SIGTERM, turned into an exception so every `finally` reaps its processes."""
 
 
+#: Every stopping signal received, in order: a handler's exception raised where CPython
+#: prints and drops it (a finalizer, an at-fork hook) must not let the run end as a success.
+_received: list[type[BaseException]] = []
+
+
 def _on_sigterm(signum, frame):
+    _received.append(Terminated)
     raise Terminated()
+
+
+def _on_sigint(signum, frame):
+    _received.append(KeyboardInterrupt)
+    raise KeyboardInterrupt()
 
 
 def _install_signal_handlers() -> None:
@@ -31,7 +42,7 @@ def _install_signal_handlers() -> None:
     # Ctrl-C must unwind through the `finally` blocks that reap QEMU and gdb even when SIGINT
     # was ignored by whatever started the lab (pytest-xdist's workers ignore it, and so do
     # their children unless told otherwise).
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGINT, _on_sigint)
 
 
 #: A closed stdout (the reader of a pipe exited): 128 + SIGPIPE, as a shell reports it.
@@ -89,6 +100,14 @@ def _report(exc: BaseException) -> int:
     raise exc
 
 
+def _finish(status: int) -> int:
+    """The run's status, unless a stopping signal's exception was dropped on the way (CPython
+    prints and drops one raised in a finalizer): the run was still stopped."""
+    if _received:
+        return _report(_received[0]())
+    return status
+
+
 def main(argv: list[str] | None = None) -> int:
     early_gdb = None
     try:
@@ -119,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
             early_gdb.prestart()  # starts while the command's modules import
         status = args.func(args)
         sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
-        return status
+        return _finish(status)
     except BrokenPipeError:
         return _closed_pipe()
     except (Exception, KeyboardInterrupt, Terminated) as exc:

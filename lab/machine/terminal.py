@@ -20,7 +20,7 @@ import subprocess
 from typing import Mapping, Sequence
 
 from lab.errors import LabError
-from lab.machine.process import _die_with_parent, reap, wait_exit
+from lab.machine.process import _die_with_parent, popen, reap, wait_exit
 
 
 def _child_setup() -> None:
@@ -56,7 +56,7 @@ class TerminalProcess:
     def launch(self) -> None:
         try:
             # Same session as the lab: the child reads the terminal (foreground process group).
-            self.proc = subprocess.Popen(self.argv, env=self.env, preexec_fn=_child_setup)
+            self.proc = popen(self.argv, child_setup=_child_setup, env=self.env)
         except OSError as exc:
             raise LabError(f"{self.name} failed to start: {exc}", command=self.argv) from None
 
