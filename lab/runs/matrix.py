@@ -194,6 +194,10 @@ def _worker(conn, backend: Backend, kernel: Path, options: dict) -> None:
     except BaseException as exc:  # reported by the parent, with the backend's name
         result = {"backend": backend.name, "accel": backend.accel, "rows": [], "seconds": 0,
                   "qemu": "", "errors": [{"part": "backend", "message": f"{type(exc).__name__}: {exc}"}]}
+    # Its VMs are reaped: a SIGTERM from here on (the parent's clean-up racing this process's
+    # exit) just ends it, rather than raising _Stopped inside conn.send (a traceback printed
+    # by multiprocessing on a run that succeeded).
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     try:
         conn.send(result)
     except OSError:
@@ -207,6 +211,7 @@ def run_parallel(chosen: list[Backend], kernel: Path, *, timeout: float = BACKEN
     ctx = multiprocessing.get_context("spawn")
     options["log_level"] = logging.getLogger("lab").getEffectiveLevel()
     procs = []
+    results: dict[str, dict] = {}
     try:
         for b in chosen:
             parent, child = ctx.Pipe(duplex=False)
@@ -214,14 +219,15 @@ def run_parallel(chosen: list[Backend], kernel: Path, *, timeout: float = BACKEN
             p.start()
             child.close()
             procs.append((b, p, parent))
-        results: dict[str, dict] = {}
         deadline = time.monotonic() + timeout
         pending = {conn: b for b, _, conn in procs}
         with progress(f"lab matrix: {len(chosen)} backends in parallel", total=len(chosen)) as bar:
             _collect(pending, results, deadline, timeout, bar)
         return [results[b.name] for b in chosen]
     finally:
-        for _, p, conn in procs:
+        for b, p, conn in procs:
+            if b.name in results:  # it has sent its result and is exiting on its own
+                p.join(10)
             if p.is_alive():
                 p.terminate()  # SIGTERM: the worker unwinds and reaps its VMs
             p.join(10)
