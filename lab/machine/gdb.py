@@ -10,6 +10,8 @@ written to `gdb.log` (the transcript).
 from __future__ import annotations
 
 import json
+import signal
+import sys
 import subprocess
 from collections import deque
 from dataclasses import dataclass, field
@@ -105,15 +107,19 @@ class Gdb:
         except (OSError, ValueError):
             pass  # gdb already gone; reap() in shutdown() reports how it ended
 
-    def shutdown(self) -> None:
+    def shutdown(self) -> int | None:
+        """Reaps gdb; its exit status (None if it never started). gdb asked to exit ends with 0:
+        anything else (gdb 13.1 once aborted on an assertion at teardown) is the caller's to report."""
+        status = None
         try:
             self.request_exit()
         finally:
             if self.proc is not None:
-                reap(self.proc, soft_timeout=1.0)
+                status = reap(self.proc, soft_timeout=1.0)
             if self._transcript is not None:
                 self._transcript.close()
                 self._transcript = None
+        return status
 
     # -- transcript and errors ----------------------------------------------------------
     def _log(self, direction: str, item) -> None:
@@ -350,3 +356,13 @@ def discard_early() -> None:
         except OSError:
             pass
         reap(proc, soft_timeout=1.0)
+
+
+def gdb_crashed(status: int | None, logs) -> None:
+    """gdb ended badly at teardown (not None or 0), after every reading was taken: no verdict
+    depends on it, but it is said (a warning on stderr) with the logs, which the caller keeps."""
+    if status in (None, 0):
+        return
+    how = f"signal {signal.Signals(-status).name}" if status < 0 else f"status {status}"
+    print(f"lab: warning: gdb ended with {how} at teardown (after the readings; no verdict depends "
+          f"on it); its log: {logs}", file=sys.stderr, flush=True)

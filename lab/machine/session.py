@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from lab.errors import GuestError, LabError, LabTimeout, UserError
 from lab.host.kernelfile import ELF64, require_disk, require_kernel
 from lab.machine.firmware import answer_firmware
-from lab.machine.gdb import Gdb
+from lab.machine.gdb import Gdb, gdb_crashed
 from lab.machine.qemu import QemuMachine
 from lab.machine.rundir import RunDir
 from lab.machine.serial import SerialConsole
@@ -64,15 +64,10 @@ class Stop:
 class Session:
     """Boots `kernel` under `profile`, paused, with gdb attached. Context manager.
 
-    With `restore` (the default), a lab kernel is not booted: its saved ready state
-    (lab/machine/snapshot.py) is loaded, made first by one booted VM if there is none yet.
-    The CPU is then at `lab_ready`, as after `boot_to_ready`, which is the only stop such a
-    session has. Kernels without `lab_ready`, and disk images, are booted; `restore=False`
-    (the CLI's --fresh) always boots.
-
-    Logs (serial.log, qemu.stderr.log, qemu.log, gdb.log) go to `log_dir` if given; otherwise
-    to the run's private directory, which is deleted on success and kept (and named in the
-    error) on failure.
+    With `restore` (the default), a lab kernel's saved ready state (machine/snapshot.py) is
+    loaded, not booted: the CPU is at `lab_ready`, its only stop. Other kernels and disk
+    images boot; so does `restore=False` (--fresh). Logs go to `log_dir`, else to the run's
+    private directory, deleted on success, kept and named on failure.
     """
 
     def __init__(self, kernel: Path | None, profile: Profile, *, log_dir: Path | None = None,
@@ -390,11 +385,14 @@ class Session:
                 if self.qemu is not None:
                     self.qemu.shutdown()
         finally:
+            status = None
             try:
                 if self.gdb is not None:
-                    self.gdb.shutdown()
+                    status = self.gdb.shutdown()
             finally:
                 if self.serial is not None:
                     self.serial.close()
                 if self.run is not None:
-                    self.run.close(failed)
+                    self.run.close(failed or status not in (None, 0))  # a gdb crash keeps the logs
+                    gdb_crashed(status, self.run.logs)
+

@@ -4,6 +4,8 @@ and gdb's own message. Real gdb, real QEMU."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from labtest import kvm_usable
@@ -53,3 +55,32 @@ def test_the_lab_never_asks_for_a_fifth_hardware_breakpoint(kernel, tmp_path):
             s.gdb.hbreak(f"*{s.symbols.lookup(names[4]).address:#x}")
         s.gdb.delete_breakpoint(numbers[0])
         s.gdb.hbreak(f"*{s.symbols.lookup(names[4]).address:#x}")  # room again
+
+
+def test_a_gdb_that_crashes_at_teardown_is_reported_with_its_kept_log(kernel, tmp_path):
+    """gdb 13.1 once aborted on an assertion as it exited. A real gdb does all the work, then its
+    wrapper dies by SIGABRT: the verdicts stand (exit 0), the crash is one warning line naming
+    the kept log."""
+    import re
+    import shutil
+
+    from labtest import lab_cli
+
+    wrapper = tmp_path / "gdb-aborts-at-exit"
+    wrapper.write_text(f'#!/bin/sh\n"{shutil.which("gdb")}" "$@"\nkill -ABRT $$\n')
+    wrapper.chmod(0o755)
+    done = lab_cli("inspect", "--kernel", str(kernel), env={"LAB_GDB": str(wrapper)})
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    line = [ln for ln in done.stderr.splitlines() if "gdb ended with signal SIGABRT at teardown" in ln]
+    assert len(line) == 1, done.stderr
+    logs = re.search(r"its log: (\S+)", line[0]).group(1)
+    assert (Path(logs) / "gdb.log").is_file()
+    shutil.rmtree(logs)
+
+
+def test_a_gdb_that_exits_cleanly_says_nothing(kernel):
+    from labtest import lab_cli
+
+    done = lab_cli("inspect", "--kernel", str(kernel))
+    assert done.returncode == 0 and "gdb ended" not in done.stderr, done.stderr
