@@ -91,6 +91,8 @@ def _check_output(path: str, flag: str) -> None:
         check_target(Path(path))
     except OSError as exc:
         raise UserError(f"{flag} {path}: {exc.strerror}") from None
+    except ValueError as exc:  # a NUL in the path (lab.api callers; argv cannot carry one)
+        raise UserError(f"{flag} {path!r}: {exc}") from None
 
 
 def cmd_report(args) -> int:

@@ -162,6 +162,8 @@ def test_sigterm_mid_fire_ends_143_even_if_cleanup_fails(kernel):
     (bytes(range(0x80, 0x100)) * 4, "not JSON (not UTF-8 text)"),
     (b"[" * 100_000, "not JSON the lab reads (nested too deeply)"),
     (b"{ nope", "not JSON (Expecting property name"),
+    (b'{"idt": null, "gdt": null}', "not the JSON of a lab inspect run"),
+    (b'[{"scenario": "de", "checks": "PASS"}]', "not the JSON of a lab fire run"),
 ])
 def test_lab_report_of_what_is_not_a_run(tmp_path, content, needle):
     src = tmp_path / "run.json"

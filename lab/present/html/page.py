@@ -16,6 +16,7 @@ import tempfile
 from html import escape
 from pathlib import Path
 
+from lab.errors import UserError
 from lab.present.html.charts import fatal_timeline, interval_histogram, matrix, page_walk
 from lab.present.html.stack import frame_picture, stack_picture
 from lab.present.html.tables import gdt_tss_picture, idt_map
@@ -216,7 +217,14 @@ def section(data, name: str = "") -> str:
         heading = "run (unrecognised JSON)"
     else:
         heading, draw = SECTIONS[kind]
-        body = draw(payload(data))
+        try:
+            body = draw(payload(data))
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+            # A document that looks like a run but is not one the lab wrote (fields missing,
+            # of another type): bad input, said in one line with the field that broke.
+            raise UserError(f"{name or 'run'}: not the JSON of a lab {kind} run "
+                            f"({type(exc).__name__}: {str(exc)[:120]}); pass what a command printed "
+                            "with --json") from None
     source = f' <small class="note">{escape(name)}</small>' if name else ""
     return f'<section class="run" data-kind="{escape(kind)}"><h2>{escape(heading)}{source}</h2>{body}</section>'
 
