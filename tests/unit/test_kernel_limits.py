@@ -43,3 +43,22 @@ def test_refuse_noncode_literal(text, refused):
             refuse_noncode_literal(text, "--at")
     else:
         refuse_noncode_literal(text, "--at")
+
+
+def test_the_limits_are_the_kernels():
+    """The lab's copy of each limit is what the kernel's source says (a change there fails here)."""
+    import re
+    from pathlib import Path
+
+    from lab.labkernel.contract import APIC_HZ, MAX_CPUS, PIT_HZ, WINDOW_MS
+
+    src = Path(__file__).resolve().parents[2] / "kernel" / "src"
+    smp = (src / "smp" / "mod.rs").read_text()
+    assert re.search(r"pub const MAX_CPUS: usize = (\d+);", smp).group(1) == str(MAX_CPUS)
+    shell = (src / "shell.rs").read_text()
+    assert f"({PIT_HZ.start}..={PIT_HZ.stop - 1:_}).contains(h)" in shell
+    assert f"(\"periodic\", Some(hz)) if ({APIC_HZ.start}..={APIC_HZ.stop - 1:_}).contains(&hz)" in shell
+    assert f"measure <{WINDOW_MS.start}-{WINDOW_MS.stop - 1} ms>" in shell
+    ipi = (src / "smp" / "ipi.rs").read_text()
+    assert f"({APIC_HZ.start}..={APIC_HZ.stop - 1:_}).contains(h)" in ipi
+    assert f"({WINDOW_MS.start}..={WINDOW_MS.stop - 1:_}).contains(m)" in ipi
