@@ -194,9 +194,11 @@ def cmd_probe(args) -> int:
 
 
 def cmd_timer(args) -> int:
+    from lab.experiments.timer import validate
     from lab.present import show
     from lab.runs import experiments
 
+    validate(args.rate or (), args.window, apic_only=bool(args.cpu))  # before the kernel is built
     result = experiments.timer(_vm(args), rates=args.rate or (100, 250), window_ms=args.window, cpus=args.cpu or ())
     return _emit(args, result, show.timer)
 

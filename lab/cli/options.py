@@ -10,6 +10,7 @@ from pathlib import Path
 
 from lab.host.bootpath import ALL_BOOT_PATHS, BOOT_PATHS, UEFI
 from lab.host.profiles import DEFAULT_PROFILE, MAX_CPUS
+from lab.labkernel.contract import MAX_CPUS as LAB_KERNEL_MAX_CPUS
 from lab.host.config import DEFAULT_KVM_READY_TIMEOUT, DEFAULT_READY_TIMEOUT
 from lab.x86.vectors import MAX_VECTOR
 
@@ -102,8 +103,9 @@ def vm_options(sp, *, restore: bool = True) -> None:
                            "FAT image the lab makes, or the UEFI disk --image names (= --boot uefi)")
     sp.add_argument("--memory", metavar="SIZE", help="guest memory, e.g. 512M or 2G (default: the profile's)")
     sp.add_argument("--cpus", type=cpu_count, metavar="N",
-                    help="vCPUs (QEMU -smp N; default: lab.toml's, else the profile's, 1); inspect "
-                         "then reads and checks every CPU")
+                    help=f"vCPUs (QEMU -smp N; default: lab.toml's, else the profile's, 1): at most "
+                         f"{LAB_KERNEL_MAX_CPUS} for the lab kernel, which starts no more; {MAX_CPUS} for "
+                         "other kernels; inspect then reads and checks every CPU")
     sp.add_argument("--initrd", metavar="PATH", help="an initial ramdisk for a Linux-style kernel (-initrd)")
     sp.add_argument("--qemu-arg", action="append", metavar="ARG", dest="qemu_args",
                     help="one more QEMU argument (repeatable: --qemu-arg=-smp --qemu-arg=2)")

@@ -26,9 +26,9 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, field, replace
 
-from lab.errors import GuestError
+from lab.errors import GuestError, UserError
 from lab.host.profiles import Profile
-from lab.labkernel.contract import TIMER_VECTOR
+from lab.labkernel.contract import APIC_HZ, PIT_HZ, TIMER_VECTOR, WINDOW_MS
 from lab.labkernel.layouts import TICK_LOG, TICK_LOG_SYMBOL, tick_intervals
 from lab.machine.session import Session
 from lab.target import shell
@@ -237,6 +237,21 @@ class TimerLab:
         self.cmd("timer stop")
         self.cmd("timer pitfall none")
         return GateSample(pitfall, gate.type_name, rflags)
+
+
+def _span(r: range) -> str:
+    return f"{r.start}-{r.stop - 1}"
+
+
+def validate(rates, window_ms: int, *, apic_only: bool = False) -> None:
+    """`lab timer`'s rates and window against what the kernel accepts, before any VM starts
+    (one line): each rate runs the PIT and the APIC timer, or with --cpu only APs' APIC timers."""
+    bounds, which = (APIC_HZ, "an AP's APIC timer") if apic_only else (PIT_HZ, "the PIT")
+    for hz in rates:
+        if hz not in bounds:
+            raise UserError(f"--rate {hz}: the kernel runs {which} at {_span(bounds)} Hz")
+    if window_ms not in WINDOW_MS:
+        raise UserError(f"--window {window_ms}: the kernel measures {_span(WINDOW_MS)} ms")
 
 
 def observe(session: Session, rates=(100, 250), window_ms: int = 500,

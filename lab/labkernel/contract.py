@@ -69,6 +69,28 @@ def decode_gate_decls(raw: bytes) -> list[dict[str, int]]:
 #: Symbols every lab-kernel command relies on (kernel/CONTRACT.md).
 LAB_KERNEL_SYMBOLS = (READY_SYMBOL, IDT_DECL_SYMBOL)
 
+# The kernel's own limits, declared once; past them it refuses (or, for CPUs, starts none).
+#: The CPUs the lab kernel starts, the boot CPU included (kernel/src/smp/mod.rs MAX_CPUS).
+MAX_CPUS = 8
+#: `timer pit <hz>` (kernel/src/shell.rs cmd_timer): the PIT's 16-bit divisor of 1193182 Hz.
+PIT_HZ = range(19, 100_000 + 1)
+#: `timer apic periodic <hz>` and `timers <ms> <cpu>:<hz>` (kernel/src/smp/ipi.rs).
+APIC_HZ = range(1, 100_000 + 1)
+#: `measure <ms>` and `timers <ms> ...`: a window of 1-10000 ms.
+WINDOW_MS = range(1, 10_000 + 1)
+
+
+def is_lab_kernel(path: Path) -> bool:
+    """Whether `path` is a 64-bit ELF with the lab kernel's symbols (False for anything else,
+    a file that cannot be read included: the caller's own checks say why)."""
+    try:
+        if require_kernel(path) != ELF64:
+            return False
+        symbols = Symbols.from_elf(path)
+        return all(symbols.lookup(n) is not None for n in LAB_KERNEL_SYMBOLS)
+    except (OSError, ValueError, UserError):
+        return False
+
 
 def require_lab_kernel(path: Path, command: str) -> None:
     """One clear line, before anything boots, when `path` cannot be the lab kernel: the

@@ -44,6 +44,30 @@ def _socket_dir() -> Path:
                    f"bytes (TMPDIR={tempfile.gettempdir()}); set TMPDIR to a short path")
 
 
+def _check_log_dir(log_dir: Path) -> None:
+    """Creates `log_dir` (and its missing parents) and makes sure a run can write its logs
+    there; a refused one is one line, and whatever this made for it is removed again."""
+    made = [d for d in (log_dir, *log_dir.parents) if not os.path.lexists(d)][::-1]
+    try:
+        try:
+            log_dir.mkdir(parents=True, exist_ok=True)
+            probe = log_dir / ".lab-write-test"
+            probe.touch()
+            probe.unlink()
+        except OSError as exc:
+            raise UserError(f"--log-dir {log_dir}: cannot write there ({exc.strerror or exc})") from None
+        free = shutil.disk_usage(log_dir).free
+        if free < MIN_FREE_BYTES:
+            raise UserError(f"--log-dir {log_dir}: only {free} bytes free (a run needs {MIN_FREE_BYTES})")
+    except UserError:
+        for d in reversed(made):
+            try:
+                d.rmdir()  # only if still empty: never what another process put there since
+            except OSError:
+                pass
+        raise
+
+
 class RunDir:
     """Sockets live in a fresh 0700 directory under the system temp dir (short paths: a unix
     socket path is limited to 107 bytes). Logs go to `log_dir` when given (kept), otherwise
@@ -54,16 +78,7 @@ class RunDir:
 
     def __init__(self, log_dir: Path | None = None, keep: bool = False) -> None:
         if log_dir is not None:
-            try:
-                Path(log_dir).mkdir(parents=True, exist_ok=True)
-                probe = Path(log_dir) / ".lab-write-test"
-                probe.touch()
-                probe.unlink()
-            except OSError as exc:
-                raise UserError(f"--log-dir {log_dir}: cannot write there ({exc.strerror or exc})") from None
-            free = shutil.disk_usage(log_dir).free
-            if free < MIN_FREE_BYTES:
-                raise UserError(f"--log-dir {log_dir}: only {free} bytes free (a run needs {MIN_FREE_BYTES})")
+            _check_log_dir(Path(log_dir))
         for base in (None, *SHORT_BASES):
             sweep(base)
         self.path = _socket_dir()  # mkdtemp creates it with mode 0700
@@ -95,6 +110,10 @@ class RunDir:
             shutil.rmtree(self.path, ignore_errors=True)
         else:
             (self.path / OWNER_FILE).unlink(missing_ok=True)  # kept: no later sweep takes it
+            if not any(self.path.iterdir()):
+                # No log was written here (a nested run, e.g. the one making the saved ready
+                # state, failed and named its own directory): nothing to keep.
+                self.path.rmdir()
 
 
 def sweep(root: str | None = None) -> list[Path]:

@@ -18,6 +18,7 @@ from lab.machine.serial import SerialConsole
 from lab.host.profiles import Profile
 from lab.labkernel.contract import READY_SYMBOL
 from lab.target.symbols import Symbols
+from lab.x86.addr import refuse_noncode_literal
 
 if TYPE_CHECKING:
     from lab.machine.snapshot import SavedState, StateStore
@@ -52,6 +53,8 @@ class Stop:
             raise UserError(f"choose one stop condition, not {' and '.join('--' + g for g in given)}")
         if self.after is not None and not self.after > 0:
             raise UserError(f"--after needs a positive number of seconds, not {self.after:g}")
+        if self.at is not None:
+            refuse_noncode_literal(self.at, "--at")
         if self.when is not None:
             try:
                 re.compile(self.when.encode())
@@ -87,13 +90,8 @@ class Session:
         gdb_binary()
         self.kernel = kernel
         self.profile = profile
-        self.ready_timeout = ready_timeout
-        self.debug_log = debug_log
-        self.append = append
-        self.image = image
-        self.symbols_path = symbols
-        self.log_dir = log_dir
-        self.keep_logs = keep_logs
+        self.ready_timeout, self.debug_log, self.append, self.image, self.symbols_path = ready_timeout, debug_log, append, image, symbols
+        self.log_dir, self.keep_logs = log_dir, keep_logs
         self.run: RunDir | None = None
         self.qemu: QemuMachine | None = None
         self.gdb: Gdb | None = None
@@ -134,6 +132,8 @@ class Session:
         if saved is not None:
             try:
                 self._restore(saved)
+            except LabTimeout:
+                raise  # the bound the caller set (--ready-timeout) expired: the state is not at fault
             except LabError as exc:
                 self._restore_failed(saved, exc)
         # gdb does not load the ELF: every breakpoint and read is by address, and symbols
@@ -165,7 +165,7 @@ class Session:
         if saved.qemu_version != version:
             raise BadState(f"saved by QEMU {saved.qemu_version}; this is QEMU {version}")
         try:
-            self.qemu.load_state(saved.stream)
+            self.qemu.load_state(saved.stream, timeout=self.ready_timeout)  # restoring is reaching ready
         except OSError as exc:  # removed since it was checked (by a run it failed for)
             raise BadState(f"cannot be opened ({exc.strerror})") from None
         self.restored = saved
@@ -356,7 +356,7 @@ class Session:
             raise LabError("a session restored from a saved state starts at lab_ready; a stop "
                            "elsewhere needs a booted session (restore=False, --fresh)", logs=self.logs)
         if stop.at is not None:
-            address = self.symbols.require_address(stop.at)
+            address = self.symbols.require_code_address(stop.at)
             self._run_to(address, stop.at)
             self.ready_line = f"stopped at {stop.at} ({address:#x}) by a hardware breakpoint"
         elif stop.when is not None:

@@ -13,6 +13,18 @@ def parse_int(text: str, what: str) -> int:
         raise UserError(f"{what} must be a number (decimal or 0x hex), not {text!r}") from None
 
 
+#: The most frames `lab-stack N` walks: a deeper RBP chain is a loop or garbage.
+MAX_FRAMES = 1024
+
+
+def parse_count(text: str, what: str, maximum: int = MAX_FRAMES) -> int:
+    """A count of things to show: a whole number 1-`maximum` (0 or less would show nothing)."""
+    n = parse_int(text, what)
+    if not 1 <= n <= maximum:
+        raise UserError(f"{what} must be 1-{maximum}, not {n}")
+    return n
+
+
 def parse_vector(text: str) -> int:
     """A vector: a number 0-255 or a mnemonic (#PF, pf)."""
     from lab.x86.vectors import MAX_VECTOR, vector_by_mnemonic

@@ -32,6 +32,7 @@ def _observe(vm: VmSpec, observe, **options):
 def timer(vm: VmSpec, *, rates=(100, 250), window_ms: int = 500, cpus=()) -> RunResult:
     """On TCG, under icount (lab/experiments/timer.py says why). With `cpus`: those
     application processors' own local APIC timers, all at once (lab/experiments/timer_smp.py)."""
+    timer_exp.validate(rates, window_ms, apic_only=bool(cpus))
     vm = replace(vm, profile=timer_exp.profile_for(vm.profile))
     if cpus:
         timer_smp.validate(cpus, window_ms, vm.profile.cpus)
@@ -88,7 +89,7 @@ def frame(vm: VmSpec, at: str, shell_line: str, *, timeout: float = 10.0) -> Fra
     into the kernel's shell, and decodes the frame the CPU pushed."""
     with vm.session() as s:
         s.boot_to_ready()
-        address = s.symbols.require_address(at)
+        address = s.symbols.require_code_address(at)
         return FrameResult(frame_exp.stop_at_handler(s, address, shell_line, timeout, at))
 
 

@@ -17,7 +17,7 @@ import sys
 import sysconfig
 from pathlib import Path
 
-from lab.errors import UserError
+from lab.errors import LabError, UserError
 from lab.host.bootpath import check_media
 from lab.host.kernelfile import identify, require_disk, require_kernel
 from lab.host.profiles import Profile
@@ -86,7 +86,7 @@ def debug(kernel: Path | None, profile: Profile, at: str | None, gdb_args: list[
     elf = next((p for p in (symbols, kernel) if p is not None and p.is_file() and is_elf(p)), None)
     stop = None
     if at is not None:
-        stop = table.require_address(at)
+        stop = table.require_code_address(at)
     elif table.lookup(READY_SYMBOL) is not None:
         stop = table.lookup(READY_SYMBOL).address
     run = RunDir()
@@ -104,18 +104,28 @@ def debug(kernel: Path | None, profile: Profile, at: str | None, gdb_args: list[
 def _gdb_on(qemu: QemuMachine, run: RunDir, argv: list[str], env: dict, announce: str) -> int:
     """Launches the paused QEMU, relays its serial (serial.log, `lab-shell`), announces, and
     gives the terminal to gdb (`argv`) until it exits; reaps QEMU and the run's directory."""
-    relay = None
+    relay, failed = None, True
     try:
         qemu.launch()
         relay = ShellRelay(qemu.serial, run)
         print(announce, file=sys.stderr)
         with TerminalProcess(argv, env=env, name="gdb") as gdb:
-            return gdb.wait()
+            _gdb_ended(gdb.wait(), argv, run.logs)
+        failed = False
+        return 0
     finally:
         if relay:
             relay.close()
         qemu.shutdown()
-        run.close(failed=False)
+        run.close(failed=failed)
+
+
+def _gdb_ended(status: int, argv: list[str], logs: Path | None) -> None:
+    """gdb's `quit` is status 0; any other end (it failed to start, crashed, was killed) is
+    the lab's failure, as `lab inspect` reports it: one line, the command, the status (exit 3)."""
+    if status != 0:
+        how = f"was killed by signal {-status}" if status < 0 else f"exited with status {status}"
+        raise LabError(f"gdb {how}", command=argv[:1], status=status, logs=logs)
 
 
 def attach(socket_path: Path, kernel: Path | None, gdb_args: list[str]) -> int:
@@ -131,7 +141,8 @@ def attach(socket_path: Path, kernel: Path | None, gdb_args: list[str]) -> int:
         raise UserError(f"--kernel {kernel}: not an ELF file to read symbols from")
     argv = [gdb_binary(), *gdb_prelude(kernel), "-ex", f"target remote {socket_path}", *gdb_args]
     with TerminalProcess(argv, name="gdb") as gdb:
-        return gdb.wait()
+        _gdb_ended(gdb.wait(), argv, None)
+    return 0
 
 
 def replay(path: Path, gdb_args: list[str]) -> int:

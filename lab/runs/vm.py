@@ -14,7 +14,7 @@ from lab.host.build import build_kernel
 from lab.host import profiles
 from lab.host.config import DEFAULT_KVM_READY_TIMEOUT, DEFAULT_READY_TIMEOUT, LabConfig
 from lab.host.profiles import Profile
-from lab.labkernel.contract import require_lab_kernel
+from lab.labkernel.contract import MAX_CPUS as LAB_KERNEL_MAX_CPUS, is_lab_kernel, require_lab_kernel
 from lab.machine.session import Session, Stop
 
 
@@ -96,6 +96,9 @@ def spec_from(cfg: LabConfig, *, kernel: Path | None = None, profile: str | None
         kernel = cfg.kernel
     kernel = kernel_for(kernel, image=image, command=command, needs_lab_kernel=needs_lab_kernel,
                         release=release, boot=prof.boot)
+    if prof.cpus > LAB_KERNEL_MAX_CPUS and kernel is not None and is_lab_kernel(kernel):
+        raise UserError(f"--cpus {prof.cpus}: the lab kernel starts at most {LAB_KERNEL_MAX_CPUS} CPUs "
+                        f"(kernel/src/smp MAX_CPUS); other kernels take up to QEMU's {profiles.MAX_CPUS}")
     return VmSpec(kernel, prof, ready_timeout=_pick(ready_timeout, cfg.ready_timeout,
                                                           DEFAULT_KVM_READY_TIMEOUT if prof.accel == "kvm" else DEFAULT_READY_TIMEOUT),
                   log_dir=log_dir, restore=restore, append=_pick(append, cfg.append), image=image,

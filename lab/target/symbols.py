@@ -11,6 +11,7 @@ from pathlib import Path
 import pydemumble
 
 from lab.errors import UserError
+from lab.x86.addr import code_address_error
 
 # System V ABI (gABI), "Symbol Table" and "Sections". Field order differs by class:
 #   Elf64_Sym (24 bytes): st_name u32, st_info u8, st_other u8, st_shndx u16, st_value u64, st_size u64
@@ -206,10 +207,19 @@ class Symbols:
         address = self.address_of(text)
         if address is not None and not 0 <= address < 1 << 64:
             raise UserError(f"{text!r} is not a 64-bit address")
+
         if address is None:
             where = f" of {self.path}" if len(self) and self.path else \
                 (" of the kernel" if len(self) else " (no symbols: pass --symbols)")
             raise UserError(f"{text!r} is neither an address nor a symbol{where}")
+        return address
+
+    def require_code_address(self, text: str) -> int:
+        """`require_address`, for a place to break at: one line when no CPU can run there."""
+        address = self.require_address(text)
+        why = code_address_error(address)
+        if why is not None:
+            raise UserError(f"{text}: {why}")
         return address
 
     def __len__(self) -> int:

@@ -8,7 +8,12 @@ all be copies of the same bit.
 
 from __future__ import annotations
 
+from lab.errors import UserError
+
 ADDRESS_BITS = 64
+#: The most linear-address bits any x86-64 CPU implements (5-level paging, LA57): an address
+#: not canonical at this width is one no CPU can fetch from or break at.
+MAX_VA_BITS = 57
 
 
 def _check_u64(addr: int) -> None:
@@ -40,3 +45,25 @@ def is_canonical(addr: int, va_bits: int = 48) -> bool:
     if not 1 <= va_bits <= ADDRESS_BITS:
         raise ValueError(f"va_bits must be 1..{ADDRESS_BITS}, got {va_bits}")
     return canonicalize(addr, va_bits) == addr
+
+
+def code_address_error(addr: int) -> str | None:
+    """Why no x86-64 CPU can execute at `addr` (a breakpoint there never hits), or None."""
+    if not 0 <= addr < 1 << ADDRESS_BITS:
+        return f"{addr:#x} is not a {ADDRESS_BITS}-bit address"
+    if not is_canonical(addr, MAX_VA_BITS):
+        return (f"{addr:#x} is not canonical (bits 63-47 must all be equal with 4-level paging, "
+                f"63-56 with 5-level): no code runs there")
+    return None
+
+
+def refuse_noncode_literal(text: str, option: str) -> None:
+    """One line (UserError) when `text` is a number no CPU can run at; a symbol's name is
+    left to be looked up once the kernel's symbols are read."""
+    try:
+        addr = int(text, 0)
+    except ValueError:
+        return
+    why = code_address_error(addr)
+    if why is not None:
+        raise UserError(f"{option} {text}: {why}")

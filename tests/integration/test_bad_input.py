@@ -50,6 +50,16 @@ def one_error_line(stderr: str) -> str:
     (("inspect", "--memory", "1T"), 2, "QEMU refused to start: cannot set up guest memory"),
     (("inspect", "--qemu-arg", ""), 2, "QEMU refused to start: Device needs media"),
     (("inspect", "--html", "/dev/null"), 2, "--html /dev/null: a device: refused"),
+    (("inspect", "--cpus", "9"), 2, "--cpus 9: the lab kernel starts at most 8 CPUs"),
+    (("fire", "de", "--cpus", "255"), 2, "--cpus 255: the lab kernel starts at most 8 CPUs"),
+    # Another kernel keeps QEMU's limit: /bin/ls gets as far as QEMU, which refuses it.
+    (("inspect", "--kernel", "/bin/ls", "--cpus", "12"), 2, "QEMU refused to start"),
+    (("timer", "--rate", "99999999"), 2, "--rate 99999999: the kernel runs the PIT at 19-100000 Hz"),
+    (("timer", "--rate", "18"), 2, "--rate 18: the kernel runs the PIT at 19-100000 Hz"),
+    (("timer", "--cpus", "2", "--cpu", "1", "--rate", "100001"), 2, "an AP's APIC timer at 1-100000 Hz"),
+    (("timer", "--window", "20000"), 2, "--window 20000: the kernel measures 1-10000 ms"),
+    (("inspect", "--at", "0x8000000000000000"), 2, "--at 0x8000000000000000: 0x8000000000000000 is not canonical"),
+    (("debug", "--at", "0x0123456789abcdef"), 2, "0x123456789abcdef is not canonical"),
 ])
 def test_bad_input_is_one_line(kernel, args, status, needle):
     r = lab_cli(*args, *(() if "--kernel" in args else ("--kernel", str(kernel))))
@@ -71,6 +81,23 @@ def test_a_profile_with_an_unknown_key_names_it(tmp_path, kernel):
     r = lab_cli("inspect", "--kernel", str(kernel), "--profile", str(bad))
     assert r.returncode == 2, r.stderr
     assert f"profile {bad}: unknown key(s) bogus (keys: accel, args" in one_error_line(r.stderr)
+
+
+def test_ready_timeout_bounds_a_restore(kernel):
+    """--ready-timeout bounds reaching the ready point, by a boot or by restoring the saved
+    state; a restore that runs out of time is a timeout (3), and the state is kept."""
+    assert lab_cli("inspect", "--kernel", str(kernel), "--json").returncode == 0  # the state exists
+    r = lab_cli("inspect", "--kernel", str(kernel), "--ready-timeout", "1e-9")
+    assert r.returncode == 3, r.stderr
+    assert "timed out after 1e-09 s waiting for QEMU to load the state" in one_error_line(r.stderr)
+    again = lab_cli("inspect", "--kernel", str(kernel), "--json")
+    assert again.returncode == 0 and "failed to load" not in again.stderr, again.stderr
+
+
+def test_lab_debug_says_gdb_exited(kernel):
+    r = lab_cli("debug", "--kernel", str(kernel), env={"LAB_GDB": "/bin/false"})
+    assert r.returncode == 3, r.stderr
+    assert "lab: error: gdb exited with status 1" in one_error_line(r.stderr)
 
 
 @pytest.mark.parametrize("gdb", ["/bin/true", "/bin/false"])

@@ -50,10 +50,12 @@ def _batch(kernel, *cmds, timeout=90):
 
 def test_errors_are_one_gdb_line(kernel):
     out = _batch(kernel, "lab-idt foo", "lab-idt 300", "lab-idt 14-13", "lab-break 300", "lab-break",
-                 "lab-stack ten", "lab-chain", "lab-goto 1", "lab-context maybe", "lab-translate nosuchsym", "echo end\\n")
+                 "lab-stack ten", "lab-stack -5", "lab-stack 0", "lab-chain", "lab-goto 1", "lab-context maybe", "lab-translate nosuchsym", "echo end\\n")
     for line in ("lab-idt: unknown vector mnemonic 'foo'", "lab-idt: vector 300 is outside 0-255",
                  "lab-idt: empty range '14-13'", "lab-break: vector 300 is outside 0-255",
                  "lab-break: usage: lab-break VECTOR|NAME", "lab-stack: the number of frames must be a number",
+                 "lab-stack: the number of frames must be 1-1024, not -5",
+                 "lab-stack: the number of frames must be 1-1024, not 0",
                  "lab-chain: not a replay", "lab-goto: not a replay", "lab-context: usage: lab-context on|off"):
         assert line in out, line
     assert "lab-translate: " in out

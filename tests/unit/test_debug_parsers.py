@@ -11,7 +11,7 @@ import pytest
 from lab.errors import LabError, UserError
 from lab.machine.relay import reply_of
 from lab.machine.replay import META, RRFILE, RRSNAPSHOT_IMAGE, KERNEL_COPY, Recording, parse_info_replay
-from lab.present.gdbargs import parse_int, parse_range, parse_vector
+from lab.present.gdbargs import MAX_FRAMES, parse_count, parse_int, parse_range, parse_vector
 from lab.target.qemu_log import fatal_chain, parse
 
 # QEMU 7.2's log of `lab probe df-no-ist --record`, as printed here (boot lines dropped).
@@ -125,6 +125,19 @@ def test_parse_int():
     assert parse_int("0x10", "N") == 16
     with pytest.raises(UserError, match="N must be a number"):
         parse_int("ten", "N")
+
+
+@pytest.mark.parametrize("text, count", [("1", 1), ("8", 8), ("0x10", 16), (str(MAX_FRAMES), MAX_FRAMES)])
+def test_parse_count(text, count):
+    assert parse_count(text, "the number of frames") == count
+
+
+@pytest.mark.parametrize("text, message", [
+    ("0", "the number of frames must be 1-1024, not 0"), ("-5", "must be 1-1024, not -5"),
+    (str(MAX_FRAMES + 1), "must be 1-1024, not 1025"), ("x", "must be a number")])
+def test_parse_count_refuses(text, message):
+    with pytest.raises(UserError, match=message):
+        parse_count(text, "the number of frames")
 
 
 @pytest.mark.parametrize("text, count", [

@@ -9,6 +9,7 @@ import tempfile
 import pytest
 
 from lab.host.locks import owner_gone, owner_tag
+from lab.errors import UserError
 from lab.machine import rundir
 from lab.machine.rundir import OWNER_FILE, RunDir, sweep
 
@@ -46,6 +47,7 @@ def test_a_run_dir_is_private_and_names_its_owner(tmp):
 
 def test_kept_logs_are_never_swept(tmp):
     run = RunDir()
+    (run.path / "serial.log").write_text("boot\n")
     run.close(failed=True)  # kept for the user, named in the error
     assert run.path.exists() and not (run.path / OWNER_FILE).exists()
     sweep(str(tmp))
@@ -88,3 +90,29 @@ def test_owner_gone():
     assert not owner_gone(int(pid))
     assert owner_gone(int(pid), str(int(start) + 1))
     assert owner_gone(_dead_pid(), start)
+
+
+@pytest.mark.parametrize("has_log", [True, False])
+def test_a_failed_run_keeps_its_directory_only_if_it_holds_a_log(tmp, has_log):
+    """A failed run whose logs went to a nested run's directory (the boot that makes the saved
+    ready state) leaves no empty directory beside the one its error names."""
+    run = RunDir()
+    if has_log:
+        (run.path / "serial.log").write_text("boot\n")
+    run.close(failed=True)
+    assert run.path.exists() == has_log
+
+
+@pytest.mark.parametrize("tail", ["a" * 256, "x/" + "a" * 256])
+def test_a_refused_log_dir_is_not_created(tmp, tail):
+    target = tmp / "new" / "deeper" / tail
+    with pytest.raises(UserError, match="--log-dir .*: cannot write there"):
+        RunDir(target)
+    assert not (tmp / "new").exists()
+
+
+def test_a_log_dir_that_exists_is_left_when_refused(tmp):
+    (tmp / "mine").mkdir()
+    with pytest.raises(UserError):
+        RunDir(tmp / "mine" / ("a" * 256))
+    assert (tmp / "mine").is_dir()

@@ -80,9 +80,9 @@ class LabStack(LabCommand):
     cmd = "lab-stack"
 
     def run(self, arg):
-        from lab.present.gdbcmds.live import parse_int
+        from lab.present.gdbargs import parse_count
 
-        console().print(stack_table(parse_int(arg, "the number of frames") if arg else 8))
+        console().print(stack_table(parse_count(arg.strip(), "the number of frames") if arg.strip() else 8))
 
 
 def _interrupt_if_running() -> None:
