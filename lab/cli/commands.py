@@ -130,11 +130,17 @@ def cmd_build(args) -> int:
 
 def cmd_inspect(args) -> int:
     from lab.present import show
-    from lab.runs.inspect import run_inspect
+    from lab.runs.inspect import read_baseline, run_inspect, write_baseline
 
     stop = _stop(args)  # checked before anything boots
-    return _emit(args, run_inspect(_vm(args), stop, waivers=_config(args).waivers),
-                 lambda r, c: show.inspect(r, c, vectors=args.vectors))
+    baseline = read_baseline(Path(args.baseline)) if args.baseline else None
+    if args.update_baseline:
+        _check_output(args.update_baseline, "--update-baseline")
+    report = run_inspect(_vm(args), stop, waivers=_config(args).waivers, baseline=baseline)
+    if args.update_baseline:
+        write_baseline(Path(args.update_baseline), report)
+        print(f"lab inspect: baseline written to {args.update_baseline}", file=sys.stderr)
+    return _emit(args, report, lambda r, c: show.inspect(r, c, vectors=args.vectors))
 
 
 def cmd_fire(args) -> int:

@@ -1,0 +1,95 @@
+"""`lab inspect --update-baseline FILE` / `--baseline FILE` on tiny kernels (tests/integration/
+tinykernels.py) under real QEMU and gdb: a kernel differing in one gate is the FAIL
+baseline.drift naming the vector (exit 1), a rebuild that only moves code is none (exit 0), a
+waiver accepts the drift, and a baseline that cannot be read is one line, exit 2."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+from labtest import lab_cli
+from tinykernels import STOP, Gate, TinySpec, tiny_kernel
+
+HEALTHY = TinySpec()
+
+
+def _inspect(tmp_path, name: str, spec: TinySpec, *args: str, cwd=None):
+    elf = tiny_kernel(tmp_path, name, spec)
+    return lab_cli("inspect", "--kernel", str(elf), "--at", STOP, *args, timeout=60, cwd=cwd or tmp_path)
+
+
+@pytest.fixture
+def baseline(tmp_path):
+    """The healthy tiny kernel's baseline file, written by --update-baseline."""
+    path = tmp_path / "arch.json"
+    r = _inspect(tmp_path, "base", HEALTHY, "--update-baseline", str(path))
+    assert r.returncode == 0, r.stderr
+    assert f"baseline written to {path}" in r.stderr
+    st = json.loads(path.read_text())
+    assert st["idt"]["8"] == {"dpl": 0, "handler": "tiny_isr", "ist": 1, "mnemonic": "#DF",
+                              "selector": "0x0008", "type": "interrupt"}
+    assert st["tss"]["ist1"] == {"align": 16, "size": 4096, "top": "df_stack"}
+    assert st["ist_map"] == {"ist1": {"stack": "df_stack", "vectors": [8]},
+                             "ist2": {"stack": "nmi_stack", "vectors": [2]}}
+    assert st["gdt"]["0x0008"] == {"present": True, "role": "kernel code 64-bit"}
+    return path
+
+
+def _drift(r) -> dict:
+    return {c["id"]: c for c in json.loads(r.stdout)["checks"]}["baseline.drift"]
+
+
+def test_one_gate_changed_is_a_drift_fail_naming_the_vector(tmp_path, baseline):
+    r = _inspect(tmp_path, "df-ist0", HEALTHY.with_gates(v8=Gate(ist=0)), "--baseline", str(baseline), "--json")
+    assert r.returncode == 1, r.stderr
+    c = _drift(r)
+    assert c["verdict"] == "FAIL", c
+    assert "vector 8 #DF: IST 1 -> 0 (tiny_isr)" in c["evidence"], c["evidence"]
+    failed = [x["id"] for x in json.loads(r.stdout)["checks"] if x["verdict"] == "FAIL"]
+    assert failed == ["baseline.drift"]  # #DF on IST 0 alone is a WARN: the drift is the FAIL
+
+
+def test_a_rebuild_that_only_moves_code_is_no_drift(tmp_path, baseline):
+    moved = dataclasses.replace(HEALTHY, pad=0x1230)
+    r = _inspect(tmp_path, "moved", moved, "--baseline", str(baseline), "--json")
+    assert r.returncode == 0, r.stderr + r.stdout[-2000:]
+    assert _drift(r)["verdict"] == "PASS"
+    before = _handlers(_inspect(tmp_path, "again", HEALTHY, "--json"))
+    assert _handlers(r)[8] == before[8] + 0x1230  # the code did move
+
+
+def _handlers(r) -> dict[int, int]:
+    return {row["vector"]: row["handler"] for row in json.loads(r.stdout)["idt"]}
+
+
+def test_a_waiver_accepts_the_drift_and_update_takes_the_new_state(tmp_path, baseline):
+    (tmp_path / "lab.toml").write_text('[waivers]\n"baseline.drift" = "#DF moves to the kernel stack"\n')
+    changed = HEALTHY.with_gates(v8=Gate(ist=0))
+    r = _inspect(tmp_path, "df-ist0", changed, "--baseline", str(baseline), "--json")
+    assert r.returncode == 0, r.stderr
+    assert _drift(r)["verdict"] == "WAIVED"
+    (tmp_path / "lab.toml").unlink()
+    assert _inspect(tmp_path, "df-ist0", changed, "--update-baseline", str(baseline)).returncode == 0
+    r = _inspect(tmp_path, "df-ist0", changed, "--baseline", str(baseline), "--json")
+    assert r.returncode == 0 and _drift(r)["verdict"] == "PASS", r.stderr
+
+
+@pytest.mark.parametrize("case, text, words", [
+    ("missing", None, "No such file"),
+    ("corrupt", '{"format": "lab-baseline 1", "idt": ', "not JSON"),
+    ("not-a-baseline", '{"checks": []}', "not a lab baseline"),
+    ("unreadable", b"\xff\xfe", "not UTF-8"),
+])
+def test_a_baseline_that_cannot_be_read_is_one_line_exit_2(tmp_path, case, text, words):
+    path = tmp_path / "arch.json"
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    elif text is not None:
+        path.write_text(text)
+    r = _inspect(tmp_path, "tiny", HEALTHY, "--baseline", str(path))
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.strip() == r.stderr.strip().splitlines()[0] and words in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
