@@ -93,3 +93,35 @@ def test_a_baseline_that_cannot_be_read_is_one_line_exit_2(tmp_path, case, text,
     assert r.returncode == 2, r.stderr
     assert r.stderr.strip() == r.stderr.strip().splitlines()[0] and words in r.stderr, r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_the_pytest_fixture_writes_compares_and_updates_the_tests_baseline(tmp_path):
+    """`lab_baseline` in a kernel developer's own tests (the installed plugin): the first run
+    writes <module>/<test>.json and fails (review it), the next passes, a changed gate fails
+    naming the vector, and --lab-update-baseline takes the new state."""
+    import os
+    import subprocess
+    import sys
+
+    elf = tiny_kernel(tmp_path, "tiny", HEALTHY)
+    (tmp_path / "lab.toml").write_text(f'[kernel]\npath = "{elf}"\n[stop]\nat = "{STOP}"\n')
+    (tmp_path / "test_k.py").write_text("def test_arch(lab_inspection, lab_baseline):\n"
+                                        "    lab_baseline.check(lab_inspection)\n")
+    path = tmp_path / "test_k" / "test_arch.json"
+
+    def pytest_run(*args):
+        return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-n", "0", *args,
+                               str(tmp_path / "test_k.py")], capture_output=True, text=True, timeout=300,
+                              cwd=tmp_path, env={**os.environ, "PYTHONPATH": os.environ.get("PYTHONPATH", "")})
+
+    r = pytest_run()
+    assert r.returncode == 1 and f"no baseline yet: wrote {path}" in r.stdout, r.stdout[-3000:]
+    assert json.loads(path.read_text())["idt"]["8"]["ist"] == 1
+    assert pytest_run().returncode == 0
+    tiny_kernel(tmp_path, "tiny", HEALTHY.with_gates(v8=Gate(ist=0)))
+    r = pytest_run()
+    assert r.returncode == 1 and "vector 8 #DF: IST 1 -> 0 (tiny_isr)" in r.stdout, r.stdout[-3000:]
+    assert pytest_run("--lab-update-baseline").returncode == 0
+    assert json.loads(path.read_text())["idt"]["8"]["ist"] == 0
+    r = pytest_run()
+    assert r.returncode == 0, r.stdout[-3000:]
