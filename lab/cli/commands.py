@@ -58,6 +58,7 @@ def _emit(args, result, show) -> int:
     data = result.to_json()
     if getattr(args, "html", None):
         _write_report(Path(args.html), [(f"lab {args.command}", data)], f"lab {args.command}")
+    _step_summary(args, data)
     if args.json:
         json.dump(data, sys.stdout, indent=2, default=str)
         print()
@@ -66,6 +67,24 @@ def _emit(args, result, show) -> int:
 
         show(result, console())
     return 1 if result.failed else 0
+
+
+def _step_summary(args, data: dict) -> None:
+    """On GitHub Actions, appends the result's Markdown summary to $GITHUB_STEP_SUMMARY."""
+    import os
+
+    target = os.environ.get("GITHUB_STEP_SUMMARY")
+    if not target:
+        return
+    from lab.present.ci import step_summary
+
+    text = step_summary(f"lab {args.command}", json.loads(json.dumps(data, default=str)), getattr(args, "html", None))
+    if text:
+        try:
+            with open(target, "a", encoding="utf-8") as f:
+                f.write(text)
+        except OSError as exc:
+            raise UserError(f"GITHUB_STEP_SUMMARY {target}: {exc.strerror}") from None
 
 
 def _write_report(path: Path, runs, title: str) -> None:

@@ -42,9 +42,18 @@ def _drift(r) -> dict:
     return {c["id"]: c for c in json.loads(r.stdout)["checks"]}["baseline.drift"]
 
 
+def _inspect_env(tmp_path, name, spec, *args, env):
+    elf = tiny_kernel(tmp_path, name, spec)
+    return lab_cli("inspect", "--kernel", str(elf), "--at", STOP, *args, timeout=60, cwd=tmp_path, env=env)
+
+
 def test_one_gate_changed_is_a_drift_fail_naming_the_vector(tmp_path, baseline):
-    r = _inspect(tmp_path, "df-ist0", HEALTHY.with_gates(v8=Gate(ist=0)), "--baseline", str(baseline), "--json")
+    summary = tmp_path / "step-summary.md"  # as GitHub Actions names it
+    r = _inspect_env(tmp_path, "df-ist0", HEALTHY.with_gates(v8=Gate(ist=0)), "--baseline", str(baseline), "--json",
+                     env={"GITHUB_STEP_SUMMARY": str(summary)})
     assert r.returncode == 1, r.stderr
+    md = summary.read_text()
+    assert "| FAIL | `baseline.drift` |" in md and "```\nvector 8 #DF: IST 1 -> 0 (tiny_isr)\n" in md, md
     c = _drift(r)
     assert c["verdict"] == "FAIL", c
     assert "vector 8 #DF: IST 1 -> 0 (tiny_isr)" in c["evidence"], c["evidence"]
