@@ -7,8 +7,8 @@ symbol that holds it, so a rebuild that only moves code is no drift:
 - `idt`: per present gate (by vector), its type, DPL, IST, selector and handler symbol;
 - `gdt`: per selector, the descriptor's role ("kernel code 64-bit", "user data", "tss-available
   at tss") and whether it is present;
-- `tss`: per used stack slot (RSP0-2, IST1-7), the symbol it tops, that stack's size and the
-  pointer's alignment up to 16 (SDM §6.14.2: the CPU aligns RSP down to 16 before pushing);
+- `tss`: per used stack slot (RSP0-2, IST1-7), the symbol it tops (else its address or
+  symbol+offset), that stack object's size, and the pointer's alignment up to 16 (SDM §6.14.2: the CPU aligns RSP down to 16 before pushing);
 - `ist_map`: per IST slot a gate uses, the vectors on it and the stack it tops.
 
 Pure functions over the rows `lab inspect --json` prints (lab/present/rows.py idt_rows,
@@ -27,6 +27,10 @@ C = Checks(TIER)
 #: the first line of every baseline file's format; another value is refused
 FORMAT = "lab-baseline 1"
 SECTIONS = ("idt", "gdt", "tss", "ist_map")
+#: on a machine with several CPUs: each other CPU's TSS stacks, and its gates and descriptors
+#: where they differ from the boot CPU's (keys "cpu1 ist1", "cpu1 8", "cpu1 0x0028")
+CPU_SECTIONS = ("cpu_tss", "cpu_idt", "cpu_gdt")
+TSS_SLOTS = ("rsp0", "rsp1", "rsp2", "ist1", "ist2", "ist3", "ist4", "ist5", "ist6", "ist7")  # TSS order
 STACK_ALIGN = 16  # alignment beyond 16 does not change what the CPU pushes (SDM §6.14.2)
 
 
@@ -72,8 +76,10 @@ def state(idt_rows: list[dict], gdt_rows: list[dict], tss_rows: list[dict]) -> d
     for r in tss_rows:
         if r["field"] == "iomap_base" or not r["value"]:
             continue
-        tss[r["field"]] = {"top": r.get("stack") or _where(r["value"], r["points_into"]),
-                           "size": r.get("stack_size", 0), "align": alignment(r["value"])}
+        entry = {"top": r.get("stack") or _where(r["value"], r["points_into"]), "align": alignment(r["value"])}
+        if r.get("stack"):
+            entry["size"] = r["stack_size"]  # the stack object's; none where no object ends there
+        tss[r["field"]] = entry
     ist_map: dict[str, dict] = {}
     for vector, gate in idt.items():
         if gate["ist"]:
@@ -84,19 +90,35 @@ def state(idt_rows: list[dict], gdt_rows: list[dict], tss_rows: list[dict]) -> d
             "ist_map": dict(sorted(ist_map.items()))}
 
 
+def with_cpus(boot: dict, others: dict[int, dict]) -> dict:
+    """The boot CPU's state (`state`) with the other CPUs' (`others`: {CPU index: its state}):
+    every TSS stack of each, and its gates and descriptors that differ from the boot CPU's."""
+    out = {**boot, **{name: {} for name in CPU_SECTIONS}}
+    for index, st in sorted(others.items()):
+        for slot, entry in st["tss"].items():
+            out["cpu_tss"][f"cpu{index} {slot}"] = entry
+        for section in ("idt", "gdt"):
+            for key in sorted(boot[section].keys() | st[section].keys(), key=_order):
+                theirs = st[section].get(key)
+                if theirs != boot[section].get(key):
+                    out[f"cpu_{section}"][f"cpu{index} {key}"] = theirs or {"absent": True}
+    return {name: section for name, section in out.items() if name not in CPU_SECTIONS or section}
+
+
 def dumps(st: dict) -> str:
     """The baseline file's text: JSON, one line per entry, entries in table order (vectors and
     selectors ascending), fields sorted: a change shows as one changed line in a diff."""
     lines = ["{", f'  "format": {json.dumps(st["format"])},']
-    for i, name in enumerate(SECTIONS):
+    names = SECTIONS + tuple(n for n in CPU_SECTIONS if st.get(n))
+    for i, name in enumerate(names):
         section = st[name]
-        lines.append(f'  "{name}": {{' + ("" if section else "}" + ("," if i < len(SECTIONS) - 1 else "")))
+        lines.append(f'  "{name}": {{' + ("" if section else "}" + ("," if i < len(names) - 1 else "")))
         items = list(section.items())
         for j, (key, entry) in enumerate(items):
             comma = "," if j < len(items) - 1 else ""
             lines.append(f"    {json.dumps(key)}: {json.dumps(entry, sort_keys=True)}{comma}")
         if section:
-            lines.append("  }" + ("," if i < len(SECTIONS) - 1 else ""))
+            lines.append("  }" + ("," if i < len(names) - 1 else ""))
     lines.append("}")
     return "\n".join(lines) + "\n"
 
@@ -111,8 +133,8 @@ def loads(text: str) -> dict:
         raise ValueError("not a lab baseline (nested too deeply)") from None
     if not isinstance(st, dict) or st.get("format") != FORMAT:
         raise ValueError(f'not a lab baseline (no "format": "{FORMAT}"; write one with --update-baseline)')
-    for name in SECTIONS:
-        section = st.get(name)
+    for name in SECTIONS + CPU_SECTIONS:
+        section = st.get(name, {}) if name in CPU_SECTIONS else st.get(name)
         if not isinstance(section, dict) or not all(isinstance(e, dict) for e in section.values()):
             raise ValueError(f'not a lab baseline: "{name}" must be an object of objects')
     return st
@@ -180,11 +202,41 @@ _LINES = {
 
 
 def _order(key: str):
-    """Vectors and selectors numerically, names as they are."""
+    """Vectors and selectors numerically, names as they are; "cpuN rest" by N, then rest."""
+    cpu, _, rest = key.partition(" ")
+    if rest and cpu.startswith("cpu") and cpu[3:].isdigit():
+        return (2, int(cpu[3:]), _order(rest))
+    if key in TSS_SLOTS:
+        return (1, TSS_SLOTS.index(key), key)
     try:
         return (0, int(key, 0), key)
     except ValueError:
-        return (1, 0, key)
+        return (1, len(TSS_SLOTS), key)
+
+
+def _per_cpu(line: Callable[[str, dict | None, dict | None], str]) -> Callable[[str, dict | None, dict | None], str]:
+    """A section's line maker for "cpuN key" entries: "CPU N " and the line of `key`; an entry
+    {"absent": true} is the boot CPU's that this CPU does not have."""
+    def per_cpu(key: str, old: dict | None, new: dict | None) -> str:
+        cpu, _, rest = key.partition(" ")
+        old, new = (None if e == {"absent": True} else e for e in (old, new))
+        if old is None and new is None:
+            return ""
+        text = line(rest, old, new)
+        return f"CPU {cpu[3:]} {text}" if text else ""
+    return per_cpu
+
+
+_LINES.update({f"cpu_{name}": _per_cpu(_LINES[name]) for name in ("tss", "idt", "gdt")})
+
+
+def _own(st: dict, name: str, key: str) -> dict | None:
+    """The entry `key` of section `name`; a CPU's gate or descriptor not recorded there is the
+    boot CPU's (with_cpus records only those that differ)."""
+    entry = st.get(name, {}).get(key)
+    if entry is None and name in ("cpu_idt", "cpu_gdt"):
+        entry = st[name.removeprefix("cpu_")].get(key.partition(" ")[2])
+    return entry
 
 
 def drift(baseline: dict, current: dict) -> list[str]:
@@ -192,10 +244,10 @@ def drift(baseline: dict, current: dict) -> list[str]:
     section, each in table order: "vector 8 #DF: IST 1 -> 0 (double_fault_handler)". Empty:
     no drift."""
     out = []
-    for name in SECTIONS:
+    for name in SECTIONS + CPU_SECTIONS:
         old, new = baseline.get(name, {}), current.get(name, {})
         for key in sorted(old.keys() | new.keys(), key=_order):
-            line = _LINES[name](key, old.get(key), new.get(key))
+            line = _LINES[name](key, _own(baseline, name, key), _own(current, name, key))
             if line:
                 out.append(line)
     return out

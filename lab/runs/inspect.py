@@ -111,6 +111,10 @@ def checked_report(state, symbols, kernel: Path | None, profile: str, ready_line
     view = decode(state, symbols)
     per_cpu = cpu_views(list(cpus), symbols)
     arch = baselines.state(idt_rows(view), gdt_rows(view), tss_rows(view))
+    others = {c.cpu.index: baselines.state(idt_rows(c.view), gdt_rows(c.view), tss_rows(c.view))
+              for c in per_cpu if c.cpu.long_mode and c.cpu.index != 0}
+    if others:
+        arch = baselines.with_cpus(arch, others)
     checks = run_all(view, per_cpu)
     if baseline is not None:
         checks.append(baselines.drift_check(baseline[1], arch, baseline[0]))

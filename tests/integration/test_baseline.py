@@ -134,3 +134,19 @@ def test_the_pytest_fixture_writes_compares_and_updates_the_tests_baseline(tmp_p
     assert json.loads(path.read_text())["idt"]["8"]["ist"] == 0
     r = pytest_run()
     assert r.returncode == 0, r.stdout[-3000:]
+
+
+def test_every_cpus_stacks_are_in_the_baseline(kernel, tmp_path):
+    """The lab kernel on 2 vCPUs: CPU 1's TSS stacks and its own GDT's TSS descriptor are
+    recorded; the same machine is no drift, and one where CPU 1 is gone names its stacks."""
+    path = tmp_path / "smp.json"
+    r = lab_cli("inspect", "--kernel", str(kernel), "--cpus", "2", "--update-baseline", str(path), timeout=120)
+    assert r.returncode == 0, r.stderr
+    st = json.loads(path.read_text())
+    assert {"cpu1 rsp0", "cpu1 ist1"} <= set(st["cpu_tss"]), st.get("cpu_tss")
+    assert st["cpu_gdt"]["cpu1 0x0028"]["role"] != st["gdt"]["0x0028"]["role"]  # its own TSS
+    r = lab_cli("inspect", "--kernel", str(kernel), "--cpus", "2", "--baseline", str(path), "--json", timeout=120)
+    assert r.returncode == 0 and _drift(r)["verdict"] == "PASS", r.stderr
+    r = lab_cli("inspect", "--kernel", str(kernel), "--baseline", str(path), "--json", timeout=120)
+    assert r.returncode == 1, r.stderr
+    assert any(e.startswith("CPU 1 TSS IST1: removed") for e in _drift(r)["evidence"]), _drift(r)["evidence"]

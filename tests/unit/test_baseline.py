@@ -8,7 +8,7 @@ import json
 import pytest
 
 from lab.checks.base import Verdict
-from lab.checks.baseline import FORMAT, alignment, drift, drift_check, dumps, loads, state
+from lab.checks.baseline import FORMAT, _order, alignment, drift, drift_check, dumps, loads, state, with_cpus
 from lab.checks.waivers import apply_waivers
 
 ISR, DF_TOP, NMI_TOP = 0x10069C, 0x10B000, 0x10C000
@@ -68,7 +68,7 @@ CHANGES = [
     ("gdt-code-not-64-bit", _rows(code_l=False), ["GDT 0x0008: kernel code 64-bit -> kernel code 16-bit"]),
     ("tss-stack-shrank", _rows(ist1=("df_stack", 2048, 0)), ["TSS IST1: stack size 4096 -> 2048"]),
     ("tss-stack-loses-alignment", _rows(ist1=("df_stack", 4096, 8)),
-     ["TSS IST1: top of df_stack -> df_stack+0xff8, stack size 4096 -> 0, align 16 -> 8"]),
+     ["TSS IST1: top of df_stack -> df_stack+0xff8, stack size 4096 -> (none), align 16 -> 8"]),
     ("tss-stack-removed", _rows(ist2_present=False),
      ["TSS IST2: removed (was top of nmi_stack, stack size 4096, align 16)", "IST map IST2: stack nmi_stack -> none (0)"]),
 ]
@@ -137,3 +137,59 @@ BAD_FILES = [
 def test_a_corrupt_file_is_refused_saying_why(case, text, words):
     with pytest.raises(ValueError, match=words):
         loads(text)
+
+
+def _smp(move=0, *, ap_ist1=("df_stack", 4096, 0), ap_df_ist=1, aps=(1,), boot_df_ist=1):
+    """A boot CPU and APs whose TSS stacks are their own; `ap_*` change CPU 1's only."""
+    boot = state(*_rows(move, df_ist=boot_df_ist))
+    others = {}
+    for k in aps:
+        idt, gdt, tss = _rows(move, df_ist=ap_df_ist if k == 1 else 1, ist1=ap_ist1 if k == 1 else ("df_stack", 4096, 0))
+        for r in tss:
+            if r.get("stack"):
+                r["stack"] = f"ap{k}_{r['stack']}"
+        others[k] = state(idt, gdt, tss)
+    return with_cpus(boot, others)
+
+
+SMP_BASE = _smp()
+
+# (case, the changed state, the drift it must be)
+SMP_CHANGES = [
+    ("ap-stack-shrank", _smp(ap_ist1=("df_stack", 2048, 0)), ["CPU 1 TSS IST1: stack size 4096 -> 2048"]),
+    ("ap-gate-loses-its-ist", _smp(ap_df_ist=0), ["CPU 1 vector 8 #DF: IST 1 -> 0 (double_fault)"]),
+    ("ap-not-started", _smp(aps=()), ["CPU 1 TSS IST1: removed", "CPU 1 TSS IST2: removed"]),
+    ("an-ap-more", _smp(aps=(1, 2)), ["CPU 2 TSS IST1: added (top of ap2_df_stack, stack size 4096, align 16)"]),
+]
+
+
+@pytest.mark.parametrize("case, st, words", SMP_CHANGES, ids=[c[0] for c in SMP_CHANGES])
+def test_each_cpus_state_drifts_on_its_own(case, st, words):
+    lines = drift(SMP_BASE, st)
+    for w in words:
+        assert any(line.startswith(w) for line in lines), lines
+    assert all(line.startswith("CPU ") for line in lines), lines  # the boot CPU did not change
+
+
+def test_the_boot_cpus_change_is_not_repeated_for_a_cpu_that_kept_the_old_gate():
+    assert drift(SMP_BASE, _smp(boot_df_ist=0)) == ["vector 8 #DF: IST 1 -> 0 (double_fault)",
+                                                     "IST map IST1: removed (was vectors 8, stack df_stack)"]
+
+
+def test_the_cpus_gates_are_recorded_only_where_they_differ_and_a_move_is_no_drift():
+    assert "cpu_idt" not in SMP_BASE and "cpu_gdt" not in SMP_BASE
+    assert set(SMP_BASE["cpu_tss"]) == {"cpu1 ist1", "cpu1 ist2"}
+    assert _smp(ap_df_ist=0)["cpu_idt"] == {"cpu1 8": {**BASE["idt"]["8"], "ist": 0}}
+    assert drift(SMP_BASE, _smp(0x1230)) == []
+    text = dumps(SMP_BASE)
+    assert loads(text) == SMP_BASE and '"cpu_tss": {' in text and '"cpu_idt"' not in text
+    assert "cpu_tss" not in dumps(BASE)  # one CPU: no per-CPU sections
+
+
+@pytest.mark.parametrize("keys, ordered", [
+    (["ist1", "rsp0", "ist10x", "ist2"], ["rsp0", "ist1", "ist2", "ist10x"]),
+    (["14", "2", "0x80", "8"], ["2", "8", "14", "0x80"]),
+    (["cpu10 ist1", "cpu2 rsp0", "cpu2 ist1", "cpu1 8"], ["cpu1 8", "cpu2 rsp0", "cpu2 ist1", "cpu10 ist1"]),
+])
+def test_drift_lines_come_in_table_order(keys, ordered):
+    assert sorted(keys, key=_order) == ordered
