@@ -4,6 +4,10 @@ Fixtures:
 - `lab_vm`: a VM of your kernel, stopped, for one test (lab/api/vm.py `VM`).
 - `lab_inspection`: that kernel inspected once per session (an InspectReport: .idt, .gdt,
   .tss, .registers, .checks, .failed, .summary()).
+- `lab_baseline`: the test's baseline file, in the style of pytest-regressions: beside the
+  test module, `<module>/<test>.json`; `lab_baseline.check(report)` fails the test with the
+  drift (lab/checks/baseline.py), or, the first time or with `--lab-update-baseline`, writes
+  the report's state (docs/baselines.md).
 
 The kernel is the one lab.toml names (found from pytest's rootdir), or `--lab-kernel`;
 `--lab-config`, `--lab-profile` and `--lab-append` choose the rest. The marker
@@ -36,6 +40,8 @@ def pytest_addoption(parser):
     g.addoption("--lab-config", metavar="FILE", help="the lab.toml to use (default: the nearest from the rootdir)")
     g.addoption("--lab-profile", metavar="NAME|FILE", help="the QEMU profile (default: lab.toml's, else tcg)")
     g.addoption("--lab-append", metavar="CMDLINE", help="the kernel command line (default: lab.toml's)")
+    g.addoption("--lab-update-baseline", action="store_true",
+                help="lab_baseline: write every baseline file from this run instead of comparing")
     g.addoption("--lab-report-dir", metavar="DIR",
                 help="where a failing test's HTML report goes (default: <basetemp>/lab-reports)")
 
@@ -79,6 +85,43 @@ def lab_inspection(request):
         report = vm.inspect()
     request.config.stash[INSPECTION] = report
     return report
+
+
+class BaselineFile:
+    """One test's baseline file (`path`); `check(report)` compares an InspectReport's state
+    with it. A missing file is written and the test fails (review and commit it, as
+    pytest-regressions does); with `update` every file is written and the test passes."""
+
+    def __init__(self, path: Path, update: bool) -> None:
+        self.path, self.update = path, update
+
+    def check(self, report) -> None:
+        from lab.checks.baseline import drift, dumps, loads
+
+        if self.update or not self.path.exists():
+            created = not self.path.exists()
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.write_text(dumps(report.state), encoding="utf-8")
+            if created and not self.update:
+                pytest.fail(f"no baseline yet: wrote {self.path}; review and commit it", pytrace=False)
+            return
+        try:
+            baseline = loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            pytest.fail(f"baseline {self.path}: {getattr(exc, 'strerror', None) or exc}", pytrace=False)
+        lines = drift(baseline, report.state)
+        if lines:
+            pytest.fail(f"drift from {self.path} (accept with --lab-update-baseline):\n  " + "\n  ".join(lines),
+                        pytrace=False)
+
+
+@pytest.fixture
+def lab_baseline(request) -> BaselineFile:
+    """The test's baseline file: <the test module's directory>/<module>/<test name>.json."""
+    module = Path(str(request.node.path))
+    name = re.sub(r"[^\w.-]+", "_", request.node.name).strip("_")
+    return BaselineFile(module.parent / module.stem / f"{name}.json",
+                        bool(request.config.getoption("--lab-update-baseline")))
 
 
 def _report_dir(config) -> Path:

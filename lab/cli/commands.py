@@ -58,6 +58,7 @@ def _emit(args, result, show) -> int:
     data = result.to_json()
     if getattr(args, "html", None):
         _write_report(Path(args.html), [(f"lab {args.command}", data)], f"lab {args.command}")
+    _step_summary(args, data)
     if args.json:
         json.dump(data, sys.stdout, indent=2, default=str)
         print()
@@ -66,6 +67,24 @@ def _emit(args, result, show) -> int:
 
         show(result, console())
     return 1 if result.failed else 0
+
+
+def _step_summary(args, data: dict) -> None:
+    """On GitHub Actions, appends the result's Markdown summary to $GITHUB_STEP_SUMMARY."""
+    import os
+
+    target = os.environ.get("GITHUB_STEP_SUMMARY")
+    if not target:
+        return
+    from lab.present.ci import step_summary
+
+    text = step_summary(f"lab {args.command}", json.loads(json.dumps(data, default=str)), getattr(args, "html", None))
+    if text:
+        try:
+            with open(target, "a", encoding="utf-8") as f:
+                f.write(text)
+        except OSError as exc:
+            raise UserError(f"GITHUB_STEP_SUMMARY {target}: {exc.strerror}") from None
 
 
 def _write_report(path: Path, runs, title: str) -> None:
@@ -132,11 +151,17 @@ def cmd_build(args) -> int:
 
 def cmd_inspect(args) -> int:
     from lab.present import show
-    from lab.runs.inspect import run_inspect
+    from lab.runs.inspect import read_baseline, run_inspect, write_baseline
 
     stop = _stop(args)  # checked before anything boots
-    return _emit(args, run_inspect(_vm(args), stop, waivers=_config(args).waivers),
-                 lambda r, c: show.inspect(r, c, vectors=args.vectors))
+    baseline = read_baseline(Path(args.baseline)) if args.baseline else None
+    if args.update_baseline:
+        _check_output(args.update_baseline, "--update-baseline")
+    report = run_inspect(_vm(args), stop, waivers=_config(args).waivers, baseline=baseline)
+    if args.update_baseline:
+        write_baseline(Path(args.update_baseline), report)
+        print(f"lab inspect: baseline written to {args.update_baseline}", file=sys.stderr)
+    return _emit(args, report, lambda r, c: show.inspect(r, c, vectors=args.vectors))
 
 
 def cmd_fire(args) -> int:

@@ -278,6 +278,14 @@ def parser(commands) -> LabParser:
     sp.add_argument("--vectors", type=vectors, metavar="LIST",
                     help="the IDT rows to print: vectors and ranges, e.g. 0-31,0x80 (default: every "
                          "present gate, identical neighbours grouped)")
+    base = sp.add_mutually_exclusive_group()
+    base.add_argument("--baseline", metavar="FILE",
+                      help="compare the IDT, GDT, TSS stacks and IST map with this reviewed baseline "
+                           "file: any difference is the FAIL baseline.drift, its evidence the diff "
+                           "(docs/baselines.md)")
+    base.add_argument("--update-baseline", metavar="FILE",
+                      help="write the IDT, GDT, TSS stacks and IST map to this baseline file "
+                           "(JSON, one line per entry, addresses by symbol), the state to review")
 
     sp = add("fire", "raise exceptions and check each frame against the manual: in the lab "
              "kernel through its harness, in any other kernel by writing one instruction at a stop")

@@ -71,6 +71,7 @@ def tss_rows(v: View) -> list[dict]:
         ptr = row["value"]
         stack = v.symbols.stack_ending_at(ptr) if ptr else None
         row["points_into"] = f"top of {stack.display}" if stack else (v.symbols.describe(ptr) if ptr else "")
+        row["stack"], row["stack_size"] = (stack.display, stack.size) if stack else ("", 0)
     rows.append({"field": "iomap_base", "value": v.tss.iomap_base, "points_into": ""})
     return rows
 

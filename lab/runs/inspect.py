@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lab.checks import baseline as baselines
 from lab.checks.base import Check, Verdict, summary as verdict_counts
 from lab.checks.view import View, decode
 from lab.checks.inspect import run_all
@@ -13,6 +14,7 @@ from lab.checks.smp import CpuView, views as cpu_views
 from lab.checks.smp_labkernel import percpu_bytes
 from lab.checks.waivers import apply_waivers
 from lab.present.rows import cpu_rows, gdt_rows, idt_rows, shared_rows, tss_rows
+from lab.errors import UserError
 from lab.machine.session import Session, Stop
 from lab.runs.vm import VmSpec
 from lab.host.profiles import Profile
@@ -32,6 +34,8 @@ class InspectReport:
     unused_waivers: dict[str, str] = field(default_factory=dict)
     #: every CPU's state and decoded tables, when the machine has more than one (else empty)
     cpus: list[CpuView] = field(default_factory=list)
+    #: the architectural state a baseline records (lab/checks/baseline.py state)
+    state: dict = field(default_factory=dict)
 
     @property
     def failed(self) -> list[Check]:
@@ -98,26 +102,57 @@ class InspectReport:
 
 
 def checked_report(state, symbols, kernel: Path | None, profile: str, ready_line: str,
-                   waivers: dict[str, str] | None = None, cpus=()) -> InspectReport:
+                   waivers: dict[str, str] | None = None, cpus=(),
+                   baseline: tuple[str, dict] | None = None) -> InspectReport:
     """The tables read from a stopped CPU (`state`, lab/target/cpu.py read_state) and, on an
-    SMP machine, every CPU's (`cpus`, lab/target/cpus.py read_cpus), decoded, checked, and
-    `waivers` ({check id: reason}) applied: what `lab inspect` and the API's VM.inspect
-    report."""
+    SMP machine, every CPU's (`cpus`, lab/target/cpus.py read_cpus), decoded, checked, compared
+    with `baseline` ((its file name, its state: read_baseline)) when given, and `waivers`
+    ({check id: reason}) applied: what `lab inspect` and the API's VM.inspect report."""
     view = decode(state, symbols)
     per_cpu = cpu_views(list(cpus), symbols)
-    checks, unused = apply_waivers(run_all(view, per_cpu), waivers or {})
-    return InspectReport(kernel, profile, ready_line, view, checks, unused_waivers=unused, cpus=per_cpu)
+    arch = baselines.state(idt_rows(view), gdt_rows(view), tss_rows(view))
+    others = {c.cpu.index: baselines.state(idt_rows(c.view), gdt_rows(c.view), tss_rows(c.view))
+              for c in per_cpu if c.cpu.long_mode and c.cpu.index != 0}
+    if others:
+        arch = baselines.with_cpus(arch, others)
+    checks = run_all(view, per_cpu)
+    if baseline is not None:
+        checks.append(baselines.drift_check(baseline[1], arch, baseline[0]))
+    checks, unused = apply_waivers(checks, waivers or {})
+    return InspectReport(kernel, profile, ready_line, view, checks, unused_waivers=unused, cpus=per_cpu,
+                         state=arch)
+
+
+def read_baseline(path: Path) -> tuple[str, dict]:
+    """(the file's name, the state it records); UserError, one line, when it cannot be read."""
+    try:
+        return str(path), baselines.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise UserError(f"--baseline {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise UserError(f"--baseline {path}: not a lab baseline (not UTF-8 text)") from None
+    except ValueError as exc:
+        raise UserError(f"--baseline {path}: {exc}") from None
+
+
+def write_baseline(path: Path, report: InspectReport) -> None:
+    """Writes the report's state as the baseline file `path` (UserError when it cannot)."""
+    try:
+        path.write_text(baselines.dumps(report.state), encoding="utf-8")
+    except OSError as exc:
+        raise UserError(f"--update-baseline {path}: {exc.strerror}") from None
 
 
 def inspect(kernel: Path | None, profile: Profile, *, log_dir: Path | None = None,
             ready_timeout: float = 10.0, stop: Stop = Stop(), append: str | None = None,
             image: Path | None = None, symbols: Path | None = None,
-            restore: bool = True, waivers: dict[str, str] | None = None) -> InspectReport:
+            restore: bool = True, waivers: dict[str, str] | None = None,
+            baseline: tuple[str, dict] | None = None) -> InspectReport:
     """Boots, stops (at the lab kernel's ready point, or `stop`), reads and checks the tables.
     Any x86-64 kernel: symbols are optional, and only the generic tier needs none. `restore`
     as Session's (a stop other than the ready point always boots). `waivers` ({check id:
     reason}, lab.toml's) turn expected FAILs and WARNs into WAIVED; the report names the
-    unused ones."""
+    unused ones. `baseline` (read_baseline's) adds the check baseline.drift."""
     t0 = time.monotonic()
     with Session(kernel, profile, log_dir=log_dir, ready_timeout=ready_timeout, append=append,
                  image=image, symbols=symbols, restore=restore if stop.is_ready else False) as s:
@@ -127,7 +162,7 @@ def inspect(kernel: Path | None, profile: Profile, *, log_dir: Path | None = Non
         state, cpus = read_machine(s.gdb, percpu_bytes(s.symbols))
         require_long_mode(state.cpu, ready)
         t_read = time.monotonic()
-    report = checked_report(state, s.symbols, kernel or image, profile.name, ready, waivers, cpus)
+    report = checked_report(state, s.symbols, kernel or image, profile.name, ready, waivers, cpus, baseline)
     t_done = time.monotonic()
     report.timings = {"restored": s.restored is not None, "start": t_started - t0,
                       "boot_to_ready": t_ready - t_started, "read": t_read - t_ready,
@@ -135,7 +170,8 @@ def inspect(kernel: Path | None, profile: Profile, *, log_dir: Path | None = Non
     return report
 
 
-def run_inspect(vm: VmSpec, stop: Stop = Stop(), waivers: dict[str, str] | None = None) -> InspectReport:
+def run_inspect(vm: VmSpec, stop: Stop = Stop(), waivers: dict[str, str] | None = None,
+                baseline: tuple[str, dict] | None = None) -> InspectReport:
     return inspect(vm.kernel, vm.profile, log_dir=vm.log_dir, ready_timeout=vm.ready_timeout,
                    stop=stop, append=vm.append, image=vm.image, symbols=vm.symbols,
-                   restore=vm.restore, waivers=waivers)
+                   restore=vm.restore, waivers=waivers, baseline=baseline)

@@ -62,6 +62,7 @@ class TinySpec:
     unmapped: tuple[int, ...] = ()  # 4 KiB pages below 2 MiB left out of the page tables
     nx: tuple[int, ...] = ()  # 4 KiB pages below 2 MiB mapped with XD set
     runtime_stubs: tuple[int, ...] = ()  # vectors whose gate points at a stub written at run time
+    pad: int = 0  # bytes of nop before the handlers: moves them and everything after (data, stacks)
 
     def with_gates(self, **changes: Gate | None) -> "TinySpec":
         """This spec with gates replaced (`v8=Gate(...)`) or removed (`v8=None`)."""
@@ -182,6 +183,7 @@ long_mode:
         .size {STOP}, . - {STOP}
         .size long_mode, . - long_mode
 
+        .skip {spec.pad}, 0x90
         .globl tiny_isr
         .type tiny_isr, @function
 tiny_isr:
