@@ -8,6 +8,7 @@ names the check that must catch it.
 from __future__ import annotations
 
 import dataclasses
+import re
 import struct
 from pathlib import Path
 
@@ -293,6 +294,14 @@ GRADED = [
      ("TR is the null selector: the first interrupt or exception in ring 3 would find no TSS", *LATER[1:])),
     ("tr-null-only-ring3-needs-it-skips", dict(tr_selector=0, gates=NO_IST), "tss.stacks-mapped", Verdict.SKIP,
      ("needed only once ring 3 runs",)),
+    ("no-stack-in-use-mapped", dict(tss=_tss(rsp=(0, 0, 0)), gdt=RING0_GDT, gates=NO_IST), "tss.stacks-mapped",
+     Verdict.SKIP, ("no stack to walk", "RSP0 is 0 (tss.stack-alignment)", "no gate uses an IST")),
+    ("no-stack-in-use-distinct", dict(tss=_tss(rsp=(0, 0, 0)), gdt=RING0_GDT, gates=NO_IST), "tss.stacks-distinct",
+     Verdict.SKIP, ("no stack in use to compare", "RSP0 unused")),
+    ("one-stack-in-use", dict(gdt=RING0_GDT, gates=_gates(v2=dict(ist=0))), "tss.stacks-distinct", Verdict.PASS,
+     ("1 stack in use (IST1): nothing to share it", "RSP0 unused")),
+    ("rsp0-unused-mapped", dict(gdt=RING0_GDT), "tss.stacks-mapped", Verdict.PASS,
+     ("top pages mapped writable: RSP0 -> ", "(RSP0 unused)", "IST1 -> ", "IST2 -> ")),
     ("tr-null-tss-checks-skip", dict(tr_selector=0, gdt=RING0_GDT, gates=_gates(v8=dict(ist=0), v2=dict(ist=0))),
      "tss.stacks-mapped", Verdict.SKIP, ("nothing needs one",)),
 ]
@@ -388,3 +397,21 @@ def test_stacks_mapped_skips_when_the_tables_were_not_read():
     state = dataclasses.replace(state, stack_walks=None)
     checks = {c.id: c for c in run_all(decode(state, symbols))}
     assert checks["tss.stacks-mapped"].verdict is Verdict.SKIP
+
+
+#: Plurals that read wrong ("1 distinct stacks"): a count of 1 before a plural noun.
+ONE_PLURAL = re.compile(r"(?<![\w.])1 (?:distinct )?(?:stacks|handlers|gates|pointers|CPUs|symbols|pages)\b")
+
+
+@pytest.mark.parametrize("case, kwargs", [("correct", {})] + [(w[0], w[1]) for w in WRONG]
+                         + [(g[0], {"lab_kernel": False, **g[1]}) for g in GRADED],
+                         ids=["correct"] + [w[0] for w in WRONG] + [g[0] for g in GRADED])
+def test_every_verdict_says_what_it_saw(case, kwargs):
+    """No check has empty evidence, no evidence line is a list with nothing after its colon,
+    and no count of one reads as a plural; a PASS says what it checked."""
+    for c in run_all(decode(*make(**kwargs))):
+        assert c.evidence and all(line.strip() for line in c.evidence), (case, c.id, c.evidence)
+        for line in c.evidence:
+            assert not line.rstrip().endswith(":"), (case, c.id, line)
+            assert not ONE_PLURAL.search(line), (case, c.id, line)
+
