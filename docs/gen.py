@@ -166,7 +166,22 @@ def check_catalog() -> list[dict]:
         e["verdicts"] = [v for v in order if v in e["verdicts"]]
         e["sources"].sort(key=lambda s: (s.split(":")[0], int(s.split(":")[1])))
         e["page"] = CHECK_PAGES.get(Path(e["sources"][0].split(":")[0]).stem, "checks.md")
+    rules = check_rules()
+    unknown = set(rules) - set(found)
+    assert not unknown, f"lab/checks RULES for check ids no module makes: {sorted(unknown)}"
+    for e in found.values():
+        e["rule"] = rules.get(e["id"], "")
     return sorted(found.values(), key=lambda e: (e["tier"], e["id"]))
+
+
+def check_rules() -> dict[str, str]:
+    """Every check's rule (when FAIL, when WARN): the module-level `RULES` dicts of lab/checks."""
+    out: dict[str, str] = {}
+    for path in sorted((ROOT / "lab" / "checks").glob("*.py")):
+        for n in ast.parse(path.read_text(), filename=str(path)).body:
+            if isinstance(n, ast.Assign) and any(getattr(t, "id", "") == "RULES" for t in n.targets):
+                out.update(ast.literal_eval(n.value))
+    return out
 
 
 def _callers_bindings(tree: ast.Module, fn: ast.AST, node: ast.AST) -> list[dict]:
@@ -225,15 +240,19 @@ def checks_page() -> str:
            "`problems` PASS or FAIL; `findings` the worst finding of the severities it is given; "
            "`skip` SKIP when the input cannot be judged). Only FAIL fails a run; a waiver turns "
            "an expected FAIL or WARN into WAIVED ([severities](../checks.md#severities), "
-           "[waivers](../waivers.md)). An id with `{...}` is made per item (vector, CPU, slot).", ""]
+           "[waivers](../waivers.md)). An id with `{...}` is made per item (vector, CPU, slot). **Rule**: when "
+           "the check FAILs and when it WARNs (`RULES` in `lab/checks/rules.py`): a FAIL is an event that can "
+           "happen at the stop going wrong; what breaks only once the kernel does something it has not done "
+           "yet (runs ring 3) is a WARN.", ""]
     for tier in dict.fromkeys(e["tier"] for e in catalog):
-        out += [f"## Tier `{tier}`", "", "| check | verdicts | what it asserts | made in `lab/checks/` | manual |",
-                "|---|---|---|---|---|"]
+        out += [f"## Tier `{tier}`", "",
+                "| check | verdicts | what it asserts | rule | made in `lab/checks/` | manual |",
+                "|---|---|---|---|---|---|"]
         for e in (e for e in catalog if e["tier"] == tier):
             title = "; ".join(e["titles"]) or "(title built at run time)"
             src = "; ".join(f"`{f}` {', '.join(lines)}" for f, lines in _by_file(e["sources"]).items())
             page = e["page"]
-            out.append(f"| `{_cell(e['id'])}` | {' / '.join(e['verdicts'])} | {_cell(title)} | {src} | "
+            out.append(f"| `{_cell(e['id'])}` | {' / '.join(e['verdicts'])} | {_cell(title)} | {_cell(e['rule'])} | {src} | "
                        f"[{page.removesuffix('.md')}](../{page}) |")
         out.append("")
     return "\n".join(out)

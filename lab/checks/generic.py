@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from lab.checks.base import Check, Checks, Verdict
 from lab.checks.view import View
+from lab.checks.wording import by_handler as _by_handler, grouped as _grouped
+from lab.checks.wording import handlers_line as _handlers_line, ranges as _ranges
 from lab.target.cpu import first_push
 from lab.x86.addr import is_canonical
 from lab.x86.idt import GATE, GATE_TYPE_INTERRUPT, GATE_TYPE_TRAP
@@ -19,44 +21,6 @@ C = Checks(TIER)
 STACK_ALIGN = 16  # SDM §6.14.2: the CPU aligns RSP to 16 bytes before pushing the frame
 EFER_NXE = 1 << 11  # IA32_EFER.NXE (SDM vol. 3A §2.2.1): XD honoured; reserved when clear
 CR4_SMEP = 1 << 20  # CR4.SMEP (SDM vol. 3A §2.5): no supervisor fetch from user pages
-
-
-def _ranges(vectors: list[int]) -> str:
-    """"vector 6 (#UD)" or "vectors 32-47, 50"."""
-    vs = sorted(set(vectors))
-    if len(vs) == 1:
-        return f"vector {vs[0]} ({mnemonic(vs[0])})"
-    runs, start = [], vs[0]
-    for a, b in zip(vs, vs[1:] + [None]):
-        if b != a + 1:
-            runs.append(f"{start}" if start == a else f"{start}-{a}")
-            start = b
-    return "vectors " + ", ".join(runs)
-
-
-def _by_handler(gates) -> dict[int, list[int]]:
-    out: dict[int, list[int]] = {}
-    for g in gates:
-        out.setdefault(g.offset, []).append(g.vector)
-    return out
-
-
-def _handlers_line(found: list[tuple[int, list[int]]], what: str) -> str:
-    """One line for the handlers in `found` [(offset, vectors)] that share `what` (a phrase
-    that follows "is"/"are")."""
-    offsets = sorted(o for o, _ in found)
-    vectors = [n for _, vs in found for n in vs]
-    where = (f"handler {offsets[0]:#x} is" if len(offsets) == 1 else
-             f"{len(offsets)} handlers at {offsets[0]:#x}-{offsets[-1]:#x} are")
-    return f"{_ranges(vectors)}: {where} {what}"
-
-
-def _grouped(found: list[tuple[int, list[int], str]], tail: str) -> list[str]:
-    """[(offset, vectors, problem)] -> one line per problem, each ending with `tail`."""
-    by: dict[str, list[tuple[int, list[int]]]] = {}
-    for offset, vectors, problem in found:
-        by.setdefault(problem, []).append((offset, vectors))
-    return [_handlers_line(items, problem + tail) for problem, items in by.items()]
 
 
 def idt_limit(v: View) -> Check:
@@ -190,7 +154,13 @@ def tr_descriptor(v: View) -> Check:
             return C.info("tss.tr-descriptor", title, (
                 "TR is null: no TSS loaded, and nothing needs one: no gate uses an IST, and "
                 + v.ring0_only(),))
-        problems.append("TR is the null selector: no TSS loaded, but " + "; ".join(needs) + " need one")
+        ists = [n for n in needs if n.startswith("IST")]
+        line = "TR is the null selector: no TSS loaded, but " + "; ".join(needs) + " need one"
+        if not ists and not v.ring3_now():  # only ring 3 needs it, and ring 3 is not running
+            return C.warn("tss.tr-descriptor", title, (
+                f"TR is the null selector: the first interrupt or exception in ring 3 would find no "
+                f"TSS to load RSP0 from (#TS); {v.ring3_later()}",))
+        problems.append(line)
     elif d is None:
         problems.append(f"TR selector {tr.selector:#06x} names no GDT entry")
     else:
@@ -220,9 +190,23 @@ def _who(v: View, name: str) -> str:
     return f"{name} (vector {', '.join(f'{n} {mnemonic(n)}' for n in users)})" if users else name
 
 
+def _rsp0_finding(v: View, now: str, later: str, used_sev: str = "fail") -> tuple[str, str]:
+    """(severity, line) of an RSP0 problem: `used_sev` with `now` when ring 3 runs at the stop
+    (View.ring3_now); WARN with `later` (what the first event in ring 3 would do) when code
+    can run in ring 3 but the CPU is in ring 0; INFO when nothing runs outside ring 0."""
+    if not v.rsp0_used:
+        return "info", f"{now}; but {v.ring0_only()}"
+    live = v.ring3_now()
+    if live or used_sev != "fail":
+        return used_sev, f"{now}; {live}" if live else now
+    return "warn", f"{later}; {v.ring3_later()}"
+
+
 def _no_tss(v: View, id: str, title: str) -> Check:
     if v.state.cpu.tr.selector == 0 and not _tss_needed(v):
         return C.skip(id, title, "no TSS loaded, and nothing needs one (tss.tr-descriptor)")
+    if v.state.cpu.tr.selector == 0 and not v.used_ist_slots() and not v.ring3_now():
+        return C.skip(id, title, "no TSS loaded, needed only once ring 3 runs (tss.tr-descriptor)")
     return C.fail(id, title, ("no readable TSS (TR null or TSS unreadable)",))
 
 
@@ -232,26 +216,66 @@ def stack_pointers(v: View) -> Check:
     title = "RSP0 and every IST slot in use are non-zero, canonical and 16-byte aligned"
     if v.tss is None:
         return _no_tss(v, "tss.stack-alignment", title)
-    fail, warn, info = [], [], []
+    graded = {"fail": [], "warn": [], "info": []}
     for name, ptr, used in _stacks(v):
         if ptr == 0:
-            line, sev = (f"{name} is 0: the CPU would push the frame at {first_push(0):#x}, the top of "
-                         f"the address space"), fail
+            line, later, sev = (f"{name} is 0: the CPU would push the frame at {first_push(0):#x}, the top of "
+                                f"the address space"), (
+                f"{name} is 0: the first interrupt or exception in ring 3 would push its frame at "
+                f"{first_push(0):#x}, the top of the address space"), "fail"
         elif not is_canonical(ptr):
-            line, sev = f"{name} {ptr:#x} is not canonical: delivery faults when the CPU loads it", fail
+            line, later = (f"{name} {ptr:#x} is not canonical: delivery faults when the CPU loads it",
+                           f"{name} {ptr:#x} is not canonical: the first interrupt or exception in ring 3 "
+                           f"would fault (#SS) loading it")
+            sev = "fail"
         elif ptr % STACK_ALIGN:
             off = ptr % STACK_ALIGN
-            line, sev = (f"{name} {ptr:#x} is {off} bytes off {STACK_ALIGN}: the CPU aligns RSP down to "
-                         f"{ptr - off:#x} before it pushes (SDM §6.14.2), so the frame starts {off} bytes "
-                         f"lower than the pointer says; harmless to the CPU, but code that finds the frame "
-                         f"from the TSS value is {off} bytes off"), warn
+            line = (f"{name} {ptr:#x} is {off} bytes off {STACK_ALIGN}: the CPU aligns RSP down to "
+                    f"{ptr - off:#x} before it pushes (SDM §6.14.2), so the frame starts {off} bytes "
+                    f"lower than the pointer says; harmless to the CPU, but code that finds the frame "
+                    f"from the TSS value is {off} bytes off")
+            later, sev = line, "warn"
         else:
             continue
-        if not used:
-            line, sev = f"{line}; but {v.ring0_only()}", info
-        sev.append(line)
+        if name == "RSP0":
+            sev, line = _rsp0_finding(v, line, later, sev)
+        graded[sev].append(line)
+    fail, warn, info = graded["fail"], graded["warn"], graded["info"]
     return C.findings("tss.stack-alignment", title, ", ".join(f"{n}={p:#x}" for n, p, _ in _stacks(v)),
                       fail=fail, warn=warn, info=info)
+
+
+def stack_findings(v: View) -> tuple[list[tuple[str, str, str, str]], list[str]]:
+    """What `tss.stacks-mapped` finds: ([(severity, slot, problem, line)], [what was fine]),
+    severity "fail", "warn" or "info", slot "RSP0" or "IST<n>", problem "not mapped",
+    "read-only" or "no page walk" (smp.stacks-mapped compares them across CPUs)."""
+    assert v.tss is not None and v.state.stack_walks is not None
+    found, seen = [], []
+    for name, ptr, used in _stacks(v):
+        if ptr == 0 or not is_canonical(ptr):
+            continue  # tss.stack-alignment reports these
+        t = v.state.stack_walks.get(ptr)
+        who = _who(v, name)
+        if t is None:
+            found.append(("fail", name, "no page walk", f"{who} {ptr:#x}: no page walk"))
+            continue
+        if t.physical is not None and t.writable:
+            seen.append(f"{name} -> {t.physical & ~0xFFF:#x}" + ("" if used else " (RSP0 unused)"))
+            continue
+        problem = "not mapped" if t.physical is None else "read-only"
+        line = (f"{who} {ptr:#x}: {t.va:#x} is not mapped ({t.fault})" if t.physical is None
+                else f"{who} {ptr:#x}: {t.va:#x} is mapped read-only")
+        why_not_vc = v.sev_es_inactive()
+        if name == "RSP0":
+            sev, line = _rsp0_finding(v, line, line + ": the first interrupt or exception in ring 3 would "
+                                                      "fault (#PF, then #DF) pushing its frame")
+        elif set(v.ist_users(int(name[3:]))) == {VC} and why_not_vc:
+            sev, line = "warn", (f"{line}: only an SEV-ES guest raises #VC, and {why_not_vc} (Linux maps its "
+                                 f"#VC stacks only in SEV-ES guests)")
+        else:
+            sev = "fail"
+        found.append((sev, name, problem, line))
+    return found, seen
 
 
 def stacks_mapped(v: View) -> Check:
@@ -261,34 +285,24 @@ def stacks_mapped(v: View) -> Check:
     title = "RSP0 and every IST slot in use are mapped writable, walked from CR3"
     if v.tss is None:
         return _no_tss(v, "tss.stacks-mapped", title)
-    walks = v.state.stack_walks
-    if walks is None:
+    if v.state.stack_walks is None:
         return C.skip("tss.stacks-mapped", title, "the page tables were not read")
-    fail, warn, info, seen = [], [], [], []
-    for name, ptr, used in _stacks(v):
-        if ptr == 0 or not is_canonical(ptr):
-            continue  # tss.stack-alignment reports these
-        t = walks.get(ptr)
-        who = _who(v, name)
-        if t is None:
-            fail.append(f"{who} {ptr:#x}: no page walk")
-            continue
-        if t.physical is not None and t.writable:
-            seen.append(f"{name} -> {t.physical & ~0xFFF:#x}")
-            continue
-        line = (f"{who} {ptr:#x}: {t.va:#x} is not mapped ({t.fault})" if t.physical is None
-                else f"{who} {ptr:#x}: {t.va:#x} is mapped read-only")
-        why_not_vc = v.sev_es_inactive()
-        if not used:
-            info.append(f"{line}; but {v.ring0_only()}")
-        elif name.startswith("IST") and set(v.ist_users(int(name[3:]))) == {VC} and why_not_vc:
-            warn.append(f"{line}: only an SEV-ES guest raises #VC, and {why_not_vc} (Linux maps its #VC "
-                        f"stacks only in SEV-ES guests)")
-        else:
-            fail.append(line)
-    return C.findings("tss.stacks-mapped", title, "top pages mapped writable: " + ", ".join(seen),
-                      fail=fail, warn=warn, info=info,
-                      context=("top pages mapped writable: " + ", ".join(seen)) if seen else "")
+    found, seen = stack_findings(v)
+    if not found and not seen:
+        return C.skip("tss.stacks-mapped", title, "no stack to walk: " + _no_stacks(v))
+    lines = {sev: [line for s, _, _, line in found if s == sev] for sev in ("fail", "warn", "info")}
+    ok = "top pages mapped writable: " + ", ".join(seen)
+    return C.findings("tss.stacks-mapped", title, ok, **lines, context=ok if seen else "")
+
+
+def _no_stacks(v: View) -> str:
+    """Why no stack pointer was walked: the zero or non-canonical ones, and what is unused."""
+    assert v.tss is not None
+    out = [(f"{n} is 0" if p == 0 else f"{n} {p:#x} is not canonical") + " (tss.stack-alignment)"
+           for n, p, _ in _stacks(v) if p == 0 or not is_canonical(p)]
+    if not v.used_ist_slots():
+        out.append("no gate uses an IST")
+    return "; ".join(out)
 
 
 def double_fault_ist(v: View) -> Check:
@@ -307,38 +321,54 @@ def double_fault_ist(v: View) -> Check:
     if v.tss is None:
         return _no_tss(v, "idt.df-ist", title)
     ptr, rsp0 = v.tss.ist_slot(gate.ist), v.tss.rsp[0]
-    problems = []
+    fail, warn = [], []
+    shared = None
     if ptr == 0:
-        problems.append(f"#DF uses IST{gate.ist}, which is 0")
+        fail.append(f"#DF uses IST{gate.ist}, which is 0")
     elif v.rsp0_used and ptr == rsp0:
-        problems.append(f"IST{gate.ist} {ptr:#x} equals RSP0: a #DF in a handler entered from an outer "
-                        f"ring overwrites that handler's frame")
+        shared = f"IST{gate.ist} {ptr:#x} equals RSP0"
     elif v.rsp0_used:
         a, b = v.symbols.stack_ending_at(ptr, None), v.symbols.stack_ending_at(rsp0, None)
         if a is not None and a == b:
-            problems.append(f"IST{gate.ist} and RSP0 are both in {a.name}")
+            shared = f"IST{gate.ist} and RSP0 are both in {a.name}"
+    if shared:
+        sev, line = _rsp0_finding(v, f"{shared}: a #DF in a handler entered from ring 3 overwrites that "
+                                     f"handler's frame", f"{shared}: a #DF in the first handler entered from "
+                                                         f"ring 3 would overwrite that handler's frame")
+        (fail if sev == "fail" else warn).append(line)
     where = v.symbols.describe(ptr - 1) if ptr else ""
-    return C.problems("idt.df-ist", title, problems,
+    return C.findings("idt.df-ist", title,
                       f"#DF gate IST{gate.ist} -> {ptr:#x}" + (f" (top of {where.split('+')[0]})" if where else "")
-                      + (f", RSP0 {rsp0:#x}" if v.rsp0_used else ", RSP0 unused"))
+                      + (f", RSP0 {rsp0:#x}" if v.rsp0_used else ", RSP0 unused"), fail=fail, warn=warn)
 
 
 def stacks_distinct(v: View) -> Check:
     title = "RSP0 and the IST stacks in use are pairwise distinct"
     if v.tss is None:
         return _no_tss(v, "tss.stacks-distinct", title)
-    used = [(n, p) for n, p, u in _stacks(v) if u]
-    problems = []
+    used = [(n, p) for n, p, u in _stacks(v) if u and p]  # a 0 pointer: tss.stack-alignment
+    if not used:
+        return C.skip("tss.stacks-distinct", title, "no stack in use to compare: " + (
+            _no_stacks(v) or "no gate uses an IST") + ("" if v.rsp0_used else "; RSP0 unused"))
+    fail, warn = [], []
     for i, (na, pa) in enumerate(used):
         for nb, pb in used[i + 1:]:
-            if pa == pb and pa != 0:
-                problems.append(f"{na} and {nb} both point to {pa:#x}")
+            line = None
+            if pa == pb:
+                line = f"{na} and {nb} both point to {pa:#x}"
             else:
                 sa, sb = v.symbols.stack_ending_at(pa, None), v.symbols.stack_ending_at(pb, None)
                 if sa is not None and sb is not None and sa.address < sb.end and sb.address < sa.end:
-                    problems.append(f"{na} ({sa.name}) and {nb} ({sb.name}) overlap")
-    return C.problems("tss.stacks-distinct", title, problems,
-                      f"{len(used)} distinct stacks" + ("" if v.rsp0_used else " (RSP0 unused)"))
+                    line = f"{na} ({sa.name}) and {nb} ({sb.name}) overlap"
+            if line and "RSP0" in (na, nb):
+                sev, line = _rsp0_finding(v, line, line + ": the first interrupt in ring 3 would share it")
+                (fail if sev == "fail" else warn).append(line)
+            elif line:
+                fail.append(line)
+    names = ", ".join(n for n, _ in used)
+    ok = (f"1 stack in use ({names}): nothing to share it" if len(used) == 1 else
+          f"{len(used)} distinct stacks ({names})") + ("" if v.rsp0_used else "; RSP0 unused")
+    return C.findings("tss.stacks-distinct", title, ok, fail=fail, warn=warn)
 
 
 CHECKS = (idt_limit, gate_offsets_canonical, gate_handlers_resolve, gate_handlers_mapped, gate_types,

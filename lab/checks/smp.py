@@ -96,47 +96,82 @@ def tr_own_tss(cvs: list[CpuView]) -> Check:
     return C.findings("smp.tr-own-tss", title, ok or "no CPU in long mode", fail=fail, warn=warn, info=info)
 
 
+def _names(cvs: list[CpuView]) -> str:
+    """"CPU 1" or "CPUs 1, 2, 3"."""
+    return cvs[0].name if len(cvs) == 1 else "CPUs " + ", ".join(str(c.cpu.index) for c in cvs)
+
+
 def stacks_mapped(cvs: list[CpuView]) -> Check:
-    """`tss.stacks-mapped` on every CPU, each walked from its own CR3."""
+    """`tss.stacks-mapped` on every CPU, each walked from its own CR3. One fact, one finding:
+    the boot CPU (CPU 0) is `tss.stacks-mapped`'s and is not graded again here, and an AP's
+    WARN or INFO that repeats one the boot CPU has (the same slot, the same problem, the same
+    severity: Linux's unmapped #VC stack on every CPU) is one INFO line naming the CPUs, since
+    `tss.stacks-mapped` already graded it. A FAIL is never folded: each CPU's own."""
     title = "each CPU's RSP0 and IST slots in use are mapped writable, walked from its CR3"
-    run = [c for c in _started(cvs) if c.view.tss is not None]
-    fail, warn, info = _each(run, generic.stacks_mapped)
-    return C.findings("smp.stacks-mapped", title, f"the stacks in use on {len(run)} CPUs are mapped writable",
-                      fail=fail, warn=warn, info=info)
+    run = [c for c in _started(cvs) if c.view.tss is not None and c.view.state.stack_walks is not None]
+    boot = next((c for c in run if c.cpu.index == 0), None)
+    aps = [c for c in run if c is not boot]
+    if not aps:
+        return C.skip("smp.stacks-mapped", title, "no AP's stacks to walk (CPU 0's: tss.stacks-mapped)")
+    already = {(sev, slot, problem) for sev, slot, problem, _ in generic.stack_findings(boot.view)[0]} if boot else set()
+    graded: dict[str, list[str]] = {"fail": [], "warn": [], "info": []}
+    folded: dict[tuple[str, str, str], list[CpuView]] = {}
+    for c in aps:
+        for sev, slot, problem, line in generic.stack_findings(c.view)[0]:
+            if sev != "fail" and (sev, slot, problem) in already:
+                folded.setdefault((sev, slot, problem), []).append(c)
+            else:
+                graded[sev].append(f"{c.name}: {line}")
+    for (sev, slot, problem), group in folded.items():
+        graded["info"].append(f"{_names(group)}: {slot} {problem}, as on CPU 0: graded once, by "
+                              f"tss.stacks-mapped ({sev.upper()})")
+    ok = f"the stacks in use on {_names(aps)} are mapped writable" + (" (CPU 0's: tss.stacks-mapped)" if boot else "")
+    return C.findings("smp.stacks-mapped", title, ok, **graded)
 
 
-def _used_stacks(c: CpuView) -> list[tuple[str, int]]:
-    """(name, pointer) of RSP0 (when ring 3 exists) and every IST slot a present gate uses."""
+def _used_stacks(c: CpuView) -> list[tuple[str, int, bool]]:
+    """(name, pointer, live) of RSP0 (when ring 3 exists) and every IST slot a present gate
+    uses; `live`: an event at the stop can use it (an IST always; RSP0 when the CPU is in ring 3)."""
     v = c.view
     if v.tss is None:
         return []
-    out = [("RSP0", v.tss.rsp[0])] if v.rsp0_used else []
+    out = [("RSP0", v.tss.rsp[0], bool(v.ring3_now()))] if v.rsp0_used else []
     for n in v.used_ist_slots():
         users = ", ".join(f"{x} {mnemonic(x)}" for x in v.ist_users(n))
-        out.append((f"IST{n} (vector {users})", v.tss.ist_slot(n)))
+        out.append((f"IST{n} (vector {users})", v.tss.ist_slot(n), True))
     return out
 
 
 def stacks_distinct(cvs: list[CpuView]) -> Check:
+    """Two CPUs whose stacks in use coincide FAIL when both can take an event on it now; when
+    one of them is an RSP0 of a CPU in ring 0 at the stop, it is a WARN: it collides only once
+    that CPU runs ring 3."""
     title = "RSP0 and the IST stacks in use are pairwise distinct across CPUs"
     run = _started(cvs)
     early = _only_one("smp.stacks-distinct", title, run)
     if early:
         return early
-    seen: dict[int, list[tuple[str, str]]] = {}
+    seen: dict[int, list[tuple[str, str, bool]]] = {}
     for c in run:
-        for name, ptr in _used_stacks(c):
+        for name, ptr, live in _used_stacks(c):
             if ptr:
-                seen.setdefault(ptr, []).append((c.name, name))
-    problems = []
+                seen.setdefault(ptr, []).append((c.name, name, live))
+    fail, warn = [], []
     for ptr, users in sorted(seen.items()):
-        cpus = {cpu for cpu, _ in users}
-        if len(cpus) > 1:
-            problems.append(f"{' and '.join(f'{cpu} {n}' for cpu, n in users)} all point to {ptr:#x}: two CPUs "
-                            f"taking those events at once push their frames onto one stack")
+        cpus = {cpu for cpu, _, _ in users}
+        if len(cpus) < 2:
+            continue
+        shared = f"{' and '.join(f'{cpu} {n}' for cpu, n, _ in users)} all point to {ptr:#x}"
+        if len({cpu for cpu, _, live in users if live}) > 1:
+            fail.append(f"{shared}: two CPUs taking those events at once push their frames onto one stack")
+        else:
+            idle = ", ".join(cpu for cpu, n, live in users if not live)
+            warn.append(f"{shared}: the first interrupt in ring 3 on {idle} would push onto a stack another CPU "
+                        f"uses; {idle} at CPL 0 at the stop, so no event now loads its RSP0")
     count = sum(len(u) for u in seen.values())
-    return C.problems("smp.stacks-distinct", title, problems,
-                      f"{count} stack pointers in use on {len(run)} CPUs, no two CPUs sharing one")
+    return C.findings("smp.stacks-distinct", title,
+                      f"{count} stack pointer{'s' if count != 1 else ''} in use on {len(run)} CPUs, "
+                      f"no two CPUs sharing one", fail=fail, warn=warn)
 
 
 def _gate_key(g) -> tuple:

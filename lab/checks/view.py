@@ -72,6 +72,20 @@ class View:
     def rsp0_used(self) -> bool:
         return bool(self.outer_rings())
 
+    def ring3_now(self) -> str | None:
+        """Why ring 3 is live at the stop (the CPU is at CPL > 0: the next interrupt, NMI or
+        exception loads RSP0), or None when the CPU is in ring 0."""
+        cs = self.state.cpu.segments.get("CS")
+        if cs is not None and cs.selector & 3:
+            return f"the CPU is at CPL {cs.selector & 3} at the stop (CS {cs.selector:#06x}), so the next interrupt loads RSP0"
+        return None
+
+    def ring3_later(self) -> str:
+        """Why an RSP0 problem is not hit now but will be, for evidence (when `outer_rings()`
+        is not empty and `ring3_now()` is None)."""
+        return ("the CPU is at CPL 0 at the stop, so no event now loads RSP0; wrong once the kernel "
+                "runs code in ring 3 (" + "; ".join(self.outer_rings()) + ")")
+
     def ring0_only(self) -> str:
         """Why RSP0 is never loaded, for evidence (when `outer_rings()` is empty)."""
         return ("no code can run outside ring 0 (no present code descriptor with DPL > 0 or "

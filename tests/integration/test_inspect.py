@@ -57,7 +57,8 @@ def test_shell_info_agrees_with_elf_and_live_registers(session):
 def test_tampered_live_tss_fails_the_checks(session):
     """The checks judge the live guest: move RSP0 8 bytes down in guest memory and it is no
     longer the top of its stack (a FAIL of the lab kernel's contract) and 8 bytes off 16 (a
-    WARN: the CPU aligns it down); make it non-canonical and the generic check FAILs."""
+    WARN: the CPU aligns it down); non-canonical, it is a WARN while the CPU is in ring 0 at the
+    stop; a non-canonical IST1 (#DF), which an event now would load, FAILs."""
     rsp0 = session.symbols.lookup("TSS").address + TSS.offset("rsp0")
     value = int.from_bytes(session.gdb.read_memory(rsp0, 8), "little")
     session.gdb.write_memory(rsp0, (value - 8).to_bytes(8, "little"))
@@ -66,8 +67,17 @@ def test_tampered_live_tss_fails_the_checks(session):
     assert checks["tss.stack-top"].verdict is Verdict.FAIL
     session.gdb.write_memory(rsp0, (0x0000_8000_0000_0000 | value).to_bytes(8, "little"))
     checks = {c.id: c for c in run_all(decode(read_state(session.gdb), session.symbols))}
-    assert checks["tss.stack-alignment"].verdict is Verdict.FAIL
-    assert "is not canonical" in checks["tss.stack-alignment"].evidence[0]
+    # the CPU is in ring 0 at the stop: a bad RSP0 breaks only the first event in ring 3
+    assert checks["tss.stack-alignment"].verdict is Verdict.WARN, checks["tss.stack-alignment"].evidence
+    assert "the first interrupt or exception in ring 3" in checks["tss.stack-alignment"].evidence[0]
+    session.gdb.write_memory(rsp0, value.to_bytes(8, "little"))
+    ist1 = session.symbols.lookup("TSS").address + TSS.offset("ist1")
+    top = int.from_bytes(session.gdb.read_memory(ist1, 8), "little")
+    session.gdb.write_memory(ist1, (0x0000_8000_0000_0000 | top).to_bytes(8, "little"))
+    checks = {c.id: c for c in run_all(decode(read_state(session.gdb), session.symbols))}
+    session.gdb.write_memory(ist1, top.to_bytes(8, "little"))
+    assert checks["tss.stack-alignment"].verdict is Verdict.FAIL  # a #DF now would fault loading IST1
+    assert "IST1" in checks["tss.stack-alignment"].evidence[0] and "is not canonical" in checks["tss.stack-alignment"].evidence[0]
 
 
 def test_without_symbols_the_generic_tier_still_runs(session):

@@ -62,6 +62,16 @@ PATTERNS = [
                                     "mapped executable memory", "run time")),
     ("ist-8-off-16", dataclasses.replace(HEALTHY, ist=_ist("df_stack_top", "nmi_stack_top - 8")),
      "tss.stack-alignment", "WARN", ("IST2", "8 bytes off 16", "aligns RSP down", "SDM §6.14.2")),
+    # user code descriptors (or SYSCALL) but the CPU in ring 0 at the stop: RSP0 is hit only
+    # once the kernel runs ring 3, so a WARN that says so
+    ("rsp0-zero-user-code-ring0-now", dataclasses.replace(HEALTHY, rsp0=0, user_segments=True),
+     "tss.stack-alignment", "WARN", ("RSP0 is 0: the first interrupt or exception in ring 3 would push its frame at "
+                                     "0xfffffffffffffff8", "CPL 0 at the stop", "GDT 0x0020: present code, DPL 3")),
+    ("rsp0-zero-syscall-ring0-now", dataclasses.replace(HEALTHY, rsp0=0, syscall=True), "tss.stack-alignment", "WARN",
+     ("RSP0 is 0: the first interrupt or exception in ring 3", "EFER.SCE=1")),
+    ("rsp0-unmapped-user-code-ring0-now", dataclasses.replace(HEALTHY, rsp0=VC_TOP, unmapped=(VC_STACK_PAGE,),
+                                                              user_segments=True),
+     "tss.stacks-mapped", "WARN", ("RSP0", "is not mapped", "the first interrupt or exception in ring 3 would fault")),
     ("rsp0-8-off-16-with-ring3", dataclasses.replace(HEALTHY, rsp0="rsp0_stack_top - 8", user_segments=True),
      "tss.stack-alignment", "WARN", ("RSP0", "8 bytes off 16", "aligns RSP down")),
 ]
@@ -79,10 +89,11 @@ def test_a_healthy_pattern_is_graded_and_the_run_exits_0(tmp_path, case, spec, c
 
 # (case, spec, the check that FAILs, words of its evidence)
 CONTROLS = [
-    ("rsp0-zero-with-user-code", dataclasses.replace(HEALTHY, rsp0=0, user_segments=True), "tss.stack-alignment",
-     ("RSP0 is 0",)),
-    ("rsp0-zero-with-syscall", dataclasses.replace(HEALTHY, rsp0=0, syscall=True), "tss.stack-alignment",
-     ("RSP0 is 0",)),
+    # the same kernels stopped in ring 3 (CS 0x23): the next interrupt loads RSP0
+    ("rsp0-zero-in-ring3", dataclasses.replace(HEALTHY, rsp0=0, user_segments=True, ring3=True), "tss.stack-alignment",
+     ("RSP0 is 0: the CPU would push the frame at 0xfffffffffffffff8", "CPL 3 at the stop (CS 0x0023)")),
+    ("rsp0-unmapped-in-ring3", dataclasses.replace(HEALTHY, rsp0=VC_TOP, unmapped=(VC_STACK_PAGE,), user_segments=True,
+                                                   ring3=True), "tss.stacks-mapped", ("RSP0", "is not mapped", "CPL 3")),
     ("df-not-present", HEALTHY.with_gates(v8=Gate(ist=1, present=False)), "idt.df-ist",
      ("is not present", "triple fault")),
     ("df-stack-unmapped", dataclasses.replace(_vc_on_ist3(), ist=_ist(VC_TOP, "nmi_stack_top", VC_TOP)),

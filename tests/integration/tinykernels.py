@@ -59,6 +59,9 @@ class TinySpec:
     ist: tuple[str | int, ...] = ("df_stack_top", "nmi_stack_top", 0, 0, 0, 0, 0)
     user_segments: bool = False  # DPL-3 data and 64-bit code descriptors at 0x18 and 0x20
     syscall: bool = False  # EFER.SCE
+    #: stop in ring 3: iretq to `tiny_ready` at CPL 3 (CS 0x23; needs user_segments; every
+    #: page user-accessible), where it spins (hlt would #GP)
+    ring3: bool = False
     unmapped: tuple[int, ...] = ()  # 4 KiB pages below 2 MiB left out of the page tables
     nx: tuple[int, ...] = ()  # 4 KiB pages below 2 MiB mapped with XD set
     runtime_stubs: tuple[int, ...] = ()  # vectors whose gate points at a stub written at run time
@@ -90,7 +93,7 @@ def _page_table(spec: TinySpec) -> str:
         if page in spec.unmapped:
             lines.append(".long 0, 0")
         else:
-            lines.append(f".long {page | 3:#x}, {0x80000000 if page in spec.nx else 0:#x}")
+            lines.append(f".long {page | (7 if spec.ring3 else 3):#x}, {0x80000000 if page in spec.nx else 0:#x}")
     return "\n        ".join(lines)
 
 
@@ -108,7 +111,23 @@ def _gates(spec: TinySpec) -> str:
     return "\n        ".join(lines)
 
 
+def _to_ring3(spec: TinySpec) -> str:
+    """iretq to the stop at CPL 3 on the spare stack, interrupts off (SDM §6.14.3)."""
+    if not spec.ring3:
+        return ""
+    assert spec.user_segments, "ring 3 needs the user descriptors"
+    return f"""push $0x1b                      # SS: user data, RPL 3
+        mov $spare_stack_top, %eax
+        push %rax                       # RSP
+        push $2                         # RFLAGS: IF clear
+        push $0x23                      # CS: user code, RPL 3
+        mov ${STOP}, %eax
+        push %rax                       # RIP
+        iretq"""
+
+
 def source(spec: TinySpec) -> str:
+    user_bit = 4 if spec.ring3 else 0
     user = ("0x0000ffff, 0x00cff200", "0x0000ffff, 0x00affa00") if spec.user_segments else ("0, 0", "0, 0")
     efer = 0x100 | 0x800 | (1 if spec.syscall else 0)  # LME, NXE, SCE
     return f"""
@@ -175,10 +194,11 @@ long_mode:
         lidt (%rdi)
         mov ${TSS_SEL:#x}, %ax
         ltr %ax
+        {_to_ring3(spec)}
         .globl {STOP}
         .type {STOP}, @function
 {STOP}:
-        hlt
+        {"pause" if spec.ring3 else "hlt"}
         jmp {STOP}
         .size {STOP}, . - {STOP}
         .size long_mode, . - long_mode
@@ -225,14 +245,14 @@ idt:    .fill 256 * 16, 1, 0
         .size idt, . - idt
 
         .align 4096
-pml4:   .long pdpt + 3, 0
+pml4:   .long pdpt + {3 | user_bit}, 0
         .fill 511, 8, 0
-pdpt:   .long pd + 3, 0
+pdpt:   .long pd + {3 | user_bit}, 0
         .fill 511, 8, 0
-pd:     .long pt + 3, 0
+pd:     .long pt + {3 | user_bit}, 0
         .set .Lpage, 1
         .rept 511
-        .long (.Lpage << 21) | 0x83, 0
+        .long (.Lpage << 21) | {0x83 | user_bit:#x}, 0
         .set .Lpage, .Lpage + 1
         .endr
 pt:     {_page_table(spec)}

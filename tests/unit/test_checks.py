@@ -8,6 +8,7 @@ names the check that must catch it.
 from __future__ import annotations
 
 import dataclasses
+import re
 import struct
 from pathlib import Path
 
@@ -173,6 +174,13 @@ def _gates(**vectors):
     return gates
 
 
+#: The CPU in ring 3 at the stop (CS 0x23, CPL 3): the next interrupt loads RSP0.
+RING3 = {"CS": SegmentRegister(0x23, 0, 0xFFFFFFFF, 0xAFFB00)}
+NON_CANONICAL = 0x0000_8000_0000_0000
+LDT = {"LDT": SegmentRegister(0x30, 0x1000, 0xFF, 0x8200)}
+NO_IST = _gates(v8=dict(ist=0), v2=dict(ist=0))
+#: what a WARN for a state that goes wrong only once ring 3 runs says
+LATER = ("the first interrupt or exception in ring 3 would", "CPL 0 at the stop", "once the kernel runs code in ring 3")
 VC_TOP = 0x17F000  # an IST stack top whose page (0x17E000) is left unmapped
 VC_GATES = _gates(v29=dict(ist=3))
 VC_TSS = _tss(ist=(top("DOUBLE_FAULT_STACK"), top("NMI_STACK"), VC_TOP, 0, 0, 0, 0, 0)[:7])
@@ -202,17 +210,18 @@ WRONG = [
     ("tss-available-not-busy", dict(gdt=gdt_with(5, encode_system(type=SYSTEM_TYPE_TSS_AVAILABLE, base=TSS_ADDR, limit=0x67))), "tss.tr-descriptor"),
     ("tss-limit-short", dict(gdt=gdt_with(5, encode_system(type=SYSTEM_TYPE_TSS_BUSY, base=TSS_ADDR, limit=0x50))), "tss.tr-descriptor"),
     ("tr-null", dict(tr_selector=0), "tss.tr-descriptor"),
+    ("tr-null-in-ring3", dict(tr_selector=0, gates=NO_IST, segments=RING3, lab_kernel=False), "tss.tr-descriptor"),
+    ("ist-equals-rsp0-in-ring3", dict(tss=_tss(ist=(top("DOUBLE_FAULT_STACK"), top("RSP0_STACK"), 0, 0, 0, 0, 0)),
+                                      segments=RING3), "tss.stacks-distinct"),
     ("tr-null-ring0-only-but-ist", dict(tr_selector=0, gdt=RING0_GDT, lab_kernel=False), "tss.tr-descriptor"),
     ("used-ist-zero", dict(tss=_tss(ist=(top("DOUBLE_FAULT_STACK"), 0, 0, 0, 0, 0, 0))), "tss.stack-alignment"),
-    ("rsp0-zero-with-user-code", dict(tss=_tss(rsp=(0, 0, 0))), "tss.stack-alignment"),
-    ("rsp0-zero-syscall-enabled", dict(tss=_tss(rsp=(0, 0, 0)), gdt=RING0_GDT, values={"EFER": 0xD01}, lab_kernel=False),
-     "tss.stack-alignment"),
-    ("rsp0-zero-ldt-loaded", dict(tss=_tss(rsp=(0, 0, 0)), gdt=RING0_GDT, lab_kernel=False,
-                                  segments={"LDT": SegmentRegister(0x30, 0x1000, 0xFF, 0x8200)}), "tss.stack-alignment"),
+    ("rsp0-zero-in-ring3", dict(tss=_tss(rsp=(0, 0, 0)), segments=RING3), "tss.stack-alignment"),
+    ("rsp0-non-canonical-in-ring3", dict(tss=_tss(rsp=(NON_CANONICAL, 0, 0)), segments=RING3), "tss.stack-alignment"),
     ("ist-non-canonical", dict(tss=_tss(ist=(0x0000_8000_0000_0000, top("NMI_STACK"), 0, 0, 0, 0, 0))), "tss.stack-alignment"),
     ("df-stack-top-unmapped", dict(pages=page_tables(unmapped={top("DOUBLE_FAULT_STACK") - 4096})), "tss.stacks-mapped"),
     ("nmi-stack-top-unmapped", dict(pages=page_tables(unmapped={top("NMI_STACK") - 4096})), "tss.stacks-mapped"),
-    ("rsp0-top-read-only", dict(pages=page_tables(read_only={top("RSP0_STACK") - 4096})), "tss.stacks-mapped"),
+    ("rsp0-top-read-only-in-ring3", dict(pages=page_tables(read_only={top("RSP0_STACK") - 4096}), segments=RING3),
+     "tss.stacks-mapped"),
     ("vc-stack-unmapped-with-sev", dict(gates=VC_GATES, tss=VC_TSS, pages=VC_PAGES, sev=SEV_ON, lab_kernel=False),
      "tss.stacks-mapped"),
     ("vc-stack-unmapped-sev-unread", dict(gates=VC_GATES, tss=VC_TSS, pages=VC_PAGES, sev=None, lab_kernel=False),
@@ -221,7 +230,8 @@ WRONG = [
                                                 pages=VC_PAGES, lab_kernel=False), "tss.stacks-mapped"),
     ("df-not-present", dict(gates=_gates(v8=dict(present=False))), "idt.df-ist"),
     ("df-beyond-idt-limit", dict(idtr_limit=8 * 16 - 1), "idt.df-ist"),
-    ("df-ist-equals-rsp0", dict(tss=_tss(ist=(top("RSP0_STACK"), top("NMI_STACK"), 0, 0, 0, 0, 0))), "idt.df-ist"),
+    ("df-ist-equals-rsp0-in-ring3", dict(tss=_tss(ist=(top("RSP0_STACK"), top("NMI_STACK"), 0, 0, 0, 0, 0)),
+                                         segments=RING3), "idt.df-ist"),
     ("two-ists-same-stack", dict(tss=_tss(ist=(top("DOUBLE_FAULT_STACK"), top("DOUBLE_FAULT_STACK"), 0, 0, 0, 0, 0))), "tss.stacks-distinct"),
     ("bp-interrupt-gate-declared-trap", dict(gates=gates_with(3, type=0xE)), "idt.declared"),
     ("gate-not-declared", dict(gates={**gates_with(0), 200: dict(offset=handler(0), selector=KERNEL_CS)}), "idt.declared"),
@@ -265,6 +275,33 @@ GRADED = [
      "tss.stack-alignment", Verdict.WARN, ("IST1", "8 bytes off 16", f"{top('DOUBLE_FAULT_STACK') - 16:#x}")),
     ("tr-null-nothing-needs-it", dict(tr_selector=0, gdt=RING0_GDT, gates=_gates(v8=dict(ist=0), v2=dict(ist=0))),
      "tss.tr-descriptor", Verdict.INFO, ("TR is null", "nothing needs one")),
+    ("rsp0-zero-user-code-ring0-now", dict(tss=_tss(rsp=(0, 0, 0))), "tss.stack-alignment", Verdict.WARN,
+     ("RSP0 is 0: the first interrupt or exception in ring 3 would push its frame at 0xfffffffffffffff8", *LATER,
+      "GDT 0x0020: present code, DPL 3")),
+    ("rsp0-zero-syscall-ring0-now", dict(tss=_tss(rsp=(0, 0, 0)), gdt=RING0_GDT, values={"EFER": 0xD01}),
+     "tss.stack-alignment", Verdict.WARN, ("RSP0 is 0", *LATER, "EFER.SCE=1")),
+    ("rsp0-zero-ldt-ring0-now", dict(tss=_tss(rsp=(0, 0, 0)), gdt=RING0_GDT, segments=LDT),
+     "tss.stack-alignment", Verdict.WARN, ("RSP0 is 0", *LATER, "an LDT is loaded")),
+    ("rsp0-non-canonical-ring0-now", dict(tss=_tss(rsp=(NON_CANONICAL, 0, 0))), "tss.stack-alignment", Verdict.WARN,
+     ("RSP0 0x800000000000 is not canonical", *LATER)),
+    ("rsp0-read-only-ring0-now", dict(pages=page_tables(read_only={top("RSP0_STACK") - 4096})), "tss.stacks-mapped",
+     Verdict.WARN, ("RSP0", "is mapped read-only", *LATER)),
+    ("df-ist-equals-rsp0-ring0-now", dict(tss=_tss(ist=(top("RSP0_STACK"), top("NMI_STACK"), 0, 0, 0, 0, 0))),
+     "idt.df-ist", Verdict.WARN, ("IST1", "equals RSP0", "first handler entered from ring 3", *LATER[1:])),
+    ("ist-equals-rsp0-ring0-now", dict(tss=_tss(ist=(top("DOUBLE_FAULT_STACK"), top("RSP0_STACK"), 0, 0, 0, 0, 0))),
+     "tss.stacks-distinct", Verdict.WARN, ("RSP0 and IST2 both point to", *LATER[1:])),
+    ("tr-null-only-ring3-needs-it", dict(tr_selector=0, gates=NO_IST), "tss.tr-descriptor", Verdict.WARN,
+     ("TR is the null selector: the first interrupt or exception in ring 3 would find no TSS", *LATER[1:])),
+    ("tr-null-only-ring3-needs-it-skips", dict(tr_selector=0, gates=NO_IST), "tss.stacks-mapped", Verdict.SKIP,
+     ("needed only once ring 3 runs",)),
+    ("no-stack-in-use-mapped", dict(tss=_tss(rsp=(0, 0, 0)), gdt=RING0_GDT, gates=NO_IST), "tss.stacks-mapped",
+     Verdict.SKIP, ("no stack to walk", "RSP0 is 0 (tss.stack-alignment)", "no gate uses an IST")),
+    ("no-stack-in-use-distinct", dict(tss=_tss(rsp=(0, 0, 0)), gdt=RING0_GDT, gates=NO_IST), "tss.stacks-distinct",
+     Verdict.SKIP, ("no stack in use to compare", "RSP0 unused")),
+    ("one-stack-in-use", dict(gdt=RING0_GDT, gates=_gates(v2=dict(ist=0))), "tss.stacks-distinct", Verdict.PASS,
+     ("1 stack in use (IST1): nothing to share it", "RSP0 unused")),
+    ("rsp0-unused-mapped", dict(gdt=RING0_GDT), "tss.stacks-mapped", Verdict.PASS,
+     ("top pages mapped writable: RSP0 -> ", "(RSP0 unused)", "IST1 -> ", "IST2 -> ")),
     ("tr-null-tss-checks-skip", dict(tr_selector=0, gdt=RING0_GDT, gates=_gates(v8=dict(ist=0), v2=dict(ist=0))),
      "tss.stacks-mapped", Verdict.SKIP, ("nothing needs one",)),
 ]
@@ -302,7 +339,7 @@ def test_mixed_findings_say_which_is_which():
     """RSP0 0 in a kernel with user code (FAIL) beside an IST 8 bytes off (WARN): one check,
     the worst verdict, each line naming its own severity."""
     tss = _tss(rsp=(0, 0, 0), ist=(top("DOUBLE_FAULT_STACK") - 8, top("NMI_STACK"), 0, 0, 0, 0, 0))
-    c = checks_of(make(tss=tss))["tss.stack-alignment"]
+    c = checks_of(make(tss=tss, segments=RING3))["tss.stack-alignment"]
     assert c.verdict is Verdict.FAIL
     assert c.evidence[0].startswith("FAIL: RSP0 is 0") and c.evidence[1].startswith("WARN: IST1"), c.evidence
 
@@ -360,3 +397,21 @@ def test_stacks_mapped_skips_when_the_tables_were_not_read():
     state = dataclasses.replace(state, stack_walks=None)
     checks = {c.id: c for c in run_all(decode(state, symbols))}
     assert checks["tss.stacks-mapped"].verdict is Verdict.SKIP
+
+
+#: Plurals that read wrong ("1 distinct stacks"): a count of 1 before a plural noun.
+ONE_PLURAL = re.compile(r"(?<![\w.])1 (?:distinct )?(?:stacks|handlers|gates|pointers|CPUs|symbols|pages)\b")
+
+
+@pytest.mark.parametrize("case, kwargs", [("correct", {})] + [(w[0], w[1]) for w in WRONG]
+                         + [(g[0], {"lab_kernel": False, **g[1]}) for g in GRADED],
+                         ids=["correct"] + [w[0] for w in WRONG] + [g[0] for g in GRADED])
+def test_every_verdict_says_what_it_saw(case, kwargs):
+    """No check has empty evidence, no evidence line is a list with nothing after its colon,
+    and no count of one reads as a plural; a PASS says what it checked."""
+    for c in run_all(decode(*make(**kwargs))):
+        assert c.evidence and all(line.strip() for line in c.evidence), (case, c.id, c.evidence)
+        for line in c.evidence:
+            assert not line.rstrip().endswith(":"), (case, c.id, line)
+            assert not ONE_PLURAL.search(line), (case, c.id, line)
+

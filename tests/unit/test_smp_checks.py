@@ -102,8 +102,11 @@ BROKEN = [
     # two CPUs with one IST stack: an NMI on both at once pushes two frames onto one stack
     ("shared NMI IST", {"cpu2": {"ist": (block(2) + 0x6000, block(1) + 0x8000)}}, "smp.stacks-distinct",
      Verdict.FAIL, "CPU 1 IST2 (vector 2 NMI) and CPU 2 IST2 (vector 2 NMI) all point to"),
-    ("IST of one = RSP0 of another", {"cpu3": {"ist": (block(0) + 0x4000, block(3) + 0x8000)}},
+    ("IST of one = RSP0 of another in ring 3", {"cpu0": {"cs": 0x23}, "cpu3": {"ist": (block(0) + 0x4000, block(3) + 0x8000)}},
      "smp.stacks-distinct", Verdict.FAIL, "CPU 0 RSP0 and CPU 3 IST1 (vector 8 #DF) all point to"),
+    # CPU 0 is in ring 0 at the stop: its RSP0 collides only once it runs ring 3
+    ("IST of one = RSP0 of another in ring 0", {"cpu3": {"ist": (block(0) + 0x4000, block(3) + 0x8000)}},
+     "smp.stacks-distinct", Verdict.WARN, "the first interrupt in ring 3 on CPU 0 would push onto a stack"),
     ("one TSS for two CPUs", {"cpu1": {"tss_at": block(0) + 0x100, "rsp0": block(0) + 0x4000,
                                        "ist": (block(0) + 0x6000, block(0) + 0x8000)}},
      "smp.tr-own-tss", Verdict.FAIL, "CPU 0, CPU 1 all load the TSS at"),
@@ -222,3 +225,42 @@ def test_the_cpus_tables_fit_the_terminal(width):
     assert max(len(line) for line in text.splitlines()) <= width
     assert all(f"CPU {k}" in text for k in range(8)) and "0xfffffe000003b000" in text
     assert len(tables) == (4 if width == 80 else 2)
+
+
+#: Linux's #VC pattern on every CPU: vector 29 on IST3, its page unmapped on each CPU.
+VC_IDT = IDT[:16 * 29] + encode_gate(offset=0x104000, selector=KERNEL_CS, ist=3, type=0xE, dpl=0) + IDT[16 * 30:]
+
+
+def _vc_machine(n: int = 4, nmi_unmapped_on: int | None = None) -> list[CpuState]:
+    """Each CPU's IST3 (#VC) top at 0x300000 + k * 0x2000: outside the mapped 2 MiB."""
+    out = []
+    for k in range(n):
+        c = cpu(k, idt=VC_IDT)
+        nmi = 0x380000 if k == nmi_unmapped_on else block(k) + 0x8000
+        tss = encode_tss(rsp=(block(k) + 0x4000, 0, 0), ist=(block(k) + 0x6000, nmi, 0x300000 + k * 0x2000, 0, 0, 0, 0))
+        walks = walk_stack_tops(c.state.cpu, tss, xp_monitor())
+        out.append(dataclasses.replace(c, state=dataclasses.replace(c.state, tss=tss, stack_walks=walks)))
+    return out
+
+
+def test_one_fact_is_one_finding_across_cpus():
+    """Linux's unmapped #VC IST on 4 CPUs: tss.stacks-mapped WARNs for CPU 0, and
+    smp.stacks-mapped does not grade it again (INFO naming the other CPUs), so one WARN."""
+    cpus = _vc_machine()
+    cvs = smp.views(cpus, Symbols.empty())
+    found = {c.id: c for c in run_all(cvs[0].view, cvs)}
+    assert found["tss.stacks-mapped"].verdict is Verdict.WARN, found["tss.stacks-mapped"].evidence
+    c = found["smp.stacks-mapped"]
+    assert c.verdict is Verdict.INFO, c.evidence
+    assert c.evidence == ("CPUs 1, 2, 3: IST3 not mapped, as on CPU 0: graded once, by tss.stacks-mapped (WARN)",)
+    assert [x.id for x in found.values() if x.verdict is Verdict.WARN] == ["tss.stacks-mapped"]
+
+
+def test_a_fail_on_an_ap_is_never_folded():
+    """Control: the same #VC pattern plus an unmapped NMI stack on CPU 2 alone: FAIL, naming CPU 2."""
+    cvs = smp.views(_vc_machine(nmi_unmapped_on=2), Symbols.empty())
+    c = {x.id: x for x in smp.run(cvs)}["smp.stacks-mapped"]
+    assert c.verdict is Verdict.FAIL, c.evidence
+    assert c.evidence[0].startswith("FAIL: CPU 2: IST2 (vector 2 NMI) 0x380000"), c.evidence
+    assert any(e.startswith("INFO: CPUs 1, 2, 3: IST3 not mapped") for e in c.evidence), c.evidence
+
