@@ -54,7 +54,8 @@ def kind_of(data) -> str:
             return "fire-agnostic"
         if "slots" in data and "vectors" in data:
             return "frame"
-        obs = data.get("observation") or {}
+        obs = data.get("observation")
+        obs = obs if isinstance(obs, dict) else {}
         if "rates" in obs and "gates" in obs:
             return "timer"
         if "tasks" in obs and "traces" in obs:
