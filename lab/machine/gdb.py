@@ -38,6 +38,21 @@ class MiResult:
         return "".join(self.console)
 
 
+# What pygdbmi's parser raises on a line it cannot read (e.g. TypeError on "=0,0").
+MI_PARSE_ERRORS = (TypeError, ValueError, KeyError, IndexError, AttributeError)
+
+
+def parse_mi(line: str) -> dict:
+    """One gdb/MI output line as pygdbmi's record, or GdbError naming the line."""
+    from pygdbmi import gdbmiparser
+
+    try:
+        return gdbmiparser.parse_response(line)
+    except MI_PARSE_ERRORS as e:
+        raise GdbError(f"gdb sent a line the MI parser cannot read: {line[:80]!r} "
+                       f"({type(e).__name__}: {e})") from e
+
+
 def mi_quote(text: str) -> str:
     """Quotes `text` as one MI c-string argument."""
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
@@ -147,8 +162,12 @@ class Gdb:
                                   status=self.proc.returncode, **self._context(command))
             if deadline.expired():
                 raise deadline.error(**self._context(command))
-            records = self._io.get_gdb_response(timeout_sec=min(deadline.remaining(), 0.25),
-                                                raise_error_on_timeout=False)
+            try:
+                records = self._io.get_gdb_response(timeout_sec=min(deadline.remaining(), 0.25),
+                                                    raise_error_on_timeout=False)
+            except MI_PARSE_ERRORS as e:
+                raise GdbError(f"gdb sent output the MI parser cannot read ({type(e).__name__}: {e})",
+                               **self._context(command)) from e
             if records:
                 for r in records:
                     self._log("<", r)
