@@ -13,7 +13,7 @@
 set -euo pipefail
 
 debs=(qemu-system-x86 qemu-utils gdb binutils rustc-web cargo-web rust-web-src rust-web-llvm lld-22
-      ovmf mtools chromium tmux)
+      ovmf mtools grub-pc-bin grub-efi-amd64-bin xorriso chromium tmux)
 simulate=0
 [ "${1:-}" = "--simulate" ] && { simulate=1; shift; }
 

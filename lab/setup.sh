@@ -7,7 +7,7 @@
 #           (Rust 1.96 with the standard library's sources, for build-std); for the BIOS path,
 #           rust-web-llvm + lld-22 (rust-lld, bootloader 0.9's linker; LLVM 22's objcopy/ar);
 #           for the UEFI path (--uefi), ovmf (the firmware) + mtools (the FAT image for an EFI
-#           executable)
+#           executable); for a Multiboot2 kernel (GRUB image), grub-pc-bin + grub-efi-amd64-bin + xorriso
 #           for the HTML report's browser test, chromium; for terminal tests, tmux
 #   QEMU 10.0 beside the system's 7.2 (bookworm-backports, unpacked into a private prefix, never
 #           installed over it: lab/setup-qemu.sh; `lab qemus` lists both)

@@ -4,12 +4,14 @@
 |---|---|---|---|
 | `multiboot` | the kernel ELF, `-kernel` | QEMU's Multiboot 1 loader | `-append` (Multiboot info) |
 | `bios` | a raw disk image from `cargo bootimage`, `-drive format=raw` | SeaBIOS, then bootloader 0.9 | fw_cfg file `opt/lab/cmdline` |
+| (either) | a Multiboot2 ELF, on a GRUB ISO the lab makes (lab/host/grub.py), as a CD-ROM | GRUB (BIOS or, with `uefi`, EFI) | `multiboot2` arguments in its grub.cfg |
 | `uefi` | an EFI executable on a FAT image the lab makes (lab/host/esp.py), or a UEFI disk image | OVMF (lab/host/ovmf.py) | `\\startup.nsh` on that image, run by OVMF's UEFI shell |
 
 The lab kernel boots by the first two. Symbols always come from the ELF: the BIOS image embeds
 the same ELF with its debug info stripped (bootloader 0.9's build script), so every address the
 lab reads is the same on both paths. `uefi` is for other kernels: an EFI-stub Linux (Debian's
-vmlinuz), a UEFI application, a disk with an EFI system partition.
+vmlinuz), a UEFI application, a disk with an EFI system partition. An ISO 9660 image (`--image
+X.iso`) boots as a CD-ROM on every path (El Torito: SeaBIOS and OVMF both boot it).
 """
 
 from __future__ import annotations
@@ -80,6 +82,8 @@ def check_media(boot: str, kernel: Path | None, append: str | None = None,
         _uefi_drive(kernel, append, image)
     elif image is None and kernel is not None and identify(kernel) == EFI:
         raise UserError(f"{kernel}: an EFI executable; boot it with --uefi")
+    elif image is None and kernel is not None:
+        _grub_drive(kernel, append)
 
 
 def media_args(boot: str, kernel: Path | None, append: str | None = None,
@@ -96,6 +100,10 @@ def media_args(boot: str, kernel: Path | None, append: str | None = None,
             raise LabError("the uefi boot path needs the run's private directory (for its copy "
                            "of the firmware's variable store)")
         return ovmf.find().pflash_args(private_dir) + _uefi_drive(kernel, append, image)
+    if image is None and kernel is not None:
+        grub = _grub_drive(kernel, append)
+        if grub is not None:
+            return grub
     if image is None and boot == MULTIBOOT:
         # QEMU's -kernel takes a Multiboot ELF and a Linux bzImage alike.
         return ["-kernel", str(kernel)] + (["-append", append] if append is not None else [])
@@ -107,10 +115,27 @@ def media_args(boot: str, kernel: Path | None, append: str | None = None,
     return _disk(image, append)
 
 
+def _grub_drive(kernel: Path, append: str | None) -> list[str] | None:
+    """The GRUB CD-ROM for a Multiboot2-only ELF (made and cached here), or None for any other."""
+    from lab.host.kernelfile import needs_grub
+
+    if not needs_grub(kernel):
+        return None
+    from lab.host.grub import grub_image
+
+    return _disk(grub_image(kernel, append), None)
+
+
 def _disk(image: Path, append: str | None) -> list[str]:
-    # snapshot=on: the image is only read, so any number of VMs (parallel tests) can share it
-    # without QEMU's image locks getting in the way; guest writes go to a throw-away overlay.
-    argv = ["-drive", f"format=raw,file={_escape(str(image))},snapshot=on"]
+    from lab.host.kernelfile import is_iso
+
+    if is_iso(image):
+        # A CD-ROM (El Torito) on every path; read-only, so parallel VMs share it.
+        argv = ["-drive", f"format=raw,media=cdrom,readonly=on,file={_escape(str(image))}"]
+    else:
+        # snapshot=on: the image is only read, so any number of VMs (parallel tests) can share
+        # it without QEMU's image locks getting in the way; guest writes go to a throw-away overlay.
+        argv = ["-drive", f"format=raw,file={_escape(str(image))},snapshot=on"]
     if append is not None:
         argv += ["-fw_cfg", f"name={FW_CFG_CMDLINE},string={_escape(append)}"]
     return argv
@@ -122,6 +147,9 @@ def _uefi_drive(kernel: Path | None, append: str | None, image: Path | None) -> 
         return _disk(image, append)
     if kernel is None:
         raise UserError("--uefi boots an EFI executable (--kernel) or a UEFI disk image (--image)")
+    grub = _grub_drive(kernel, append)
+    if grub is not None:
+        return grub
     from lab.host.esp import esp_image
     from lab.host.kernelfile import require_efi
 
@@ -134,7 +162,10 @@ def serial_handshake(boot: str, kernel: Path | None, append: str | None = None,
     """What the lab must answer on the serial console once the guest runs, as (regex, the line
     to send), or None: on `uefi` with a command line, OVMF's UEFI shell counts down before it runs
     startup.nsh until a key arrives (lab/host/esp.py)."""
-    if boot == UEFI and image is None and kernel is not None and append is not None:
+    from lab.host.kernelfile import needs_grub
+
+    if boot == UEFI and image is None and kernel is not None and append is not None \
+            and not needs_grub(kernel):  # GRUB takes its command line from grub.cfg
         from lab.host.esp import SHELL_COUNTDOWN, SHELL_COUNTDOWN_REPLY
 
         return SHELL_COUNTDOWN, SHELL_COUNTDOWN_REPLY

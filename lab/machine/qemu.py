@@ -325,11 +325,21 @@ class QemuRefused(UserError):
     """QEMU exited at start, saying why (`qemu-system-x86_64: ...` on its stderr)."""
 
 
+#: What QEMU's complaints mean for a kernel developer, added after them.
+REFUSAL_HINTS = {
+    "without PVH ELF Note": "QEMU's -kernel loads an ELF with a Multiboot 1 header (magic 0x1BADB002, "
+                            "first 8 KiB) or a PVH note; the lab boots one with a Multiboot2 header "
+                            "(0xE85250D6, first 32 KiB, valid checksum) through GRUB",
+}
+
+
 def _refusal(log: Path) -> str | None:
-    """QEMU's own first complaint in its start-up output, if it made one."""
+    """QEMU's own first complaint in its start-up output, if it made one, and what it means."""
     text = log.read_text(errors="replace") if log.exists() else ""
     for line in text.splitlines():
         if line.startswith("qemu-system-x86_64: "):
-            return line.split(": ", 1)[1].strip()
+            reason = line.split(": ", 1)[1].strip()
+            hints = [h for key, h in REFUSAL_HINTS.items() if key in reason]
+            return reason + "".join(f"; {h}" for h in hints)
     return None
 

@@ -66,6 +66,9 @@ class TinySpec:
     nx: tuple[int, ...] = ()  # 4 KiB pages below 2 MiB mapped with XD set
     runtime_stubs: tuple[int, ...] = ()  # vectors whose gate points at a stub written at run time
     pad: int = 0  # bytes of nop before the handlers: moves them and everything after (data, stacks)
+    #: 1: a Multiboot 1 header (QEMU's -kernel loads it); 2: only a Multiboot2 header (GRUB
+    #: loads it; the lab makes the GRUB image); "2-bad": a Multiboot2 header with a wrong checksum
+    multiboot: int | str = 1
 
     def with_gates(self, **changes: Gate | None) -> "TinySpec":
         """This spec with gates replaced (`v8=Gate(...)`) or removed (`v8=None`)."""
@@ -126,6 +129,19 @@ def _to_ring3(spec: TinySpec) -> str:
         iretq"""
 
 
+MB1_MAGIC, MB2_MAGIC, MB2_HEADER_LENGTH = 0x1BADB002, 0xE85250D6, 24
+
+
+def _multiboot_header(spec: TinySpec) -> str:
+    """Multiboot 1 (spec §3.1.1: magic, flags, checksum) or Multiboot2 (§3.1.1: magic,
+    architecture 0 = i386, header length, checksum, then the end tag: type 0, flags 0, size 8)."""
+    if spec.multiboot == 1:
+        return f".align 4\n        .long {MB1_MAGIC:#x}, 0, -{MB1_MAGIC:#x}"
+    checksum = f"-({MB2_MAGIC:#x} + {MB2_HEADER_LENGTH})" + (" + 1" if spec.multiboot == "2-bad" else "")
+    return (f".align 8\n        .long {MB2_MAGIC:#x}, 0, {MB2_HEADER_LENGTH}, {checksum}\n"
+            f"        .word 0, 0\n        .long 8")
+
+
 def source(spec: TinySpec) -> str:
     user_bit = 4 if spec.ring3 else 0
     user = ("0x0000ffff, 0x00cff200", "0x0000ffff, 0x00affa00") if spec.user_segments else ("0, 0", "0, 0")
@@ -146,11 +162,12 @@ def source(spec: TinySpec) -> str:
 
         .section .text
         .code32
-        .align 4
-        .long 0x1BADB002, 0, -0x1BADB002
+        {_multiboot_header(spec)}
         .globl _start
         .type _start, @function
 _start: cli
+        mov %eax, boot_magic            # the loader's magic and information pointer
+        mov %ebx, boot_info
         mov $boot_stack_top, %esp
         mov %cr4, %eax
         or $0x20, %eax                  # PAE
@@ -227,6 +244,9 @@ gdtr:   .word gdt_tss + 16 - gdt - 1
         .long gdt
 idtr:   .word 256 * 16 - 1
         .long idt, 0
+        .globl boot_magic, boot_info
+boot_magic: .long 0                     # EAX at entry: 0x2BADB002 (Multiboot 1), 0x36d76289 (2)
+boot_info:  .long 0                     # EBX at entry: the loader's information structure
 
         .align 16
         .globl tss
