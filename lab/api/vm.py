@@ -116,7 +116,7 @@ def boot(kernel: str | Path | None = None, *, profile: str | None = None, append
          qemu_args=(),
          at: str | None = None, after: float | None = None, when: str | None = None,
          ready_timeout: float | None = None, log_dir: str | Path | None = None,
-         restore: bool = True, boot_path: str | None = None,
+         restore: bool = True, boot_path: str | None = None, display: str | None = None,
          config: LabConfig | None = None) -> VM:
     """A VM of `kernel` (an ELF, a bzImage; None: the lab's own kernel, built), stopped at
     `at` (a symbol or an address), `after` seconds, `when` the console matches a regex, or,
@@ -124,7 +124,7 @@ def boot(kernel: str | Path | None = None, *, profile: str | None = None, append
     (a lab.toml, lab.host.config.load) when given. Use it in a `with` block."""
     cfg = config or LabConfig()
     path = lambda p: None if p is None else Path(p)
-    spec = spec_from(cfg, kernel=path(kernel), profile=profile, boot=boot_path, memory=memory,
+    spec = spec_from(cfg, kernel=path(kernel), profile=profile, boot=boot_path, display=display, memory=memory,
                      cpus=cpus, initrd=path(initrd), qemu_args=tuple(qemu_args), append=append, image=path(image),
                      symbols=path(symbols), ready_timeout=ready_timeout, log_dir=path(log_dir),
                      restore=restore)

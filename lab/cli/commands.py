@@ -35,7 +35,7 @@ def _vm(args):
 
     return spec_from(_config(args), kernel=_path(args.kernel), profile=args.profile,
                      qemu=getattr(args, "qemu", None),
-                     boot=getattr(args, "boot", None), memory=args.memory, initrd=_path(args.initrd),
+                     boot=getattr(args, "boot", None), display=getattr(args, "display", None), memory=args.memory, initrd=_path(args.initrd),
                      cpus=args.cpus,
                      qemu_args=tuple(args.qemu_args or ()), append=getattr(args, "append", None),
                      image=_path(getattr(args, "image", None)), symbols=_path(getattr(args, "symbols", None)),

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from lab.host.bootpath import ALL_BOOT_PATHS, BOOT_PATHS, UEFI
-from lab.host.profiles import DEFAULT_PROFILE, MAX_CPUS
+from lab.host.profiles import DEFAULT_PROFILE, DISPLAYS, MAX_CPUS
 from lab.labkernel.contract import MAX_CPUS as LAB_KERNEL_MAX_CPUS
 from lab.host.config import DEFAULT_KVM_READY_TIMEOUT, DEFAULT_READY_TIMEOUT
 from lab.x86.vectors import MAX_VECTOR
@@ -101,6 +101,8 @@ def vm_options(sp, *, restore: bool = True) -> None:
     boot.add_argument("--uefi", dest="boot", action="store_const", const=UEFI,
                       help="boot through UEFI firmware (OVMF): the EFI executable --kernel names, on a "
                            "FAT image the lab makes, or the UEFI disk --image names (= --boot uefi)")
+    sp.add_argument("--display", choices=DISPLAYS, help="the guest's framebuffer: none (headless), std "
+                    "(VGA), bochs (bochs-display); the HTML report shows its screen (default: the profile's, none)")
     sp.add_argument("--memory", metavar="SIZE", help="guest memory, e.g. 512M or 2G (default: the profile's)")
     sp.add_argument("--cpus", type=cpu_count, metavar="N",
                     help=f"vCPUs (QEMU -smp N; default: lab.toml's, else the profile's, 1): at most "

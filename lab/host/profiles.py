@@ -14,6 +14,9 @@ is per run (sockets, logs, the kernel). Keys:
                  `--boot` on the command line overrides it
     qemu         which QEMU runs it: `system` (default), a name `lab qemus` lists (`10.0`) or a
                  path to a binary (lab/host/qemus.py); `--qemu` and lab.toml's [vm] qemu override it
+    display      none (default) | std | bochs: the guest's framebuffer (DISPLAYS); `--display`
+                 overrides it. The host shows no window either way (`-display none`); the HTML
+                 report shows the guest's screen (QMP screendump) when there is one
 """
 
 from __future__ import annotations
@@ -29,6 +32,20 @@ from lab.errors import UserError
 from lab.host.toolchain import CONFIG_DIR
 
 DEFAULT_PROFILE = "tcg"
+#: The guest's display adapter, by name: QEMU arguments. `none` is headless; `std` is QEMU's
+#: standard VGA (VBE linear framebuffer, what GRUB's and Limine's framebuffer requests get);
+#: `bochs` the bochs-display device (a framebuffer with no VGA legacy).
+DISPLAYS = {"none": ("-vga", "none"), "std": ("-vga", "std"),
+            "bochs": ("-vga", "none", "-device", "bochs-display")}
+DEFAULT_DISPLAY = "none"
+
+
+def check_display(display: str) -> str:
+    if display not in DISPLAYS:
+        raise UserError(f"unknown display {display!r}; choose one of: {', '.join(DISPLAYS)}")
+    return display
+
+
 #: QEMU's -m: a number with an optional unit.
 MEMORY = re.compile(r"[1-9][0-9]*[KMGT]?")
 #: The most vCPUs the lab asks QEMU for (`-smp`): the pc machine's limit in QEMU 7.2.
@@ -47,6 +64,7 @@ class Profile:
     args: tuple[str, ...] = field(default_factory=tuple)
     boot: str = DEFAULT_BOOT
     qemu: str | None = None  # lab/host/qemus.py resolve(): None is the system's
+    display: str = DEFAULT_DISPLAY
 
     def with_qemu(self, qemu: str | None) -> "Profile":
         """This profile run by another QEMU (None keeps the profile's own)."""
@@ -63,6 +81,14 @@ class Profile:
     def backend(self) -> str:
         """What a measurement belongs to: the accelerator and QEMU's version, e.g. "tcg/10.0.2"."""
         return f"{self.accel}/{self.qemu_build.version_str}"
+
+    def with_display(self, display: str | None) -> "Profile":
+        """This profile with its display replaced (None keeps the profile's own)."""
+        return self if display is None else replace(self, display=check_display(display))
+
+    @property
+    def display_args(self) -> list[str]:
+        return list(DISPLAYS[self.display])
 
     def with_boot(self, boot: str | None) -> "Profile":
         """This profile with its boot path replaced (None keeps the profile's own)."""
@@ -140,7 +166,7 @@ def load(name: str, config_dir: Path = CONFIG_DIR) -> Profile:
         raise UserError(f"profile {path}: cannot be read ({exc})") from None
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"profile {path}: invalid ({exc})") from None
-    keys = {"description", "machine", "accel", "cpu", "memory", "requires", "args", "boot", "qemu"}
+    keys = {"description", "machine", "accel", "cpu", "memory", "requires", "args", "boot", "qemu", "display"}
     unknown = sorted(set(data) - keys)
     missing = sorted({"description", "machine", "accel", "cpu", "memory"} - set(data))
     if unknown or missing:
@@ -159,6 +185,7 @@ def load(name: str, config_dir: Path = CONFIG_DIR) -> Profile:
             args=tuple(str(a) for a in data.get("args", ())),
             boot=check_boot(str(data.get("boot", DEFAULT_BOOT))),
             qemu=str(data["qemu"]) if "qemu" in data else None,
+            display=check_display(str(data.get("display", DEFAULT_DISPLAY))),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise UserError(f"profile {path}: invalid ({type(exc).__name__}: {exc})") from None

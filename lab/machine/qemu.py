@@ -37,7 +37,7 @@ def base_argv(profile: Profile, kernel: Path | None, append: str | None = None,
     qemu = profile.qemu_build
     bios = qemu.microvm_bios() if profile.machine.split(",")[0] == "microvm" and "-bios" not in profile.args else []
     return [*qemu.argv(), *profile.qemu_args(), *bios,
-            "-nodefaults", "-no-user-config", "-display", "none", "-vga", "none", "-no-reboot",
+            "-nodefaults", "-no-user-config", "-display", "none", *profile.display_args, "-no-reboot",
             "-device", f"isa-debug-exit,iobase={DEBUG_EXIT_IOBASE:#x},iosize=0x04",
             *media_args(profile.boot, kernel, append, image, private_dir)]
 
@@ -315,6 +315,17 @@ class QemuMachine:
         except Exception as exc:  # qemu.qmp: ExecuteError, ExecInterruptedError, EOFError...
             raise LabError(f"QMP {name} failed: {type(exc).__name__}: {exc}",
                            **self._error_context()) from exc
+
+    def screendump(self) -> bytes:
+        """The guest's screen as PNG bytes (QMP screendump, format png: QEMU 7.1 and later),
+        written in the run's private directory and read back."""
+        path = self.run.path / "screen.png"
+        self.qmp_cmd("screendump", filename=str(path), format="png")
+        try:
+            return path.read_bytes()
+        except OSError as exc:
+            raise LabError(f"QMP screendump wrote no file at {path}: {exc.strerror}",
+                           **self._error_context()) from None
 
 
 #: How long a QEMU whose handshake broke is given to finish exiting (and say why).

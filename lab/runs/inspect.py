@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,8 @@ class InspectReport:
     cpus: list[CpuView] = field(default_factory=list)
     #: the architectural state a baseline records (lab/checks/baseline.py state)
     state: dict = field(default_factory=dict)
+    #: the guest's screen at the stop, PNG, when the profile gives it a display (--display)
+    screen: bytes | None = None
 
     @property
     def failed(self) -> list[Check]:
@@ -98,6 +101,7 @@ class InspectReport:
             "unused_waivers": self.unused_waivers,
             "timings": self.timings,
             **({"cpus": cpu_rows(self.cpus), "shared": shared_rows(self.cpus)} if self.cpus else {}),
+            **({"screen": {"png_base64": base64.b64encode(self.screen).decode()}} if self.screen else {}),
         }
 
 
@@ -161,8 +165,10 @@ def inspect(kernel: Path | None, profile: Profile, *, log_dir: Path | None = Non
         t_ready = time.monotonic()
         state, cpus = read_machine(s.gdb, percpu_bytes(s.symbols))
         require_long_mode(state.cpu, ready)
+        screen = s.qemu.screendump() if profile.display != "none" else None
         t_read = time.monotonic()
     report = checked_report(state, s.symbols, kernel or image, profile.name, ready, waivers, cpus, baseline)
+    report.screen = screen
     t_done = time.monotonic()
     report.timings = {"restored": s.restored is not None, "start": t_started - t0,
                       "boot_to_ready": t_ready - t_started, "read": t_read - t_ready,

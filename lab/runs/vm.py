@@ -76,7 +76,8 @@ def stop_from(cfg: LabConfig, *, at: str | None = None, after: float | None = No
 
 
 def spec_from(cfg: LabConfig, *, kernel: Path | None = None, profile: str | None = None,
-              qemu: str | None = None, boot: str | None = None, memory: str | None = None, initrd: Path | None = None,
+              qemu: str | None = None, boot: str | None = None, display: str | None = None,
+              memory: str | None = None, initrd: Path | None = None,
               cpus: int | None = None,
               qemu_args=(), append: str | None = None, image: Path | None = None,
               symbols: Path | None = None, ready_timeout: float | None = None,
@@ -87,7 +88,7 @@ def spec_from(cfg: LabConfig, *, kernel: Path | None = None, profile: str | None
     before the caller's. The kernel is built (lab.toml's build command, or the lab kernel) or
     checked first."""
     prof = profiles.load(_pick(profile, cfg.profile, profiles.DEFAULT_PROFILE))
-    prof = prof.with_qemu(_pick(qemu, cfg.qemu)).with_boot(_pick(boot, cfg.boot)).customized(
+    prof = prof.with_qemu(_pick(qemu, cfg.qemu)).with_boot(_pick(boot, cfg.boot)).with_display(display).customized(
         memory=_pick(memory, cfg.memory), initrd=_pick(initrd, cfg.initrd), cpus=_pick(cpus, cfg.cpus),
         qemu_args=(*cfg.qemu_args, *qemu_args))
     image = _pick(image, cfg.image)

@@ -11,6 +11,7 @@ import contextlib
 import errno
 import json
 import os
+import re
 import stat
 import tempfile
 from html import escape
@@ -92,12 +93,29 @@ def counts(verdicts: list[str]) -> str:
     return ", ".join(f'<span class="{escape(v)}">{n} {escape(v)}</span>' for v, n in tally.items())
 
 
+BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
+PNG_BASE64_PREFIX = "iVBORw0KGgo"  # base64 of the PNG signature's first 8 bytes
+
+
+def screen(d: dict) -> str:
+    """The guest's screen at the stop (lab inspect --display), as an inline PNG; nothing when
+    the run had no display. Only base64 of a PNG is put in the page."""
+    shot = d.get("screen")
+    data = shot.get("png_base64") if isinstance(shot, dict) else None
+    if not isinstance(data, str):
+        return ""
+    if not (data.startswith(PNG_BASE64_PREFIX) and BASE64.fullmatch(data)):
+        return '<p class="note">guest screen: not a PNG; not shown</p>'
+    return ('<h3>guest screen</h3><img class="screen" alt="the guest\'s screen at the stop" '
+            f'src="data:image/png;base64,{data}">')
+
+
 def _inspect(d: dict) -> str:
     r = d["registers"]
     head = (f'<p class="mono">{escape(d.get("kernel", ""))} · profile {escape(d.get("profile", ""))}<br>'
             f'IDTR {r["idtr"]["base"]:#x}/{r["idtr"]["limit"]:#x} · GDTR {r["gdtr"]["base"]:#x}/{r["gdtr"]["limit"]:#x}'
             f' · TR {r["tr"]["selector"]:#06x} base {r["tr"]["base"]:#x}</p>')
-    return (head + f'<p class="summary">{counts([c["verdict"] for c in d["checks"]])}</p>'
+    return (head + f'<p class="summary">{counts([c["verdict"] for c in d["checks"]])}</p>' + screen(d)
             + "<h3>IDT</h3>" + idt_map(d["idt"]) + "<h3>GDT and TSS</h3>" + gdt_tss_picture(d)
             + "<h3>checks</h3>" + checks_table(d["checks"]))
 
