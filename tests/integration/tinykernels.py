@@ -66,6 +66,17 @@ class TinySpec:
     nx: tuple[int, ...] = ()  # 4 KiB pages below 2 MiB mapped with XD set
     runtime_stubs: tuple[int, ...] = ()  # vectors whose gate points at a stub written at run time
     pad: int = 0  # bytes of nop before the handlers: moves them and everything after (data, stacks)
+    #: False: no `lidt` and no `ltr`, the kernel stops with the IDTR and TR the loader left
+    load_idt: bool = True
+    #: a `lidt` of a null IDTR (base 0, limit 0) first, as Limine leaves it
+    null_idtr: bool = False
+    #: the IDTR's base instead of the IDT's (e.g. an unmapped page: an IDT gdb cannot read)
+    idt_base: int | None = None
+    #: how the kernel parks at `tiny_ready`: "hlt" (IF=0, hlt), "sti-hlt" (the PIC masked,
+    #: sti; hlt: a kernel idling) or "jmp" (`jmp .`, IF=0)
+    idle: str = "hlt"
+    #: after loading its tables, a loop of this many iterations (boot work), then `ud2` (#UD)
+    fault_after: int | None = None
 
     def with_gates(self, **changes: Gate | None) -> "TinySpec":
         """This spec with gates replaced (`v8=Gate(...)`) or removed (`v8=None`)."""
@@ -124,6 +135,49 @@ def _to_ring3(spec: TinySpec) -> str:
         mov ${STOP}, %eax
         push %rax                       # RIP
         iretq"""
+
+
+def _null_idtr(spec: TinySpec) -> str:
+    return "mov $null_idtr, %edi\n        lidt (%rdi)" if spec.null_idtr else ""
+
+
+def _load_tables(spec: TinySpec) -> str:
+    if not spec.load_idt:
+        return ""
+    base = f"movl ${spec.idt_base:#x}, 2(%rdi)\n        " if spec.idt_base is not None else ""
+    return f"""mov $idtr, %edi
+        {base}lidt (%rdi)
+        mov ${TSS_SEL:#x}, %ax
+        ltr %ax"""
+
+
+def _fault(spec: TinySpec) -> str:
+    """Boot work (a countdown), then #UD at the global symbol `tiny_fault`."""
+    if spec.fault_after is None:
+        return ""
+    return f"""mov ${spec.fault_after:#x}, %ecx
+2:      dec %ecx
+        jnz 2b
+        .globl tiny_fault
+tiny_fault:
+        ud2"""
+
+
+def _park(spec: TinySpec) -> str:
+    if spec.ring3:
+        body = f"pause\n        jmp {STOP}"
+    elif spec.idle == "sti-hlt":
+        # every PIC line masked: nothing interrupts the idle loop (the IDT has no IRQ gates)
+        body = f"mov $0xff, %al\n        out %al, $0x21\n        out %al, $0xa1\n        sti\n{STOP}_loop:\n        hlt\n        jmp {STOP}_loop"
+    elif spec.idle == "jmp":
+        body = "jmp ."
+    else:
+        assert spec.idle == "hlt", spec.idle
+        body = f"hlt\n        jmp {STOP}"
+    return f""".globl {STOP}
+        .type {STOP}, @function
+{STOP}:
+        {body}"""
 
 
 def source(spec: TinySpec) -> str:
@@ -190,16 +244,11 @@ long_mode:
         add $16, %rdi
         loop 1b
         {_gates(spec)}
-        mov $idtr, %edi
-        lidt (%rdi)
-        mov ${TSS_SEL:#x}, %ax
-        ltr %ax
+        {_null_idtr(spec)}
+        {_load_tables(spec)}
+        {_fault(spec)}
         {_to_ring3(spec)}
-        .globl {STOP}
-        .type {STOP}, @function
-{STOP}:
-        {"pause" if spec.ring3 else "hlt"}
-        jmp {STOP}
+        {_park(spec)}
         .size {STOP}, . - {STOP}
         .size long_mode, . - long_mode
 
@@ -227,6 +276,8 @@ gdtr:   .word gdt_tss + 16 - gdt - 1
         .long gdt
 idtr:   .word 256 * 16 - 1
         .long idt, 0
+null_idtr: .word 0
+        .long 0, 0
 
         .align 16
         .globl tss
