@@ -75,6 +75,8 @@ class TinySpec:
     #: how the kernel parks at `tiny_ready`: "hlt" (IF=0, hlt), "sti-hlt" (the PIC masked,
     #: sti; hlt: a kernel idling) or "jmp" (`jmp .`, IF=0)
     idle: str = "hlt"
+    #: printed on COM1 (0x3f8) just before the kernel parks
+    message: str = ""
     #: after loading its tables, a loop of this many iterations (boot work), then `ud2` (#UD)
     fault_after: int | None = None
 
@@ -163,6 +165,11 @@ tiny_fault:
         ud2"""
 
 
+def _message(spec: TinySpec) -> str:
+    return "\n        ".join(f"mov ${ord(c)}, %al\n        mov $0x3f8, %dx\n        out %al, (%dx)"
+                             for c in spec.message + ("\n" if spec.message else ""))
+
+
 def _park(spec: TinySpec) -> str:
     if spec.ring3:
         body = f"pause\n        jmp {STOP}"
@@ -177,7 +184,8 @@ def _park(spec: TinySpec) -> str:
     return f""".globl {STOP}
         .type {STOP}, @function
 {STOP}:
-        {body}"""
+        {body}
+        .size {STOP}, . - {STOP}"""
 
 
 def source(spec: TinySpec) -> str:
@@ -247,6 +255,7 @@ long_mode:
         {_null_idtr(spec)}
         {_load_tables(spec)}
         {_fault(spec)}
+        {_message(spec)}
         {_to_ring3(spec)}
         {_park(spec)}
         .size {STOP}, . - {STOP}
@@ -259,6 +268,12 @@ tiny_isr:
         hlt
         jmp tiny_isr
         .size tiny_isr, . - tiny_isr
+        .globl tiny_other
+        .type tiny_other, @function
+tiny_other:                             # a second handler, for a gate of its own
+        hlt
+        jmp tiny_other
+        .size tiny_other, . - tiny_other
 
         .section .data
         .align 16
