@@ -356,7 +356,7 @@ class Session:
             raise LabError("a session restored from a saved state starts at lab_ready; a stop "
                            "elsewhere needs a booted session (restore=False, --fresh)", logs=self.logs)
         if stop.at in stops.KINDS or (stop.is_ready and self.symbols.lookup(READY_SYMBOL) is None):
-            self.ready_line = stops.run_to(self, stop.at or stops.IDLE, self.ready_timeout)
+            self.ready_line = stops.run_to(self, stop.at, self.ready_timeout)
         elif stop.at is not None:
             address = self.symbols.require_code_address(stop.at)
             self._run_to(address, stop.at)

@@ -25,6 +25,7 @@ import re
 import time
 
 from lab.errors import GuestError, LabError, LabTimeout
+from lab.labkernel.contract import READY_MARKER
 from lab.target.cpu import EFER_LMA, parse_info_registers
 from lab.target.unset import idt_unloaded, interrupts_enabled
 from lab.x86.frames import QWORD, decode_frame, explain_error_code, frame_bytes
@@ -107,10 +108,22 @@ class Poll:
         self.slice = min(self.slice * 1.5, LAST_SLICE)
 
 
-def run_to_idle(session, timeout: float) -> str:
-    poll = Poll(session, timeout, "the kernel to idle (hlt with RFLAGS.IF=1, or a self-loop)")
+def run_to_idle(session, timeout: float, marker: bool = False) -> str:
+    """The first poll that finds the kernel parked; with `marker`, or the first after the lab
+    kernel's ready marker shows on the console (a kernel that prints it without `lab_ready` in
+    its symbols: a disk image, a stripped ELF), whichever comes first."""
+    also = f" or the ready marker {READY_MARKER!r}" if marker else ""
+    poll = Poll(session, timeout, f"the kernel to idle (hlt with RFLAGS.IF=1, or a self-loop){also}")
     while True:
         poll.step()
+        if marker:
+            lines = [x for x in session.serial.tail(1 << 20).splitlines() if READY_MARKER in x]
+            if len(lines) > 1:
+                raise GuestError(f"the kernel printed the ready marker twice (it restarted, or it is not the "
+                                 f"kernel the lab expects); serial tail:\n{session.serial.tail().strip()}",
+                                 logs=session.logs)
+            if lines:
+                return lines[0][lines[0].index(READY_MARKER):].strip()
         why = park(session.gdb)
         if why is not None:
             return f"stopped at idle: {why}"
@@ -205,10 +218,13 @@ def frame_line(gdb, vectors: list[int]) -> str:
     return line
 
 
-def run_to(session, kind: str, timeout: float) -> str:
-    """Runs the booted guest of `session` to the stop `kind` (idle or fault) and returns the
-    line that says where it stopped."""
-    return run_to_idle(session, timeout) if kind == IDLE else run_to_fault(session, timeout)
+def run_to(session, kind: str | None, timeout: float) -> str:
+    """Runs the booted guest of `session` to the stop `kind` (idle or fault; None: the default
+    stop of a kernel without `lab_ready`, idle or the ready marker) and returns the line that
+    says where it stopped."""
+    if kind == FAULT:
+        return run_to_fault(session, timeout)
+    return run_to_idle(session, timeout, marker=kind is None)
 
 
 def expect(serial, pattern: str, timeout: float):
