@@ -9,6 +9,12 @@ in ring 3, turns a feature on) is a WARN naming that condition."""
 from __future__ import annotations
 
 RULES = {
+    "idt.loaded": "FAIL: the IDTR names no IDT (limit below one gate, or the real-mode IVT) with RFLAGS.IF=1: the "
+                  "next external interrupt finds no gate. WARN: the same with IF=0, a kernel stopped before "
+                  "lidt (wrong once it enables interrupts first)",
+    "state.readable": "FAIL: a table the registers name cannot be read and an event now reads it (the IDT; the GDT "
+                      "or TSS once an IDT is loaded). WARN: the GDT or TSS unreadable while no IDT is loaded",
+    "gdt.owner": "INFO: no IDT loaded yet and the GDT inside no kernel symbol: the loader's table",
     "idt.limit": "FAIL: IDTR does not cover vectors 0-31 in whole 16-byte gates: an exception now can find no gate",
     "idt.offset-canonical": "FAIL: a present gate's handler offset is not canonical: delivery through it faults (#GP)",
     "idt.gate-type": "FAIL: a present gate is not a 64-bit interrupt or trap gate, or has reserved bits set (#GP "

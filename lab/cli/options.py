@@ -125,7 +125,11 @@ def foreign_options(sp, *, stops: bool = True) -> None:
     g.add_argument("--symbols", metavar="PATH", help="symbols from this ELF or System.map")
     if stops:
         stop = g.add_mutually_exclusive_group()
-        stop.add_argument("--at", metavar="SYMBOL|ADDRESS", help="stop at a hardware breakpoint here")
+        stop.add_argument("--at", metavar="SYMBOL|ADDRESS|idle|fault",
+                          help="stop at a hardware breakpoint here; idle: the kernel parked (hlt with "
+                               "RFLAGS.IF=1, a jmp . self-loop, or halted for good), found by polling, "
+                               "without symbols, the default for a kernel without lab_ready; fault: the "
+                               "first exception the kernel's own IDT delivers, its frame decoded")
         stop.add_argument("--after", type=seconds, metavar="SECONDS", help="stop after running this long")
         stop.add_argument("--when", metavar="REGEX", help="stop when the serial console matches")
 
@@ -276,7 +280,7 @@ def parser(commands) -> LabParser:
     vm_options(sp)
     foreign_options(sp)
     result_options(sp)
-    ready_timeout_option(sp, "bound on the wait for the stop (ready marker, --at, --when)")
+    ready_timeout_option(sp, "bound on the wait for the stop (ready point, idle, --at, --when)")
     sp.add_argument("--vectors", type=vectors, metavar="LIST",
                     help="the IDT rows to print: vectors and ranges, e.g. 0-31,0x80 (default: every "
                          "present gate, identical neighbours grouped)")

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from lab.errors import GuestError, LabError, LabTimeout, UserError
 from lab.host.kernelfile import ELF64, require_disk, require_kernel
 from lab.machine.firmware import answer_firmware
+from lab.machine import stops
 from lab.machine.gdb import Gdb, gdb_crashed
 from lab.machine.qemu import QemuMachine
 from lab.machine.rundir import RunDir
@@ -36,9 +37,9 @@ def worth_keeping(exc: BaseException) -> bool:
 @dataclass(frozen=True)
 class Stop:
     """When the lab stops the CPU to read its state. At most one is set; none means the lab
-    kernel's ready point (`lab_ready`, or the ready marker on serial)."""
+    kernel's ready point (`lab_ready`), or, for a kernel without one, idle (machine/stops.py)."""
 
-    at: str | None = None  # a symbol or an address: a hardware breakpoint there
+    at: str | None = None  # a symbol or an address (a hardware breakpoint there), idle or fault
     after: float | None = None  # seconds of running, then an interrupt
     when: str | None = None  # a regex on the serial console, then an interrupt
 
@@ -91,15 +92,13 @@ class Session:
         self.kernel = kernel
         self.profile = profile
         self.ready_timeout, self.debug_log, self.append, self.image, self.symbols_path = ready_timeout, debug_log, append, image, symbols
-        self.log_dir, self.keep_logs = log_dir, keep_logs
-        self.run: RunDir | None = None
+        self.log_dir, self.keep_logs, self.run = log_dir, keep_logs, None
         self.qemu: QemuMachine | None = None
         self.gdb: Gdb | None = None
         self.serial: SerialConsole | None = None
         self.symbols = Symbols.empty()
         self.ready_line: str | None = None
-        self.restore = restore
-        self.states = states
+        self.restore, self.states = restore, states
         self.restored: "SavedState | None" = None  # the state this session was restored from
         self._store: "StateStore | None" = None
         self._made: "SavedState | None" = None  # the state this session made, if it made one
@@ -300,7 +299,8 @@ class Session:
         try:
             stop = self.gdb.wait_stopped(self.ready_timeout, f"the kernel to reach {name}")
         except LabTimeout as exc:
-            raise LabTimeout(f"{exc.message}; serial tail:\n{self.serial.tail().strip() or '(nothing)'}",
+            tail = self.serial.tail().strip()
+            raise LabTimeout(f"{exc.message}{stops.console_hint(tail)}; serial tail:\n{tail or '(nothing)'}",
                              logs=self.logs) from None
         pc = int(stop.get("frame", {}).get("addr", "0"), 16)
         if pc != address:
@@ -308,7 +308,7 @@ class Session:
                              f"serial tail:\n{self.serial.tail()}", logs=self.logs)
         self.gdb.delete_breakpoint(bp)
 
-    def _load_symbols(self) -> None:
+    def _load_symbols(self) -> None:  # once
         if not len(self.symbols):
             self.symbols = Symbols.for_kernel(self.kernel, self.symbols_path)
 
@@ -355,13 +355,15 @@ class Session:
         if self.restored is not None and not stop.is_ready:
             raise LabError("a session restored from a saved state starts at lab_ready; a stop "
                            "elsewhere needs a booted session (restore=False, --fresh)", logs=self.logs)
-        if stop.at is not None:
+        if stop.at in stops.KINDS or (stop.is_ready and self.symbols.lookup(READY_SYMBOL) is None):
+            self.ready_line = stops.run_to(self, stop.at, self.ready_timeout)
+        elif stop.at is not None:
             address = self.symbols.require_code_address(stop.at)
             self._run_to(address, stop.at)
             self.ready_line = f"stopped at {stop.at} ({address:#x}) by a hardware breakpoint"
         elif stop.when is not None:
             self.gdb.cont()
-            m = self.serial.expect(stop.when.encode(), self.ready_timeout, f"the serial pattern {stop.when!r}")
+            m = stops.expect(self.serial, stop.when, self.ready_timeout)
             self.gdb.interrupt()
             self.ready_line = f"stopped on serial match {m.group(0).decode(errors='replace').strip()!r}"
         elif stop.after is not None:

@@ -144,7 +144,10 @@ def print_report(report, console: Console, *, vectors: set[int] | None = None) -
     else:
         rows = [r for r in idt_rows(v, all_gates=True) if r["vector"] in vectors]
         title += f", {len(rows)} selected"
-    console.print(idt_table(rows, title=title))
+    if not v.idt:  # none loaded, or not readable: the checks say which (idt.loaded, state.readable)
+        console.print("IDT: none read (no IDT loaded yet, or it cannot be read: see the checks)")
+    else:
+        console.print(idt_table(rows, title=title))
     console.print(gdt_table(gdt_rows(v)))
     console.print(tss_table(tss_rows(v)))
     if getattr(report, "cpus", None):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from lab.checks.base import Verdict
@@ -10,7 +11,9 @@ from lab.experiments.inject import InjectObservation, NoGate, inject
 from lab.machine.session import Stop
 from lab.runs.vm import VmSpec
 from lab.scenarios.injections import Injection
+from lab.errors import UserError
 from lab.target.cpu import parse_info_registers, require_long_mode
+from lab.target.unset import idt_unloaded
 
 
 @dataclass
@@ -68,5 +71,15 @@ def run_injections(vm: VmSpec, injections: list[Injection], stop: Stop, *,
     in long mode there, and fires each injection in turn."""
     with vm.session(restore=vm.restore and stop.is_ready) as s:
         where = s.boot_to(stop)
-        require_long_mode(parse_info_registers(s.gdb.monitor("info registers")), where)
+        text = s.gdb.monitor("info registers")
+        cpu = parse_info_registers(text)
+        require_long_mode(cpu, where)
+        unloaded = idt_unloaded(cpu.idtr.base, cpu.idtr.limit)
+        if unloaded is not None:
+            raise UserError(f"cannot fire at this stop ({where}): {unloaded}, so an exception fired now "
+                            f"would triple-fault; stop after the kernel's lidt (--at idle, or --at a later point)")
+        if re.search(r"\bHLT=1\b", text):
+            raise UserError(f"cannot fire at this stop ({where}): the CPU sits in hlt, and an instruction "
+                            f"written at RIP runs only once an interrupt wakes it; stop with --at an address "
+                            f"the kernel executes")
         return InjectionsResult(where, inject_all(s, injections, timeout=timeout))

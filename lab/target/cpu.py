@@ -112,6 +112,8 @@ class TargetState:
     #: QEMU's own word on SEV for this VM: the first line of HMP `info sev` ("SEV is not
     #: enabled" on TCG and on KVM without SEV); None when not read.
     sev: str | None = None
+    #: {structure: why it could not be read, with its address} (lab/target/unset.py read_table)
+    unread: dict = field(default_factory=dict)
 
 
 MAX_TABLE_BYTES = 64 * 1024
@@ -126,13 +128,26 @@ def read_state(gdb) -> TargetState:
     for name, reg in (("IDT", cpu.idtr), ("GDT", cpu.gdtr)):
         if reg.size > MAX_TABLE_BYTES:
             raise GuestError(f"{name}R limit {reg.limit:#x} is larger than any valid table")
-    idt = gdb.read_memory(cpu.idtr.base, cpu.idtr.size)
-    gdt = gdb.read_memory(cpu.gdtr.base, cpu.gdtr.size)
-    tr = cpu.tr
-    tss = gdb.read_memory(tr.base, min(tr.limit + 1, MAX_TABLE_BYTES)) if tr.selector else b""
+    unread: dict[str, str] = {}
+    idt, gdt, tss = read_tables(gdb, cpu, unread)
     read = cached(phys_reader(gdb.monitor))  # the stacks and handlers share the upper levels
     return TargetState(cpu, idt, gdt, tss, walk_stack_tops(cpu, tss, gdb.monitor, read=read),
-                       walk_handlers(cpu, idt, read), info_sev(gdb.monitor))
+                       walk_handlers(cpu, idt, read), info_sev(gdb.monitor), unread)
+
+
+def read_tables(gdb, cpu: CpuInfo, unread: dict[str, str]) -> tuple[bytes, bytes, bytes]:
+    """The IDT, GDT and TSS bytes the registers name: none for an IDTR that names no IDT
+    (lab/target/unset.py) or a null TR; a table gdb cannot read is empty, and `unread` says why."""
+    from lab.target.unset import idt_unloaded, read_table
+
+    idt = b""
+    if idt_unloaded(cpu.idtr.base, cpu.idtr.limit) is None:
+        idt = read_table(gdb, "IDT", cpu.idtr.base, cpu.idtr.size, unread, f"IDTR limit {cpu.idtr.limit:#x}")
+    gdt = read_table(gdb, "GDT", cpu.gdtr.base, cpu.gdtr.size, unread, f"GDTR limit {cpu.gdtr.limit:#x}")
+    tr = cpu.tr
+    tss = (read_table(gdb, "TSS", tr.base, min(tr.limit + 1, MAX_TABLE_BYTES), unread, f"TR {tr.selector:#06x}")
+           if tr.selector else b"")
+    return idt, gdt, tss
 
 
 def cached(read_phys):

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 
 from lab.errors import GuestError
 from lab.target.cpu import (EFER_LMA, MAX_TABLE_BYTES, CpuInfo, TargetState, cached, parse_info_registers,
-                            read_state, walk_stack_tops)
+                            read_state, read_tables, walk_stack_tops)
 from lab.target.memory import phys_reader
 
 _BLOCK = re.compile(r"^CPU#(?P<index>\d+)\s*$", re.M)
@@ -72,19 +72,16 @@ def thread_cpu(details: str, position: int) -> int:
     return int(m["index"]) if m else position
 
 
-def _tables(gdb, cpu: CpuInfo) -> tuple[bytes, bytes, bytes]:
-    """IDT, GDT and TSS bytes at this CPU's registers, read through the selected thread; a CPU
-    outside long mode gets none (its tables are the firmware's, or nothing)."""
+def _tables(gdb, cpu: CpuInfo, unread: dict[str, str]) -> tuple[bytes, bytes, bytes]:
+    """IDT, GDT and TSS bytes at this CPU's registers, read through the selected thread
+    (lab/target/cpu.py read_tables); a CPU outside long mode gets none (its tables are the
+    firmware's, or nothing)."""
     if not cpu.values.get("EFER", 0) & EFER_LMA:
         return b"", b"", b""
-    out = []
     for name, reg in (("IDT", cpu.idtr), ("GDT", cpu.gdtr)):
         if reg.size > MAX_TABLE_BYTES:
             raise GuestError(f"{name}R limit {reg.limit:#x} is larger than any valid table")
-        out.append(gdb.read_memory(reg.base, reg.size))
-    tr = cpu.tr
-    out.append(gdb.read_memory(tr.base, min(tr.limit + 1, MAX_TABLE_BYTES)) if tr.selector else b"")
-    return out[0], out[1], out[2]
+    return read_tables(gdb, cpu, unread)
 
 
 def read_cpus(gdb, threads: list[tuple[str, str]] | None = None, sev: str | None = None,
@@ -108,10 +105,11 @@ def read_cpus(gdb, threads: list[tuple[str, str]] | None = None, sev: str | None
             cpu = parse_info_registers(blocks[index])
             halted = _HALTED.search(blocks[index])
             gdb.select_thread(thread)
-            idt, gdt, tss = _tables(gdb, cpu)
+            unread: dict[str, str] = {}
+            idt, gdt, tss = _tables(gdb, cpu, unread)
             regs = gdb.registers(("gs_base", "k_gs_base"))
             walks = walk_stack_tops(cpu, tss, gdb.monitor, read=read) if tss else {}
-            c = CpuState(index, thread, TargetState(cpu, idt, gdt, tss, walks, sev=sev), regs.get("gs_base", 0),
+            c = CpuState(index, thread, TargetState(cpu, idt, gdt, tss, walks, sev=sev, unread=unread), regs.get("gs_base", 0),
                          regs.get("k_gs_base", 0), bool(halted and halted["hlt"] == "1"))
             if percpu_size and c.long_mode and c.kernel_gs:
                 c = replace(c, percpu=gdb.read_memory(c.kernel_gs, percpu_size))

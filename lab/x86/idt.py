@@ -125,3 +125,8 @@ def encode_gate(
     return GATE.encode(
         offset=offset, selector=selector, ist=ist, type=type, dpl=dpl, p=int(present)
     )
+
+#: The IDTR after reset and in real mode: the interrupt vector table, 256 4-byte entries at 0
+#: (SDM vol. 3A §20.1.4, Table 10-1 "IDTR: base 0, limit FFFFH" after reset; firmware and
+#: loaders running in real mode leave limit 0x3FF). In IA-32e mode it is no IDT the kernel made.
+REAL_MODE_IVT = (0x0, 0x3FF)

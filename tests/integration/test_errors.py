@@ -65,7 +65,7 @@ def test_missing_gdb_names_the_setup_command(kernel):
 
 def test_guest_that_never_gets_ready(halting_kernel):
     r = lab_cli("inspect", "--kernel", str(halting_kernel), "--ready-timeout", "1")
-    _one_line_error(r, 3, "timed out after 1 s waiting for the ready marker", "serial tail", "logs:")
+    _one_line_error(r, 3, "timed out after 1 s waiting for the kernel to idle", "or the ready marker 'LAB-READY'", "serial tail", "logs:")
     logs = Path(r.stderr.split("logs: ")[1].split()[0])
     assert (logs / "serial.log").exists() and (logs / "gdb.log").exists()
     shutil.rmtree(logs)

@@ -69,6 +69,19 @@ class TinySpec:
     #: 1: a Multiboot 1 header (QEMU's -kernel loads it); 2: only a Multiboot2 header (GRUB
     #: loads it; the lab makes the GRUB image); "2-bad": a Multiboot2 header with a wrong checksum
     multiboot: int | str = 1
+    #: False: no `lidt` and no `ltr`, the kernel stops with the IDTR and TR the loader left
+    load_idt: bool = True
+    #: a `lidt` of a null IDTR (base 0, limit 0) first, as Limine leaves it
+    null_idtr: bool = False
+    #: the IDTR's base instead of the IDT's (e.g. an unmapped page: an IDT gdb cannot read)
+    idt_base: int | None = None
+    #: how the kernel parks at `tiny_ready`: "hlt" (IF=0, hlt), "sti-hlt" (the PIC masked,
+    #: sti; hlt: a kernel idling) or "jmp" (`jmp .`, IF=0)
+    idle: str = "hlt"
+    #: printed on COM1 (0x3f8) just before the kernel parks
+    message: str = ""
+    #: after loading its tables, a loop of this many iterations (boot work), then `ud2` (#UD)
+    fault_after: int | None = None
 
     def with_gates(self, **changes: Gate | None) -> "TinySpec":
         """This spec with gates replaced (`v8=Gate(...)`) or removed (`v8=None`)."""
@@ -140,6 +153,53 @@ def _multiboot_header(spec: TinySpec) -> str:
     checksum = f"-({MB2_MAGIC:#x} + {MB2_HEADER_LENGTH})" + (" + 1" if spec.multiboot == "2-bad" else "")
     return (f".align 8\n        .long {MB2_MAGIC:#x}, 0, {MB2_HEADER_LENGTH}, {checksum}\n"
             f"        .word 0, 0\n        .long 8")
+def _null_idtr(spec: TinySpec) -> str:
+    return "mov $null_idtr, %edi\n        lidt (%rdi)" if spec.null_idtr else ""
+
+
+def _load_tables(spec: TinySpec) -> str:
+    if not spec.load_idt:
+        return ""
+    base = f"movl ${spec.idt_base:#x}, 2(%rdi)\n        " if spec.idt_base is not None else ""
+    return f"""mov $idtr, %edi
+        {base}lidt (%rdi)
+        mov ${TSS_SEL:#x}, %ax
+        ltr %ax"""
+
+
+def _fault(spec: TinySpec) -> str:
+    """Boot work (a countdown), then #UD at the global symbol `tiny_fault`."""
+    if spec.fault_after is None:
+        return ""
+    return f"""mov ${spec.fault_after:#x}, %ecx
+2:      dec %ecx
+        jnz 2b
+        .globl tiny_fault
+tiny_fault:
+        ud2"""
+
+
+def _message(spec: TinySpec) -> str:
+    return "\n        ".join(f"mov ${ord(c)}, %al\n        mov $0x3f8, %dx\n        out %al, (%dx)"
+                             for c in spec.message + ("\n" if spec.message else ""))
+
+
+def _park(spec: TinySpec) -> str:
+    if spec.ring3:
+        body = f"pause\n        jmp {STOP}"
+    elif spec.idle == "sti-hlt":
+        # every PIC line masked: nothing interrupts the idle loop (the IDT has no IRQ gates)
+        body = f"mov $0xff, %al\n        out %al, $0x21\n        out %al, $0xa1\n        sti\n{STOP}_loop:\n        hlt\n        jmp {STOP}_loop"
+    elif spec.idle == "jmp":
+        body = "jmp ."
+    else:
+        assert spec.idle == "hlt", spec.idle
+        body = f"hlt\n        jmp {STOP}"
+    return f""".globl {STOP}
+        .type {STOP}, @function
+{STOP}:
+        {body}
+        .size {STOP}, . - {STOP}"""
 
 
 def source(spec: TinySpec) -> str:
@@ -207,16 +267,12 @@ long_mode:
         add $16, %rdi
         loop 1b
         {_gates(spec)}
-        mov $idtr, %edi
-        lidt (%rdi)
-        mov ${TSS_SEL:#x}, %ax
-        ltr %ax
+        {_null_idtr(spec)}
+        {_load_tables(spec)}
+        {_fault(spec)}
+        {_message(spec)}
         {_to_ring3(spec)}
-        .globl {STOP}
-        .type {STOP}, @function
-{STOP}:
-        {"pause" if spec.ring3 else "hlt"}
-        jmp {STOP}
+        {_park(spec)}
         .size {STOP}, . - {STOP}
         .size long_mode, . - long_mode
 
@@ -227,6 +283,12 @@ tiny_isr:
         hlt
         jmp tiny_isr
         .size tiny_isr, . - tiny_isr
+        .globl tiny_other
+        .type tiny_other, @function
+tiny_other:                             # a second handler, for a gate of its own
+        hlt
+        jmp tiny_other
+        .size tiny_other, . - tiny_other
 
         .section .data
         .align 16
@@ -247,6 +309,8 @@ idtr:   .word 256 * 16 - 1
         .globl boot_magic, boot_info
 boot_magic: .long 0                     # EAX at entry: 0x2BADB002 (Multiboot 1), 0x36d76289 (2)
 boot_info:  .long 0                     # EBX at entry: the loader's information structure
+null_idtr: .word 0
+        .long 0, 0
 
         .align 16
         .globl tss

@@ -75,7 +75,7 @@ def xp_monitor(mem: dict[int, int]):
 
 def make(*, gates=None, gdt=None, tss=None, idtr_limit=None, tr_selector=0x28, decl=None,
          symbols_extra=(), pages=None, values=None, segments=None, sev="SEV is not enabled",
-         lab_kernel=True, walk=True, symbols=None) -> tuple[TargetState, Symbols]:
+         lab_kernel=True, walk=True, symbols=None, unread=None) -> tuple[TargetState, Symbols]:
     """A CPU state and its symbols: correct tables unless told otherwise. `lab_kernel=False`
     leaves out the lab kernel's declarations (another kernel: only the generic tier runs);
     `walk=False`: the page tables were not read; `symbols` replaces the symbol table."""
@@ -116,7 +116,7 @@ def make(*, gates=None, gdt=None, tss=None, idtr_limit=None, tr_selector=0x28, d
     stack_walks = walk_stack_tops(cpu, tss, monitor) if walk else None
     handler_walks = walk_handlers(cpu, idt, cached(phys_reader(monitor))) if walk else None
     table = symbols if symbols is not None else Symbols(syms, section_data=sections)
-    return TargetState(cpu, idt, gdt, tss, stack_walks, handler_walks, sev), table
+    return TargetState(cpu, idt, gdt, tss, stack_walks, handler_walks, sev, unread or {}), table
 
 
 def verdicts(state_and_symbols) -> dict[str, Verdict]:
@@ -147,6 +147,7 @@ ALL_CHECKS = {
     "idt.limit", "idt.offset-canonical", "idt.handler-symbol", "idt.handler-mapped", "idt.gate-type", "idt.selector",
     "gdt.null", "tss.tr-descriptor", "tss.stack-alignment", "tss.stacks-mapped", "idt.df-ist", "tss.stacks-distinct",
     "idt.declared", "idt.handler-entry", "tss.stack-top", "tss.base-symbol", "gdt.declared",
+    "idt.loaded", "state.readable",
 }
 
 
@@ -189,6 +190,8 @@ STUBS = {f"v{v}": dict(offset=NOT_A_STACK + 16 * (v - 32)) for v in range(32, 48
 SEV_ON = "handle: 1"  # QEMU's `info sev` of a VM with SEV: whether ES is on is not shown
 
 WRONG = [
+    ("no IDT loaded, interrupts on", dict(idtr_limit=0, values={"RFL": 0x202}), "idt.loaded"),
+    ("the TSS unreadable", dict(unread={"TSS": "TSS at 0x104000 (104 bytes) cannot be read"}), "state.readable"),
     # (case id, make() arguments, check that must FAIL)
     ("idtr-too-short", dict(idtr_limit=16 * 16 - 1), "idt.limit"),
     ("idtr-not-whole-gates", dict(idtr_limit=0x107), "idt.limit"),
