@@ -387,10 +387,12 @@ def cmd_qemus(args) -> int:
     return _emit(args, find_qemus(), show_qemus)
 
 
+from lab.cli.bisect import cmd_bisect  # noqa: E402 (its own module: commands.py is full)
+
 COMMANDS = {
     "build": cmd_build, "profiles": cmd_profiles, "qemus": cmd_qemus, "matrix": cmd_matrix, "inspect": cmd_inspect, "fire": cmd_fire,
     "scenarios": cmd_scenarios, "probe": cmd_probe, "probes": cmd_probes, "timer": cmd_timer,
     "tasks": cmd_tasks, "ring3": cmd_ring3, "pcpu": cmd_pcpu, "frame": cmd_frame,
     "claims": cmd_claims, "debug": cmd_debug, "attach": cmd_attach, "translate": cmd_translate,
-    "boot": cmd_boot, "report": cmd_report,
+    "boot": cmd_boot, "report": cmd_report, "bisect": cmd_bisect,
 }

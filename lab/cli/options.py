@@ -8,6 +8,7 @@ import math
 import sys
 from pathlib import Path
 
+from lab.cli.bisect import HELP as BISECT_HELP, options as bisect_options
 from lab.host.bootpath import ALL_BOOT_PATHS, BOOT_PATHS, UEFI
 from lab.host.profiles import DEFAULT_PROFILE, DISPLAYS, MAX_CPUS
 from lab.labkernel.contract import MAX_CPUS as LAB_KERNEL_MAX_CPUS
@@ -214,6 +215,7 @@ GROUPS = (
     ("make the CPU act, and judge it", ("fire", "probe", "timer", "tasks", "ring3", "claims")),
     ("step through it yourself", ("boot", "debug", "attach")),
     ("compare backends", ("matrix", "qemus", "profiles")),
+    ("find the commit that changed it", ("bisect",)),
     ("pictures", ("report",)),
     ("catalogs", ("scenarios", "probes")),
     ("set-up", ("build",)),
@@ -371,6 +373,7 @@ def parser(commands) -> LabParser:
                     help="only the claims of one tutorial text of shared/seeds/ (its file name or number, e.g. 002)")
     sp.add_argument("--markdown", action="store_true", help="print one Markdown table per text (docs/reference/claims.md)")
 
+    bisect_options(add("bisect", BISECT_HELP))
     sp = add("report", "write runs' JSON (what --json prints) as one self-contained HTML report")
     sp.add_argument("runs", nargs="+", metavar="RUN.json", help="a JSON file a command printed with --json")
     sp.add_argument("-o", "--output", required=True, metavar="PATH", help="the HTML file to write")

@@ -22,7 +22,7 @@ VM = {"inspect", "fire", "probe", "timer", "tasks", "ring3", "pcpu", "frame", "c
 RESTORING = VM - {"debug", "boot"} | {"matrix"}
 #: Commands that produce a result: --json, --html and --log-dir on each.
 RESULT = {"inspect", "fire", "probe", "timer", "tasks", "ring3", "pcpu", "frame", "claims", "translate"}
-JSON = RESULT | {"scenarios", "probes", "profiles", "matrix", "qemus"}
+JSON = RESULT | {"scenarios", "probes", "profiles", "matrix", "qemus", "bisect"}
 HTML = RESULT | {"matrix"}
 LOG_DIR = RESULT | {"matrix"}  # the matrix: each backend's logs in DIR/<backend>
 READY_TIMEOUT = RESULT | {"matrix"}
