@@ -10,9 +10,9 @@ from pathlib import Path
 
 from lab.cli.bisect import HELP as BISECT_HELP, options as bisect_options
 from lab.host.bootpath import ALL_BOOT_PATHS, BOOT_PATHS, UEFI
+from lab.host.config import DEFAULT_KVM_READY_TIMEOUT, DEFAULT_READY_TIMEOUT
 from lab.host.profiles import DEFAULT_PROFILE, DISPLAYS, MAX_CPUS
 from lab.labkernel.contract import MAX_CPUS as LAB_KERNEL_MAX_CPUS
-from lab.host.config import DEFAULT_KVM_READY_TIMEOUT, DEFAULT_READY_TIMEOUT
 from lab.x86.vectors import MAX_VECTOR
 
 
@@ -102,8 +102,7 @@ def vm_options(sp, *, restore: bool = True) -> None:
     boot.add_argument("--uefi", dest="boot", action="store_const", const=UEFI,
                       help="boot through UEFI firmware (OVMF): the EFI executable --kernel names, on a "
                            "FAT image the lab makes, or the UEFI disk --image names (= --boot uefi)")
-    sp.add_argument("--display", choices=DISPLAYS, help="the guest's framebuffer: none (headless), std "
-                    "(VGA), bochs (bochs-display); the HTML report shows its screen (default: the profile's, none)")
+    sp.add_argument("--display", choices=DISPLAYS, help="guest framebuffer, shown in the HTML report (default: none)")
     sp.add_argument("--memory", metavar="SIZE", help="guest memory, e.g. 512M or 2G (default: the profile's)")
     sp.add_argument("--cpus", type=cpu_count, metavar="N",
                     help=f"vCPUs (QEMU -smp N; default: lab.toml's, else the profile's, 1): at most "
@@ -216,8 +215,7 @@ GROUPS = (
     ("step through it yourself", ("boot", "debug", "attach")),
     ("compare backends", ("matrix", "qemus", "profiles")),
     ("find the commit that changed it", ("bisect",)),
-    ("pictures", ("report",)),
-    ("catalogs", ("scenarios", "probes")),
+    ("pictures", ("report",)), ("catalogs", ("scenarios", "probes")),
     ("set-up", ("build",)),
 )
 
