@@ -10,7 +10,7 @@ import subprocess
 import time
 from typing import Sequence
 
-from lab.errors import LabTimeout, ProcessDied
+from lab.errors import LabTimeout, ProcessDied, TimeoutTooShort
 
 _PR_SET_PDEATHSIG = 1
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -156,3 +156,25 @@ def wait_readable(fd: int, proc: subprocess.Popen, deadline: Deadline, name: str
                 raise deadline.error(**err)
     finally:
         os.close(pidfd)
+
+
+def patient(wait, timeout: float, usual: float, what: str, bound: float | None = None):
+    """`wait(timeout)`; when that times out on a bound shorter than the `usual` one, the wait
+    goes on for the rest of `usual`: what then comes shows the bound was too short for the work
+    (TimeoutTooShort, exit 3), and only what does not come even then is the guest's doing (the
+    first LabTimeout, for the caller to judge). `bound`: the user's whole bound, when `timeout`
+    is what was left of it."""
+    try:
+        return wait(timeout)
+    except LabTimeout as first:
+        if timeout >= usual:
+            raise
+        t0 = time.monotonic()
+        try:
+            wait(usual - timeout)
+        except LabTimeout:
+            raise first from None
+        bound = timeout if bound is None else bound
+        raise TimeoutTooShort(
+            f"timed out after {bound:g} s waiting for {what} (it came {time.monotonic() - t0:.3g} s "
+            f"later: --timeout {bound:g} is too short for the work)", logs=first.logs) from None
