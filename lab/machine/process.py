@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import select
@@ -55,6 +56,19 @@ def popen(argv: Sequence[str], child_setup=_die_with_parent, **kwargs) -> subpro
                 wait_exit(proc, None)
             raise
     return proc
+
+
+@contextlib.contextmanager
+def held_stops():
+    """SIGINT and SIGTERM held back for a bounded teardown (reaping, closing sockets): one that
+    lands inside would leave a half-closed object (qemu.qmp's disconnect, interrupted, asserts
+    on its own state when it is closed again or collected). A held signal is raised as the
+    block ends, so it still ends the run."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, _STOPS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)  # a held signal is raised here
 
 
 def spawn(argv: Sequence[str], **kwargs) -> subprocess.Popen:
