@@ -81,3 +81,8 @@ class GuestError(LabError):
 class LogWriteError(LabError):
     """A log could not be written (a full disk, a read-only file system): the run stops, since
     what it saw could not be kept."""
+
+
+class TimeoutTooShort(LabTimeout):
+    """A `--timeout` shorter than the work: what was awaited came, but after the bound. The
+    lab's own timeout (exit 3), never a verdict about the CPU."""

@@ -6,15 +6,16 @@ Exit status: 0 all checks pass; 1 a check failed; 2 bad input (one line, no trac
 130 interrupted; 141 the reader of stdout went away (`lab ... | head -1`: SIGPIPE's status,
 silently, as `yes | head` ends); 143 terminated.
 
-The signal handlers are installed before anything else is imported, so a SIGTERM or Ctrl-C
-that lands while the lab starts is the same one line and status as one that lands later. (One
-that lands while CPython itself starts, before any of the lab's code runs, gets CPython's own
-handling: SIGTERM's default action, or for SIGINT a KeyboardInterrupt in its start-up.)
+The signal handlers are the first thing this module does when the `lab` command (or
+`python -m lab`) imports it, before any other import (even `from __future__`, which is a real
+import): a SIGTERM or Ctrl-C that lands while the lab's modules import is recorded, and raised
+as soon as `main` starts, so it gives the same one line and status as one that lands later.
+One that lands while CPython itself starts (its `site` imports, before the first line of the
+lab's code) gets CPython's own handling: SIGTERM's default action, or for SIGINT a
+KeyboardInterrupt traceback from CPython's start-up. That window is outside the lab.
 """
 
-from __future__ import annotations
-
-import signal
+import _signal  # built in: installing the handlers imports nothing
 import sys
 
 
@@ -26,23 +27,57 @@ class Terminated(BaseException):
 #: prints and drops it (a finalizer, an at-fork hook) must not let the run end as a success.
 _received: list[type[BaseException]] = []
 
+#: Set once `main` is inside its `try`: until then a signal is only recorded (an exception
+#: raised while this module imports would escape as a traceback), and `main` raises it first.
+_armed = False
+
 
 def _on_sigterm(signum, frame):
     _received.append(Terminated)
-    raise Terminated()
+    if _armed:
+        raise Terminated()
 
 
 def _on_sigint(signum, frame):
     _received.append(KeyboardInterrupt)
-    raise KeyboardInterrupt()
+    if _armed:
+        raise KeyboardInterrupt()
 
 
 def _install_signal_handlers() -> None:
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    global _armed
+    _armed = True
+    _signal.signal(_signal.SIGTERM, _on_sigterm)
     # Ctrl-C must unwind through the `finally` blocks that reap QEMU and gdb even when SIGINT
     # was ignored by whatever started the lab (pytest-xdist's workers ignore it, and so do
     # their children unless told otherwise).
-    signal.signal(signal.SIGINT, _on_sigint)
+    _signal.signal(_signal.SIGINT, _on_sigint)
+
+
+def _disarm() -> None:
+    """The run's status is decided and its output flushed: a signal from here to the process's
+    end (gdb's reaping, CPython's own exit) takes its default action, so the lab still ends by
+    that signal, and never with a traceback from outside `main`."""
+    if _launched_as_the_lab_command():
+        _signal.signal(_signal.SIGTERM, _signal.SIG_DFL)
+        _signal.signal(_signal.SIGINT, _signal.SIG_DFL)
+
+
+def _launched_as_the_lab_command() -> bool:
+    """This module imported by the `lab` console script or `python -m lab`, not by a program
+    that uses the lab as a library (a test, `lab.api`), whose signals are its own."""
+    top = sys.modules.get("__main__")
+    spec = getattr(top, "__spec__", None)
+    if spec is not None:
+        return spec.name == "lab.__main__"
+    return (getattr(top, "__file__", None) or "").rpartition("/")[2] == "lab"
+
+
+if _launched_as_the_lab_command():  # record, not yet raise: see `_armed`
+    _signal.signal(_signal.SIGTERM, _on_sigterm)
+    _signal.signal(_signal.SIGINT, _on_sigint)
+
+import signal  # noqa: E402 - after the handlers, on purpose (see the module's docstring)
 
 
 #: A closed stdout (the reader of a pipe exited): 128 + SIGPIPE, as a shell reports it.
@@ -112,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     early_gdb = None
     try:
         _install_signal_handlers()  # inside the try: a signal right after it is reported too
+        if _received:  # one that landed while the lab's modules imported
+            raise _received[0]()
         import faulthandler
 
         from lab.cli.commands import COMMANDS, check_outputs
@@ -144,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     except (Exception, KeyboardInterrupt, Terminated) as exc:
         return _report(exc)
     finally:
+        _disarm()
         if early_gdb is not None:
             early_gdb.discard_early()
 

@@ -26,10 +26,10 @@ from __future__ import annotations
 import random
 from dataclasses import asdict, dataclass, field
 
-from lab.errors import GuestError, LabError, LabTimeout, UserError
+from lab.errors import GuestError, LabError, LabTimeout, TimeoutTooShort, UserError
 from lab.labkernel.layouts import OBSERVER_HEADER, OBSERVER_SIZE, OBSERVER_SYMBOL
 from lab.labkernel.observer import STYLES as OBSERVER_STYLES, decode_buffer
-from lab.machine.process import Deadline
+from lab.machine.process import Deadline, patient
 from lab.machine.session import Session
 from lab.scenarios.exceptions import RIP_LOOP, ExceptionScenario
 from lab.target.cpus import thread_cpu
@@ -266,8 +266,12 @@ class Firer:
         hits: dict[str, int] = {}
         try:
             while True:
-                try:
-                    stop = gdb.wait_stopped(max(deadline.remaining(), 0.001), deadline.what)
+                left = max(deadline.remaining(), 0.001)
+                try:  # a bound under the usual one that the stop then beats is the lab's timeout
+                    stop = patient(lambda t: gdb.wait_stopped(t, deadline.what), left,
+                                   left + max(0.0, STOP_TIMEOUT - handler_timeout), deadline.what, handler_timeout)
+                except TimeoutTooShort:
+                    raise
                 except LabTimeout:
                     self._give_up(obs, deadline.error())
                 what = stops.get(int(stop.get("bkptno", 0))) if stop.get("reason") == "breakpoint-hit" else None

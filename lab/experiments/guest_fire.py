@@ -26,12 +26,12 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict
 
-from lab.errors import GuestError, LabTimeout, UserError
+from lab.errors import GuestError, LabTimeout, TimeoutTooShort, UserError
 from lab.experiments.fire import STOP_TIMEOUT, FireObservation, Firer
 from lab.labkernel.layouts import (OBSERVER_CAPACITY, OBSERVER_HEADER, OBSERVER_PLANT_SYMBOL, OBSERVER_SIZE,
                                    OBSERVER_SYMBOL, PLANT)
 from lab.labkernel.observer import ObservedException, decode_buffer
-from lab.machine.process import Deadline
+from lab.machine.process import Deadline, patient
 from lab.machine.session import Session
 from lab.scenarios.exceptions import RIP_LOOP, ExceptionScenario
 from lab.target.cpu import parse_info_registers
@@ -190,8 +190,11 @@ class GuestFirer(Firer):
             self.s.qemu.qmp_cmd("inject-nmi")
             obs.nmi_source = "inject-nmi"
         try:
-            m = serial.expect(rb"(fired|error:) ([^\r\n]*)\r?\n", handler_timeout,
-                              f"the kernel's report of {scenario.name}")
+            what = f"the kernel's report of {scenario.name}"
+            m = patient(lambda t: serial.expect(rb"(fired|error:) ([^\r\n]*)\r?\n", t, what),
+                        handler_timeout, STOP_TIMEOUT, what)
+        except TimeoutTooShort:
+            raise  # the lab's timeout (exit 3), not the guest's
         except LabTimeout as exc:  # the VM may have stopped (a KVM internal error)
             status = self.s.qemu.qmp_cmd("query-status")["status"]
             obs.timeout = f"{exc}; QEMU status: {status}"

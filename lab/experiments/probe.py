@@ -21,7 +21,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from lab.target import qemu_log
-from lab.errors import LabError, LabTimeout
+from lab.errors import LabError, LabTimeout, TimeoutTooShort
+from lab.machine.process import patient
 from lab.machine.session import Session
 from lab.host.profiles import Profile
 from lab.scenarios.probes import DOUBLE_FAULT_HALT, SURVIVES, TRIPLE_FAULT, Probe
@@ -90,6 +91,8 @@ def run_probe(kernel: Path, profile: Profile, probe: Probe, *, log_dir: Path | N
                 _wait_reset(s, obs, timeout)
             else:
                 _double_fault(s, obs, bp, probe, timeout)
+        except TimeoutTooShort:
+            raise  # the lab's timeout (exit 3), not the guest's
         except LabTimeout as exc:
             obs.outcome = HUNG
             obs.evidence.append(f"{exc.message}; serial tail:\n{s.serial.tail(800).strip()}")
@@ -127,7 +130,7 @@ def reset_or_stop(s: Session, timeout: float) -> tuple[dict | None, str | None]:
     """How the machine ended: (QMP SHUTDOWN's data, None) when it reset (a reset's STOP is
     followed by SHUTDOWN at once), or (None, QEMU's run state) when it stopped without one
     (e.g. "internal-error": the accelerator could not go on). LabTimeout when neither came."""
-    event = s.qemu.wait_event(("SHUTDOWN", "STOP"), timeout)
+    event = patient(lambda t: s.qemu.wait_event(("SHUTDOWN", "STOP"), t), timeout, USUAL, "a reset or stop")
     if event["event"] == "STOP":
         try:
             event = s.qemu.wait_event("SHUTDOWN", STOP_THEN_SHUTDOWN)
@@ -150,9 +153,20 @@ def _wait_reset(s: Session, obs: ProbeObservation, timeout: float) -> None:
     obs.evidence.append(f"QMP SHUTDOWN {obs.shutdown}")
 
 
+#: The bound the lab itself gives each wait (`--timeout`'s default): a shorter `--timeout`
+#: that expires on what then comes within this is the lab's timeout, not a hung guest.
+USUAL = 10.0
+
+
+def _expect(s: Session, pattern: bytes, timeout: float, what: str):
+    return patient(lambda t: s.serial.expect(pattern, t, what), timeout, USUAL, what)
+
+
 def _double_fault(s: Session, obs: ProbeObservation, bp: int, probe: Probe, timeout: float) -> None:
     try:
-        s.gdb.wait_stopped(timeout, "the #DF handler")
+        patient(lambda t: s.gdb.wait_stopped(t, "the #DF handler"), timeout, USUAL, "the #DF handler")
+    except TimeoutTooShort:
+        raise
     except LabError:
         # No #DF handler: did the guest reset instead?
         _wait_reset(s, obs, 1.0)
@@ -162,14 +176,14 @@ def _double_fault(s: Session, obs: ProbeObservation, bp: int, probe: Probe, time
     obs.df_frame = {"rsp": regs["rsp"], "stack": qwords(raw)}
     s.gdb.delete_breakpoint(bp)
     s.gdb.cont()
-    m = s.serial.expect(rb"DOUBLE FAULT [^\r\n]*\r?\n", timeout, "the kernel's double-fault report")
+    m = _expect(s, rb"DOUBLE FAULT [^\r\n]*\r?\n", timeout, "the kernel's double-fault report")
     obs.report = m.group(0).decode().strip()
     if probe.expected == SURVIVES:
-        s.serial.expect(rb"shell restarted", timeout, "the shell to restart")
-        s.serial.wait_prompt(timeout)
-        obs.after = s.serial.command("info", timeout)
+        _expect(s, rb"shell restarted", timeout, "the shell to restart")
+        patient(s.serial.wait_prompt, timeout, USUAL, "the shell's prompt")
+        obs.after = patient(lambda t: s.serial.command("info", t), timeout, USUAL, "the shell's answer to info")
         obs.outcome = SURVIVES if obs.after.startswith("info version=") else HUNG
     else:
-        s.serial.expect(rb"HALTED after double fault", timeout, "the kernel to halt")
+        _expect(s, rb"HALTED after double fault", timeout, "the kernel to halt")
         obs.outcome = DOUBLE_FAULT_HALT
     obs.evidence.append(obs.report)

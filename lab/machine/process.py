@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import select
@@ -10,7 +11,7 @@ import subprocess
 import time
 from typing import Sequence
 
-from lab.errors import LabTimeout, ProcessDied
+from lab.errors import LabTimeout, ProcessDied, TimeoutTooShort
 
 _PR_SET_PDEATHSIG = 1
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -55,6 +56,19 @@ def popen(argv: Sequence[str], child_setup=_die_with_parent, **kwargs) -> subpro
                 wait_exit(proc, None)
             raise
     return proc
+
+
+@contextlib.contextmanager
+def held_stops():
+    """SIGINT and SIGTERM held back for a bounded teardown (reaping, closing sockets): one that
+    lands inside would leave a half-closed object (qemu.qmp's disconnect, interrupted, asserts
+    on its own state when it is closed again or collected). A held signal is raised as the
+    block ends, so it still ends the run."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, _STOPS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)  # a held signal is raised here
 
 
 def spawn(argv: Sequence[str], **kwargs) -> subprocess.Popen:
@@ -156,3 +170,25 @@ def wait_readable(fd: int, proc: subprocess.Popen, deadline: Deadline, name: str
                 raise deadline.error(**err)
     finally:
         os.close(pidfd)
+
+
+def patient(wait, timeout: float, usual: float, what: str, bound: float | None = None):
+    """`wait(timeout)`; when that times out on a bound shorter than the `usual` one, the wait
+    goes on for the rest of `usual`: what then comes shows the bound was too short for the work
+    (TimeoutTooShort, exit 3), and only what does not come even then is the guest's doing (the
+    first LabTimeout, for the caller to judge). `bound`: the user's whole bound, when `timeout`
+    is what was left of it."""
+    try:
+        return wait(timeout)
+    except LabTimeout as first:
+        if timeout >= usual:
+            raise
+        t0 = time.monotonic()
+        try:
+            wait(usual - timeout)
+        except LabTimeout:
+            raise first from None
+        bound = timeout if bound is None else bound
+        raise TimeoutTooShort(
+            f"timed out after {bound:g} s waiting for {what} (it came {time.monotonic() - t0:.3g} s "
+            f"later: --timeout {bound:g} is too short for the work)", logs=first.logs) from None

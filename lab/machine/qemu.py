@@ -17,7 +17,7 @@ from typing import Sequence
 
 from lab.host.bootpath import check_media, media_args, memory_for, serial_handshake
 from lab.errors import LabError, LabTimeout, ProcessDied, UserError
-from lab.machine.process import Deadline, reap, spawn, wait_exit, wait_readable
+from lab.machine.process import Deadline, held_stops, reap, spawn, wait_exit, wait_readable
 from lab.machine.rundir import RunDir
 from lab.host.profiles import Profile
 
@@ -211,15 +211,17 @@ class QemuMachine:
                 except Exception:
                     pass  # the hard path below ends it; the status tells what happened
         finally:
-            if self.proc is not None:
-                self._exit = ExitStatus(reap(self.proc))
-            for closer in (self.qmp, self.serial, self._serial_listener, self._stderr):
-                if closer is not None:
-                    try:
-                        closer.close()
-                    except Exception:
-                        pass
-            self.qmp = self.serial = self._serial_listener = self._stderr = None
+            with held_stops():  # bounded (reap escalates to SIGKILL); a signal is raised after it
+                if self.proc is not None:
+                    self._exit = ExitStatus(reap(self.proc))
+                closers = (self.qmp, self.serial, self._serial_listener, self._stderr)
+                self.qmp = self.serial = self._serial_listener = self._stderr = None
+                for closer in closers:
+                    if closer is not None:
+                        try:
+                            closer.close()  # QEMU is gone: QMP's disconnect meets EOF at once
+                        except Exception:
+                            pass
         return self._exit
 
     @property

@@ -9,9 +9,14 @@ lines), then waits for the lab to end. Then it counts:
 - leftovers: the trial's run directories still on disk after the next `lab` run (which sweeps
   what a SIGKILLed lab left; a run stopped by SIGTERM or SIGINT keeps its logs on purpose and
   says where, so those are not counted);
-- bad exits: a status other than 143 (SIGTERM), 130 (SIGINT) or -9 (SIGKILL), or a traceback;
-- swallowed: status 0 although the lab went on printing progress after the signal (a 0 with
-  nothing after is a lab that had already exited at its last line: not a trial).
+- bad exits, by class: a traceback through the lab's code, or a status other than 143
+  (SIGTERM), 130 (SIGINT) or -9 (SIGKILL) (-15/-2: the default action, once the run is over);
+- before lab start: a traceback (or CPython's fatal start-up error) with no frame of the lab's
+  code: the signal came while CPython itself started (its `site` imports) or while the console
+  script imported the lab, before the lab's first line, so outside its reach; counted apart;
+- swallowed: status 0 although the lab went on printing progress after the signal; a 0 with
+  nothing after it is a lab that was ending as the signal came (`ended_at_send`, listed);
+- skipped: the lab had exited before the moment (poll() right before the kill) or the line.
 
     python3 -m lab.scripts.signal_trials --trials 60 [--seed N]
 """
@@ -21,15 +26,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import queue
 import random
 import re
 import shutil
 import signal
 import subprocess
 import sys
+import threading
+import time
 import uuid
 from pathlib import Path
 
+import lab
 from lab.host.build import build_kernel
 from lab.machine.process import pid_gone
 
@@ -54,52 +63,96 @@ def marked(marker: str) -> list[int]:
     return out
 
 
-def trial(lab: str, kernel: Path, rng: random.Random) -> dict:
+#: The lab's own code: a traceback with no frame here comes from before the lab's first line.
+LAB_CODE = str(Path(lab.__file__).resolve().parent) + "/"
+FRAME = re.compile(r'^\s*File "([^"]+)"', re.M)
+#: What CPython prints for a signal in its own start-up (a traceback, or a fatal init error).
+STARTUP_SIGNS = ("Traceback", "KeyboardInterrupt", "Fatal Python error")
+
+
+def where_it_broke(text: str) -> str | None:
+    """None for clean output; 'lab code' for a traceback through the lab's code; 'before lab
+    start' for one with no frame of the lab's (CPython's start-up, its `site`, the console
+    script's own import of the lab: outside the lab's reach, reported apart, not hidden)."""
+    if not any(sign in text for sign in STARTUP_SIGNS):
+        return None
+    if any(Path(f).resolve().as_posix().startswith(LAB_CODE) for f in FRAME.findall(text) if f.startswith("/")):
+        return "lab code"
+    return "before lab start"
+
+
+def _read(stream, lines: list, seen: queue.Queue) -> None:
+    """Every stderr line, stamped with when it was read (the main thread may be waiting)."""
+    for line in stream:
+        lines.append((time.monotonic(), line))
+        seen.put(line)
+    seen.put(None)
+
+
+def _send(proc: subprocess.Popen, sig: signal.Signals) -> float | None:
+    """The signal, if the lab is still running: poll() right before kill (a lab that already
+    exited is a trial too late, not a swallowed signal). When it was sent, or None."""
+    if proc.poll() is not None:
+        return None
+    os.kill(proc.pid, sig)
+    return time.monotonic()
+
+
+def trial(lab_exe: str, kernel: Path, rng: random.Random) -> dict:
     argv, lines = rng.choice(COMMANDS)
     point = rng.randrange(1, lines + 1)
     sig = rng.choice(list(EXPECTED))
     name, value = "LAB_SIGNAL_TRIAL", uuid.uuid4().hex
-    proc = subprocess.Popen([lab, "-v", *argv, "--kernel", str(kernel)], stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen([lab_exe, "-v", *argv, "--kernel", str(kernel)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True, env={**os.environ, name: value},
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    seen, err, sent = 0, [], False
+    stamped, seen = [], queue.Queue()
+    reader = threading.Thread(target=_read, args=(proc.stderr, stamped, seen), daemon=True)
+    reader.start()
+    sent, count = None, 0
     if rng.random() < 0.5:  # a moment in time, not at a line: the windows between lines too
         delay = rng.uniform(0.0, 1.5)
         point = f"{delay:.3f}s"
         try:
             proc.wait(timeout=delay)  # the random moment itself; this is the trial, not a handshake
         except subprocess.TimeoutExpired:
-            proc.send_signal(sig)
-            sent = True
+            sent = _send(proc, sig)
     else:
-        for line in proc.stderr:
-            err.append(line)
+        while (line := seen.get()) is not None:
             if line.startswith("lab: "):
-                seen += 1
-                if seen == point:
-                    proc.send_signal(sig)
-                    sent = True
+                count += 1
+                if count == point:
+                    sent = _send(proc, sig)
                     break
-    if not sent:  # the command ended before the n-th line: no signal was tried
-        proc.wait(timeout=60)
-        return {"skipped": True}
-    after = proc.stderr.read()
-    err.append(after)
     status = proc.wait(timeout=60)
-    text = "".join(err)
-    went_on = any(line.startswith("lab: ") and not line.startswith(("lab: terminated", "lab: interrupted"))
-                  for line in after.splitlines())
-    if status == 0 and not went_on:
-        return {"skipped": True}  # it had exited at that line already
+    ended = time.monotonic()
+    reader.join(timeout=60)
+    if sent is None:  # it ended before the moment or the n-th line: no signal was tried
+        return {"skipped": "ended before the signal"}
+    text = "".join(line for _, line in stamped)
+    went_on = any(t > sent and line.startswith("lab: ")
+                  and not line.startswith(("lab: terminated", "lab: interrupted")) for t, line in stamped)
     orphans = [pid for pid in marked(f"{name}={value}") if not pid_gone(pid, 10)]
     for pid in orphans:
         os.kill(pid, signal.SIGKILL)
     kept = set(re.findall(r"logs: (\S+)", text))
-    swallowed = status == 0
-    bad = status not in (EXPECTED[sig], AFTER_EXIT[sig], 0) or "Traceback" in text
+    broke = where_it_broke(text)
+    if broke == "before lab start":
+        bad = None  # counted apart: the lab had not run a line yet
+    elif broke == "lab code":
+        bad = "traceback in lab code"
+    elif status not in (EXPECTED[sig], AFTER_EXIT[sig], 0):
+        bad = f"status {status}"
+    else:
+        bad = None
+    # 0 though it went on printing progress after the signal: swallowed. 0 with nothing after
+    # it: it was ending as the signal came (alive at the poll, gone before it could act).
+    swallowed = status == 0 and went_on and broke != "before lab start"
     return {"command": " ".join(argv), "point": point, "signal": sig.name, "status": status,
-            "bad_exit": bad, "swallowed": swallowed, "orphans": len(orphans),
-            "stderr_tail": text[-1500:] if bad or swallowed else "",
+            "bad_exit": bad, "before_lab_start": broke == "before lab start", "swallowed": swallowed,
+            "ended_at_send": status == 0 and not went_on, "ms_to_end": round((ended - sent) * 1000, 1),
+            "orphans": len(orphans),
+            "stderr_tail": text[-1500:] if bad or swallowed or broke else "",
             "run_dirs": [m.group(3) for m in STARTED.finditer(text) if m.group(3) not in kept]}
 
 
@@ -109,20 +162,29 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=None)
     args = ap.parse_args(argv)
     rng = random.Random(args.seed)
-    lab = shutil.which("lab") or sys.exit("lab.scripts.signal_trials: no `lab` on PATH")
+    lab_exe = shutil.which("lab") or sys.exit("lab.scripts.signal_trials: no `lab` on PATH")
     kernel = build_kernel(quiet=True)
-    results = [r for r in (trial(lab, kernel, rng) for _ in range(args.trials)) if not r.get("skipped")]
+    every = [trial(lab_exe, kernel, rng) for _ in range(args.trials)]
+    results = [r for r in every if not r.get("skipped")]
     # The next run sweeps what a SIGKILLed lab left; then count what is still there.
-    subprocess.run([lab, "inspect", "--kernel", str(kernel)], capture_output=True, check=False)
+    subprocess.run([lab_exe, "inspect", "--kernel", str(kernel)], capture_output=True, check=False)
     leftovers = sorted({d for r in results for d in r["run_dirs"] if Path(d).exists()})
-    summary = {"trials": len(results),
+    bad = [r for r in results if r["bad_exit"]]
+    summary = {"attempted": len(every), "trials": len(results),
+               "skipped_ended_before_the_signal": len(every) - len(results),
                "by_signal": {s.name: sum(r["signal"] == s.name for r in results) for s in EXPECTED},
                "by_command": {c: sum(r["command"] == c for r in results) for c in sorted({r["command"] for r in results})},
                "orphans": sum(r["orphans"] for r in results), "leftover_run_dirs": leftovers,
                "swallowed": [r for r in results if r["swallowed"]],
-               "bad_exits": [r for r in results if r["bad_exit"]]}
+               "ended_at_send": [{k: r[k] for k in ("command", "point", "signal", "ms_to_end")}
+                                 for r in results if r["ended_at_send"]],
+               "before_lab_start": {"count": sum(r["before_lab_start"] for r in results),
+                                    "by_status": {str(st): sum(r["before_lab_start"] and r["status"] == st for r in results)
+                                                  for st in sorted({r["status"] for r in results if r["before_lab_start"]})}},
+               "bad_exits_by_class": {c: sum(r["bad_exit"] == c for r in bad) for c in sorted({r["bad_exit"] for r in bad})},
+               "bad_exits": bad}
     print(json.dumps(summary, indent=2))
-    return 1 if summary["orphans"] or leftovers or summary["bad_exits"] or summary["swallowed"] else 0
+    return 1 if summary["orphans"] or leftovers or bad or summary["swallowed"] else 0
 
 
 if __name__ == "__main__":
