@@ -12,7 +12,7 @@ from lab.cli.bisect import HELP as BISECT_HELP, options as bisect_options
 from lab.host.bootpath import ALL_BOOT_PATHS, BOOT_PATHS, UEFI
 from lab.host.config import DEFAULT_KVM_READY_TIMEOUT, DEFAULT_READY_TIMEOUT
 from lab.host.profiles import DEFAULT_PROFILE, DISPLAYS, MAX_CPUS
-from lab.labkernel.contract import MAX_CPUS as LAB_KERNEL_MAX_CPUS
+from lab.labkernel.limits import MAX_CPUS as LAB_KERNEL_MAX_CPUS
 from lab.x86.vectors import MAX_VECTOR
 
 

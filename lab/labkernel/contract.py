@@ -69,15 +69,8 @@ def decode_gate_decls(raw: bytes) -> list[dict[str, int]]:
 #: Symbols every lab-kernel command relies on (kernel/CONTRACT.md).
 LAB_KERNEL_SYMBOLS = (READY_SYMBOL, IDT_DECL_SYMBOL)
 
-# The kernel's own limits, declared once; past them it refuses (or, for CPUs, starts none).
-#: The CPUs the lab kernel starts, the boot CPU included (kernel/src/smp/mod.rs MAX_CPUS).
-MAX_CPUS = 8
-#: `timer pit <hz>` (kernel/src/shell.rs cmd_timer): the PIT's 16-bit divisor of 1193182 Hz.
-PIT_HZ = range(19, 100_000 + 1)
-#: `timer apic periodic <hz>` and `timers <ms> <cpu>:<hz>` (kernel/src/smp/ipi.rs).
-APIC_HZ = range(1, 100_000 + 1)
-#: `measure <ms>` and `timers <ms> ...`: a window of 1-10000 ms.
-WINDOW_MS = range(1, 10_000 + 1)
+# The kernel's own limits, declared once in limits.py (importable alone, for the CLI's options).
+from lab.labkernel.limits import APIC_HZ, MAX_CPUS, PIT_HZ, WINDOW_MS  # noqa: E402,F401
 
 
 def is_lab_kernel(path: Path) -> bool:

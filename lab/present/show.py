@@ -8,7 +8,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from lab.checks.base import Verdict
-from lab.checks.claims import REFUTED, UNMEASURED
+from lab.checks.claim_evidence import REFUTED, UNMEASURED  # the verdicts alone: not the judges
 from lab.present.compact import probe_rows, profile_rows, scenario_rows  # noqa: F401 (the CLI's)
 from lab.present.render import (OUTCOME_STYLE, checks_table, frame_table, pcpu_table, print_fire,
                                 print_injections, print_probes, print_report, print_tasks,

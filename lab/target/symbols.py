@@ -1,4 +1,4 @@
-"""Kernel symbols from an ELF (pyelftools): address -> symbol+offset, name -> address/size."""
+"""Kernel symbols from an ELF (lab/target/elfsections.py): address -> symbol+offset, name -> address/size."""
 
 from __future__ import annotations
 
@@ -122,29 +122,29 @@ class Symbols:
     @classmethod
     def from_elf(cls, path: Path) -> "Symbols":
         """The ELF's function, object and untyped symbols, and its allocated PROGBITS sections'
-        bytes. pyelftools finds the sections; the symbol entries are unpacked here with one
+        bytes. The symbol entries are unpacked here with one
         struct per table (ELF_SYM), which is fifty times faster than pyelftools' per-symbol
-        parse (50 ms for the lab kernel's 850 symbols, on every command's critical path)."""
-        from elftools.common.exceptions import ELFError
-        from elftools.elf.elffile import ELFFile
+        parse (50 ms for the lab kernel's 850 symbols, on every command's critical path). The
+        sections are read by lab/target/elfsections.py (pyelftools' import alone cost as much)."""
+        from lab.target.elfsections import SHT_PROGBITS, ElfSections
 
         try:
             with open(path, "rb") as f:
-                elf = ELFFile(f)
-                sections = list(elf.iter_sections())
+                elf = ElfSections(f)
+                sections = elf.sections
                 names = [s.name for s in sections]
                 syms: list[Symbol] = []
-                symtab = elf.get_section_by_name(".symtab")
+                symtab = elf.by_name(".symtab")
                 if symtab is not None:
-                    strtab = sections[symtab["sh_link"]].data()
-                    syms = _unpack_symbols(symtab.data(), strtab, names, elf.elfclass, elf.little_endian)
+                    strtab = elf.data(sections[symtab.link])
+                    syms = _unpack_symbols(elf.data(symtab), strtab, names, elf.elfclass, elf.little_endian)
                 data = {}
                 for sec in sections:
-                    if sec["sh_type"] == "SHT_PROGBITS" and sec["sh_flags"] & SHF_ALLOC:
-                        data[sec.name] = (sec["sh_addr"], sec.data())
+                    if sec.type == SHT_PROGBITS and sec.flags & SHF_ALLOC:
+                        data[sec.name] = (sec.addr, elf.data(sec))
         except FileNotFoundError:
             raise UserError(f"kernel not found: {path}") from None
-        except (ELFError, OSError, ValueError, IndexError, struct.error) as exc:
+        except (OSError, ValueError, IndexError, struct.error) as exc:
             raise UserError(f"{path}: not a readable ELF file ({exc})") from None
         return cls(syms, path=path, section_data=data)
 
