@@ -275,6 +275,8 @@ class QemuMachine:
                     raise deadline.error(**self._error_context()) from None
                 continue
             if status == "completed":
+                if deadline.expired():  # an event already queued is read at once, however late
+                    raise deadline.error(**self._error_context())
                 return
             if status in ("failed", "cancelled"):
                 raise self._failure(f"{what}: migration {status}")

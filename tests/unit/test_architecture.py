@@ -158,3 +158,13 @@ def test_pyproject_lists_every_package():
     on_disk = {module_name(p) for p in LAB.rglob("__init__.py")}
     assert listed == on_disk | {"lab.qemu_configs"}
     assert pyproject["tool"]["setuptools"]["package-dir"] == {"lab.qemu_configs": "qemu-configs"}
+
+
+def test_test_files_have_unique_basenames():
+    """pytest imports test files without packages by basename (rootdir-relative "rootdir"
+    mode): two test_x.py in tests/unit and tests/integration break the collection in CI."""
+    from collections import Counter
+
+    root = Path(__file__).resolve().parents[1]
+    names = Counter(p.name for p in root.rglob("test_*.py"))
+    assert not [n for n, c in names.items() if c > 1]
