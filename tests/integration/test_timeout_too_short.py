@@ -11,8 +11,10 @@ from labtest import lab_cli
 
 @pytest.mark.parametrize("argv, what", [
     (("fire", "de"), "the kernel's report of de"),
-    (("probe", "double-fault"), "the #DF handler"),
 ])
+# `lab probe double-fault --timeout 1e-9` is not here: in CI its #DF stop once arrived inside
+# the wait's 1 ms floor and the probe passed (exit 0); the probe path's rule is covered by
+# tests/unit/test_patient.py until a deterministic live case is found.
 def test_a_timeout_too_short_for_the_work_is_exit_3(kernel, argv, what):
     r = lab_cli(*argv, "--timeout", "1e-9", "--kernel", str(kernel), timeout=120)
     assert "Traceback" not in r.stderr, r.stderr
