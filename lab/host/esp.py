@@ -86,11 +86,9 @@ def esp_image(executable: Path, cmdline: str | None = None, cache: Path | None =
     it), made once and cached by content."""
     script = startup_script(cmdline) if cmdline is not None else None
     cache = cache or cache_dir()
-    try:
-        st = executable.stat()
-    except OSError as exc:
-        raise UserError(f"kernel cannot be read: {executable}: {exc.strerror or exc}") from None
-    known = (str(executable.resolve()), st.st_size, st.st_mtime_ns, cmdline, str(cache))
+    from lab.host.kernelfile import identity
+
+    known = (*identity(executable), cmdline, str(cache))
     if known in _made and _made[known].is_file():
         return _made[known]
     _made[known] = image = _cached(executable, script, cache)

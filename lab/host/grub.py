@@ -32,6 +32,7 @@ import tempfile
 from pathlib import Path
 
 from lab.errors import LabError, ToolMissing, UserError
+from lab.host.kernelfile import identity
 
 #: Bumped whenever the layout of the image changes, so older cached images are not reused.
 FORMAT = b"lab-grub-1"
@@ -91,14 +92,13 @@ def grub_image(kernel: Path, cmdline: str | None = None, cache: Path | None = No
     """The GRUB ISO that boots the Multiboot2 `kernel` with `cmdline`, made once and cached."""
     cfg = grub_cfg(cmdline)
     cache = cache or cache_dir()
-    try:
-        st = kernel.stat()
-        data = kernel.read_bytes()
-    except OSError as exc:
-        raise UserError(f"kernel cannot be read: {kernel}: {exc.strerror or exc}") from None
-    known = (str(kernel.resolve()), st.st_size, st.st_mtime_ns, cmdline, str(cache))
+    known = (*identity(kernel), cmdline, str(cache))
     if known in _made and _made[known].is_file():
         return _made[known]
+    try:
+        data = kernel.read_bytes()  # only on a miss: the content names the cached image
+    except OSError as exc:
+        raise UserError(f"kernel cannot be read: {kernel}: {exc.strerror or exc}") from None
     tool = mkrescue()
     digest = hashlib.sha256(b"\0".join((FORMAT, _version(tool), cfg.encode(), data))).hexdigest()
     image = cache / f"{digest[:40]}.iso"

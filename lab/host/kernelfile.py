@@ -86,6 +86,17 @@ def needs_grub(path: Path) -> bool:
     return path.is_file() and _head(path, 4) == b"\x7fELF" and multiboot_versions(path) == (2,)
 
 
+def identity(path: Path) -> tuple[str, int, int]:
+    """(resolved path, size, mtime in ns): what a boot image made from `path` in this process
+    is remembered by (lab/host/esp.py, grub.py), so checking a run's media and then making its
+    command line read the file once. UserError when it cannot be read."""
+    try:
+        st = path.stat()
+    except OSError as exc:
+        raise UserError(f"kernel cannot be read: {path}: {exc.strerror or exc}") from None
+    return str(path.resolve()), st.st_size, st.st_mtime_ns
+
+
 def _head(path: Path, size: int) -> bytes:
     try:
         with open(path, "rb") as f:
