@@ -12,7 +12,7 @@
 # transaction, so qemu-img stays (QEMU 10.0 itself is unpacked privately: lab/setup-qemu.sh).
 set -euo pipefail
 
-debs=(qemu-system-x86 qemu-utils gdb binutils rustc-web cargo-web rust-web-src rust-web-llvm lld-22
+debs=(qemu-system-x86 qemu-utils gdb binutils gcc rustc-web cargo-web rust-web-src rust-web-llvm lld-22
       ovmf mtools grub-pc-bin grub-efi-amd64-bin xorriso chromium tmux)
 simulate=0
 [ "${1:-}" = "--simulate" ] && { simulate=1; shift; }

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lab.checks import fire_cpu
+from lab.checks import fire_cpu, frame_type
 from lab.checks.base import Check, Checks, Verdict, verdict
 # A fire's outcome (PASS, STALE, DEVIATION, FAIL) against its QEMU version's record; re-exported.
 from lab.checks.deviation import (OUTCOME_DEVIATION, OUTCOME_FAIL, OUTCOME_PASS,  # noqa: F401
@@ -238,6 +238,10 @@ def check_trap_frame(obs, s) -> Check:
     return C.result("fire.trap-frame", title, not problems, ev)
 
 
+def check_frame_type(obs, s) -> Check:
+    return frame_type.check(obs, has_error_code(s, obs.vector))
+
+
 def check_resume(obs, s) -> Check:
     title = "after iretq every planted register still holds its sentinel"
     if obs.observer == "guest":
@@ -316,7 +320,7 @@ def observer_differences(obs) -> list[str]:
 
 
 CHECKS = (check_vector, check_layout, check_alignment, check_rip, check_selectors, check_rsp,
-          check_rflags, check_if, check_error_code, check_cr2, check_trap_frame, check_resume,
+          check_rflags, check_if, check_error_code, check_cr2, check_trap_frame, check_frame_type, check_resume,
           check_qemu_log, check_observers_agree)
 
 

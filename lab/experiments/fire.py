@@ -1,24 +1,12 @@
 """`lab fire`: raise one exception in the running lab kernel and record what the CPU did.
 
-For one scenario (lab/scenarios/exceptions.py), in a booted `Session`:
-
-1. hardware breakpoint at `lab_plant_<n>`; the shell runs `fire <n> <style>`;
-2. at the plant point the lab writes fresh random sentinels into every general-purpose
-   register except RSP and the scenario's operands, and into CR2, and reads RSP/RFLAGS/CS/SS/CR2
-   (the state the exception interrupts: the next instructions do not change them);
-3. breakpoints at the handler the live IDT names for the vector, at `lab_on_exception`
-   (every handler of both styles calls it, with RDI = vector, RSI = the CPU frame) and at
-   `lab_resume_<n>`; continue (the NMI scenario gets QMP `inject-nmi` now; on an AP the
-   boot CPU sends that AP alone an NMI IPI, and the lab counts each CPU's NMIs around it);
-4. at the handler entry: RSP, RFLAGS, CR2 and the stack as the CPU left it; at
-   `lab_on_exception`: the delivered vector and, for the stub style, the whole TrapFrame;
-   at resume: the registers after `iretq`;
-5. the kernel prints a `fired ...` line, read back as evidence, with QEMU's `-d int` lines.
-
-Every stop is taken on the CPU the scenario runs on (the gdb thread that stopped); a stop at
-one of these breakpoints on another CPU is recorded (`elsewhere`) and passed over.
-
-The result is a `FireObservation`: raw facts, no verdicts (lab/checks/frame.py judges them).
+For one scenario (lab/scenarios/exceptions.py): stop at `lab_plant_<n>` (the shell runs `fire
+<n> <style>`), write fresh random sentinels into the GPRs and CR2, then break at the handler the
+live IDT names (RSP, RFLAGS, CR2, the CPU's frame; the DWARF type the handler reads it through,
+lab/experiments/frame_type.py), at `lab_on_exception` (the delivered vector; the stub's
+TrapFrame) and at `lab_resume_<n>` (the registers after iretq). The NMI scenario gets QMP
+`inject-nmi` (on an AP, the boot CPU's NMI IPI). Stops on other CPUs are kept as `elsewhere`.
+The result is a `FireObservation`, raw facts; lab/checks/frame.py judges them.
 """
 
 from __future__ import annotations
@@ -27,6 +15,7 @@ import random
 from dataclasses import asdict, dataclass, field
 
 from lab.errors import GuestError, LabError, LabTimeout, TimeoutTooShort, UserError
+from lab.experiments import frame_type
 from lab.labkernel.layouts import OBSERVER_HEADER, OBSERVER_SIZE, OBSERVER_SYMBOL
 from lab.labkernel.observer import STYLES as OBSERVER_STYLES, decode_buffer
 from lab.machine.process import Deadline, patient
@@ -74,6 +63,7 @@ class FireObservation:
     entry: dict | None = None  # rsp, rflags, cr2, stack (list of qwords), pc
     delivered: dict | None = None  # vector, error_code, frame address, style
     trap_frame: dict | None = None  # decoded TrapFrame (stub style)
+    frame_type: dict | None = None  # the DWARF type the handler reads its frame through (frame_type.py)
     after: dict[str, int] | None = None  # registers at resume
     kernel_report: dict = field(default_factory=dict)
     qemu_log: list[str] = field(default_factory=list)
@@ -129,6 +119,7 @@ class Firer:
         self.test_pages = qwords(pages)
         self._log_offset = 0
         self._observer = self.symbols.lookup(OBSERVER_SYMBOL)
+        self._readers: dict | None = None  # the kernel's DWARF frame readers, read at the first fire
 
     def _live_cpu(self):
         """IDTR and TR of the CPU the fires run on, from QEMU's monitor, read once, at the
@@ -248,12 +239,11 @@ class Firer:
             gdb.cont()
             self._expect_stop(labels.fault, f"the loop of {scenario.name}")
             gdb.delete_breakpoint(loop)
-        stops = {}
-        if gate.present:
-            stops[gdb.hbreak(f"*{gate.offset:#x}")] = "entry"
         # Its first instruction (a function-name breakpoint would land after the prologue).
-        stops[gdb.hbreak(f"*{self.symbols.lookup(ON_EXCEPTION).address:#x}")] = "delivered"
-        stops[gdb.hbreak(f"*{labels.resume:#x}")] = "resume"
+        at = {"entry": gate.offset if gate.present else None, "resume": labels.resume,
+              "delivered": self.symbols.lookup(ON_EXCEPTION).address}
+        stops = {gdb.hbreak(f"*{a:#x}"): w for w, a in at.items() if a is not None}
+        pending = None  # a stop the frame-type probe stepped onto (a breakpoint there is not hit)
         gdb.cont()
         if kernel_nmi:
             obs.nmi_source = "ipi"
@@ -268,8 +258,9 @@ class Firer:
             while True:
                 left = max(deadline.remaining(), 0.001)
                 try:  # a bound under the usual one that the stop then beats is the lab's timeout
-                    stop = patient(lambda t: gdb.wait_stopped(t, deadline.what), left,
-                                   left + max(0.0, STOP_TIMEOUT - handler_timeout), deadline.what, handler_timeout)
+                    stop, pending = pending or patient(lambda t: gdb.wait_stopped(t, deadline.what), left,
+                                                       left + max(0.0, STOP_TIMEOUT - handler_timeout),
+                                                       deadline.what, handler_timeout), None
                 except TimeoutTooShort:
                     raise
                 except LabTimeout:
@@ -295,6 +286,12 @@ class Firer:
                     obs.entry = {"rsp": regs["rsp"], "rflags": regs["rflags"], "cr2": regs["cr2"],
                                  "pc": regs["pc"],
                                  "stack": qwords(stack)}
+                    obs.frame_type = frame_type.probe(self, regs, ec, at)
+                    number = next((n for n, w in stops.items() if at[w] == obs.frame_type.get("pc")), None)
+                    if number is not None and obs.frame_type.get("steps"):
+                        pending = {"reason": "breakpoint-hit", "bkptno": str(number),
+                                   "thread-id": stop.get("thread-id")}
+                        continue
                 elif what == "delivered" and obs.delivered is None:
                     regs = self._regs(("rdi", "rsi", "rdx", "rcx", "cr2"))
                     obs.delivered = {"vector": regs["rdi"] & 0xFF, "frame": regs["rsi"],

@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import subprocess
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from lab.host.cache import cache_dir as host_cache
 from lab.errors import LabError, LabTimeout
 from lab.host.profiles import Profile
 from lab.host.toolchain import qemu_binary
@@ -97,8 +97,7 @@ class ProbeResult:
 
 
 def cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "x86-kernel-lab" / "kvm-probe"
+    return host_cache("kvm-probe")
 
 
 def cache_key(cpu: HostCpu, qemu: str, kernel_sha256: str, profile: Profile) -> str:

@@ -34,6 +34,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from lab.host.cache import cache_dir as host_cache
 from lab.errors import LabError, ToolMissing, UserError
 
 #: Bumped whenever the layout of the image changes, so older cached images are not reused.
@@ -56,8 +57,7 @@ SLACK_BYTES = 1 << 20
 
 
 def cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "x86-kernel-lab" / "esp"
+    return host_cache("esp")
 
 
 def startup_script(cmdline: str) -> str:

@@ -31,6 +31,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from lab.host.cache import cache_dir as host_cache
 from lab.errors import LabError, ToolMissing, UserError
 from lab.host.kernelfile import identity
 
@@ -46,8 +47,7 @@ MKRESCUE_TIMEOUT = 120.0  # seconds; normally about 1 s
 
 
 def cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "x86-kernel-lab" / "grub"
+    return host_cache("grub")
 
 
 def _quote(word: str) -> str:

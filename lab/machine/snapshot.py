@@ -85,8 +85,9 @@ class StateDirUnusable(LabError):
 
 
 def state_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(os.environ.get("LAB_STATE_DIR") or Path(base) / "x86-kernel-lab" / "states")
+    from lab.host.cache import cache_dir
+
+    return Path(os.environ.get("LAB_STATE_DIR") or cache_dir("states"))
 
 
 def _stat_identity(path: Path) -> list:

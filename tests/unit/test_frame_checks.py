@@ -69,8 +69,32 @@ def test_agreeing_guest_records_pass():
     assert verdicts(PF, lambda d: d.update(guest=_guest_records(d)))["fire.observers-agree"] is Verdict.PASS
 
 
+def _trap_frame_read(shift: int = 0):
+    """The recorded pf-write/stub fire as trap_dispatch reads it (TrapFrame: error code at 128,
+    the CPU's frame from 136), its pointer moved by `shift` bytes: a stub that pushed one word
+    more or fewer than the type says."""
+    def mutate(d):
+        rsp, stack = d["entry"]["rsp"], d["entry"]["stack"]
+        pointer = rsp - 128 + shift
+        words = ("error_code", "rip", "cs", "rflags", "rsp", "ss")
+        memory = {rsp + 8 * i: v for i, v in enumerate(stack)}
+        d["frame_type"] = {
+            "reader": {"function": "trap_dispatch", "address": 0x10F5F0, "param": "frame", "type": "TrapFrame",
+                       "by_value": False, "interrupt_abi": False},
+            "pointer": pointer, "base": rsp + 8, "entry_rsp": rsp, "steps": 20, "pc": 0x10F5F0,
+            "members": [{"path": ("" if w == "error_code" else "iret.") + w, "offset": 128 + 8 * i, "size": 8,
+                         "word": w, "address": pointer + 128 + 8 * i, "value": memory.get(pointer + 128 + 8 * i, 0),
+                         "error": None} for i, w in enumerate(words)]}
+    return mutate
+
+
+def test_a_trap_frame_read_where_the_cpu_pushed_passes():
+    assert verdicts(PF, _trap_frame_read())["fire.frame-type"] is Verdict.PASS
+
+
 PF = "pf-write/stub"
 WRONG = [
+    ("frame-type-one-word-low", PF, _trap_frame_read(-8), "fire.frame-type"),
     ("guest-record-disagrees", PF, _guest_word_altered, "fire.observers-agree"),
     ("other-vector-delivered", PF, _set(("delivered", "vector"), lambda v: 13), "fire.vector"),
     ("nothing-delivered", PF, lambda d: d.update(delivered=None, entry=None, trap_frame=None), "fire.vector"),

@@ -54,16 +54,29 @@ pub fn stub_for(vector: u8) -> Option<u64> {
     (vector < 32).then(|| unsafe { (*(&raw const lab_tut_table))[vector as usize] })
 }
 
-/// What the stub calls. The text's function reads `regs` as the CPU's frame; this one finds
-/// the real frame above the saved registers (and the error code, where the vector has one)
-/// and runs the same exception path as the other styles.
+/// The frame as the text's function declares its argument: the CPU's five words from offset
+/// 0. The stub passes RSP after its fifteen pushes, so `rip` reads the saved RAX: the
+/// tutorial's bug, kept in the type so that the DWARF check (`fire.frame-type`) sees it.
+#[repr(C)]
+pub struct TutorialFrame {
+    pub rip: u64,
+    pub cs: u64,
+    pub rflags: u64,
+    pub rsp: u64,
+    pub ss: u64,
+}
+const _: () = assert!(core::mem::size_of::<TutorialFrame>() == 40);
+
+/// What the stub calls, with the text's signature. Unlike the text's function it does not
+/// read `regs` as the frame: it finds the real one above the saved registers (and the error
+/// code, where the vector has one) and runs the same exception path as the other styles.
 #[unsafe(no_mangle)]
-extern "C" fn lab_tutorial_dispatch(regs: *mut u64, vector: u64) {
+extern "C" fn lab_tutorial_dispatch(regs: *const TutorialFrame, vector: u64) {
     let vector = vector as u8;
     let has_error = super::vectors_with_error_code(vector);
     // SAFETY: `regs` is the stub's RSP: SAVED registers, then what the CPU pushed.
     unsafe {
-        let above = regs.add(SAVED);
+        let above = (regs as *mut u64).add(SAVED);
         let error = has_error.then(|| *above);
         let frame = above.add(has_error as usize) as *mut super::handlers::InterruptFrame;
         super::handlers::exception(vector, frame, error, Style::Tutorial);
