@@ -58,12 +58,35 @@ pub fn kernel_main(boot: boot::BootPath, boot_info: u64, cmdline: &str) -> ! {
     task::init();
     syscall::init();
     smp::init();
+    boot_styles(cmdline);
     serial_println!("{READY_MARKER} version={VERSION} boot={}", boot.name());
     lab_ready();
     if cmdline.split_whitespace().any(|w| w == EXIT_AT_READY) {
         drivers::debug_exit::exit(0);
     }
     shell::run(boot)
+}
+
+/// `lab.style=stub|tutorial`: the exception gates in that handler style from the start, for a
+/// fire that cannot type `style` at the shell (`lab fire --agnostic` at `lab_ready`). The
+/// tutorial style only on the vectors that push an error code: it returns from no other.
+pub const STYLE_OPTION: &str = "lab.style=";
+
+fn boot_styles(cmdline: &str) {
+    use arch::x86_64::idt::{self, Style};
+    let Some(style) = cmdline.split_whitespace().find_map(|w| w.strip_prefix(STYLE_OPTION)) else {
+        return;
+    };
+    let Some(style) = Style::parse(style) else {
+        serial_println!("error: unknown handler style '{style}' in {STYLE_OPTION}");
+        return;
+    };
+    for v in 0..32u8 {
+        if style != Style::Tutorial || arch::x86_64::vectors_with_error_code(v) {
+            idt::set_style(v, style);
+        }
+    }
+    serial_println!("style vectors=0-31 {}", style.name());
 }
 
 pub fn halt_forever() -> ! {

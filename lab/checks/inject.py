@@ -6,6 +6,7 @@ entry RSP (SDM vol. 3A §6.14.2, Figure 6-9).
 
 from __future__ import annotations
 
+from lab.checks import frame_type
 from lab.checks.base import Check, Checks, Verdict, verdict
 from lab.scenarios.injections import Injection, expected_error_code
 from lab.experiments.inject import InjectObservation
@@ -118,7 +119,12 @@ def restored(obs, inj) -> Check:
                  tuple(obs.restored) or ("registers and code as at the stop",))
 
 
-CHECKS = (vector, saved_rip, saved_segments_and_stack, saved_rflags, error_code, entry_rsp, restored)
+def frame_type_read(obs, inj) -> Check:
+    return frame_type.check_injected(obs, expected_error_code(inj) is not None)
+
+
+CHECKS = (vector, saved_rip, saved_segments_and_stack, saved_rflags, error_code, entry_rsp, frame_type_read,
+          restored)
 
 
 def run(obs: InjectObservation, inj: Injection) -> list[Check]:

@@ -119,7 +119,6 @@ class Firer:
         self.test_pages = qwords(pages)
         self._log_offset = 0
         self._observer = self.symbols.lookup(OBSERVER_SYMBOL)
-        self._readers: dict | None = None  # the kernel's DWARF frame readers, read at the first fire
 
     def _live_cpu(self):
         """IDTR and TR of the CPU the fires run on, from QEMU's monitor, read once, at the

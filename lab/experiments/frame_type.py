@@ -16,24 +16,36 @@ from lab.target.frametypes import frame_readers
 from lab.x86.frames import QWORD
 
 MAX_STEPS = 256
+#: An agnostic fire steps a kernel the lab does not know: fewer, each restored afterwards.
+AGNOSTIC_STEPS = 64
 STEP_TIMEOUT = 5.0
 #: System V AMD64: the registers of the first six integer or pointer parameters.
 ARG_REGS = ("rdi", "rsi", "rdx", "rcx", "r8", "r9")
 
 
 def probe(firer, regs: dict, error_code: bool, at: dict) -> dict:
-    """observe() at a Firer's `entry` stop; `at`: the fire's stops by name, `entry` included.
-    The kernel's readers are read at the first fire (`firer._readers`)."""
-    if firer._readers is None:
-        firer._readers = frame_readers(firer.s.kernel)
-    if "skip" in firer._readers:
-        return {"skip": firer._readers["skip"]}
-    return observe(firer.gdb, firer._readers["readers"], regs["pc"], regs["rsp"], error_code,
+    """observe() at a Firer's `entry` stop; `at`: the fire's stops by name, `entry` included."""
+    readers = frame_readers(firer.s.kernel)
+    if "skip" in readers:
+        return {"skip": readers["skip"]}
+    return observe(firer.gdb, readers["readers"], regs["pc"], regs["rsp"], error_code,
                    {a for w, a in at.items() if w != "entry" and a is not None})
 
 
+def injected(session, pc: int, entry_rsp: int, error_code: bool) -> dict:
+    """observe() at an agnostic fire's handler entry (lab/experiments/inject.py), from the DWARF
+    of the ELF the symbols came from."""
+    path = session.symbols.path
+    if path is None:
+        return {"skip": "no ELF to read DWARF from (no symbols)"}
+    readers = frame_readers(path)
+    if "skip" in readers:
+        return {"skip": readers["skip"]}
+    return observe(session.gdb, readers["readers"], pc, entry_rsp, error_code, set(), AGNOSTIC_STEPS)
+
+
 def observe(gdb, readers: dict, entry_pc: int, entry_rsp: int, error_code: bool,
-            stop_at: set[int]) -> dict:
+            stop_at: set[int], max_steps: int = MAX_STEPS) -> dict:
     """{"reader": ..., "pointer", "base", "steps", "members": [...]} or {"skip": why}; "pc" is
     where the CPU was left (the caller's next stop may be there: see `stop_at`)."""
     base = entry_rsp + (QWORD if error_code else 0)
@@ -42,8 +54,8 @@ def observe(gdb, readers: dict, entry_pc: int, entry_rsp: int, error_code: bool,
         if steps and pc in stop_at:
             return {"skip": f"the handler reached {pc:#x}, a stop of the fire, before any frame reader",
                     "pc": pc, "steps": steps}
-        if steps >= MAX_STEPS:
-            return {"skip": f"no function that takes a frame struct was entered within {MAX_STEPS} "
+        if steps >= max_steps:
+            return {"skip": f"no function that takes a frame struct was entered within {max_steps} "
                             f"instructions of the handler", "pc": pc, "steps": steps}
         gdb.mi("-exec-step-instruction")
         gdb.wait_stopped(STEP_TIMEOUT, "one instruction of the handler")

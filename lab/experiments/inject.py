@@ -5,8 +5,9 @@ there (the gdbstub writes physical memory, so read-only kernel text is no obstac
 registers that instruction needs, clears RFLAGS.IF and TF so no interrupt comes first, and
 puts hardware breakpoints on the handler the live IDT names for the vector (plus #GP, #PF and
 #DF, to see a wrong delivery). It continues, stops at the handler's first instruction, reads
-the frame the CPU pushed, then writes back the original bytes and every register. No handler
-instruction runs: the kernel resumes exactly where it stopped, none the wiser.
+the frame the CPU pushed (and, with DWARF, steps a stub into the function that reads it:
+lab/experiments/frame_type.py), then writes back the original bytes and every register. The
+kernel resumes exactly where it stopped, none the wiser.
 
 The CPU pushes (SDM vol. 3A §6.14.2, Figure 6-9; §6.13 for which vectors push an error code):
 with no stack switch it aligns RSP down to 16 bytes, with an IST gate it loads the IST slot
@@ -19,10 +20,11 @@ import time
 from dataclasses import asdict, dataclass, field
 
 from lab.errors import GuestError, UserError
+from lab.experiments import frame_type
 from lab.scenarios.injections import Injection, expected_error_code
 from lab.target.cpu import parse_info_registers
 from lab.target.memory import phys_reader
-from lab.x86.frames import QWORD, RFLAGS_IF, RFLAGS_TF, qwords
+from lab.x86.frames import GPRS, QWORD, RFLAGS_IF, RFLAGS_TF, qwords
 from lab.x86.idt import read_gate
 from lab.x86.paging import walk
 from lab.x86.tss import TSS
@@ -53,6 +55,8 @@ class InjectObservation:
     entry_rsp: int | None = None
     frame: list[int] = field(default_factory=list)  # the frame's 5 or 6 qwords at the entry RSP
     cr2: int | None = None
+    frame_type: dict | None = None  # the DWARF type the handler reads its frame through (frame_type.py)
+    registers: dict = field(default_factory=dict)  # the GPRs the instruction ran with
     restored: list[str] = field(default_factory=list)  # what differs after the restore
     seconds: float = 0.0
 
@@ -122,6 +126,8 @@ def inject(session, injection: Injection, timeout: float = 5.0) -> InjectObserva
             # Exactly the frame: an IST stack's top is often a page boundary with a guard above.
             words = 6 if expected_error_code(injection) is not None else 5
             obs.frame = qwords(gdb.read_memory(obs.entry_rsp, words * QWORD))
+            obs.registers = {r: v for r, v in {**saved, **regs}.items() if r in GPRS}
+            obs.frame_type = frame_type.injected(session, pc, obs.entry_rsp, words == 6)
     finally:
         gdb.write_memory(site, original)
         gdb.write_registers({k: v for k, v in saved.items() if k in RESTORED})

@@ -8,12 +8,15 @@ Without a root disk the kernel panics after boot, which is a fine place to stop 
 
 from __future__ import annotations
 
+import fcntl
 import re
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
-from lab.errors import LabError, ToolMissing
+from lab.errors import LabError, LabTimeout, ToolMissing
 
 CACHE = Path.home() / ".cache" / "x86-kernel-lab" / "debian-kernel"
 META_PACKAGE = "linux-image-amd64"
@@ -42,23 +45,44 @@ def debian_kernel(cache: Path = CACHE) -> Path:
     target = cache / package / "vmlinuz"
     if target.is_file():
         return target
-    work = cache / package
-    work.mkdir(parents=True, exist_ok=True)
-    _run(["apt-get", "download", "-q", package], cwd=work)
-    debs = list(work.glob("*.deb"))
-    if len(debs) != 1:
-        raise LabError(f"apt-get download left {len(debs)} packages in {work}")
-    tar = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(debs[0])], stdout=subprocess.PIPE)
-    try:
-        _run(["tar", "-x", "-C", str(work), "--wildcards", "./boot/vmlinuz-*"], stdin=tar.stdout)
-    finally:
-        tar.stdout.close()
-        tar.wait()
-    [vmlinuz] = (work / "boot").glob("vmlinuz-*")
-    vmlinuz.rename(target)
-    debs[0].unlink()
+    (cache / package).mkdir(parents=True, exist_ok=True)
+    with open(cache / package / ".lock", "w") as lock:
+        _lock(lock, f"{cache / package}: another fetch of {package}")
+        if target.is_file():  # fetched by the process that held the lock
+            return target
+        with tempfile.TemporaryDirectory(dir=cache / package, prefix=".fetch-") as tmp:
+            work = Path(tmp)
+            _run(["apt-get", "download", "-q", package], cwd=work)
+            debs = list(work.glob("*.deb"))
+            if len(debs) != 1:
+                raise LabError(f"apt-get download left {len(debs)} packages in {work}")
+            tar = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(debs[0])], stdout=subprocess.PIPE)
+            try:
+                _run(["tar", "-x", "-C", str(work), "--wildcards", "./boot/vmlinuz-*"], stdin=tar.stdout)
+            finally:
+                tar.stdout.close()
+                tar.wait()
+            found = list((work / "boot").glob("vmlinuz-*"))
+            if len(found) != 1:
+                raise LabError(f"{debs[0].name} holds {len(found)} /boot/vmlinuz-* files, not one")
+            found[0].rename(target)
     return target
 
+
+LOCK_TIMEOUT = 600.0  # seconds: a download of the kernel package by another process
+
+
+def _lock(f, what: str) -> None:
+    """An exclusive lock on `f`, waiting at most LOCK_TIMEOUT for `what`."""
+    deadline = time.monotonic() + LOCK_TIMEOUT
+    while True:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                raise LabTimeout(f"waited {LOCK_TIMEOUT:.0f} s for {what}") from None
+            time.sleep(0.1)  # a lock held by another process: no event to wait on
 
 if __name__ == "__main__":
     try:

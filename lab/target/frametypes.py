@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from lab.host.cache import cache_dir
+from lab.host.kernelfile import identity
 
 #: Bump when what is cached changes shape.
 SCHEMA = 1
@@ -167,6 +168,15 @@ def _reader(sub) -> FrameReader | None:
 
 def parse(elf_path: Path) -> dict:
     """{"readers": [FrameReader...]} or {"skip": why}: every frame reader in the ELF's DWARF."""
+    from elftools.common.exceptions import DWARFError, ELFError
+
+    try:
+        return _parse(elf_path)
+    except (ELFError, DWARFError) as exc:  # the reason is the finding: the check SKIPs with it
+        return {"skip": f"pyelftools cannot read {elf_path.name}'s DWARF: {exc}"}
+
+
+def _parse(elf_path: Path) -> dict:
     from elftools.elf.elffile import ELFFile
 
     with open(elf_path, "rb") as f:
@@ -187,9 +197,22 @@ def parse(elf_path: Path) -> dict:
     return {"readers": readers}
 
 
+_MEMO: dict[tuple, dict] = {}
+
+
 def frame_readers(elf_path: Path) -> dict:
-    """parse(), cached by the ELF's content: {"readers": {address: FrameReader}} or {"skip": why}."""
-    data = Path(elf_path).read_bytes()
+    """parse(), cached by the ELF's content (and in this process by its identity):
+    {"readers": {address: FrameReader}} or {"skip": why}."""
+    known = identity(Path(elf_path))
+    if known not in _MEMO:
+        _MEMO[known] = _cached(Path(elf_path))
+    return _MEMO[known]
+
+
+def _cached(elf_path: Path) -> dict:
+    data = elf_path.read_bytes()
+    if not data.startswith(b"\x7fELF"):
+        return {"skip": f"{elf_path.name} is not an ELF: no DWARF to read"}
     key = hashlib.sha256(data + str(SCHEMA).encode()).hexdigest()[:32]
     path = cache_dir("frametypes") / f"{key}.json"
     try:

@@ -57,3 +57,24 @@ def test_the_guest_observer_says_how_to_get_it(kernel):
     (run,) = json.loads(r.stdout)
     (check,) = [c for c in run["checks"] if c["id"] == "fire.frame-type"]
     assert check["verdict"] == "SKIP" and "--observer gdb" in check["evidence"][0]
+
+
+def test_an_agnostic_fire_judges_the_frame_type_of_any_kernel_with_dwarf(kernel):
+    """`lab fire --agnostic` knows nothing of the lab kernel: the DWARF of the ELF and the live IDT
+    are all it reads. `lab.style=` puts the exception gates in one style before `lab_ready`."""
+    def run(style: str):
+        r = lab_cli("fire", "--agnostic", "pf", "--kernel", str(kernel), "--at", "lab_ready",
+                    "--append", f"lab.style={style}", "--json", timeout=120)
+        assert "Traceback" not in r.stderr, r.stderr
+        (result,) = json.loads(r.stdout)["results"]
+        checks = {c["id"]: c for c in result["checks"]}
+        return r.returncode, checks["inject.frame-type"], checks["inject.restored"]
+
+    code, frame_type, restored = run("tutorial")
+    assert (code, frame_type["verdict"]) == (1, "FAIL"), frame_type
+    assert frame_type["evidence"][0].startswith("TutorialFrame.rip (offset 0) reads ")
+    assert "the interrupted RAX" in frame_type["evidence"][0]
+    assert restored["verdict"] == "PASS"  # the stub was stepped, and the kernel never noticed
+    code, frame_type, restored = run("stub")
+    assert (code, frame_type["verdict"], restored["verdict"]) == (0, "PASS", "PASS"), frame_type
+    assert "TrapFrame via trap_dispatch(frame)" in frame_type["evidence"][0]

@@ -66,21 +66,31 @@ def test_readers_from_gcc_dwarf(c_elf):
     assert by_value.by_value
 
 
-def test_no_dwarf_is_a_reason(c_elf, tmp_path):
+def test_no_dwarf_is_a_reason(c_elf, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     stripped = tmp_path / "stripped.elf"
     subprocess.run(["objcopy", "--strip-debug", str(c_elf), str(stripped)], check=True)
     assert "no DWARF" in parse(stripped)["skip"]
+    (tmp_path / "System.map").write_text("ffffffff81000000 T _text\n")
+    assert "not an ELF" in frame_readers(tmp_path / "System.map")["skip"]
+    damaged = tmp_path / "damaged.elf"
+    damaged.write_bytes(c_elf.read_bytes()[:200])
+    assert "cannot read" in frame_readers(damaged)["skip"]
 
 
 def test_readers_are_cached_by_content(c_elf, tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(frametypes, "_MEMO", {})
     first = frame_readers(c_elf)["readers"]
+    assert frame_readers(c_elf)["readers"] is first  # this process remembers it
+    frametypes._MEMO.clear()
     cached = list((tmp_path / "x86-kernel-lab" / "frametypes").glob("*.json"))
     assert len(cached) == 1
     calls = []
     monkeypatch.setattr(frametypes, "parse", lambda p: calls.append(p) or {"readers": []})
     assert frame_readers(c_elf)["readers"] == first and calls == []  # from the cache
     cached[0].write_text("{not json")
+    frametypes._MEMO.clear()
     assert frame_readers(c_elf)["readers"] == {} and calls == [c_elf]  # a broken cache is parsed again
 
 

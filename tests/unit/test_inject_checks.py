@@ -25,11 +25,24 @@ def good(name: str) -> InjectObservation:
     frame = ([code] if code is not None else []) + [SITE + inj.rip_offset, CS, RFLAGS, RSP, SS]
     base = IST_TOP if ist else RSP & ~0xF
     target = {"gp": 0x8000_0000_0000_0000, "pf": 0x1000}.get(name)
+    entry_rsp = base - 8 * len(frame)
     return InjectObservation(
         name, inj.vector, SITE, {"rip": SITE, "rsp": RSP, "eflags": RFLAGS | 0x200, "cs": CS, "ss": SS},
         RFLAGS, {"offset": 0xFFFF_FFFF_8160_0000, "ist": ist, "type": "interrupt"}, IST_TOP if ist else None,
         target=target, stopped_at=0xFFFF_FFFF_8160_0000, entered=inj.vector, entry_rsp=base - 8 * len(frame),
-        frame=frame, cr2=target if name == "pf" else 0)
+        frame=frame, cr2=target if name == "pf" else 0, frame_type=frame_read(entry_rsp, frame, code is not None))
+
+
+def frame_read(entry_rsp: int, frame: list[int], error_code: bool, shift: int = 0) -> dict:
+    """An interrupt-ABI handler reading InterruptFrame at the CPU's frame (moved by `shift`)."""
+    base = entry_rsp + (8 if error_code else 0)
+    memory = {entry_rsp + 8 * i: v for i, v in enumerate(frame)}
+    members = [{"path": w, "offset": 8 * i, "size": 8, "word": w, "address": base + shift + 8 * i,
+                "value": memory.get(base + shift + 8 * i), "error": None}
+               for i, w in enumerate(("rip", "cs", "rflags", "rsp", "ss"))]
+    return {"reader": {"function": "isr", "address": 0xFFFF_FFFF_8160_0000, "param": "frame",
+                       "type": "InterruptFrame", "by_value": True, "interrupt_abi": True},
+            "pointer": base + shift, "base": base, "entry_rsp": entry_rsp, "steps": 0, "pc": 0, "members": members}
 
 
 @pytest.mark.parametrize("name", [i.name for i in INJECTIONS])
@@ -56,6 +69,8 @@ WRONG = [
     ("pf-cr2", "pf", lambda o: dataclasses.replace(o, cr2=0x2000), "inject.error-code"),
     ("no-alignment", "ud", lambda o: dataclasses.replace(o, entry_rsp=RSP - 40), "inject.entry-rsp"),
     ("ist-not-used", "nmi", lambda o: dataclasses.replace(o, entry_rsp=(RSP & ~0xF) - 40), "inject.entry-rsp"),
+    ("frame-type-misses-the-error-code", "gp",
+     lambda o: dataclasses.replace(o, frame_type=frame_read(o.entry_rsp, o.frame, True, shift=-8)), "inject.frame-type"),
     ("not-restored", "pf", lambda o: dataclasses.replace(o, restored=["rip 0x0 != 0xffffffff81000000"]), "inject.restored"),
 ]
 
